@@ -1,0 +1,126 @@
+/*
+ * config: reads a pipeline YAML file with libyaml into a typed spec that keeps
+ * the source position of every value, so that any later error can point at a
+ * line. Reading does no I/O beyond the file itself. All errors in a file are
+ * collected (not just the first) as diagnostics; see diag.h.
+ *
+ * Ownership: config_load returns a spec the caller frees with spec_free; every
+ * string and array inside belongs to the spec.
+ */
+#ifndef PIPECTL_CONFIG_H
+#define PIPECTL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include "diag.h"
+
+/* A string from the file with its position (s == NULL when absent). */
+struct sval {
+	char *s;
+	struct pos pos;
+};
+
+struct header {
+	char *name;
+	struct sval value;             /* a ${...} template */
+};
+
+enum data_format { FMT_JSON = 0, FMT_JSONL };
+
+/* Durations are seconds (double); -1 means "not set, inherit". */
+struct fetch_spec {
+	struct sval *urls;             /* templates; n_urls == 0 when file is set */
+	size_t n_urls;
+	struct sval file;              /* local path template (relative to the pipeline dir) */
+	enum data_format format;       /* of each response / of the file */
+	struct sval method;            /* default GET (s NULL) */
+	struct header *headers;
+	size_t n_headers;
+	struct sval body;              /* raw body template, or */
+	struct sval json;              /* jq expression whose value is sent as JSON */
+	struct sval records;           /* jq: document -> 0..n records; default "." */
+	double timeout;                /* per attempt */
+	double connect_timeout;
+	int concurrency;               /* transfers in flight for this stage; 0 = inherit */
+	long long max_body;            /* bytes; 0 = inherit */
+	int tls_verify;                /* 1, 0, or -1 = inherit (default on) */
+};
+
+struct transform_spec {
+	struct sval jq;                /* per-record expression, 0..n outputs (optional) */
+	struct sval dedupe;            /* key expression: keep the first record per key (optional) */
+};
+
+enum load_target { LOAD_SQLITE = 0, LOAD_FILE, LOAD_STDOUT };
+
+struct load_spec {
+	enum load_target target;
+	struct sval path;              /* sqlite, file: relative to the pipeline dir */
+	struct sval table;             /* sqlite */
+	struct sval *key;              /* sqlite: upsert key columns */
+	size_t n_key;
+	enum data_format format;       /* file, stdout: FMT_JSONL only for now */
+};
+
+enum stage_type { STAGE_FETCH = 0, STAGE_TRANSFORM, STAGE_LOAD };
+
+struct stage_spec {
+	char *id;
+	struct pos pos;                /* of the stage's key */
+	char *description;
+	struct sval *needs;
+	size_t n_needs;
+	enum stage_type type;
+	struct pos type_pos;           /* of the fetch:/transform:/load: key */
+	union {
+		struct fetch_spec fetch;
+		struct transform_spec transform;
+		struct load_spec load;
+	} u;
+};
+
+struct spec {
+	char *path;                    /* as given on the command line */
+	char *dir;                     /* directory relative paths resolve against */
+	char *text;                    /* the file's bytes */
+	size_t text_len;
+	char hash[65];                 /* sha256 of text */
+
+	char *name;                    /* pipeline: */
+	char *description;
+	json_t *params;                /* object: name -> scalar (defaults; -p overrides) */
+
+	/* settings: (engine-wide) */
+	int concurrency;               /* HTTP transfers in flight, whole run (default 64) */
+	int queue_high, queue_low;     /* records per stage input queue (10000 / 5000) */
+	int batch_size;                /* records per batch (default 500) */
+
+	/* defaults: (inherited by fetch stages) */
+	double timeout;                /* default 30s */
+	double connect_timeout;        /* default 10s */
+	int stage_concurrency;         /* default 16 */
+	long long max_body;            /* default 64MiB */
+
+	struct stage_spec *stages;     /* in file order */
+	size_t n_stages;
+};
+
+/*
+ * Parses and checks path. Returns the spec, or NULL when any error was found;
+ * every error found is appended to d (so callers print them all). Checks:
+ * YAML syntax, duplicate keys, unknown keys (with a suggestion), types,
+ * required keys, durations/sizes, stage references, cycles (dag.c), jq
+ * expressions and ${...} templates (expr.c).
+ */
+struct spec *config_load(const char *path, struct diags *d);
+void spec_free(struct spec *s);
+
+/* Index of the stage named id, or -1. */
+int spec_stage_index(const struct spec *s, const char *id);
+
+/* Strict value parsers, shared with the command line. Return 0 or -1. */
+int parse_duration(const char *s, double *seconds);   /* 250ms 10s 5m 1h 1.5s */
+int parse_size(const char *s, long long *bytes);      /* 512 64KiB 64MiB 1GiB 10kB 5MB */
+
+#endif

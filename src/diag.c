@@ -1,0 +1,69 @@
+/*
+ * diag: collects diagnostics and prints them sorted by position, the way a
+ * compiler does, so users can jump from one to the next.
+ */
+#include "diag.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void diags_add(struct diags *d, struct pos p, const char *fmt, ...)
+{
+	va_list ap;
+	struct diag *g;
+
+	xgrow(&d->v, &d->cap, d->n + 1, sizeof(*d->v));
+	g = &d->v[d->n++];
+	g->file = xstrdup(p.file ? p.file : "");
+	g->line = p.line;
+	g->col = p.col;
+	va_start(ap, fmt);
+	g->msg = xvasprintf(fmt, ap);
+	va_end(ap);
+}
+
+/* Insertion sort: stable, and diagnostic lists are short. */
+static int diag_before(const struct diag *a, const struct diag *b)
+{
+	int c = strcmp(a->file, b->file);
+
+	if (c)
+		return c < 0;
+	if (a->line != b->line)
+		return a->line < b->line;
+	return a->col < b->col;
+}
+
+void diags_print(struct diags *d, FILE *out)
+{
+	size_t i, j;
+
+	for (i = 1; i < d->n; i++) {
+		struct diag t = d->v[i];
+		for (j = i; j > 0 && diag_before(&t, &d->v[j - 1]); j--)
+			d->v[j] = d->v[j - 1];
+		d->v[j] = t;
+	}
+	for (i = 0; i < d->n; i++) {
+		const struct diag *g = &d->v[i];
+		if (g->line > 0)
+			fprintf(out, "%s:%d:%d: %s\n", g->file, g->line, g->col, g->msg);
+		else if (*g->file)
+			fprintf(out, "%s: %s\n", g->file, g->msg);
+		else
+			fprintf(out, "%s\n", g->msg);
+	}
+}
+
+void diags_free(struct diags *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++) {
+		free(d->v[i].file);
+		free(d->v[i].msg);
+	}
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
+}

@@ -1,0 +1,71 @@
+/*
+ * engine: one run of a pipeline on one libev loop. It owns the stages, the
+ * queues between them, the HTTP client and the state rows of the run.
+ *
+ * Firing rule: a stage with input runs when every stage it feeds has room
+ * (its queue is below the high watermark). Sources pause when any queue they
+ * feed is full and resume once all are back at the low watermark. A stage is
+ * finished when everything it needs finished, its queue is empty and it said
+ * engine_stage_done(). A failed stage cancels every stage downstream of it;
+ * other branches run to completion.
+ */
+#ifndef PIPECTL_ENGINE_H
+#define PIPECTL_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <ev.h>
+#include <jansson.h>
+#include "config.h"
+#include "dag.h"
+#include "expr.h"
+#include "stage.h"
+#include "state.h"
+#include "util.h"
+
+struct engine;
+struct http;
+
+struct engine_opts {
+	const struct spec *spec;
+	const struct dag *dag;
+	json_t *params;                /* effective params (borrowed) */
+	struct state *state;           /* borrowed */
+	int64_t run_id;
+	bool quiet;                    /* no per-stage summary on stderr */
+};
+
+/* Builds the run: creates every stage (compiling expressions, opening sinks).
+ * Returns NULL and *err on a setup error (nothing ran). */
+struct engine *engine_create(const struct engine_opts *o, char **err);
+/* Runs the loop to completion. Returns the run's final status. */
+enum run_status engine_run(struct engine *e);
+/* The signal that interrupted the run (0 when none). */
+int engine_signal(const struct engine *e);
+void engine_destroy(struct engine *e);
+
+/* ---- for stages ---- */
+struct ev_loop *engine_loop(struct engine *e);
+struct http *engine_http(struct engine *e);
+const struct expr_scope *engine_scope(struct engine *e);
+const struct spec *engine_spec(struct engine *e);
+int engine_batch_size(struct engine *e);
+bool engine_stopping(struct engine *e);
+
+/* Sends batch (a json array, stolen) to every stage downstream. Empty batches
+ * are dropped. Counts records_out. */
+void engine_emit(struct stage *st, json_t *batch);
+/* True when every stage downstream has room. When false, the engine calls
+ * st->kind->resume() once there is room again. */
+bool engine_may_emit(struct stage *st);
+/* Asks for a resume() call on a later loop iteration (when there is room). */
+void engine_want_run(struct stage *st);
+/* The stage completed its work. */
+void engine_stage_done(struct stage *st);
+/* The stage failed: message is recorded (redacted) and printed; downstream
+ * stages are cancelled. Safe to call more than once (first message wins). */
+void engine_stage_fail(struct stage *st, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* Stats changed: persist on the next tick. */
+static inline void engine_touch(struct stage *st) { st->dirty = true; }
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * expr: the one place that talks to libjq. Programs are compiled once and run
+ * per record; `${...}` templates compile to a single jq string-interpolation
+ * program. All jansson <-> jv conversion lives in expr.c.
+ *
+ * Scope available to every expression and template:
+ *   .          the current record (or document, for fetch `records:`)
+ *   params     the run's parameters (object), e.g. params.country
+ *   env        the process environment (jq builtin), e.g. env.API_KEY
+ *   run        {"id": <run id>, "pipeline": <name>}
+ * These are bound at compile time: compile after the run id is known.
+ *
+ * Numbers: jq 1.6 computes with doubles. Integers that fit in 2^53 come back
+ * as JSON integers; 19.99 stays 19.99. Larger integers lose precision only if
+ * they pass through a jq expression.
+ */
+#ifndef PIPECTL_EXPR_H
+#define PIPECTL_EXPR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+struct expr;
+
+/* The bindings (params, run) used when compiling. Borrowed, not stolen. */
+struct expr_scope {
+	const json_t *params;          /* object, may be NULL (= {}) */
+	const json_t *run;             /* object, may be NULL (= {}) */
+};
+
+/*
+ * Compiles a jq program. On error returns NULL and sets *err to a malloc'd
+ * message with jq's own words (e.g. "syntax error, unexpected INVALID_CHARACTER
+ * (Unix shell quoting issues?) at <top-level>, line 1"). Caller frees *err.
+ */
+struct expr *expr_compile(const char *src, const struct expr_scope *scope, char **err);
+
+/*
+ * Compiles a template string: literal text with ${jq expression} parts.
+ * "$${" is a literal "${". Non-string results are JSON-encoded (jq tostring).
+ * On a template that does not parse (unterminated "${", empty "${}") or an
+ * expression that does not compile: NULL, *err set, and *err_offset the byte
+ * offset in src of the offending "${" (so callers can point at a column).
+ */
+struct expr *expr_template(const char *src, const struct expr_scope *scope,
+                           char **err, size_t *err_offset);
+
+/* True when the template src contains no ${...} (constant string). */
+bool expr_template_is_const(const char *src);
+
+/*
+ * Runs e on input (borrowed). Each output is appended (stolen) to out, a
+ * jansson array. Returns 0, or -1 with *err set (malloc'd; jq's error text,
+ * e.g. 'Cannot index number with "x"'). Outputs appended before an error
+ * stay in out.
+ */
+int expr_run(struct expr *e, const json_t *input, json_t *out, char **err);
+
+/*
+ * Runs e expecting exactly one output; returns it (new reference) or NULL
+ * with *err set. Zero outputs and more than one output are errors.
+ */
+json_t *expr_eval1(struct expr *e, const json_t *input, char **err);
+
+/* Runs a template; returns a malloc'd string or NULL with *err set. */
+char *expr_render(struct expr *e, const json_t *input, char **err);
+
+void expr_free(struct expr *e);
+
+/* Names of env variables a template or program reads via env.NAME or
+ * $ENV.NAME (best effort), appended to names (json array of strings). Used
+ * to redact secret values from logs and state. */
+void expr_env_refs(const char *src, json_t *names);
+
+#endif

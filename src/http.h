@@ -1,0 +1,86 @@
+/*
+ * http: libcurl's multi-socket API driven by the libev loop (the evhiperfifo
+ * pattern: socket callback -> ev_io, timer callback -> ev_timer, events ->
+ * curl_multi_socket_action, then drain curl_multi_info_read). Only http.c
+ * includes curl.h.
+ *
+ * A global limit bounds transfers in flight; requests beyond it wait in a FIFO
+ * and start as slots free up. Completion callbacks run from the loop, never
+ * from inside a libcurl callback, so they may submit new requests.
+ */
+#ifndef PIPECTL_HTTP_H
+#define PIPECTL_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <ev.h>
+
+struct http;
+struct http_xfer;
+
+/* What a caller asks for. Everything is copied by http_submit. */
+struct http_request {
+	const char *method;            /* NULL = GET */
+	const char *url;               /* http://, https:// or file:// */
+	const char *const *headers;    /* "Name: value" strings, NULL-terminated; may be NULL */
+	const char *body;              /* may be NULL */
+	size_t body_len;
+	double timeout;                /* per attempt, seconds; 0 = none */
+	double connect_timeout;        /* seconds; 0 = libcurl default */
+	long long max_body;            /* bytes; a larger body fails the transfer; 0 = no limit */
+	bool tls_verify;
+};
+
+enum http_error {
+	HTTP_OK = 0,                   /* transport succeeded (any HTTP status) */
+	HTTP_ERR_CONNECT,              /* resolve/connect/refused */
+	HTTP_ERR_TIMEOUT,              /* per-attempt or connect timeout fired */
+	HTTP_ERR_TOO_BIG,              /* body exceeded max_body */
+	HTTP_ERR_CANCELLED,            /* http_cancel_all / http_destroy */
+	HTTP_ERR_OTHER                 /* anything else libcurl reports (reset, TLS, ...) */
+};
+
+struct http_header {
+	char *name;                    /* as sent by the server */
+	char *value;                   /* trimmed */
+};
+
+/* Handed to the completion callback; valid only during the call. */
+struct http_result {
+	enum http_error error;
+	const char *error_msg;         /* libcurl's message when error != HTTP_OK */
+	long status;                   /* HTTP status (0 when none; 0 for file://) */
+	const char *body;              /* NUL-terminated; never NULL */
+	size_t body_len;
+	const struct http_header *headers; /* of the final response */
+	size_t n_headers;
+	double duration;               /* seconds, submit-to-completion excluded queueing */
+	const char *url;               /* effective URL as requested */
+};
+
+typedef void (*http_done_fn)(void *arg, const struct http_result *res);
+
+/* max_inflight >= 1: transfers running at once across the whole run. */
+struct http *http_create(struct ev_loop *loop, int max_inflight);
+/* Cancels whatever is left (callbacks get HTTP_ERR_CANCELLED) and frees. NULL-safe. */
+void http_destroy(struct http *h);
+
+/* Queues a request; done is called exactly once (even on cancel). Returns a
+ * handle valid until done runs. */
+struct http_xfer *http_submit(struct http *h, const struct http_request *req,
+                              http_done_fn done, void *arg);
+
+/* Completes every queued and running transfer with HTTP_ERR_CANCELLED. */
+void http_cancel_all(struct http *h);
+
+size_t http_inflight(const struct http *h);   /* running now */
+size_t http_queued(const struct http *h);     /* waiting for a slot */
+
+/* Case-insensitive header lookup in a result; NULL when absent. */
+const char *http_result_header(const struct http_result *res, const char *name);
+
+/* Once per process, before any thread: curl_global_init / cleanup. */
+void http_global_init(void);
+void http_global_cleanup(void);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * state: the run-state database (SQLite, WAL). Only state.c includes
+ * sqlite3.h; all SQL lives there as named constants, prepared once and reset
+ * after use. Schema version is PRAGMA user_version; migrations run on open.
+ *
+ * Tables (see man/pipectl.1, FILES):
+ *   runs(id, pipeline, path, hash, params, status, started, finished, error)
+ *   stage_runs(run_id, stage, kind, status, records_in, records_out, errors,
+ *              requests, started, finished, error)
+ * Times are seconds since the epoch (REAL). Status strings are those of
+ * state_status_name().
+ */
+#ifndef PIPECTL_STATE_H
+#define PIPECTL_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct state;
+
+enum run_status {
+	ST_PENDING = 0,   /* not started yet */
+	ST_RUNNING,
+	ST_SUCCEEDED,
+	ST_FAILED,
+	ST_CANCELLED,     /* a stage skipped because something it needs failed */
+	ST_INTERRUPTED,   /* stopped by a signal */
+};
+const char *state_status_name(enum run_status s);
+/* Returns the status for a name, or -1. */
+int state_status_parse(const char *name);
+
+struct stage_stats {
+	int64_t records_in;
+	int64_t records_out;
+	int64_t errors;
+	int64_t requests;
+};
+
+struct run_row {
+	int64_t id;
+	char *pipeline, *path, *hash, *params, *error;   /* malloc'd; error may be NULL */
+	enum run_status status;
+	double started, finished;                        /* finished 0 while running */
+};
+
+struct stage_row {
+	char *stage, *kind, *error;                      /* error may be NULL */
+	enum run_status status;
+	struct stage_stats stats;
+	double started, finished;                        /* 0 when not set */
+};
+
+/*
+ * Opens (creating the file and its directory if needed) and migrates.
+ * Returns NULL with *err set (malloc'd) on failure. read_only opens an
+ * existing database without creating or migrating it.
+ */
+struct state *state_open(const char *path, bool read_only, char **err);
+void state_close(struct state *st);   /* NULL-safe */
+/* The last error message of this handle (borrowed). */
+const char *state_errmsg(struct state *st);
+
+/* Creates a run (status running). Returns 0 and sets *run_id, or -1. */
+int state_run_create(struct state *st, const char *pipeline, const char *path,
+                     const char *hash, const char *params_json, double started,
+                     int64_t *run_id);
+int state_run_finish(struct state *st, int64_t run_id, enum run_status status,
+                     const char *error, double finished);
+
+/* Inserts a stage_runs row (pending). */
+int state_stage_create(struct state *st, int64_t run_id, const char *stage,
+                       const char *kind);
+/* Updates a stage row; started/finished of 0 leave the stored value as is;
+ * error NULL leaves it as is. */
+int state_stage_update(struct state *st, int64_t run_id, const char *stage,
+                       enum run_status status, const struct stage_stats *stats,
+                       double started, double finished, const char *error);
+
+/* Groups many updates in one transaction (one fsync). Nestable: only the
+ * outermost pair commits. Returns 0 or -1. */
+int state_begin(struct state *st);
+int state_commit(struct state *st);
+
+/* Reads run id (0 = the latest). Returns 1 found, 0 not found, -1 error. */
+int state_run_get(struct state *st, int64_t run_id, struct run_row *out);
+void run_row_free(struct run_row *r);
+/* The latest `limit` runs, newest first. Returns the count or -1; *out is a
+ * malloc'd array the caller frees with run_rows_free. */
+int state_runs_list(struct state *st, int limit, struct run_row **out);
+void run_rows_free(struct run_row *rows, int n);
+/* Stages of a run in creation (topological) order. Returns count or -1. */
+int state_stages_list(struct state *st, int64_t run_id, struct stage_row **out);
+void stage_rows_free(struct stage_row *rows, int n);
+
+#endif

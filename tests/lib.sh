@@ -1,0 +1,81 @@
+# tests/lib.sh: helpers for the end-to-end tests (sourced by tests/*/*.sh).
+# Produces TAP: call ok/fail/is per case and done_testing at the end.
+# Needs PIPECTL, MOCKAPI, TOP_SRCDIR (set by `make check`).
+
+: "${PIPECTL:?PIPECTL is not set (run through make check)}"
+: "${TOP_SRCDIR:?TOP_SRCDIR is not set}"
+
+T_N=0
+T_FAILED=0
+T_PIDS=""
+
+# A scratch directory per test script, removed at exit unless KEEP_TMP=1.
+T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/pipectl-test.XXXXXX")
+
+t_cleanup() {
+	for p in $T_PIDS; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	[ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+
+ok() { # ok COND-STATUS DESCRIPTION  (pass the status of a test: ok $? "desc")
+	T_N=$((T_N + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $T_N - $2"
+	else
+		echo "not ok $T_N - $2"
+		T_FAILED=$((T_FAILED + 1))
+	fi
+}
+
+is() { # is GOT WANT DESCRIPTION
+	T_N=$((T_N + 1))
+	if [ "$1" = "$2" ]; then
+		echo "ok $T_N - $3"
+	else
+		echo "not ok $T_N - $3"
+		printf '#   got:  %s\n#   want: %s\n' "$1" "$2" | sed '3,$s/^/#   /'
+		T_FAILED=$((T_FAILED + 1))
+	fi
+}
+
+diag() { printf '# %s\n' "$@"; }
+
+done_testing() {
+	echo "1..$T_N"
+	[ "$T_FAILED" -eq 0 ]
+	exit $?
+}
+
+# start_mockapi [ARGS...]: starts tests/mockapi on 127.0.0.1 on a free port;
+# sets MOCK_PORT, MOCK_URL (http://127.0.0.1:PORT) and MOCK_LOG (request log).
+start_mockapi() {
+	: "${MOCKAPI:?MOCKAPI is not set}"
+	MOCK_LOG="$T_TMP/mock.$T_N.$$.log"
+	local pf="$T_TMP/mock.port.$$"
+	rm -f "$pf"
+	"$MOCKAPI" --port 0 --port-file "$pf" --log "$MOCK_LOG" "$@" &
+	T_PIDS="$T_PIDS $!"
+	MOCK_PID=$!
+	local i=0
+	while [ ! -s "$pf" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	if [ ! -s "$pf" ]; then
+		echo "Bail out! mockapi did not start"
+		exit 1
+	fi
+	MOCK_PORT=$(cat "$pf")
+	MOCK_URL="http://127.0.0.1:$MOCK_PORT"
+}
+
+stop_mockapi() {
+	[ -n "${MOCK_PID:-}" ] || return 0
+	kill "$MOCK_PID" 2>/dev/null
+	wait "$MOCK_PID" 2>/dev/null
+	MOCK_PID=
+}
+
+# sqlite3 wrapper: the sqlite3 CLI, in -batch mode.
+sq() { sqlite3 -batch "$@"; }
