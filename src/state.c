@@ -1,0 +1,813 @@
+/*
+ * state: the run-state database. The only file that includes sqlite3.h.
+ * Every statement is a named SQL constant below, prepared once at open and
+ * reset (bindings cleared) after each use; values are always bound. The
+ * schema version is PRAGMA user_version and migrations[] upgrades it.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "util.h"
+
+/* ------------------------------------------------------------------ SQL */
+
+static const char SQL_USER_VERSION[] = "PRAGMA user_version";
+static const char SQL_JOURNAL_WAL[] = "PRAGMA journal_mode = WAL";
+static const char SQL_CONNECTION[] =
+	"PRAGMA synchronous = NORMAL;"
+	"PRAGMA foreign_keys = ON;";
+
+/*
+ * Schema steps. Step i takes the database from version i to i + 1 and must
+ * end by setting user_version to i + 1 (PRAGMA values cannot be bound, so
+ * the number is written here; state_open checks it). Append new steps only;
+ * never edit a released one.
+ */
+static const char SQL_SCHEMA_V1[] =
+	"CREATE TABLE runs ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" pipeline TEXT NOT NULL,"
+	" path TEXT NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" params TEXT NOT NULL,"
+	" status TEXT NOT NULL,"
+	" started REAL NOT NULL,"
+	" finished REAL,"
+	" error TEXT);"
+	"CREATE TABLE stage_runs ("
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" stage TEXT NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" status TEXT NOT NULL,"
+	" records_in INTEGER NOT NULL DEFAULT 0,"
+	" records_out INTEGER NOT NULL DEFAULT 0,"
+	" errors INTEGER NOT NULL DEFAULT 0,"
+	" requests INTEGER NOT NULL DEFAULT 0,"
+	" started REAL,"
+	" finished REAL,"
+	" error TEXT,"
+	" PRIMARY KEY (run_id, stage));"
+	"PRAGMA user_version = 1;";
+
+static const char *const migrations[] = {
+	SQL_SCHEMA_V1,
+};
+#define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
+
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+static const char SQL_RUN_INSERT[] =
+	"INSERT INTO runs (pipeline, path, hash, params, status, started)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id";
+static const char SQL_RUN_FINISH[] =
+	"UPDATE runs SET status = ?2, error = ?3, finished = ?4 WHERE id = ?1";
+/* seq: creation order within the run. */
+static const char SQL_STAGE_INSERT[] =
+	"INSERT INTO stage_runs (run_id, stage, kind, seq, status)"
+	" VALUES (?1, ?2, ?3,"
+	"  (SELECT COALESCE(MAX(seq), 0) + 1 FROM stage_runs WHERE run_id = ?1),"
+	"  ?4)";
+/* A NULL parameter keeps the stored value. */
+static const char SQL_STAGE_UPDATE[] =
+	"UPDATE stage_runs SET status = ?3,"
+	" records_in = COALESCE(?4, records_in),"
+	" records_out = COALESCE(?5, records_out),"
+	" errors = COALESCE(?6, errors),"
+	" requests = COALESCE(?7, requests),"
+	" started = COALESCE(?8, started),"
+	" finished = COALESCE(?9, finished),"
+	" error = COALESCE(?10, error)"
+	" WHERE run_id = ?1 AND stage = ?2";
+#define RUN_COLUMNS \
+	"id, pipeline, path, hash, params, status, started, finished, error"
+static const char SQL_RUN_GET[] =
+	"SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1";
+static const char SQL_RUN_LATEST[] =
+	"SELECT " RUN_COLUMNS " FROM runs ORDER BY id DESC LIMIT 1";
+/* A negative LIMIT means no limit. */
+static const char SQL_RUNS_LIST[] =
+	"SELECT " RUN_COLUMNS " FROM runs ORDER BY id DESC LIMIT ?1";
+static const char SQL_STAGES_LIST[] =
+	"SELECT stage, kind, status, records_in, records_out, errors, requests,"
+	" started, finished, error FROM stage_runs WHERE run_id = ?1 ORDER BY seq";
+
+/* The statements prepared at open, by index. */
+enum state_stmt {
+	STMT_BEGIN,
+	STMT_COMMIT,
+	STMT_ROLLBACK,
+	STMT_RUN_INSERT,
+	STMT_RUN_FINISH,
+	STMT_STAGE_INSERT,
+	STMT_STAGE_UPDATE,
+	STMT_RUN_GET,
+	STMT_RUN_LATEST,
+	STMT_RUNS_LIST,
+	STMT_STAGES_LIST,
+	STMT_COUNT
+};
+
+static const char *const stmt_sql[STMT_COUNT] = {
+	[STMT_BEGIN] = SQL_BEGIN,
+	[STMT_COMMIT] = SQL_COMMIT,
+	[STMT_ROLLBACK] = SQL_ROLLBACK,
+	[STMT_RUN_INSERT] = SQL_RUN_INSERT,
+	[STMT_RUN_FINISH] = SQL_RUN_FINISH,
+	[STMT_STAGE_INSERT] = SQL_STAGE_INSERT,
+	[STMT_STAGE_UPDATE] = SQL_STAGE_UPDATE,
+	[STMT_RUN_GET] = SQL_RUN_GET,
+	[STMT_RUN_LATEST] = SQL_RUN_LATEST,
+	[STMT_RUNS_LIST] = SQL_RUNS_LIST,
+	[STMT_STAGES_LIST] = SQL_STAGES_LIST,
+};
+
+/* ------------------------------------------------------------------ handle */
+
+struct state {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *stmt[STMT_COUNT];
+	int depth;              /* state_begin nesting; >0 means a transaction is open */
+	char *errmsg;           /* last error, malloc'd; NULL when none yet */
+};
+
+static const char *const status_names[] = {
+	[ST_PENDING] = "pending",
+	[ST_RUNNING] = "running",
+	[ST_SUCCEEDED] = "succeeded",
+	[ST_FAILED] = "failed",
+	[ST_CANCELLED] = "cancelled",
+	[ST_INTERRUPTED] = "interrupted",
+};
+
+static bool status_valid(enum run_status s)
+{
+	return (int)s >= 0 && (size_t)s < ARRAY_LEN(status_names);
+}
+
+/* The name of a status (static); "unknown" for a value outside the enum. */
+const char *state_status_name(enum run_status s)
+{
+	return status_valid(s) ? status_names[s] : "unknown";
+}
+
+/* The status for a name, or -1 for NULL or an unknown name. */
+int state_status_parse(const char *name)
+{
+	size_t i;
+
+	if (!name)
+		return -1;
+	for (i = 0; i < ARRAY_LEN(status_names); i++)
+		if (strcmp(name, status_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Replaces the handle's message with the formatted text, followed by
+ * ": <sqlite message>" when with_db. */
+static void state_vfail(struct state *st, bool with_db, const char *fmt, va_list ap)
+{
+	char *what = xvasprintf(fmt, ap);
+
+	free(st->errmsg);
+	if (with_db && st->db) {
+		st->errmsg = xasprintf("%s: %s", what, sqlite3_errmsg(st->db));
+		free(what);
+	} else {
+		st->errmsg = what;
+	}
+}
+
+/* Records a failure of the last SQLite call: "<what>: <sqlite message>". */
+static void state_fail(struct state *st, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void state_fail(struct state *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	state_vfail(st, true, fmt, ap);
+	va_end(ap);
+}
+
+/* Records a failure that SQLite did not report, as given. */
+static void state_failx(struct state *st, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void state_failx(struct state *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	state_vfail(st, false, fmt, ap);
+	va_end(ap);
+}
+
+/* The last error of this handle (borrowed; valid until the next call). */
+const char *state_errmsg(struct state *st)
+{
+	if (!st || !st->errmsg)
+		return "no error";
+	return st->errmsg;
+}
+
+/* Makes a prepared statement ready for its next use. */
+static void stmt_done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+/* Text is bound SQLITE_STATIC: every statement is reset and its bindings
+ * cleared before the public function returns. NULL binds SQL NULL. */
+static int bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (!v)
+		return sqlite3_bind_null(s, i);
+	return sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+/* A time of 0 means "not set" and binds NULL. */
+static int bind_time(sqlite3_stmt *s, int i, double t)
+{
+	if (t == 0)
+		return sqlite3_bind_null(s, i);
+	return sqlite3_bind_double(s, i, t);
+}
+
+static char *column_strdup(sqlite3_stmt *s, int i)
+{
+	return xstrdup((const char *)sqlite3_column_text(s, i));
+}
+
+/* Steps a bound statement that returns no rows, then resets it. Returns 0,
+ * or -1 with the message "<what>: <sqlite message>" (what is preformatted). */
+static int stmt_exec(struct state *st, sqlite3_stmt *s, const char *what)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE)
+		state_fail(st, "%s", what);
+	stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ open */
+
+/* Reads PRAGMA user_version into *version. Returns 0 or -1. */
+static int read_user_version(struct state *st, int *version)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(st->db, SQL_USER_VERSION, -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			*version = sqlite3_column_int(s, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK) {
+		if (rc == SQLITE_NOTADB)
+			state_failx(st, "state database %s is not a SQLite database", st->path);
+		else
+			state_fail(st, "cannot read state database %s", st->path);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int check_not_newer(struct state *st, int version)
+{
+	if (version <= STATE_SCHEMA_VERSION)
+		return 0;
+	state_failx(st, "state database %s has schema version %d; this pipectl supports up to %d",
+	            st->path, version, STATE_SCHEMA_VERSION);
+	return -1;
+}
+
+/* Applies the missing migration steps in one transaction. The version is
+ * read again under the write lock, so two processes opening a new database
+ * at the same time migrate it once. Returns 0 or -1. */
+static int migrate(struct state *st)
+{
+	int version, i;
+
+	if (sqlite3_exec(st->db, SQL_BEGIN, NULL, NULL, NULL) != SQLITE_OK) {
+		state_fail(st, "cannot migrate state database %s", st->path);
+		return -1;
+	}
+	if (read_user_version(st, &version) != 0 || check_not_newer(st, version) != 0)
+		goto fail;
+	for (i = version; i < STATE_SCHEMA_VERSION; i++) {
+		int now;
+
+		if (sqlite3_exec(st->db, migrations[i], NULL, NULL, NULL) != SQLITE_OK) {
+			state_fail(st, "cannot migrate state database %s to schema version %d",
+			           st->path, i + 1);
+			goto fail;
+		}
+		if (read_user_version(st, &now) != 0)
+			goto fail;
+		if (now != i + 1) {
+			state_failx(st, "migration to schema version %d left user_version at %d",
+			            i + 1, now);
+			goto fail;
+		}
+	}
+	if (sqlite3_exec(st->db, SQL_COMMIT, NULL, NULL, NULL) != SQLITE_OK) {
+		state_fail(st, "cannot migrate state database %s", st->path);
+		goto fail;
+	}
+	return 0;
+fail:
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, SQL_ROLLBACK, NULL, NULL, NULL);
+	return -1;
+}
+
+/* Connection settings for a writable handle. WAL is asked for and not
+ * insisted on: a file system without shared memory keeps another mode. */
+static int configure(struct state *st)
+{
+	if (sqlite3_exec(st->db, SQL_JOURNAL_WAL, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(st->db, SQL_CONNECTION, NULL, NULL, NULL) != SQLITE_OK) {
+		state_fail(st, "cannot configure state database %s", st->path);
+		return -1;
+	}
+	return 0;
+}
+
+static int prepare_all(struct state *st)
+{
+	int i;
+
+	for (i = 0; i < STMT_COUNT; i++) {
+		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                       &st->stmt[i], NULL) != SQLITE_OK) {
+			state_fail(st, "cannot prepare statement on state database %s", st->path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Opens the database at path. Unless read_only, creates the file and its
+ * parent directories, switches to WAL and migrates to the newest schema.
+ * read_only needs an existing database at the current schema version.
+ * Returns the handle (free with state_close) or NULL with *err set to a
+ * malloc'd message the caller frees.
+ */
+struct state *state_open(const char *path, bool read_only, char **err)
+{
+	struct state *st = xcalloc(1, sizeof(*st));
+	int flags, version, rc;
+	struct stat sb;
+
+	*err = NULL;
+	st->path = xstrdup(path);
+	if (read_only) {
+		if (stat(path, &sb) != 0) {
+			if (errno == ENOENT)
+				state_failx(st, "no state database at %s", path);
+			else
+				state_failx(st, "cannot open state database %s: %s", path,
+				            strerror(errno));
+			goto fail;
+		}
+		flags = SQLITE_OPEN_READONLY;
+	} else {
+		char *dir = path_dir(path);
+
+		if (mkdir_p(dir, 0777) != 0) {
+			state_failx(st, "cannot create directory %s for state database: %s",
+			            dir, strerror(errno));
+			free(dir);
+			goto fail;
+		}
+		free(dir);
+		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	}
+
+	rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		if (st->db)
+			state_fail(st, "cannot open state database %s", path);
+		else
+			state_failx(st, "cannot open state database %s: %s", path,
+			            sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+
+	/* Check the version before changing anything in the file. */
+	if (read_user_version(st, &version) != 0 || check_not_newer(st, version) != 0)
+		goto fail;
+	if (read_only) {
+		if (version == 0) {
+			state_failx(st, "state database %s is empty (schema version 0)", path);
+			goto fail;
+		}
+		if (version < STATE_SCHEMA_VERSION) {
+			state_failx(st, "state database %s has schema version %d; open it for "
+			            "writing once to upgrade it to %d", path, version,
+			            STATE_SCHEMA_VERSION);
+			goto fail;
+		}
+	} else if (configure(st) != 0 || migrate(st) != 0) {
+		goto fail;
+	}
+	if (prepare_all(st) != 0)
+		goto fail;
+	return st;
+fail:
+	*err = st->errmsg;
+	st->errmsg = NULL;
+	state_close(st);
+	return NULL;
+}
+
+/* Closes the handle (NULL-safe). A transaction still open from state_begin
+ * is rolled back. */
+void state_close(struct state *st)
+{
+	int i;
+
+	if (!st)
+		return;
+	if (st->db && !sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, SQL_ROLLBACK, NULL, NULL, NULL);
+	for (i = 0; i < STMT_COUNT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	sqlite3_close(st->db);
+	free(st->path);
+	free(st->errmsg);
+	free(st);
+}
+
+/* ------------------------------------------------------------------ transactions */
+
+/* Opens a write transaction at depth 0 (BEGIN IMMEDIATE takes the write
+ * lock now, so a busy database fails here rather than halfway through).
+ * Returns 0 or -1. */
+int state_begin(struct state *st)
+{
+	if (st->depth == 0 &&
+	    stmt_exec(st, st->stmt[STMT_BEGIN], "cannot begin transaction") != 0)
+		return -1;
+	st->depth++;
+	return 0;
+}
+
+/* Ends one state_begin; the outermost one commits. If the commit fails the
+ * transaction is rolled back and the depth returns to 0. Returns 0 or -1. */
+int state_commit(struct state *st)
+{
+	if (st->depth == 0) {
+		state_failx(st, "cannot commit: no transaction was begun");
+		return -1;
+	}
+	if (--st->depth > 0)
+		return 0;
+	if (stmt_exec(st, st->stmt[STMT_COMMIT], "cannot commit transaction") != 0) {
+		if (!sqlite3_get_autocommit(st->db)) {
+			sqlite3_step(st->stmt[STMT_ROLLBACK]);
+			stmt_done(st->stmt[STMT_ROLLBACK]);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ writes */
+
+/* Inserts a run with status running. Returns 0 and sets *run_id, or -1. */
+int state_run_create(struct state *st, const char *pipeline, const char *path,
+                     const char *hash, const char *params_json, double started,
+                     int64_t *run_id)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_INSERT];
+	int rc;
+
+	if (bind_text(s, 1, pipeline) != SQLITE_OK ||
+	    bind_text(s, 2, path) != SQLITE_OK ||
+	    bind_text(s, 3, hash) != SQLITE_OK ||
+	    bind_text(s, 4, params_json) != SQLITE_OK ||
+	    bind_text(s, 5, state_status_name(ST_RUNNING)) != SQLITE_OK ||
+	    sqlite3_bind_double(s, 6, started) != SQLITE_OK) {
+		state_fail(st, "cannot record run");
+		stmt_done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*run_id = sqlite3_column_int64(s, 0);
+		rc = sqlite3_step(s);
+	}
+	if (rc != SQLITE_DONE)
+		state_fail(st, "cannot record run");
+	stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Sets a run's final status, error (NULL for none) and finish time.
+ * Returns 0, or -1 on a database error or when there is no such run. */
+int state_run_finish(struct state *st, int64_t run_id, enum run_status status,
+                     const char *error, double finished)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_FINISH];
+	char what[64];
+
+	snprintf(what, sizeof(what), "cannot finish run %lld", (long long)run_id);
+	if (!status_valid(status)) {
+		state_failx(st, "%s: invalid status %d", what, (int)status);
+		return -1;
+	}
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	    bind_text(s, 2, state_status_name(status)) != SQLITE_OK ||
+	    bind_text(s, 3, error) != SQLITE_OK ||
+	    bind_time(s, 4, finished) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		return -1;
+	}
+	if (stmt_exec(st, s, what) != 0)
+		return -1;
+	if (sqlite3_changes(st->db) == 0) {
+		state_failx(st, "%s: no such run", what);
+		return -1;
+	}
+	return 0;
+}
+
+/* Inserts a pending stage row after the run's other stages. Returns 0 or -1
+ * (also when the run does not exist or the stage is already recorded). */
+int state_stage_create(struct state *st, int64_t run_id, const char *stage,
+                       const char *kind)
+{
+	sqlite3_stmt *s = st->stmt[STMT_STAGE_INSERT];
+	char *what = xasprintf("cannot record stage '%s' of run %lld", stage,
+	                       (long long)run_id);
+	int rc;
+
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	    bind_text(s, 2, stage) != SQLITE_OK ||
+	    bind_text(s, 3, kind) != SQLITE_OK ||
+	    bind_text(s, 4, state_status_name(ST_PENDING)) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		rc = -1;
+	} else {
+		rc = stmt_exec(st, s, what);
+	}
+	free(what);
+	return rc;
+}
+
+/* Updates a stage row. started/finished of 0 and error NULL keep the stored
+ * values; stats NULL keeps the stored counters. Returns 0, or -1 on a
+ * database error or when there is no such stage row. */
+int state_stage_update(struct state *st, int64_t run_id, const char *stage,
+                       enum run_status status, const struct stage_stats *stats,
+                       double started, double finished, const char *error)
+{
+	sqlite3_stmt *s = st->stmt[STMT_STAGE_UPDATE];
+	char *what = xasprintf("cannot update stage '%s' of run %lld", stage,
+	                       (long long)run_id);
+	int rc = -1, i;
+
+	if (!status_valid(status)) {
+		state_failx(st, "%s: invalid status %d", what, (int)status);
+		goto out;
+	}
+	rc = sqlite3_bind_int64(s, 1, run_id);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, stage);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 3, state_status_name(status));
+	if (rc == SQLITE_OK && stats) {
+		const int64_t v[4] = {
+			stats->records_in, stats->records_out, stats->errors, stats->requests
+		};
+
+		for (i = 0; i < 4 && rc == SQLITE_OK; i++)
+			rc = sqlite3_bind_int64(s, 4 + i, v[i]);
+	}
+	if (rc == SQLITE_OK)
+		rc = bind_time(s, 8, started);
+	if (rc == SQLITE_OK)
+		rc = bind_time(s, 9, finished);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 10, error);
+	if (rc != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		rc = -1;
+		goto out;
+	}
+	rc = stmt_exec(st, s, what);
+	if (rc == 0 && sqlite3_changes(st->db) == 0) {
+		state_failx(st, "%s: no such stage", what);
+		rc = -1;
+	}
+out:
+	free(what);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ reads */
+
+/* Fills *r from the current row of a RUN_COLUMNS query. Returns 0, or -1
+ * (r freed) when the stored status is unknown. */
+static int run_from_row(struct state *st, sqlite3_stmt *s, struct run_row *r)
+{
+	const char *status = (const char *)sqlite3_column_text(s, 5);
+	int code = state_status_parse(status);
+
+	memset(r, 0, sizeof(*r));
+	r->id = sqlite3_column_int64(s, 0);
+	if (code < 0) {
+		state_failx(st, "run %lld has an unknown status '%s'", (long long)r->id,
+		            status ? status : "(null)");
+		return -1;
+	}
+	r->pipeline = column_strdup(s, 1);
+	r->path = column_strdup(s, 2);
+	r->hash = column_strdup(s, 3);
+	r->params = column_strdup(s, 4);
+	r->status = (enum run_status)code;
+	r->started = sqlite3_column_double(s, 6);
+	r->finished = sqlite3_column_double(s, 7);
+	r->error = column_strdup(s, 8);
+	return 0;
+}
+
+/* Reads run run_id, or the latest run when run_id is 0, into *out (freed
+ * with run_row_free; zeroed unless found). Returns 1 found, 0 not found,
+ * -1 error. */
+int state_run_get(struct state *st, int64_t run_id, struct run_row *out)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	memset(out, 0, sizeof(*out));
+	if (run_id == 0) {
+		s = st->stmt[STMT_RUN_LATEST];
+	} else {
+		s = st->stmt[STMT_RUN_GET];
+		if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK) {
+			state_fail(st, "cannot read run %lld", (long long)run_id);
+			stmt_done(s);
+			return -1;
+		}
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		ret = run_from_row(st, s, out) == 0 ? 1 : -1;
+	else if (rc == SQLITE_DONE)
+		ret = 0;
+	else {
+		state_fail(st, "cannot read run %lld", (long long)run_id);
+		ret = -1;
+	}
+	stmt_done(s);
+	return ret;
+}
+
+/* Frees the strings of a row (NULL-safe), not the row itself. */
+void run_row_free(struct run_row *r)
+{
+	if (!r)
+		return;
+	free(r->pipeline);
+	free(r->path);
+	free(r->hash);
+	free(r->params);
+	free(r->error);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Lists the latest runs, newest first; limit <= 0 lists all. Returns the
+ * count and a malloc'd array in *out (free with run_rows_free; NULL when the
+ * count is 0 or on error), or -1. */
+int state_runs_list(struct state *st, int limit, struct run_row **out)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUNS_LIST];
+	struct run_row *rows = NULL;
+	size_t cap = 0;
+	int n = 0, rc;
+
+	*out = NULL;
+	if (sqlite3_bind_int(s, 1, limit > 0 ? limit : -1) != SQLITE_OK) {
+		state_fail(st, "cannot list runs");
+		stmt_done(s);
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		xgrow(&rows, &cap, (size_t)n + 1, sizeof(*rows));
+		if (run_from_row(st, s, &rows[n]) != 0)
+			break;
+		n++;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		state_fail(st, "cannot list runs");
+	stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		run_rows_free(rows, n);
+		return -1;
+	}
+	*out = rows;
+	return n;
+}
+
+/* Frees n rows and the array (NULL-safe). */
+void run_rows_free(struct run_row *rows, int n)
+{
+	int i;
+
+	if (!rows)
+		return;
+	for (i = 0; i < n; i++)
+		run_row_free(&rows[i]);
+	free(rows);
+}
+
+/* Lists a run's stages in creation order. Returns the count and a malloc'd
+ * array in *out (free with stage_rows_free; NULL when the count is 0 or on
+ * error), or -1. A run without stages, or no such run, gives 0. */
+int state_stages_list(struct state *st, int64_t run_id, struct stage_row **out)
+{
+	sqlite3_stmt *s = st->stmt[STMT_STAGES_LIST];
+	struct stage_row *rows = NULL;
+	size_t cap = 0;
+	int n = 0, rc;
+
+	*out = NULL;
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK) {
+		state_fail(st, "cannot list stages of run %lld", (long long)run_id);
+		stmt_done(s);
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct stage_row *r;
+		const char *status = (const char *)sqlite3_column_text(s, 2);
+		int code = state_status_parse(status);
+
+		if (code < 0) {
+			state_failx(st, "stage '%s' of run %lld has an unknown status '%s'",
+			            (const char *)sqlite3_column_text(s, 0), (long long)run_id,
+			            status ? status : "(null)");
+			break;
+		}
+		xgrow(&rows, &cap, (size_t)n + 1, sizeof(*rows));
+		r = &rows[n++];
+		memset(r, 0, sizeof(*r));
+		r->stage = column_strdup(s, 0);
+		r->kind = column_strdup(s, 1);
+		r->status = (enum run_status)code;
+		r->stats.records_in = sqlite3_column_int64(s, 3);
+		r->stats.records_out = sqlite3_column_int64(s, 4);
+		r->stats.errors = sqlite3_column_int64(s, 5);
+		r->stats.requests = sqlite3_column_int64(s, 6);
+		r->started = sqlite3_column_double(s, 7);
+		r->finished = sqlite3_column_double(s, 8);
+		r->error = column_strdup(s, 9);
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		state_fail(st, "cannot list stages of run %lld", (long long)run_id);
+	stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		stage_rows_free(rows, n);
+		return -1;
+	}
+	*out = rows;
+	return n;
+}
+
+/* Frees n rows and the array (NULL-safe). */
+void stage_rows_free(struct stage_row *rows, int n)
+{
+	int i;
+
+	if (!rows)
+		return;
+	for (i = 0; i < n; i++) {
+		free(rows[i].stage);
+		free(rows[i].kind);
+		free(rows[i].error);
+	}
+	free(rows);
+}
