@@ -40,6 +40,9 @@ struct engine_opts {
 struct engine *engine_create(const struct engine_opts *o, char **err);
 /* Runs the loop to completion. Returns the run's final status. */
 enum run_status engine_run(struct engine *e);
+/* The first failure of the run in stage order: its message (borrowed) and
+ * stage id in *stage; NULL when no stage failed. */
+const char *engine_first_error(const struct engine *e, const char **stage);
 /* The signal that interrupted the run (0 when none). */
 int engine_signal(const struct engine *e);
 void engine_destroy(struct engine *e);

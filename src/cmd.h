@@ -1,0 +1,33 @@
+/*
+ * cmd: the subcommands. Each cmd_*.c file implements one or two commands;
+ * main.c holds the table and dispatches. Exit codes never change meaning
+ * (documented in man/pipectl.1).
+ */
+#ifndef PIPECTL_CMD_H
+#define PIPECTL_CMD_H
+
+#include <stdbool.h>
+
+enum {
+	EXIT_OK = 0,          /* success */
+	EXIT_RUN_FAILED = 1,  /* the run failed (a stage failed or was cancelled) */
+	EXIT_USAGE = 2,       /* bad command line, invalid pipeline, unknown run */
+	EXIT_STATE = 3,       /* the state database cannot be opened or written */
+	/* 128 + N: the run was interrupted by signal N (130 SIGINT, 143 SIGTERM) */
+};
+
+int cmd_run(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+
+/* The state database path: --state if given, else $PIPECTL_STATE, else
+ * .pipectl/state.db beside the pipeline file (or in the current directory
+ * when there is none). Caller frees. */
+char *state_path_for(const char *opt_state, const char *pipeline_path);
+
+/* Prints "pipectl CMD: message" to stderr and returns EXIT_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif

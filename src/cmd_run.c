@@ -1,0 +1,316 @@
+/*
+ * cmd_run: `pipectl run FILE`: validate, record a run in the state database,
+ * run the engine, record the outcome and tell the user where the data went.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "dag.h"
+#include "engine.h"
+#include "expr.h"
+#include "http.h"
+#include "jsonw.h"
+#include "log.h"
+#include "state.h"
+#include "util.h"
+
+/* Converts a -p value to the type of the declared default. */
+static json_t *param_value(const char *name, const char *text, const json_t *decl, char **err)
+{
+	char *end;
+
+	switch (json_typeof(decl)) {
+	case JSON_INTEGER: {
+		long long v = strtoll(text, &end, 10);
+		if (!*text || *end) {
+			*err = xasprintf("parameter \"%s\" expects an integer, got \"%s\"", name, text);
+			return NULL;
+		}
+		return json_integer(v);
+	}
+	case JSON_REAL: {
+		double v = strtod(text, &end);
+		if (!*text || *end) {
+			*err = xasprintf("parameter \"%s\" expects a number, got \"%s\"", name, text);
+			return NULL;
+		}
+		return json_real(v);
+	}
+	case JSON_TRUE:
+	case JSON_FALSE:
+		if (strcmp(text, "true") == 0)
+			return json_true();
+		if (strcmp(text, "false") == 0)
+			return json_false();
+		*err = xasprintf("parameter \"%s\" expects true or false, got \"%s\"", name, text);
+		return NULL;
+	default:
+		return json_string(text);
+	}
+}
+
+/* Applies NAME=VALUE overrides to a copy of the declared params. */
+static json_t *effective_params(const struct spec *s, char **overrides, int n, char **err)
+{
+	json_t *p = json_deep_copy(s->params);
+	int i;
+
+	for (i = 0; i < n; i++) {
+		char *eq = strchr(overrides[i], '=');
+		char *name;
+		json_t *decl, *v;
+
+		if (!eq || eq == overrides[i]) {
+			*err = xasprintf("-p expects NAME=VALUE, got \"%s\"", overrides[i]);
+			goto fail;
+		}
+		name = xstrndup(overrides[i], (size_t)(eq - overrides[i]));
+		decl = json_object_get(p, name);
+		if (!decl) {
+			struct buf b;
+			const char *k;
+			json_t *x;
+			buf_init(&b);
+			json_object_foreach(s->params, k, x)
+				buf_printf(&b, "%s%s", b.len ? ", " : "", k);
+			*err = xasprintf("unknown parameter \"%s\" (the pipeline declares: %s)", name,
+			                 b.len ? b.data : "none");
+			buf_free(&b);
+			free(name);
+			goto fail;
+		}
+		v = param_value(name, eq + 1, decl, err);
+		if (!v) {
+			free(name);
+			goto fail;
+		}
+		json_object_set_new(p, name, v);
+		free(name);
+	}
+	return p;
+fail:
+	json_decref(p);
+	return NULL;
+}
+
+static void add_refs(const struct sval *v, json_t *names)
+{
+	if (v->s)
+		expr_env_refs(v->s, names);
+}
+
+/* Registers the values of every environment variable the pipeline reads as
+ * secrets, so they are redacted from messages and the state database. */
+static void register_secrets(const struct spec *s)
+{
+	json_t *names = json_array(), *n;
+	size_t i, j;
+
+	for (i = 0; i < s->n_stages; i++) {
+		const struct stage_spec *st = &s->stages[i];
+		if (st->type == STAGE_FETCH) {
+			const struct fetch_spec *f = &st->u.fetch;
+			for (j = 0; j < f->n_urls; j++)
+				add_refs(&f->urls[j], names);
+			for (j = 0; j < f->n_headers; j++)
+				add_refs(&f->headers[j].value, names);
+			add_refs(&f->file, names);
+			add_refs(&f->body, names);
+			add_refs(&f->json, names);
+			add_refs(&f->records, names);
+		} else if (st->type == STAGE_TRANSFORM) {
+			add_refs(&st->u.transform.jq, names);
+			add_refs(&st->u.transform.dedupe, names);
+		}
+	}
+	json_array_foreach(names, i, n) {
+		const char *v = getenv(json_string_value(n));
+		if (v)
+			log_add_secret(v);
+	}
+	json_decref(names);
+}
+
+static void print_summary(const struct spec *s, const struct dag *g, struct state *st,
+                          int64_t run_id)
+{
+	struct stage_row *rows = NULL;
+	int n = state_stages_list(st, run_id, &rows), i;
+
+	if (n <= 0)
+		return;
+	fprintf(stderr, "  %-20s %-12s %-11s %10s %10s %7s %9s\n", "STAGE", "KIND", "STATUS",
+	        "IN", "OUT", "ERRORS", "REQUESTS");
+	for (i = 0; i < n; i++)
+		fprintf(stderr, "  %-20s %-12s %-11s %10lld %10lld %7lld %9lld\n", rows[i].stage,
+		        rows[i].kind, state_status_name(rows[i].status),
+		        (long long)rows[i].stats.records_in, (long long)rows[i].stats.records_out,
+		        (long long)rows[i].stats.errors, (long long)rows[i].stats.requests);
+	/* Where the data went, and how to look at it. */
+	for (i = 0; i < n; i++) {
+		int idx = spec_stage_index(s, rows[i].stage);
+		const struct stage_spec *sp;
+		char *path;
+		if (idx < 0 || rows[i].status != ST_SUCCEEDED)
+			continue;
+		sp = &s->stages[idx];
+		if (sp->type != STAGE_LOAD || sp->u.load.target == LOAD_STDOUT)
+			continue;
+		path = path_join(s->dir, sp->u.load.path.s);
+		if (sp->u.load.target == LOAD_SQLITE)
+			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n"
+			        "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n",
+			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
+			        path, path, sp->u.load.table.s);
+		else
+			fprintf(stderr, "%s: %lld records in %s\n  look: head %s\n", rows[i].stage,
+			        (long long)rows[i].stats.records_out, path, path);
+		free(path);
+	}
+	(void)g;
+	stage_rows_free(rows, n);
+}
+
+static const struct option run_opts[] = {
+	{ "param", required_argument, NULL, 'p' },
+	{ "state", required_argument, NULL, 's' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "log-json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+int cmd_run(int argc, char **argv)
+{
+	char **overrides = xcalloc((size_t)argc + 1, sizeof(char *));
+	int n_over = 0, c, rc = EXIT_OK;
+	const char *opt_state = NULL;
+	bool quiet = false;
+	struct diags d = { 0 };
+	struct spec *s = NULL;
+	struct dag *g = NULL;
+	json_t *params = NULL;
+	struct state *st = NULL;
+	struct engine *e = NULL;
+	char *err = NULL, *state_path = NULL, *params_json = NULL;
+	int64_t run_id = 0;
+	enum run_status result;
+	double t0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:s:qvh", run_opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': overrides[n_over++] = optarg; break;
+		case 's': opt_state = optarg; break;
+		case 'q': quiet = true; log_set_level(LOG_WARN); break;
+		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'j': log_set_json(true); break;
+		case 'h':
+			printf("usage: pipectl run FILE [-p NAME=VALUE]... [--state DB] [-q] [-v] [--log-json]\n");
+			free(overrides);
+			return EXIT_OK;
+		default:
+			free(overrides);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		free(overrides);
+		return usage_error("run", "expects one pipeline file (see pipectl run --help)");
+	}
+	s = config_load(argv[optind], &d);
+	if (!s) {
+		diags_print(&d, stderr);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	g = dag_build(s, &d);
+	if (!g) {
+		diags_print(&d, stderr);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	params = effective_params(s, overrides, n_over, &err);
+	if (!params) {
+		rc = usage_error("run", "%s", err);
+		goto out;
+	}
+	register_secrets(s);
+	state_path = state_path_for(opt_state, s->path);
+	st = state_open(state_path, false, &err);
+	if (!st) {
+		log_error("%s", err);
+		rc = EXIT_STATE;
+		goto out;
+	}
+	params_json = jsonw_dumps(params);
+	t0 = now_mono();
+	if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(), &run_id) != 0) {
+		log_error("cannot record the run: %s", state_errmsg(st));
+		rc = EXIT_STATE;
+		goto out;
+	}
+	log_info("run %lld of %s started (state: %s)", (long long)run_id, s->path, state_path);
+
+	{
+		struct engine_opts o = { .spec = s, .dag = g, .params = params, .state = st,
+		                         .run_id = run_id, .quiet = quiet };
+		e = engine_create(&o, &err);
+	}
+	if (!e) {
+		char *r = redact(err);
+		log_error("%s", r);
+		state_run_finish(st, run_id, ST_FAILED, r, now_wall());
+		free(r);
+		rc = EXIT_RUN_FAILED;
+		goto out;
+	}
+	result = engine_run(e);
+	{
+		const char *failed_stage = NULL;
+		const char *msg = engine_first_error(e, &failed_stage);
+		char *run_err = NULL;
+		if (result == ST_INTERRUPTED)
+			run_err = xasprintf("interrupted by %s", engine_signal(e) == SIGINT ? "SIGINT" :
+			                    "SIGTERM");
+		else if (msg)
+			run_err = xasprintf("stage %s: %s", failed_stage, msg);
+		if (state_run_finish(st, run_id, result, run_err, now_wall()) != 0) {
+			log_error("cannot record the end of the run: %s", state_errmsg(st));
+			rc = EXIT_STATE;
+		}
+		free(run_err);
+	}
+	if (!quiet)
+		print_summary(s, g, st, run_id);
+	if (result == ST_SUCCEEDED) {
+		log_info("run %lld succeeded in %.2fs", (long long)run_id, now_mono() - t0);
+	} else if (result == ST_INTERRUPTED) {
+		log_warn("run %lld interrupted after %.2fs", (long long)run_id, now_mono() - t0);
+		rc = 128 + engine_signal(e);
+	} else {
+		log_error("run %lld failed after %.2fs (details: pipectl status %lld)",
+		          (long long)run_id, now_mono() - t0, (long long)run_id);
+		if (rc == EXIT_OK)
+			rc = EXIT_RUN_FAILED;
+	}
+out:
+	engine_destroy(e);
+	state_close(st);
+	json_decref(params);
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+	free(err);
+	free(state_path);
+	free(params_json);
+	free(overrides);
+	log_free_secrets();
+	return rc;
+}

@@ -1,0 +1,248 @@
+/*
+ * cmd_status: `pipectl status [RUN]` and `pipectl runs`: read the state
+ * database (read-only) and show runs and their stages as a table or JSON.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "cmd.h"
+#include "jsonw.h"
+#include "state.h"
+#include "util.h"
+
+struct read_opts {
+	const char *state;
+	const char *file;
+	bool json;
+	int limit;
+};
+
+static const struct option read_long[] = {
+	{ "state", required_argument, NULL, 's' },
+	{ "file", required_argument, NULL, 'f' },
+	{ "json", no_argument, NULL, 'J' },
+	{ "limit", required_argument, NULL, 'n' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Parses common options; returns the index of the first operand, or -1 on
+ * error (message printed), or -2 after --help. */
+static int parse_read_opts(const char *cmd, int argc, char **argv, struct read_opts *o,
+                           const char *synopsis)
+{
+	int c;
+	char *end;
+
+	memset(o, 0, sizeof(*o));
+	o->limit = 20;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:f:n:h", read_long, NULL)) != -1) {
+		switch (c) {
+		case 's': o->state = optarg; break;
+		case 'f': o->file = optarg; break;
+		case 'J': o->json = true; break;
+		case 'n':
+			o->limit = (int)strtol(optarg, &end, 10);
+			if (*end || o->limit <= 0) {
+				usage_error(cmd, "--limit expects a positive integer");
+				return -1;
+			}
+			break;
+		case 'h': printf("usage: pipectl %s\n", synopsis); return -2;
+		default: return -1;
+		}
+	}
+	return optind;
+}
+
+static struct state *open_ro(const struct read_opts *o, int *rc)
+{
+	char *path = state_path_for(o->state, o->file), *err = NULL;
+	struct state *st = state_open(path, true, &err);
+
+	if (!st) {
+		fprintf(stderr, "pipectl: %s\n", err);
+		free(err);
+		*rc = EXIT_STATE;
+	}
+	free(path);
+	return st;
+}
+
+static double duration(double a, double b)
+{
+	return (a > 0 && b >= a) ? b - a : 0;
+}
+
+static json_t *run_json(const struct run_row *r)
+{
+	json_t *params = json_loads(r->params, 0, NULL);
+
+	return json_pack("{s:I, s:s, s:s, s:s, s:o, s:s, s:f, s:o, s:o}",
+	                 "id", (json_int_t)r->id, "pipeline", r->pipeline, "path", r->path,
+	                 "hash", r->hash, "params", params ? params : json_object(),
+	                 "status", state_status_name(r->status), "started", r->started,
+	                 "finished", r->finished > 0 ? json_real(r->finished) : json_null(),
+	                 "error", r->error ? json_string(r->error) : json_null());
+}
+
+static void print_json(json_t *v)
+{
+	char *s = jsonw_dumps(v);
+	printf("%s\n", s);
+	free(s);
+	json_decref(v);
+}
+
+int cmd_status(int argc, char **argv)
+{
+	struct read_opts o;
+	struct state *st;
+	struct run_row run;
+	struct stage_row *rows = NULL;
+	int64_t id = 0;
+	int first = parse_read_opts("status", argc, argv, &o,
+	                            "status [RUN] [-f FILE | --state DB] [--json]");
+	int rc = EXIT_OK, n, i, found;
+	char t1[32], t2[32];
+
+	if (first == -2)
+		return EXIT_OK;
+	if (first < 0)
+		return EXIT_USAGE;
+	if (argc - first > 1)
+		return usage_error("status", "expects at most one run id");
+	if (argc - first == 1) {
+		char *end;
+		long long v = strtoll(argv[first], &end, 10);
+		if (*end || v <= 0)
+			return usage_error("status", "invalid run id \"%s\"", argv[first]);
+		id = v;
+	}
+	st = open_ro(&o, &rc);
+	if (!st)
+		return rc;
+	found = state_run_get(st, id, &run);
+	if (found <= 0) {
+		if (found < 0)
+			fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
+		else if (id)
+			fprintf(stderr, "pipectl status: no run %lld\n", (long long)id);
+		else
+			fprintf(stderr, "pipectl status: no runs recorded yet\n");
+		state_close(st);
+		return found < 0 ? EXIT_STATE : EXIT_USAGE;
+	}
+	n = state_stages_list(st, run.id, &rows);
+	if (n < 0) {
+		fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
+		run_row_free(&run);
+		state_close(st);
+		return EXIT_STATE;
+	}
+	if (o.json) {
+		json_t *out = json_object(), *stages = json_array();
+		json_object_set_new(out, "run", run_json(&run));
+		for (i = 0; i < n; i++) {
+			const struct stage_row *r = &rows[i];
+			json_array_append_new(stages, json_pack(
+				"{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+				"stage", r->stage, "kind", r->kind, "status", state_status_name(r->status),
+				"records_in", (json_int_t)r->stats.records_in,
+				"records_out", (json_int_t)r->stats.records_out,
+				"errors", (json_int_t)r->stats.errors,
+				"requests", (json_int_t)r->stats.requests,
+				"started", r->started > 0 ? json_real(r->started) : json_null(),
+				"finished", r->finished > 0 ? json_real(r->finished) : json_null(),
+				"error", r->error ? json_string(r->error) : json_null()));
+		}
+		json_object_set_new(out, "stages", stages);
+		print_json(out);
+	} else {
+		fmt_time(run.started, t1, sizeof(t1));
+		fmt_time(run.finished, t2, sizeof(t2));
+		printf("run %lld  %s  %s\n", (long long)run.id, run.pipeline,
+		       state_status_name(run.status));
+		printf("  file      %s (sha256 %.12s)\n", run.path, run.hash);
+		printf("  params    %s\n", run.params);
+		printf("  started   %s\n", t1);
+		if (run.finished > 0)
+			printf("  finished  %s (%.2fs)\n", t2, duration(run.started, run.finished));
+		if (run.error)
+			printf("  error     %s\n", run.error);
+		printf("\n%-20s %-12s %-11s %10s %10s %7s %9s %8s\n", "STAGE", "KIND", "STATUS",
+		       "IN", "OUT", "ERRORS", "REQUESTS", "TIME");
+		for (i = 0; i < n; i++) {
+			const struct stage_row *r = &rows[i];
+			char tm[32] = "-";
+			if (r->finished > 0)
+				snprintf(tm, sizeof(tm), "%.2fs", duration(r->started, r->finished));
+			printf("%-20s %-12s %-11s %10lld %10lld %7lld %9lld %8s\n", r->stage, r->kind,
+			       state_status_name(r->status), (long long)r->stats.records_in,
+			       (long long)r->stats.records_out, (long long)r->stats.errors,
+			       (long long)r->stats.requests, tm);
+		}
+		for (i = 0, found = 0; i < n; i++) {
+			if (!rows[i].error)
+				continue;
+			if (!found++)
+				printf("\nerrors:\n");
+			printf("  %s: %s\n", rows[i].stage, rows[i].error);
+		}
+	}
+	stage_rows_free(rows, n);
+	run_row_free(&run);
+	state_close(st);
+	return rc;
+}
+
+int cmd_runs(int argc, char **argv)
+{
+	struct read_opts o;
+	struct state *st;
+	struct run_row *rows = NULL;
+	int first = parse_read_opts("runs", argc, argv, &o,
+	                            "runs [-n LIMIT] [-f FILE | --state DB] [--json]");
+	int rc = EXIT_OK, n, i;
+
+	if (first == -2)
+		return EXIT_OK;
+	if (first < 0)
+		return EXIT_USAGE;
+	if (argc - first > 0)
+		return usage_error("runs", "takes no operands");
+	st = open_ro(&o, &rc);
+	if (!st)
+		return rc;
+	n = state_runs_list(st, o.limit, &rows);
+	if (n < 0) {
+		fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
+		state_close(st);
+		return EXIT_STATE;
+	}
+	if (o.json) {
+		json_t *arr = json_array();
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr, run_json(&rows[i]));
+		print_json(arr);
+	} else {
+		printf("%-6s %-24s %-11s %-20s %9s\n", "ID", "PIPELINE", "STATUS", "STARTED",
+		       "DURATION");
+		for (i = 0; i < n; i++) {
+			char t[32], d[32] = "-";
+			fmt_time(rows[i].started, t, sizeof(t));
+			if (rows[i].finished > 0)
+				snprintf(d, sizeof(d), "%.2fs",
+				         duration(rows[i].started, rows[i].finished));
+			printf("%-6lld %-24s %-11s %-20s %9s\n", (long long)rows[i].id,
+			       rows[i].pipeline, state_status_name(rows[i].status), t, d);
+		}
+	}
+	run_rows_free(rows, n);
+	state_close(st);
+	return rc;
+}

@@ -1,0 +1,496 @@
+/*
+ * engine: runs one pipeline on one libev loop.
+ *
+ * Scheduling is a dataflow firing rule evaluated in an ev_check watcher (run
+ * once per loop iteration, after the poll): stages are visited sinks first,
+ * so queues drain before sources refill them. Whenever a callback produces
+ * work (emit, want_run, done), an ev_idle watcher is started so the next
+ * iteration polls without blocking and the check watcher runs again; it is
+ * stopped when no stage can make progress.
+ *
+ * Invariants: a stage's queue only holds batches while the stage is not
+ * terminal; stages are destroyed only after the loop and the HTTP client are
+ * gone, so no callback can reach a freed stage.
+ */
+#include "engine.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+
+/* Batches processed per check callback before yielding to I/O. */
+#define SCHED_BUDGET 64
+/* Seconds between persisted progress updates. */
+#define PERSIST_INTERVAL 1.0
+
+struct engine {
+	const struct spec *spec;
+	const struct dag *dag;
+	struct ev_loop *loop;
+	struct http *http;
+	json_t *run_obj;
+	struct expr_scope scope;
+	struct state *state;
+	int64_t run_id;
+	bool quiet;
+
+	struct stage *stages;          /* spec order */
+	size_t n;
+
+	ev_check sched_check;
+	ev_idle sched_idle;
+	ev_timer persist_timer;
+	ev_signal sig_int, sig_term;
+	int signal;                    /* first signal received */
+	bool stopping;
+	bool running;                  /* inside engine_run */
+	double started_mono;
+};
+
+static bool terminal(const struct stage *st)
+{
+	return st->status >= ST_SUCCEEDED;
+}
+
+static void kick(struct engine *e)
+{
+	if (e->running && !ev_is_active(&e->sched_idle))
+		ev_idle_start(e->loop, &e->sched_idle);
+}
+
+/* ------------------------------------------------------------ persistence */
+
+static void persist_stage(struct engine *e, struct stage *st)
+{
+	if (state_stage_update(e->state, e->run_id, st->spec->id, st->status,
+	                       &st->stats, st->started, st->finished, st->error) != 0)
+		log_warn("cannot record progress of stage %s: %s", st->spec->id,
+		         state_errmsg(e->state));
+	st->dirty = false;
+}
+
+static void persist_dirty(struct engine *e)
+{
+	size_t i;
+	bool any = false;
+
+	for (i = 0; i < e->n; i++)
+		any |= e->stages[i].dirty;
+	if (!any)
+		return;
+	state_begin(e->state);
+	for (i = 0; i < e->n; i++)
+		if (e->stages[i].dirty)
+			persist_stage(e, &e->stages[i]);
+	if (state_commit(e->state) != 0)
+		log_warn("cannot record progress: %s", state_errmsg(e->state));
+}
+
+static void persist_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	persist_dirty(w->data);
+}
+
+static void set_status(struct stage *st, enum run_status s)
+{
+	if (st->status == s)
+		return;
+	if (s == ST_RUNNING && st->started == 0)
+		st->started = now_wall();
+	if (s >= ST_SUCCEEDED)
+		st->finished = now_wall();
+	st->status = s;
+	st->dirty = true;
+}
+
+/* ------------------------------------------------------------ stage API */
+
+struct ev_loop *engine_loop(struct engine *e) { return e->loop; }
+struct http *engine_http(struct engine *e) { return e->http; }
+const struct expr_scope *engine_scope(struct engine *e) { return &e->scope; }
+const struct spec *engine_spec(struct engine *e) { return e->spec; }
+int engine_batch_size(struct engine *e) { return e->spec->batch_size; }
+bool engine_stopping(struct engine *e) { return e->stopping; }
+int engine_signal(const struct engine *e) { return e->signal; }
+
+/* Every live downstream queue is below its high watermark. */
+static bool room_high(const struct stage *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_down; i++)
+		if (!terminal(st->down[i]) && queue_full(&st->down[i]->in))
+			return false;
+	return true;
+}
+
+/* Every live downstream queue is at or below its low watermark. */
+static bool room_low(const struct stage *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_down; i++)
+		if (!terminal(st->down[i]) && !queue_low(&st->down[i]->in))
+			return false;
+	return true;
+}
+
+void engine_emit(struct stage *st, json_t *batch)
+{
+	size_t i, n = json_array_size(batch);
+
+	if (n > 0 && !terminal(st)) {
+		for (i = 0; i < st->n_down; i++)
+			if (!terminal(st->down[i]))
+				queue_push(&st->down[i]->in, batch);
+		st->stats.records_out += (int64_t)n;
+		st->dirty = true;
+		kick(st->eng);
+	}
+	json_decref(batch);
+}
+
+bool engine_may_emit(struct stage *st)
+{
+	if (st->eng->stopping || terminal(st))
+		return false;
+	if (room_high(st))
+		return true;
+	if (!st->want_run)
+		log_debug("stage %s: paused, downstream queue full", st->spec->id);
+	st->want_run = true;
+	return false;
+}
+
+void engine_want_run(struct stage *st)
+{
+	st->want_run = true;
+	kick(st->eng);
+}
+
+void engine_stage_done(struct stage *st)
+{
+	struct engine *e = st->eng;
+	size_t i;
+
+	if (terminal(st))
+		return;
+	set_status(st, ST_SUCCEEDED);
+	for (i = 0; i < st->n_down; i++)
+		if (st->down[i]->open_up > 0)
+			st->down[i]->open_up--;
+	log_debug("stage %s: succeeded", st->spec->id);
+	persist_stage(e, st);
+	kick(e);
+}
+
+/* Cancels everything downstream of st that has not finished. */
+static void cancel_down(struct stage *st, const char *cause)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_down; i++) {
+		struct stage *d = st->down[i];
+		if (terminal(d))
+			continue;
+		if (d->kind->stop)
+			d->kind->stop(d);
+		queue_clear(&d->in);
+		free(d->error);
+		d->error = xasprintf("cancelled: stage %s failed", cause);
+		set_status(d, ST_CANCELLED);
+		persist_stage(d->eng, d);
+		cancel_down(d, cause);
+	}
+}
+
+void engine_stage_fail(struct stage *st, const char *fmt, ...)
+{
+	va_list ap;
+	char *raw;
+
+	if (terminal(st))
+		return;
+	va_start(ap, fmt);
+	raw = xvasprintf(fmt, ap);
+	va_end(ap);
+	free(st->error);
+	st->error = redact(raw);
+	free(raw);
+	st->stats.errors++;
+	if (st->kind->stop)
+		st->kind->stop(st);
+	queue_clear(&st->in);
+	set_status(st, ST_FAILED);
+	log_error("stage %s failed: %s", st->spec->id, st->error);
+	persist_stage(st->eng, st);
+	cancel_down(st, st->spec->id);
+	kick(st->eng);
+}
+
+/* ------------------------------------------------------------ scheduling */
+
+static bool all_terminal(const struct engine *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->n; i++)
+		if (!terminal(&e->stages[i]))
+			return false;
+	return true;
+}
+
+/* Lets st do one step of work. Returns true if it did anything. */
+static bool step(struct engine *e, struct stage *st)
+{
+	if (terminal(st))
+		return false;
+	if (!queue_empty(&st->in) && room_high(st)) {
+		json_t *b = queue_pop(&st->in);
+		set_status(st, ST_RUNNING);
+		st->stats.records_in += (int64_t)json_array_size(b);
+		st->dirty = true;
+		st->kind->push(st, b);
+		json_decref(b);
+		return true;
+	}
+	if (st->want_run && !e->stopping && room_low(st)) {
+		st->want_run = false;
+		st->kind->resume(st);
+		return true;
+	}
+	if (st->spec->n_needs > 0 && !st->finish_called && st->open_up == 0 &&
+	    queue_empty(&st->in)) {
+		st->finish_called = true;
+		set_status(st, ST_RUNNING);
+		st->kind->finish(st);
+		return true;
+	}
+	return false;
+}
+
+static void sched_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct engine *e = w->data;
+	int budget = SCHED_BUDGET;
+	bool progress = true;
+	size_t k;
+
+	while (progress && budget > 0) {
+		progress = false;
+		for (k = e->n; k-- > 0 && budget > 0; ) {
+			struct stage *st = &e->stages[e->dag->order[k]];
+			if (step(e, st)) {
+				progress = true;
+				budget--;
+			}
+		}
+	}
+	if (all_terminal(e)) {
+		ev_idle_stop(loop, &e->sched_idle);
+		ev_break(loop, EVBREAK_ALL);
+	} else if (budget > 0) {
+		/* Nothing runnable: block in poll until I/O or a timer. */
+		ev_idle_stop(loop, &e->sched_idle);
+	} else {
+		ev_idle_start(loop, &e->sched_idle);
+	}
+}
+
+static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	/* Only keeps the loop from blocking; the work happens in sched_cb. */
+}
+
+/* Stops every stage that is still running and marks it interrupted. */
+static void interrupt_all(struct engine *e)
+{
+	size_t i;
+
+	e->stopping = true;
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		if (terminal(st))
+			continue;
+		if (st->kind->stop)
+			st->kind->stop(st);
+		queue_clear(&st->in);
+		set_status(st, ST_INTERRUPTED);
+	}
+	http_cancel_all(e->http);
+	kick(e);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct engine *e = w->data;
+
+	if (e->signal) {
+		log_warn("second signal: aborting");
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	e->signal = w->signum;
+	log_warn("%s received: stopping the run", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	interrupt_all(e);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+struct engine *engine_create(const struct engine_opts *o, char **err)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	const struct spec *s = o->spec;
+	size_t i, j;
+
+	e->spec = s;
+	e->dag = o->dag;
+	e->state = o->state;
+	e->run_id = o->run_id;
+	e->quiet = o->quiet;
+	e->loop = ev_default_loop(EVFLAG_AUTO);
+	e->http = http_create(e->loop, s->concurrency);
+	e->run_obj = json_pack("{s:I, s:s}", "id", (json_int_t)o->run_id, "pipeline", s->name);
+	e->scope.params = o->params;
+	e->scope.run = e->run_obj;
+	e->n = s->n_stages;
+	e->stages = xcalloc(e->n, sizeof(*e->stages));
+
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		st->spec = &s->stages[i];
+		st->index = i;
+		st->eng = e;
+		st->kind = stage_kind_for(st->spec);
+		st->status = ST_PENDING;
+		queue_init(&st->in, (size_t)s->queue_high, (size_t)s->queue_low);
+		st->n_down = e->dag->n_down[i];
+		st->down = xcalloc(st->n_down ? st->n_down : 1, sizeof(*st->down));
+		for (j = 0; j < st->n_down; j++)
+			st->down[j] = &e->stages[e->dag->down[i][j]];
+		st->open_up = e->dag->n_up[i];
+	}
+	/* Rows in topological order, so `status` lists stages as they flow. */
+	state_begin(e->state);
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		if (state_stage_create(e->state, e->run_id, st->spec->id, st->kind->name) != 0) {
+			*err = xasprintf("cannot record stage %s: %s", st->spec->id,
+			                 state_errmsg(e->state));
+			state_commit(e->state);
+			engine_destroy(e);
+			return NULL;
+		}
+	}
+	state_commit(e->state);
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		char *msg = NULL;
+		if (st->kind->create(st, &msg) != 0) {
+			char *r = redact(msg ? msg : "setup failed");
+			*err = xasprintf("stage %s: %s", st->spec->id, r);
+			free(r);
+			free(msg);
+			engine_destroy(e);
+			return NULL;
+		}
+	}
+	ev_check_init(&e->sched_check, sched_cb);
+	e->sched_check.data = e;
+	ev_idle_init(&e->sched_idle, idle_cb);
+	ev_timer_init(&e->persist_timer, persist_cb, PERSIST_INTERVAL, PERSIST_INTERVAL);
+	e->persist_timer.data = e;
+	ev_signal_init(&e->sig_int, signal_cb, SIGINT);
+	e->sig_int.data = e;
+	ev_signal_init(&e->sig_term, signal_cb, SIGTERM);
+	e->sig_term.data = e;
+	return e;
+}
+
+enum run_status engine_run(struct engine *e)
+{
+	size_t i;
+	enum run_status result = ST_SUCCEEDED;
+
+	e->running = true;
+	e->started_mono = now_mono();
+	ev_check_start(e->loop, &e->sched_check);
+	ev_timer_start(e->loop, &e->persist_timer);
+	ev_signal_start(e->loop, &e->sig_int);
+	ev_signal_start(e->loop, &e->sig_term);
+
+	for (i = 0; i < e->n && !e->stopping; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		if (st->spec->n_needs == 0 && !terminal(st)) {
+			set_status(st, ST_RUNNING);
+			st->kind->start(st);
+		}
+	}
+	kick(e);
+	if (!all_terminal(e))
+		ev_run(e->loop, 0);
+
+	/* A second signal breaks out with stages still running. */
+	if (!all_terminal(e))
+		interrupt_all(e);
+	ev_check_stop(e->loop, &e->sched_check);
+	ev_idle_stop(e->loop, &e->sched_idle);
+	ev_timer_stop(e->loop, &e->persist_timer);
+	ev_signal_stop(e->loop, &e->sig_int);
+	ev_signal_stop(e->loop, &e->sig_term);
+	e->running = false;
+
+	for (i = 0; i < e->n; i++) {
+		enum run_status s = e->stages[i].status;
+		if (s == ST_FAILED || s == ST_CANCELLED)
+			result = ST_FAILED;
+	}
+	if (e->signal)
+		result = ST_INTERRUPTED;
+	for (i = 0; i < e->n; i++)
+		e->stages[i].dirty = true;
+	persist_dirty(e);
+	return result;
+}
+
+void engine_destroy(struct engine *e)
+{
+	size_t i;
+
+	if (!e)
+		return;
+	/* Completes (cancels) transfers while their stages still exist. */
+	http_destroy(e->http);
+	e->http = NULL;
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		if (st->kind)
+			st->kind->destroy(st);
+		queue_clear(&st->in);
+		free(st->down);
+		free(st->error);
+	}
+	free(e->stages);
+	json_decref(e->run_obj);
+	free(e);
+}
+
+/* ------------------------------------------------------------ reporting */
+
+const char *engine_first_error(const struct engine *e, const char **stage)
+{
+	size_t i;
+
+	for (i = 0; i < e->n; i++) {
+		const struct stage *st = &e->stages[e->dag->order[i]];
+		if (st->status == ST_FAILED && st->error) {
+			*stage = st->spec->id;
+			return st->error;
+		}
+	}
+	return NULL;
+}

@@ -1,0 +1,429 @@
+/*
+ * load.sqlite: writes records into a SQLite table, one transaction per batch.
+ * The table is created on the first batch with one untyped column per record
+ * key (so values keep their JSON types: 19.99 is stored as the REAL 19.99),
+ * and a key given in the pipeline becomes its primary key; rows are then
+ * upserted on it. Keys that appear later add columns. Identifiers are quoted,
+ * values are always bound.
+ *
+ * This is the one sink that includes sqlite3.h; the run state has its own
+ * module (state.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "engine.h"
+#include "jsonw.h"
+#include "util.h"
+
+struct load_sqlite {
+	sqlite3 *db;
+	char *path;
+	char *table;
+	char **key;
+	size_t n_key;
+	char **cols;                   /* columns the table has */
+	size_t n_cols, cap_cols;
+	sqlite3_stmt *ins;             /* prepared for the current column set */
+	bool table_ready;
+	struct buf sql, tmp;
+};
+
+/* Appends "name" with embedded quotes doubled. */
+static void quote_ident(struct buf *b, const char *name)
+{
+	buf_addc(b, '"');
+	for (; *name; name++) {
+		if (*name == '"')
+			buf_addc(b, '"');
+		buf_addc(b, *name);
+	}
+	buf_addc(b, '"');
+}
+
+static int exec_sql(struct load_sqlite *c, const char *sql, char **err)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		*err = xasprintf("%s: %s", c->path, msg ? msg : sqlite3_errmsg(c->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static bool has_col(struct load_sqlite *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_cols; i++)
+		if (strcmp(c->cols[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void add_col_name(struct load_sqlite *c, const char *name)
+{
+	xgrow(&c->cols, &c->cap_cols, c->n_cols + 1, sizeof(*c->cols));
+	c->cols[c->n_cols++] = xstrdup(name);
+}
+
+static int ls_create(struct stage *st, char **err)
+{
+	const struct load_spec *l = &st->spec->u.load;
+	struct load_sqlite *c = xcalloc(1, sizeof(*c));
+	char *dir;
+	size_t i;
+
+	st->ctx = c;
+	buf_init(&c->sql);
+	buf_init(&c->tmp);
+	c->path = path_join(engine_spec(st->eng)->dir, l->path.s);
+	c->table = xstrdup(l->table.s);
+	c->n_key = l->n_key;
+	c->key = xcalloc(c->n_key ? c->n_key : 1, sizeof(*c->key));
+	for (i = 0; i < c->n_key; i++)
+		c->key[i] = xstrdup(l->key[i].s);
+	dir = path_dir(c->path);
+	if (mkdir_p(dir, 0755) != 0) {
+		*err = xasprintf("cannot create directory %s: %s", dir, strerror(errno));
+		free(dir);
+		return -1;
+	}
+	free(dir);
+	if (sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+	                    NULL) != SQLITE_OK) {
+		*err = xasprintf("cannot open %s: %s", c->path,
+		                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		return -1;
+	}
+	sqlite3_busy_timeout(c->db, 10000);
+	if (exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) != 0)
+		return -1;
+	return 0;
+}
+
+/* Reads the existing table's columns; returns 1 if it exists, 0 if not, -1. */
+static int read_columns(struct load_sqlite *c, char **err)
+{
+	sqlite3_stmt *s;
+	int rc, found = 0;
+
+	if (sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_table_info(?1)", -1, &s,
+	                       NULL) != SQLITE_OK) {
+		*err = xasprintf("%s: %s", c->path, sqlite3_errmsg(c->db));
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, c->table, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		add_col_name(c, (const char *)sqlite3_column_text(s, 0));
+		found = 1;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		*err = xasprintf("%s: %s", c->path, sqlite3_errmsg(c->db));
+		return -1;
+	}
+	return found;
+}
+
+/* True when a unique index (or primary key) covers exactly the key columns. */
+static bool has_unique_key(struct load_sqlite *c)
+{
+	sqlite3_stmt *il, *ii;
+	bool ok = false;
+
+	if (sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_index_list(?1) WHERE \"unique\"",
+	                       -1, &il, NULL) != SQLITE_OK)
+		return false;
+	if (sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_index_info(?1)", -1, &ii,
+	                       NULL) != SQLITE_OK) {
+		sqlite3_finalize(il);
+		return false;
+	}
+	sqlite3_bind_text(il, 1, c->table, -1, SQLITE_STATIC);
+	while (!ok && sqlite3_step(il) == SQLITE_ROW) {
+		size_t n = 0, matched = 0, i;
+		sqlite3_reset(ii);
+		sqlite3_bind_text(ii, 1, (const char *)sqlite3_column_text(il, 0), -1,
+		                  SQLITE_TRANSIENT);
+		while (sqlite3_step(ii) == SQLITE_ROW) {
+			const char *col = (const char *)sqlite3_column_text(ii, 0);
+			n++;
+			for (i = 0; col && i < c->n_key; i++)
+				if (strcmp(col, c->key[i]) == 0)
+					matched++;
+		}
+		ok = n == c->n_key && matched == c->n_key;
+	}
+	sqlite3_finalize(il);
+	sqlite3_finalize(ii);
+	return ok;
+}
+
+/* Creates the table from the first record, or checks the existing one. */
+static int ensure_table(struct stage *st, json_t *first, char **err)
+{
+	struct load_sqlite *c = st->ctx;
+	const char *k;
+	json_t *v;
+	size_t i;
+	int exists = read_columns(c, err);
+
+	if (exists < 0)
+		return -1;
+	if (exists) {
+		if (c->n_key && !has_unique_key(c)) {
+			struct buf b;
+			buf_init(&b);
+			for (i = 0; i < c->n_key; i++)
+				buf_printf(&b, "%s%s", i ? ", " : "", c->key[i]);
+			*err = xasprintf("%s: table \"%s\" exists without a unique index on (%s), so "
+			                 "rows cannot be upserted on the key; add one with CREATE "
+			                 "UNIQUE INDEX, or load into a new table",
+			                 c->path, c->table, b.data);
+			buf_free(&b);
+			return -1;
+		}
+		c->table_ready = true;
+		return 0;
+	}
+	for (i = 0; i < c->n_key; i++)
+		add_col_name(c, c->key[i]);
+	json_object_foreach(first, k, v)
+		if (!has_col(c, k))
+			add_col_name(c, k);
+	buf_reset(&c->sql);
+	buf_adds(&c->sql, "CREATE TABLE IF NOT EXISTS ");
+	quote_ident(&c->sql, c->table);
+	buf_adds(&c->sql, " (");
+	for (i = 0; i < c->n_cols; i++) {
+		if (i)
+			buf_adds(&c->sql, ", ");
+		quote_ident(&c->sql, c->cols[i]);
+	}
+	if (c->n_key) {
+		buf_adds(&c->sql, ", PRIMARY KEY (");
+		for (i = 0; i < c->n_key; i++) {
+			if (i)
+				buf_adds(&c->sql, ", ");
+			quote_ident(&c->sql, c->key[i]);
+		}
+		buf_addc(&c->sql, ')');
+	}
+	buf_adds(&c->sql, ")");
+	if (exec_sql(c, c->sql.data, err) != 0)
+		return -1;
+	c->table_ready = true;
+	return 0;
+}
+
+/* Prepares INSERT ... [ON CONFLICT (key) DO UPDATE SET ...] for all columns. */
+static int prepare_insert(struct load_sqlite *c, char **err)
+{
+	size_t i, j;
+	bool any_update = false;
+
+	sqlite3_finalize(c->ins);
+	c->ins = NULL;
+	buf_reset(&c->sql);
+	buf_adds(&c->sql, "INSERT INTO ");
+	quote_ident(&c->sql, c->table);
+	buf_adds(&c->sql, " (");
+	for (i = 0; i < c->n_cols; i++) {
+		if (i)
+			buf_adds(&c->sql, ", ");
+		quote_ident(&c->sql, c->cols[i]);
+	}
+	buf_adds(&c->sql, ") VALUES (");
+	for (i = 0; i < c->n_cols; i++)
+		buf_printf(&c->sql, "%s?%zu", i ? ", " : "", i + 1);
+	buf_adds(&c->sql, ")");
+	if (c->n_key) {
+		buf_adds(&c->sql, " ON CONFLICT (");
+		for (i = 0; i < c->n_key; i++) {
+			if (i)
+				buf_adds(&c->sql, ", ");
+			quote_ident(&c->sql, c->key[i]);
+		}
+		buf_adds(&c->sql, ") DO ");
+		for (i = 0; i < c->n_cols; i++) {
+			bool is_key = false;
+			for (j = 0; j < c->n_key; j++)
+				is_key |= strcmp(c->cols[i], c->key[j]) == 0;
+			if (is_key)
+				continue;
+			buf_adds(&c->sql, any_update ? ", " : "UPDATE SET ");
+			quote_ident(&c->sql, c->cols[i]);
+			buf_adds(&c->sql, " = excluded.");
+			quote_ident(&c->sql, c->cols[i]);
+			any_update = true;
+		}
+		if (!any_update)
+			buf_adds(&c->sql, "NOTHING");
+	}
+	if (sqlite3_prepare_v2(c->db, c->sql.data, -1, &c->ins, NULL) != SQLITE_OK) {
+		*err = xasprintf("%s: %s", c->path, sqlite3_errmsg(c->db));
+		return -1;
+	}
+	return 0;
+}
+
+/* Adds columns for keys of rec the table lacks. Returns 1 if any, 0, -1. */
+static int add_columns(struct load_sqlite *c, json_t *rec, char **err)
+{
+	const char *k;
+	json_t *v;
+	int added = 0;
+
+	json_object_foreach(rec, k, v) {
+		if (has_col(c, k))
+			continue;
+		buf_reset(&c->sql);
+		buf_adds(&c->sql, "ALTER TABLE ");
+		quote_ident(&c->sql, c->table);
+		buf_adds(&c->sql, " ADD COLUMN ");
+		quote_ident(&c->sql, k);
+		if (exec_sql(c, c->sql.data, err) != 0)
+			return -1;
+		add_col_name(c, k);
+		added = 1;
+	}
+	return added;
+}
+
+static void bind_value(struct load_sqlite *c, int idx, json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_INTEGER:
+		sqlite3_bind_int64(c->ins, idx, (sqlite3_int64)json_integer_value(v));
+		break;
+	case JSON_REAL:
+		sqlite3_bind_double(c->ins, idx, json_real_value(v));
+		break;
+	case JSON_STRING:
+		sqlite3_bind_text(c->ins, idx, json_string_value(v), (int)json_string_length(v),
+		                  SQLITE_STATIC);
+		break;
+	case JSON_TRUE:
+		sqlite3_bind_int(c->ins, idx, 1);
+		break;
+	case JSON_FALSE:
+		sqlite3_bind_int(c->ins, idx, 0);
+		break;
+	case JSON_OBJECT:
+	case JSON_ARRAY:
+		buf_reset(&c->tmp);
+		jsonw_append(&c->tmp, v);
+		sqlite3_bind_text(c->ins, idx, c->tmp.data, (int)c->tmp.len, SQLITE_TRANSIENT);
+		break;
+	default:
+		sqlite3_bind_null(c->ins, idx);
+	}
+}
+
+static int write_batch(struct stage *st, json_t *batch, char **err)
+{
+	struct load_sqlite *c = st->ctx;
+	json_t *rec;
+	size_t i, j;
+	int rc;
+
+	json_array_foreach(batch, i, rec) {
+		if (!json_is_object(rec)) {
+			*err = xasprintf("record %zu of the batch is not a JSON object (a %s): a SQLite "
+			                 "row needs named columns",
+			                 i + 1, json_is_array(rec) ? "array" : json_is_string(rec) ?
+			                 "string" : json_is_null(rec) ? "null" : "scalar");
+			return -1;
+		}
+		if (!c->table_ready && ensure_table(st, rec, err) != 0)
+			return -1;
+		rc = add_columns(c, rec, err);
+		if (rc < 0)
+			return -1;
+		if ((rc || !c->ins) && prepare_insert(c, err) != 0)
+			return -1;
+		for (j = 0; j < c->n_key; j++) {
+			json_t *kv = json_object_get(rec, c->key[j]);
+			if (!kv || json_is_null(kv)) {
+				*err = xasprintf("record has no value for key column \"%s\"", c->key[j]);
+				return -1;
+			}
+		}
+		for (j = 0; j < c->n_cols; j++)
+			bind_value(c, (int)j + 1, json_object_get(rec, c->cols[j]));
+		rc = sqlite3_step(c->ins);
+		sqlite3_reset(c->ins);
+		sqlite3_clear_bindings(c->ins);
+		if (rc != SQLITE_DONE) {
+			*err = xasprintf("%s: insert into \"%s\": %s", c->path, c->table,
+			                 sqlite3_errmsg(c->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void ls_push(struct stage *st, json_t *batch)
+{
+	struct load_sqlite *c = st->ctx;
+	char *err = NULL;
+
+	if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
+		goto fail;
+	if (write_batch(st, batch, &err) != 0) {
+		char *ignored = NULL;
+		exec_sql(c, "ROLLBACK", &ignored);
+		free(ignored);
+		goto fail;
+	}
+	if (exec_sql(c, "COMMIT", &err) != 0)
+		goto fail;
+	st->stats.records_out += (int64_t)json_array_size(batch);
+	engine_touch(st);
+	return;
+fail:
+	engine_stage_fail(st, "%s", err);
+	free(err);
+}
+
+static void ls_finish(struct stage *st)
+{
+	engine_stage_done(st);
+}
+
+static void ls_destroy(struct stage *st)
+{
+	struct load_sqlite *c = st->ctx;
+	size_t i;
+
+	if (!c)
+		return;
+	sqlite3_finalize(c->ins);
+	sqlite3_close(c->db);
+	for (i = 0; i < c->n_key; i++)
+		free(c->key[i]);
+	free(c->key);
+	for (i = 0; i < c->n_cols; i++)
+		free(c->cols[i]);
+	free(c->cols);
+	free(c->path);
+	free(c->table);
+	buf_free(&c->sql);
+	buf_free(&c->tmp);
+	free(c);
+	st->ctx = NULL;
+}
+
+const struct stage_kind stage_load_sqlite = {
+	.name = "load.sqlite",
+	.description = "insert or upsert records into a SQLite table",
+	.create = ls_create,
+	.push = ls_push,
+	.finish = ls_finish,
+	.destroy = ls_destroy,
+};

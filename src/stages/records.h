@@ -1,0 +1,42 @@
+/*
+ * records: what the two fetch kinds share: turning a document's bytes (one
+ * JSON document, or JSON lines) into records with the stage's `records:`
+ * expression, and emitting them in batches of the run's batch size.
+ */
+#ifndef PIPECTL_RECORDS_H
+#define PIPECTL_RECORDS_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include "config.h"
+#include "expr.h"
+#include "stage.h"
+
+struct emitter {
+	struct stage *st;
+	struct expr *records;          /* NULL: identity (each document is a record) */
+	json_t *batch;                 /* being filled */
+	size_t max;                    /* records per batch */
+};
+
+/* Compiles `records:` (NULL or "." means identity). Returns 0 or -1, *err. */
+int emitter_init(struct emitter *em, struct stage *st, const struct sval *records,
+                 char **err);
+void emitter_free(struct emitter *em);
+
+/*
+ * Parses text (len bytes) as one JSON document, or as JSON lines when fmt is
+ * FMT_JSONL (first_line numbers the lines in messages), runs `records:` on
+ * each document and adds the results to the current batch, emitting full
+ * batches. origin names the source in messages (a URL or a path). Returns
+ * the number of documents parsed, or -1 with *err set (malloc'd).
+ */
+long emitter_feed(struct emitter *em, const char *text, size_t len,
+                  enum data_format fmt, const char *origin, long first_line,
+                  char **err);
+/* Adds one parsed document (borrowed). Returns 0 or -1 with *err. */
+int emitter_doc(struct emitter *em, json_t *doc, const char *origin, char **err);
+/* Emits the partial batch, if any. */
+void emitter_flush(struct emitter *em);
+
+#endif
