@@ -354,7 +354,13 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->quiet = o->quiet;
 	e->loop = ev_default_loop(EVFLAG_AUTO);
 	e->http = http_create(e->loop, s->concurrency);
-	e->run_obj = json_pack("{s:I, s:s}", "id", (json_int_t)o->run_id, "pipeline", s->name);
+	{
+		/* run.dir: absolute, so file:// URLs can be built from it. */
+		char *abs = realpath(s->dir, NULL);
+		e->run_obj = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)o->run_id,
+		                       "pipeline", s->name, "dir", abs ? abs : s->dir);
+		free(abs);
+	}
 	e->scope.params = o->params;
 	e->scope.run = e->run_obj;
 	e->n = s->n_stages;
