@@ -297,6 +297,10 @@ static int add_columns(struct load_sqlite *c, json_t *rec, char **err)
 
 static void bind_value(struct load_sqlite *c, int idx, json_t *v)
 {
+	if (!v) {                      /* a column this record does not have */
+		sqlite3_bind_null(c->ins, idx);
+		return;
+	}
 	switch (json_typeof(v)) {
 	case JSON_INTEGER:
 		sqlite3_bind_int64(c->ins, idx, (sqlite3_int64)json_integer_value(v));
