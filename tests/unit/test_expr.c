@@ -284,6 +284,22 @@ static void test_templates(void)
 		free(r);
 	}
 	{
+		struct expr_scope sc = { NULL, NULL };
+		json_t *run = J("{\"id\":\"r7\"}");
+		char *err = NULL, *s;
+		size_t off;
+		struct expr *e;
+
+		sc.run = run;
+		e = expr_template("run ${run.id} in=${.}", &sc, &err, &off);
+		s = e ? expr_render(e, NULL, &err) : NULL;
+		is_str(s, "run r7 in=null", "NULL input renders as null");
+		free(s);
+		free(err);
+		expr_free(e);
+		json_decref(run);
+	}
+	{
 		char *r = render_text("${.a.b}", "{\"a\":1}");
 		ok(strncmp(r, "RUNERR:Cannot index number with ", 32) == 0,
 		   "runtime error in a template: %s", r);
