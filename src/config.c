@@ -196,10 +196,7 @@ static void builder_attach(struct builder *b, struct ynode *n)
 	struct ynode *top;
 
 	if (b->depth == 0) {
-		if (b->docs == 1 && !b->root)
-			b->root = n;
-		else
-			ynode_free(n);
+		b->root = n;
 		return;
 	}
 	top = b->stack[b->depth - 1];
@@ -229,6 +226,8 @@ static int builder_event(struct builder *b, yaml_event_t *ev)
 {
 	struct ynode *n;
 
+	if (b->docs > 1 && ev->type != YAML_DOCUMENT_START_EVENT)
+		return 0;                      /* later documents are only parsed */
 	switch (ev->type) {
 	case YAML_DOCUMENT_START_EVENT:
 		if (++b->docs == 2)
@@ -283,6 +282,8 @@ static int builder_event(struct builder *b, yaml_event_t *ev)
 /* Moves the diagnostics of src to the end of dst. */
 static void diags_move(struct diags *dst, struct diags *src)
 {
+	if (src->n == 0)
+		return;
 	xgrow(&dst->v, &dst->cap, dst->n + src->n, sizeof(*dst->v));
 	memcpy(dst->v + dst->n, src->v, src->n * sizeof(*src->v));
 	dst->n += src->n;
@@ -343,9 +344,7 @@ static struct ynode *parse_tree(struct cfg *c)
 		yaml_event_delete(&ev);
 	}
 	yaml_parser_delete(&parser);
-	while (b.depth > 0 && !b.root)
-		ynode_free(b.stack[--b.depth]);
-	free(b.stack);
+	free(b.stack);                 /* open collections all hang off b.root */
 	if (failed) {
 		/* a syntax error hides everything else; too deep nesting is reported */
 		if (failed == 2)
@@ -750,10 +749,11 @@ static int scan_size(const char *s, long long *out)
 		if (strcmp(e, units[i].unit) != 0)
 			continue;
 		if (frac) {
+			/* 1.5KiB is 1536 bytes; 1.1KiB is not a whole number: rejected */
 			double v = strtod(s, &end) * (double)m;
-			if (end != e || !(v < 9.2e18))
+			if (end != e || !(v < 9.2e18) || v != floor(v))
 				return -1;
-			*out = (long long)floor(v);
+			*out = (long long)v;
 			return 0;
 		}
 		errno = 0;
