@@ -22,9 +22,53 @@
 /* Largest magnitude up to which every integer is exact in a double. */
 #define EXPR_MAX_EXACT 9007199254740992.0
 
+/* An integer of the current input that a double cannot hold exactly. jq 1.6
+ * computes with doubles, so such integers come back rounded; if an output
+ * number equals the rounded value of exactly one of them, it was passed
+ * through and the original integer is restored (ambiguous: left rounded). */
+struct big_int {
+	double rounded;
+	json_int_t value;
+	bool ambiguous;
+};
+
 struct expr {
 	jq_state *jq;
+	struct big_int *big;           /* of the input being processed */
+	size_t n_big, cap_big;
 };
+
+static void expr_note_big(struct expr *e, json_int_t i)
+{
+	double d = (double)i;
+	size_t k;
+
+	for (k = 0; k < e->n_big; k++) {
+		if (e->big[k].rounded == d) {
+			if (e->big[k].value != i)
+				e->big[k].ambiguous = true;
+			return;
+		}
+	}
+	xgrow(&e->big, &e->cap_big, e->n_big + 1, sizeof(*e->big));
+	e->big[e->n_big].rounded = d;
+	e->big[e->n_big].value = i;
+	e->big[e->n_big].ambiguous = false;
+	e->n_big++;
+}
+
+static json_t *expr_restore_big(const struct expr *e, double d)
+{
+	size_t k;
+
+	for (k = 0; e && fabs(d) >= EXPR_MAX_EXACT && k < e->n_big; k++)
+		if (e->big[k].rounded == d && !e->big[k].ambiguous)
+			return json_integer(e->big[k].value);
+	/* Integral and within int64: print as an integer, as jq does. */
+	if (d >= -9223372036854775808.0 && d < 9223372036854775808.0)
+		return json_integer((json_int_t)d);
+	return json_real(d);
+}
 
 /* One ${...} part of a template: where its "${" is and its expression. */
 struct tpl_part {
@@ -35,8 +79,9 @@ struct tpl_part {
 
 /* ------------------------------------------------------------ conversion */
 
-/* Returns a jv for v (borrowed); NULL converts to jq null. */
-static jv expr_json_to_jv(const json_t *v)
+/* Returns a jv for v (borrowed); NULL converts to jq null. Integers a double
+ * cannot hold are noted in e (when not NULL) for expr_restore_big. */
+static jv expr_json_to_jv(const json_t *v, struct expr *e)
 {
 	/* jansson's iteration API takes non-const pointers; nothing changes. */
 	json_t *mv = (json_t *)v;
@@ -53,6 +98,8 @@ static jv expr_json_to_jv(const json_t *v)
 	case JSON_FALSE:
 		return jv_false();
 	case JSON_INTEGER:
+		if (e && (json_integer_value(v) >= (1LL << 53) || json_integer_value(v) <= -(1LL << 53)))
+			expr_note_big(e, json_integer_value(v));
 		return jv_number((double)json_integer_value(v));
 	case JSON_REAL:
 		return jv_number(json_real_value(v));
@@ -62,13 +109,13 @@ static jv expr_json_to_jv(const json_t *v)
 	case JSON_ARRAY:
 		r = jv_array_sized((int)json_array_size(v));
 		json_array_foreach(mv, i, item)
-			r = jv_array_append(r, expr_json_to_jv(item));
+			r = jv_array_append(r, expr_json_to_jv(item, e));
 		return r;
 	case JSON_OBJECT:
 		r = jv_object();
 		json_object_keylen_foreach(mv, key, klen, item)
 			r = jv_object_set(r, jv_string_sized(key, (int)klen),
-			                  expr_json_to_jv(item));
+			                  expr_json_to_jv(item, e));
 		return r;
 	}
 	return jv_null();
@@ -76,7 +123,7 @@ static jv expr_json_to_jv(const json_t *v)
 
 /* Returns a new jansson reference for v, which is consumed. Integral
  * numbers within 2^53 become integers; NaN and infinities become null. */
-static json_t *expr_jv_to_json(jv v)
+static json_t *expr_jv_to_json(jv v, const struct expr *e)
 {
 	json_t *r;
 	double d;
@@ -97,8 +144,8 @@ static json_t *expr_jv_to_json(jv v)
 		d = jv_number_value(v);
 		if (isnan(d) || isinf(d))
 			r = json_null();
-		else if (d == floor(d) && fabs(d) <= EXPR_MAX_EXACT)
-			r = json_integer((json_int_t)d);
+		else if (d == floor(d))
+			r = expr_restore_big(e, d);
 		else
 			r = json_real(d);
 		break;
@@ -111,14 +158,14 @@ static json_t *expr_jv_to_json(jv v)
 		n = jv_array_length(jv_copy(v));
 		for (i = 0; i < n; i++)
 			json_array_append_new(r,
-				expr_jv_to_json(jv_array_get(jv_copy(v), i)));
+				expr_jv_to_json(jv_array_get(jv_copy(v), i), e));
 		break;
 	case JV_KIND_OBJECT:
 		r = json_object();
 		jv_object_foreach(v, k, val) {
 			n = jv_string_length_bytes(jv_copy(k));
 			json_object_setn_new_nocheck(r, jv_string_value(k),
-			                             (size_t)n, expr_jv_to_json(val));
+			                             (size_t)n, expr_jv_to_json(val, e));
 			jv_free(k);
 		}
 		break;
@@ -214,7 +261,7 @@ static jv expr_arg(const char *name, const json_t *v)
 
 	a = jv_object_set(a, jv_string("name"), jv_string(name));
 	a = jv_object_set(a, jv_string("value"),
-	                  v ? expr_json_to_jv(v) : jv_object());
+	                  v ? expr_json_to_jv(v, NULL) : jv_object());
 	return a;
 }
 
@@ -565,9 +612,10 @@ int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
 	jv v;
 
 	*err = NULL;
-	jq_start(e->jq, expr_json_to_jv(input), 0);
+	e->n_big = 0;
+	jq_start(e->jq, expr_json_to_jv(input, e), 0);
 	while (jv_is_valid(v = jq_next(e->jq)))
-		json_array_append_new(out, expr_jv_to_json(v));
+		json_array_append_new(out, expr_jv_to_json(v, e));
 	return expr_finish(e, v, err);
 }
 
@@ -578,7 +626,8 @@ json_t *expr_eval1(struct expr *e, const json_t *input, char **err)
 	jv first, v;
 
 	*err = NULL;
-	jq_start(e->jq, expr_json_to_jv(input), 0);
+	e->n_big = 0;
+	jq_start(e->jq, expr_json_to_jv(input, e), 0);
 	first = jq_next(e->jq);
 	if (!jv_is_valid(first)) {
 		if (expr_finish(e, first, err) == 0)
@@ -596,7 +645,7 @@ json_t *expr_eval1(struct expr *e, const json_t *input, char **err)
 		jv_free(first);
 		return NULL;
 	}
-	return expr_jv_to_json(first);
+	return expr_jv_to_json(first, e);
 }
 
 /* Runs a template. Returns its text (malloc'd, caller frees) or NULL with
@@ -628,6 +677,7 @@ void expr_free(struct expr *e)
 	if (!e)
 		return;
 	jq_teardown(&e->jq);
+	free(e->big);
 	free(e);
 }
 

@@ -10,9 +10,10 @@
  *   run        {"id": <run id>, "pipeline": <name>, "dir": <absolute dir of the pipeline file>}
  * These are bound at compile time: compile after the run id is known.
  *
- * Numbers: jq 1.6 computes with doubles. Integers that fit in 2^53 come back
- * as JSON integers; 19.99 stays 19.99. Larger integers lose precision only if
- * they pass through a jq expression.
+ * Numbers: jq 1.6 computes with doubles. Integral results come back as JSON
+ * integers and 19.99 stays 19.99. An integer beyond 2^53 that a program passes
+ * through unchanged (a projection like {id, big}) is restored exactly; one
+ * that takes part in arithmetic gets jq's double result.
  */
 #ifndef PIPECTL_EXPR_H
 #define PIPECTL_EXPR_H
@@ -37,7 +38,8 @@ struct expr_scope {
 struct expr *expr_compile(const char *src, const struct expr_scope *scope, char **err);
 
 /*
- * Compiles a template string: literal text with ${jq expression} parts.
+ * Compiles a template string (into one jq program): literal text with
+ * ${jq expression} parts.
  * "$${" is a literal "${". Non-string results are JSON-encoded (jq tostring).
  * On a template that does not parse (unterminated "${", empty "${}") or an
  * expression that does not compile: NULL, *err set, and *err_offset the byte

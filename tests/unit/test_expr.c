@@ -366,7 +366,16 @@ static void test_numbers(void)
 	check_run("1.5 * 2, 7 / 2", NULL, "null", "[3,3.5]");
 	check_run("[nan, infinite, -infinite]", NULL, "null", "[[null,null,null]]");
 	check_run("9007199254740993", NULL, "null", "[9007199254740992]");
-	check_run("pow(2;53) + 2", NULL, "null", "[9007199254740994.0]");
+	check_run("pow(2;53) + 2", NULL, "null", "[9007199254740994]");
+	/* Integers beyond 2^53 that pass through jq unchanged are restored. */
+	check_run("{big, id}", NULL, "{\"id\":1,\"big\":9007199254740993}",
+	          "[{\"big\":9007199254740993,\"id\":1}]");
+	check_run(".[]", NULL, "[-9223372036854775807,1234567890123456789]",
+	          "[-9223372036854775807,1234567890123456789]");
+	/* Arithmetic on them is jq's double arithmetic. */
+	check_run(".big + 2", NULL, "{\"big\":9007199254740993}", "[9007199254740994]");
+	/* Two originals that round to the same double: left rounded. */
+	check_run(".[0]", NULL, "[9007199254740993,9007199254740992]", "[9007199254740992]");
 }
 
 static void test_strings_objects(void)
