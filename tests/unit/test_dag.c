@@ -1,0 +1,201 @@
+/*
+ * test_dag: the stage graph built from hand-made specs (independent of the
+ * YAML reader): topological order, fan-in and fan-out, deduplicated edges,
+ * unknown needs and the text and position of cycle reports.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/dag.h"
+#include "tap.h"
+
+/*
+ * Builds a spec from lines "id:need,need". Stage i is at line 10*(i+1),
+ * column 3; its j-th needs entry at that line, column 20+5*j.
+ */
+static struct spec *mkspec(const char *const *lines, size_t n)
+{
+	struct spec *s = xcalloc(1, sizeof(*s));
+	size_t i;
+
+	s->path = xstrdup("p.yaml");
+	s->params = json_object();
+	s->stages = xcalloc(n, sizeof(*s->stages));
+	s->n_stages = n;
+	for (i = 0; i < n; i++) {
+		struct stage_spec *st = &s->stages[i];
+		const char *colon = strchr(lines[i], ':');
+		const char *p = colon + 1;
+
+		st->id = xstrndup(lines[i], (size_t)(colon - lines[i]));
+		st->pos = (struct pos){ s->path, 10 * (int)(i + 1), 3 };
+		st->type = STAGE_TRANSFORM;
+		while (*p) {
+			size_t len = strcspn(p, ",");
+			st->needs = xrealloc(st->needs, (st->n_needs + 1) * sizeof(*st->needs));
+			st->needs[st->n_needs].s = xstrndup(p, len);
+			st->needs[st->n_needs].pos =
+				(struct pos){ s->path, 10 * (int)(i + 1), 20 + 5 * (int)st->n_needs };
+			st->n_needs++;
+			p += len + (p[len] == ',');
+		}
+	}
+	return s;
+}
+
+/* The order as "a b c". */
+static char *order_text(const struct spec *s, const struct dag *g)
+{
+	struct buf b;
+	size_t i;
+
+	buf_init(&b);
+	for (i = 0; i < g->n; i++)
+		buf_printf(&b, "%s%s", i ? " " : "", s->stages[g->order[i]].id);
+	return buf_steal(&b);
+}
+
+static void check_order(const char *const *lines, size_t n, const char *want,
+                        const char *what)
+{
+	struct spec *s = mkspec(lines, n);
+	struct diags d = { 0 };
+	struct dag *g = dag_build(s, &d);
+
+	if (ok(g != NULL && d.n == 0, "%s: builds", what)) {
+		char *o = order_text(s, g);
+		is_str(o, want, "%s: order", what);
+		free(o);
+	}
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+}
+
+static void test_order(void)
+{
+	static const char *const linear[] = { "load:t", "t:f", "f:" };
+	static const char *const indep[] = { "c:", "a:", "b:" };
+	static const char *const stable[] = { "x:z", "y:", "z:" };
+	static const char *const diamond[] = {
+		"src:", "left:src", "right:src", "join:left,right", "out:join",
+	};
+	static const char *const fanin[] = { "u:", "v:", "w:", "all:w,u,v", "late:" };
+
+	check_order(linear, 3, "f t load", "linear chain written backwards");
+	check_order(indep, 3, "c a b", "independent stages keep file order");
+	check_order(stable, 3, "y z x", "ready stages are taken in file order");
+	check_order(diamond, 5, "src left right join out", "diamond");
+	check_order(fanin, 5, "u v w all late",
+	            "fan-in: ready once its last upstream is placed");
+}
+
+static void test_edges(void)
+{
+	static const char *const lines[] = { "a:", "b:a,a", "c:a", "d:b,c,a" };
+	struct spec *s = mkspec(lines, 4);
+	struct diags d = { 0 };
+	struct dag *g = dag_build(s, &d);
+
+	if (!ok(g != NULL, "graph builds")) {
+		spec_free(s);
+		diags_free(&d);
+		return;
+	}
+	is_int(g->n, 4, "n");
+	is_int(g->n_up[1], 1, "duplicate needs give one edge");
+	is_int(g->n_up[3], 3, "d has three upstreams");
+	is_int(g->up[3][0], 1, "up[d][0] is b (needs order)");
+	is_int(g->up[3][2], 0, "up[d][2] is a");
+	is_int(g->n_down[0], 3, "a feeds three stages");
+	is_int(g->down[0][0], 1, "down[a] in file order: b");
+	is_int(g->down[0][1], 2, "down[a] in file order: c");
+	is_int(g->down[0][2], 3, "down[a] in file order: d");
+	is_int(g->n_down[3], 0, "d feeds nothing");
+	is_int(g->n_up[0], 0, "a needs nothing");
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+	dag_free(NULL);
+	ok(1, "dag_free(NULL) is a no-op");
+}
+
+/* Builds lines; expects NULL and exactly the messages want[] (in report
+ * order) at the given lines and columns. */
+static void check_errors(const char *const *lines, size_t n, const char *const *want,
+                         const int *at, size_t n_want, const char *what)
+{
+	struct spec *s = mkspec(lines, n);
+	struct diags d = { 0 };
+	struct dag *g = dag_build(s, &d);
+	size_t i;
+
+	ok(g == NULL, "%s: no graph", what);
+	is_int(d.n, n_want, "%s: %zu diagnostics", what, n_want);
+	for (i = 0; i < n_want && i < d.n; i++) {
+		is_str(d.v[i].msg, want[i], "%s: message %zu", what, i);
+		is_int(d.v[i].line, at[2 * i], "%s: line of %zu", what, i);
+		is_int(d.v[i].col, at[2 * i + 1], "%s: column of %zu", what, i);
+		is_str(d.v[i].file, "p.yaml", "%s: file of %zu", what, i);
+	}
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+}
+
+static void test_errors(void)
+{
+	{
+		static const char *const l[] = { "orders:", "clean:order", "save:clean,zzz" };
+		static const char *const w[] = {
+			"unknown stage \"order\" in needs of \"clean\" (did you mean \"orders\"?)",
+			"unknown stage \"zzz\" in needs of \"save\"",
+		};
+		static const int at[] = { 20, 20, 30, 25 };
+		check_errors(l, 3, w, at, 2, "unknown needs");
+	}
+	{
+		static const char *const l[] = { "a:", "b:a,b" };
+		static const char *const w[] = { "cycle: b → b" };
+		static const int at[] = { 20, 25 };
+		check_errors(l, 2, w, at, 1, "self need");
+	}
+	{
+		/* data flows a -> b -> c -> a; reported at a's needs entry "c" */
+		static const char *const l[] = { "src:", "a:src,c", "b:a", "c:b", "tail:c" };
+		static const char *const w[] = { "cycle: a → b → c → a" };
+		static const int at[] = { 20, 25 };
+		check_errors(l, 5, w, at, 1, "three-cycle");
+	}
+	{
+		/* the cycle is printed from its first stage in the file */
+		static const char *const l[] = { "x:", "c:b", "a:c", "b:a,x" };
+		static const char *const w[] = { "cycle: c → a → b → c" };
+		static const int at[] = { 20, 20 };
+		check_errors(l, 4, w, at, 1, "cycle starting at its first stage");
+	}
+	{
+		static const char *const l[] = { "p:q", "q:p", "r:s", "s:r" };
+		static const char *const w[] = { "cycle: p → q → p", "cycle: r → s → r" };
+		static const int at[] = { 10, 20, 30, 20 };
+		check_errors(l, 4, w, at, 2, "two separate cycles");
+	}
+	{
+		static const char *const l[] = { "a:b", "b:a,nope" };
+		static const char *const w[] = {
+			"unknown stage \"nope\" in needs of \"b\"",
+			"cycle: a → b → a",
+		};
+		static const int at[] = { 20, 25, 10, 20 };
+		check_errors(l, 2, w, at, 2, "unknown need and a cycle");
+	}
+}
+
+int main(void)
+{
+	test_order();
+	test_edges();
+	test_errors();
+	return done_testing();
+}
