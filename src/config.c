@@ -1063,8 +1063,8 @@ static void read_headers(struct cfg *c, const struct ynode *m, struct fetch_spec
 static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode *m,
                        struct fetch_spec *f)
 {
-	const struct ynode *url, *file;
-	int i;
+	const struct ynode *url, *file, *body;
+	size_t i;
 
 	f->timeout = -1;
 	f->connect_timeout = -1;
@@ -1074,7 +1074,7 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 	url = read_str_list(c, m, "url", &f->urls, &f->n_urls);
 	if (url && url->kind == YN_SEQ && url->n == 0)
 		diags_add(c->d, cpos(c, url), "\"url\" must list at least one URL");
-	for (i = 0; (size_t)i < f->n_urls; i++)
+	for (i = 0; i < f->n_urls; i++)
 		check_template(c, url->kind == YN_SEQ ? url_item(url, &f->urls[i]) : url,
 		               f->urls[i].s, "\"url\"");
 	file = read_str(c, m, "file", &f->file);
@@ -1093,15 +1093,12 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 		only_with_url(c, m, "body");
 		only_with_url(c, m, "json");
 	}
-	i = read_enum(c, m, "format", fetch_formats, NULL);
-	f->format = i == 1 ? FMT_JSONL : FMT_JSON;
+	f->format = read_enum(c, m, "format", fetch_formats, NULL) == 1 ? FMT_JSONL : FMT_JSON;
 	read_enum(c, m, "method", methods, &f->method);
 	read_headers(c, m, f);
-	{
-		const struct ynode *body = read_str(c, m, "body", &f->body);
-		if (body && f->body.s)
-			check_template(c, body, f->body.s, "\"body\"");
-	}
+	body = read_str(c, m, "body", &f->body);
+	if (body && f->body.s)
+		check_template(c, body, f->body.s, "\"body\"");
 	read_str(c, m, "json", &f->json);
 	check_jq(c, &f->json, "json");
 	if (map_get(m, "body", NULL) && map_get(m, "json", NULL))
