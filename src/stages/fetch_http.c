@@ -175,12 +175,14 @@ static void fh_done(void *arg, const struct http_result *r)
 		return;
 	}
 	if (strcmp(c->method, "HEAD") != 0 || r->body_len > 0) {
-		if (emitter_feed(&c->em, r->body, r->body_len, st->spec->u.fetch.format,
-		                 r->url, 1, &err) < 0) {
+		long docs = emitter_feed(&c->em, r->body, r->body_len,
+		                         st->spec->u.fetch.format, r->url, 1, &err);
+		if (docs < 0) {
 			engine_stage_fail(st, "%s", err);
 			free(err);
 			return;
 		}
+		st->stats.records_in += docs;
 	}
 	fh_pump(st);
 }

@@ -66,7 +66,7 @@ ok "$(ls out/ | grep -c tmp)" "no temporary file left beside the output"
 is "$?" 0 "status --json exits 0"
 st() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); s={x['stage']:x for x in d['stages']}; print($1)" "$T_TMP/status.json"; }
 is "$(st "d['run']['status']")" succeeded "run recorded as succeeded"
-is "$(st "s['catalogue']['records_out'], s['catalogue']['requests']")" "(14, 3)" "catalogue: 14 records from 3 requests"
+is "$(st "s['catalogue']['records_in'], s['catalogue']['records_out'], s['catalogue']['requests']")" "(3, 14, 3)" "catalogue: 3 documents, 14 records, 3 requests"
 is "$(st "s['supplier']['records_in'], s['supplier']['records_out']")" "(5, 5)" "supplier: 5 lines in, 5 records out"
 is "$(st "s['products']['records_in'], s['products']['records_out']")" "(19, 18)" "products: 19 in, 18 out after dedupe"
 is "$(st "s['products_db']['records_in'], s['products_db']['records_out']")" "(18, 18)" "products_db: 18 rows written"
