@@ -19,22 +19,22 @@ db=out/quickstart.db
 rows=$(sq -separator '|' "$db" "SELECT sku, name, category, price, stock, source, currency, in_stock FROM products ORDER BY sku")
 expected='A-100|Desk lamp|lighting|19.99|12|catalogue|USD|1
 A-101|Floor lamp|lighting|89.5|3|catalogue|USD|1
-A-102|LED strip 5m|lighting|24.0|40|catalogue|USD|1
-B-200|Oak desk|furniture|349.0|2|catalogue|USD|1
+A-102|LED strip 5m|lighting|24|40|catalogue|USD|1
+B-200|Oak desk|furniture|349|2|catalogue|USD|1
 B-201|Office chair|furniture|219.99|7|catalogue|USD|1
 B-202|Bookshelf|furniture|129.95|5|catalogue|USD|1
 C-300|USB-C hub|electronics|39.9|25|catalogue|USD|1
-C-301|Mechanical keyboard|electronics|119.0|9|catalogue|USD|1
+C-301|Mechanical keyboard|electronics|119|9|catalogue|USD|1
 C-302|27in monitor|electronics|279.99|4|catalogue|USD|1
 C-303|Webcam|electronics|64.5|0|catalogue|USD|0
 D-400|Notebook A5|stationery|4.99|120|catalogue|USD|1
 D-401|Fountain pen|stationery|34.75|18|catalogue|USD|1
 D-402|Sticky notes|stationery|2.49|300|catalogue|USD|1
-D-403|Desk organiser|stationery|15.0|22|catalogue|USD|1
-E-500|Standing desk|furniture|538.92|1|supplier-eu|USD|1
-E-501|Monitor arm|furniture|86.39|1|supplier-eu|USD|1
+D-403|Desk organiser|stationery|15|22|catalogue|USD|1
+E-500|Standing desk|furniture|538.92|6|supplier-eu|USD|1
+E-501|Monitor arm|furniture|86.39|15|supplier-eu|USD|1
 E-502|Desk mat|stationery|19.99|0|supplier-eu|USD|0
-E-503|Cable tray|furniture|31.32|1|supplier-eu|USD|1'
+E-503|Cable tray|furniture|31.32|3|supplier-eu|USD|1'
 i=0
 echo "$expected" | while IFS= read -r line; do
 	i=$((i + 1))
@@ -59,18 +59,19 @@ is "$restock" '{"sku":"A-101","name":"Floor lamp","stock":3}
 {"sku":"B-200","name":"Oak desk","stock":2}
 {"sku":"C-302","name":"27in monitor","stock":4}
 {"sku":"C-303","name":"Webcam","stock":0}
-{"sku":"E-502","name":"Desk mat","stock":0}' "restock.jsonl holds the low-stock products"
+{"sku":"E-502","name":"Desk mat","stock":0}
+{"sku":"E-503","name":"Cable tray","stock":3}' "restock.jsonl holds the low-stock products"
 ok "$(ls out/ | grep -c tmp)" "no temporary file left beside the output"
 
 "$PIPECTL" status --json -f quickstart.yaml >"$T_TMP/status.json"
 is "$?" 0 "status --json exits 0"
 st() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); s={x['stage']:x for x in d['stages']}; print($1)" "$T_TMP/status.json"; }
 is "$(st "d['run']['status']")" succeeded "run recorded as succeeded"
-is "$(st "s['catalogue']['records_in'], s['catalogue']['records_out'], s['catalogue']['requests']")" "(3, 14, 3)" "catalogue: 3 documents, 14 records, 3 requests"
-is "$(st "s['supplier']['records_in'], s['supplier']['records_out']")" "(5, 5)" "supplier: 5 lines in, 5 records out"
-is "$(st "s['products']['records_in'], s['products']['records_out']")" "(19, 18)" "products: 19 in, 18 out after dedupe"
-is "$(st "s['products_db']['records_in'], s['products_db']['records_out']")" "(18, 18)" "products_db: 18 rows written"
-is "$(st "s['restock_file']['records_out']")" 5 "restock_file: 5 records written"
+is "$(st "s['catalogue']['records_in'], s['catalogue']['records_out'], s['catalogue']['requests']")" "3 14 3" "catalogue: 3 documents, 14 records, 3 requests"
+is "$(st "s['supplier']['records_in'], s['supplier']['records_out']")" "5 5" "supplier: 5 lines in, 5 records out"
+is "$(st "s['products']['records_in'], s['products']['records_out']")" "19 18" "products: 19 in, 18 out after dedupe"
+is "$(st "s['products_db']['records_in'], s['products_db']['records_out']")" "18 18" "products_db: 18 rows written"
+is "$(st "s['restock_file']['records_out']")" 6 "restock_file: 6 records written"
 is "$(st "[x['stage'] for x in d['stages']][-1] in ('products_db','restock_file')")" True "stages listed in flow order"
 
 "$PIPECTL" status -f quickstart.yaml >"$T_TMP/status.txt"

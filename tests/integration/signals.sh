@@ -40,7 +40,7 @@ run_and_signal() { # run_and_signal SIGNAL EXPECTED-EXIT
 	ok "$(ls | grep -c 'out.jsonl.tmp')" "$1: no temporary file left"
 	"$PIPECTL" status --json -f slow.yaml >st.json
 	is "$(/usr/bin/python3 -c 'import json; d=json.load(open("st.json")); print(d["run"]["status"], d["run"]["error"], " ".join(x["status"] for x in d["stages"]))')" \
-		"interrupted interrupted by $1 interrupted interrupted" "$1: run and stages recorded as interrupted"
+		"interrupted interrupted by SIG$1 interrupted interrupted" "$1: run and stages recorded as interrupted"
 	is "$(sqlite3 .pipectl/state.db 'PRAGMA integrity_check')" ok "$1: state database is consistent"
 	: >"$MOCK_LOG"
 }

@@ -4,7 +4,9 @@
  * connection answers its requests strictly in order), one JSON log line per
  * request. Routes are listed in tests/mockapi/README.md and in route() below.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
