@@ -4,11 +4,6 @@
  * removed from the multi handle before their callback runs, and callbacks
  * only ever run from libev watchers (never inside a libcurl callback).
  */
-#ifdef HAVE_CONFIG_H
-/* <> on purpose: "config.h" would find src/config.h (the pipeline config). */
-#include <config.h>
-#endif
-
 #include "http.h"
 
 #include <math.h>
@@ -20,6 +15,7 @@
 
 #include "util.h"
 
+/* PACKAGE_VERSION comes from configure as a -D flag (no config header). */
 #ifdef PACKAGE_VERSION
 #define HTTP_USER_AGENT "pipectl/" PACKAGE_VERSION
 #else
