@@ -33,7 +33,8 @@ struct big_int {
 };
 
 struct expr {
-	jq_state *jq;
+	jq_state *jq;                  /* NULL for a constant template */
+	char *literal;                 /* a constant template's text */
 	struct big_int *big;           /* of the input being processed */
 	size_t n_big, cap_big;
 };
@@ -540,6 +541,22 @@ struct expr *expr_template(const char *src, const struct expr_scope *scope,
 
 	*err = NULL;
 	*err_offset = 0;
+	if (expr_template_is_const(src)) {
+		/* No jq to run: a compile costs milliseconds, and a pipeline may
+		 * list thousands of plain URLs. */
+		struct buf lit;
+		size_t i;
+		buf_init(&lit);
+		buf_add(&lit, "", 0);
+		for (i = 0; src[i]; i++) {
+			if (src[i] == '$' && src[i + 1] == '$' && src[i + 2] == '{')
+				i++;
+			buf_addc(&lit, src[i]);
+		}
+		e = xcalloc(1, sizeof(*e));
+		e->literal = buf_steal(&lit);
+		return e;
+	}
 	buf_init(&prog);
 	if (expr_tpl_parse(src, &prog, &parts, &nparts, err, err_offset) < 0)
 		goto out;
@@ -612,6 +629,10 @@ int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
 	jv v;
 
 	*err = NULL;
+	if (e->literal) {
+		json_array_append_new(out, json_stringn_nocheck(e->literal, strlen(e->literal)));
+		return 0;
+	}
 	e->n_big = 0;
 	jq_start(e->jq, expr_json_to_jv(input, e), 0);
 	while (jv_is_valid(v = jq_next(e->jq)))
@@ -626,6 +647,8 @@ json_t *expr_eval1(struct expr *e, const json_t *input, char **err)
 	jv first, v;
 
 	*err = NULL;
+	if (e->literal)
+		return json_stringn_nocheck(e->literal, strlen(e->literal));
 	e->n_big = 0;
 	jq_start(e->jq, expr_json_to_jv(input, e), 0);
 	first = jq_next(e->jq);
@@ -652,8 +675,12 @@ json_t *expr_eval1(struct expr *e, const json_t *input, char **err)
  * *err (malloc'd); a non-string result is an error. */
 char *expr_render(struct expr *e, const json_t *input, char **err)
 {
-	json_t *r = expr_eval1(e, input, err);
+	json_t *r;
 	char *s;
+
+	if (e->literal)
+		return xstrdup(e->literal);
+	r = expr_eval1(e, input, err);
 
 	if (!r)
 		return NULL;
@@ -676,7 +703,9 @@ void expr_free(struct expr *e)
 {
 	if (!e)
 		return;
-	jq_teardown(&e->jq);
+	if (e->jq)
+		jq_teardown(&e->jq);
+	free(e->literal);
 	free(e->big);
 	free(e);
 }
