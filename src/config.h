@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <jansson.h>
 #include "diag.h"
+#include "policy.h"
 
 /* A string from the file with its position (s == NULL when absent). */
 struct sval {
@@ -27,6 +28,53 @@ struct header {
 };
 
 enum data_format { FMT_JSON = 0, FMT_JSONL };
+
+/* retry: (in defaults: or a fetch stage; a stage's retry replaces the
+ * default one as a whole). */
+struct retry_spec {
+	bool set;                      /* the key was given */
+	struct pos pos;
+	struct retry_policy p;         /* unset keys keep retry_policy_default() */
+	struct sval when;              /* jq predicate on a 2xx body: retry when true */
+};
+
+/* on_error: what a stage does with a record or request that failed for good. */
+enum on_error {
+	ON_ERROR_UNSET = 0,            /* inherit (default: fail) */
+	ON_ERROR_FAIL,                 /* fail the stage; cancel what depends on it */
+	ON_ERROR_SKIP,                 /* count it, log it, go on */
+	ON_ERROR_DLQ,                  /* store it in the dead-letter queue, go on */
+	ON_ERROR_PASS,                 /* fan-out fetch only: pass the input record on
+	                                  with an "_errors" field */
+};
+
+/* paginate: (fetch with url). Exactly one kind. */
+enum page_kind { PAGE_NONE = 0, PAGE_NEXT, PAGE_LINK, PAGE_COUNTER };
+struct paginate_spec {
+	enum page_kind kind;
+	struct pos pos;
+	struct sval next;              /* NEXT: jq on the body -> next URL (absolute or
+	                                  relative to the current one), or null/empty to stop */
+	struct sval param;             /* COUNTER: query parameter to set (e.g. page, offset) */
+	long long start;               /* COUNTER: first value (default 1) */
+	long long step;                /* COUNTER: increment (default 1) */
+	struct sval stop;              /* COUNTER: jq predicate on the body: stop when true
+	                                  (required for COUNTER; default for others: none) */
+	int max_pages;                 /* 0 = unlimited; else stop after this many pages */
+};
+
+/* hosts: entries (top-level map; a key is a host name, "host:port", or a
+ * pool name that stages select with `pool:`). */
+struct host_spec {
+	char *name;
+	struct pos pos;
+	int concurrency;               /* 0 = unlimited */
+	double rate;                   /* requests per second; 0 = unlimited */
+	double burst;                  /* bucket size; 0 = max(1, rate) */
+	int breaker_failures;          /* consecutive failures to open; 0 = no breaker */
+	double breaker_cooldown;       /* seconds (default 30) */
+	int breaker_successes;         /* successes in half-open to close (default 1) */
+};
 
 /* Durations are seconds (double); -1 means "not set, inherit". */
 struct fetch_spec {
@@ -45,6 +93,15 @@ struct fetch_spec {
 	int concurrency;               /* transfers in flight for this stage; 0 = inherit */
 	long long max_body;            /* bytes; 0 = inherit */
 	int tls_verify;                /* 1, 0, or -1 = inherit (default on) */
+	struct retry_spec retry;       /* !set: inherit defaults.retry */
+	int idempotent;                /* -1 unset (GET/HEAD/PUT/DELETE yes; POST/PATCH no), 0, 1 */
+	struct sval pool;              /* a hosts: entry to use instead of the URL's host */
+	struct paginate_spec paginate;
+	/* Fan-out (a fetch stage with needs): runs once per input record, with
+	 * url/headers/body/json templated from it (`.` is the record). */
+	struct sval merge;             /* jq on {"record": in, "response": r} for each
+	                                  response record r -> 0..n outputs; absent:
+	                                  outputs are the response records */
 };
 
 struct transform_spec {
@@ -69,6 +126,8 @@ struct stage_spec {
 	char *id;
 	struct pos pos;                /* of the stage's key */
 	char *description;
+	enum on_error on_error;        /* UNSET: inherit defaults.on_error */
+	double stage_timeout;          /* seconds; -1 = inherit (default: none) */
 	struct sval *needs;
 	size_t n_needs;
 	enum stage_type type;
@@ -101,6 +160,13 @@ struct spec {
 	double connect_timeout;        /* default 10s */
 	int stage_concurrency;         /* default 16 */
 	long long max_body;            /* default 64MiB */
+	struct retry_spec retry;       /* default: attempts 1 (no retries) */
+	enum on_error on_error;        /* default ON_ERROR_FAIL */
+	double stage_timeout;          /* default -1: none */
+
+	double run_timeout;            /* settings.run_timeout; -1 = none */
+	struct host_spec *hosts;       /* hosts: (top level) */
+	size_t n_hosts;
 
 	struct stage_spec *stages;     /* in file order */
 	size_t n_stages;

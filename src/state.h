@@ -51,6 +51,43 @@ struct stage_row {
 	double started, finished;                        /* 0 when not set */
 };
 
+/* One HTTP attempt (schema v2, table attempts). url is stored redacted. */
+struct attempt_row {
+	int64_t run_id;
+	char *stage;
+	char *fingerprint;             /* request identity: sha256 of method, url, body */
+	char *method, *url;
+	int attempt;                   /* 1-based */
+	long http_status;              /* 0 when no response */
+	char *error;                   /* NULL on success */
+	double started;                /* wall clock */
+	double duration;               /* seconds */
+	double wait;                   /* seconds waited before this attempt (backoff) */
+};
+
+/* A dead letter (schema v2, table dlq): a record or request that failed for
+ * good in a stage with on_error: dlq. */
+struct dlq_row {
+	int64_t id, run_id;
+	char *stage;
+	char *payload;                 /* JSON text: the input record, or for a source
+	                                  fetch {"method","url","body"} */
+	char *error;
+	char *attempts;                /* JSON array text of {attempt, status, error, ...} */
+	double created;
+	int replayed;                  /* 0/1: pipectl dlq replay succeeded for it */
+};
+
+/* A notable event of a run (schema v2, table events): breaker transitions,
+ * timeouts. */
+struct event_row {
+	int64_t run_id;
+	char *stage;                   /* may be NULL */
+	char *kind;                    /* "breaker", "timeout", ... */
+	char *message;
+	double at;
+};
+
 /*
  * Opens (creating the file and its directory if needed) and migrates.
  * Returns NULL with *err set (malloc'd) on failure. read_only opens an
@@ -92,5 +129,28 @@ void run_rows_free(struct run_row *rows, int n);
 /* Stages of a run in creation (topological) order. Returns count or -1. */
 int state_stages_list(struct state *st, int64_t run_id, struct stage_row **out);
 void stage_rows_free(struct stage_row *rows, int n);
+
+/* ---- schema v2: attempts, dead letters, events. Writes work inside or
+ * outside state_begin/commit; callers batch them. */
+int state_attempt_add(struct state *st, const struct attempt_row *a);
+/* Attempts of a run (stage NULL = all) in insertion order. Count or -1. */
+int state_attempts_list(struct state *st, int64_t run_id, const char *stage,
+                        struct attempt_row **out);
+void attempt_rows_free(struct attempt_row *rows, int n);
+
+/* Adds a dead letter; sets *id when id is not NULL. */
+int state_dlq_add(struct state *st, int64_t run_id, const char *stage,
+                  const char *payload, const char *error, const char *attempts,
+                  double created, int64_t *id);
+/* Dead letters of a run (0 = every run), stage NULL = all, oldest first. */
+int state_dlq_list(struct state *st, int64_t run_id, const char *stage,
+                   struct dlq_row **out);
+int state_dlq_mark_replayed(struct state *st, int64_t id);
+void dlq_rows_free(struct dlq_row *rows, int n);
+
+int state_event_add(struct state *st, int64_t run_id, const char *stage,
+                    const char *kind, const char *message, double at);
+int state_events_list(struct state *st, int64_t run_id, struct event_row **out);
+void event_rows_free(struct event_row *rows, int n);
 
 #endif
