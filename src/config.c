@@ -55,6 +55,7 @@ struct cfg {
 	bool *kind_known;              /* per stage: fetch/transform/load was read */
 	struct pos *needs_key;         /* per stage: the needs: key (line 0 if absent) */
 	bool *needs_bad;               /* per stage: needs: had errors of its own */
+	const struct ynode *hosts;     /* the hosts: mapping (pool names), or NULL */
 };
 
 static void ynode_free(struct ynode *n)
@@ -628,18 +629,20 @@ static void read_plain_str(struct cfg *c, const struct ynode *m, const char *nam
 	}
 }
 
-static void read_int(struct cfg *c, const struct ynode *m, const char *name,
-                     long long lo, long long hi, int *out)
+/* An integer lo..hi under key name of m. Returns the value node when one
+ * was read into *out, NULL when absent or invalid (reported). */
+static const struct ynode *read_integer(struct cfg *c, const struct ynode *m, const char *name,
+                                        long long lo, long long hi, long long *out)
 {
 	const struct ynode *v = map_get(m, name, NULL);
 	long long x;
 
 	if (!v || v->kind == YN_BAD)
-		return;
+		return NULL;
 	if (!plain(v) || !is_int_text(v->s)) {
 		diags_add(c->d, cpos(c, v), "expected an integer for \"%s\", got %s", name,
 		          describe(v));
-		return;
+		return NULL;
 	}
 	errno = 0;
 	x = strtoll(v->s, NULL, 10);
@@ -647,9 +650,19 @@ static void read_int(struct cfg *c, const struct ynode *m, const char *name,
 		diags_add(c->d, cpos(c, v),
 		          "invalid value %s for \"%s\": expected an integer from %lld to %lld",
 		          v->s, name, lo, hi);
-		return;
+		return NULL;
 	}
-	*out = (int)x;
+	*out = x;
+	return v;
+}
+
+static void read_int(struct cfg *c, const struct ynode *m, const char *name,
+                     long long lo, long long hi, int *out)
+{
+	long long x;
+
+	if (read_integer(c, m, name, lo, hi, &x))
+		*out = (int)x;
 }
 
 static void read_bool(struct cfg *c, const struct ynode *m, const char *name, int *out)
@@ -776,6 +789,32 @@ int parse_size(const char *s, long long *bytes)
 	return 0;
 }
 
+int parse_rate(const char *s, double *per_second)
+{
+	static const struct {
+		const char *unit;
+		double per;
+	} units[] = { { "/s", 1 }, { "/m", 60 }, { "/h", 3600 } };
+	bool frac;
+	const char *e;
+	char *end;
+	double v;
+	size_t i;
+
+	if (!s || !(e = scan_number(s, &frac)))
+		return -1;
+	v = strtod(s, &end);
+	if (end != e || !(v > 0) || !isfinite(v))
+		return -1;
+	for (i = 0; i < ARRAY_LEN(units); i++) {
+		if (strcmp(e, units[i].unit) == 0) {
+			*per_second = v / units[i].per;
+			return *per_second > 0 ? 0 : -1;
+		}
+	}
+	return -1;
+}
+
 static void read_duration(struct cfg *c, const struct ynode *m, const char *name,
                           double *out)
 {
@@ -812,6 +851,22 @@ static void read_size(struct cfg *c, const struct ynode *m, const char *name, lo
 	free(sv.s);
 }
 
+/* Reports word, not one of vals (listed as text), with a suggestion when
+ * one of several values is close. */
+static void diag_enum(struct cfg *c, struct pos p, const char *name, const char *word,
+                      const char *const *vals, const char *text)
+{
+	size_t n = strv_len(vals);
+	const char *sug = n > 1 ? suggest(word, vals, n) : NULL;
+
+	if (sug)
+		diags_add(c->d, p, "invalid %s \"%s\": expected %s%s (did you mean \"%s\"?)",
+		          name, word, n > 1 ? "one of " : "", text, sug);
+	else
+		diags_add(c->d, p, "invalid %s \"%s\": expected %s%s", name, word,
+		          n > 1 ? "one of " : "", text);
+}
+
 /* An enumeration; returns the index in vals, or -1 (absent or invalid). */
 static int read_enum(struct cfg *c, const struct ynode *m, const char *name,
                      const char *const *vals, struct sval *keep)
@@ -834,8 +889,7 @@ static int read_enum(struct cfg *c, const struct ynode *m, const char *name,
 	buf_init(&list);
 	for (i = 0; i < n; i++)
 		buf_printf(&list, "%s%s", i ? ", " : "", vals[i]);
-	diags_add(c->d, sv.pos, "invalid %s \"%s\": expected %s%s", name, sv.s,
-	          n > 1 ? "one of " : "", list.data);
+	diag_enum(c, sv.pos, name, sv.s, vals, list.data);
 	buf_free(&list);
 	free(sv.s);
 	return -1;
@@ -972,7 +1026,8 @@ static void check_template(struct cfg *c, const struct ynode *node, const char *
 
 static const char *const fetch_keys[] = {
 	"url", "file", "format", "method", "headers", "body", "json", "records",
-	"timeout", "connect_timeout", "concurrency", "max_body", "tls_verify", NULL
+	"timeout", "connect_timeout", "concurrency", "max_body", "tls_verify", "retry",
+	"idempotent", "pool", "paginate", "merge", NULL
 };
 static const char *const transform_keys[] = { "jq", "dedupe", NULL };
 static const char *const load_keys[] = { "sqlite", "file", "stdout", NULL };
@@ -980,19 +1035,322 @@ static const char *const sqlite_keys[] = { "path", "table", "key", NULL };
 static const char *const loadfile_keys[] = { "path", "format", NULL };
 static const char *const stdout_keys[] = { "format", NULL };
 static const char *const stage_keys[] = {
-	"fetch", "transform", "load", "needs", "description", NULL
+	"fetch", "transform", "load", "needs", "description", "on_error", "stage_timeout", NULL
 };
 static const char *const kind_names[] = { "fetch", "transform", "load", NULL };
 static const char *const top_keys[] = {
-	"pipeline", "description", "params", "settings", "defaults", "stages", NULL
+	"pipeline", "description", "params", "settings", "defaults", "hosts", "stages", NULL
 };
-static const char *const settings_keys[] = { "concurrency", "queue", "batch_size", NULL };
+static const char *const settings_keys[] = {
+	"concurrency", "queue", "batch_size", "run_timeout", NULL
+};
 static const char *const defaults_keys[] = {
-	"timeout", "connect_timeout", "concurrency", "max_body", NULL
+	"timeout", "connect_timeout", "concurrency", "max_body", "retry", "on_error",
+	"stage_timeout", NULL
 };
+static const char *const retry_keys[] = {
+	"attempts", "backoff", "initial", "max", "jitter", "on", "when", NULL
+};
+/* in the order of enum backoff_kind, enum jitter_kind */
+static const char *const backoffs[] = { "constant", "linear", "exponential", NULL };
+static const char *const jitters[] = { "none", "full", "equal", NULL };
+static const char *const retry_words[] = { "connect", "timeout", "network", "5xx", "4xx", NULL };
+static const unsigned retry_bits[] = {
+	RETRY_ON_CONNECT, RETRY_ON_TIMEOUT, RETRY_ON_NETWORK, RETRY_ON_5XX, RETRY_ON_4XX
+};
+/* in the order of enum on_error, from ON_ERROR_FAIL */
+static const char *const on_errors[] = { "fail", "skip", "dlq", "pass", NULL };
+static const char *const paginate_keys[] = {
+	"next", "link", "param", "start", "step", "stop", "max_pages", NULL
+};
+static const char *const page_kinds[] = { "next", "link", "param", NULL };
+static const char *const host_keys[] = { "concurrency", "rate", "burst", "breaker", NULL };
+static const char *const breaker_keys[] = { "failures", "cooldown", "successes", NULL };
 static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
 static const char *const fetch_formats[] = { "json", "jsonl", NULL };
 static const char *const load_formats[] = { "jsonl", NULL };
+
+
+/* ------------------------------------------------------------ resilience */
+
+/* retry.on: words and HTTP status codes into p (replacing the default set). */
+static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_policy *p)
+{
+	struct sval *v = NULL;
+	size_t n = 0, i, j;
+
+	if (!read_str_list(c, m, "on", &v, &n))
+		return;
+	p->on = 0;
+	p->n_codes = 0;
+	for (i = 0; i < n; i++) {
+		const char *w = v[i].s;
+		long long code;
+		for (j = 0; j < i && strcmp(v[j].s, w) != 0; j++)
+			;
+		if (j < i) {
+			diags_add(c->d, v[i].pos, "duplicate \"%s\" in \"on\"", w);
+			continue;
+		}
+		for (j = 0; retry_words[j] && strcmp(retry_words[j], w) != 0; j++)
+			;
+		if (retry_words[j]) {
+			p->on |= retry_bits[j];
+			continue;
+		}
+		if (!is_int_text(w)) {
+			const char *sug = suggest(w, retry_words, ARRAY_LEN(retry_bits));
+			diags_add(c->d, v[i].pos, "invalid retry condition \"%s\" in \"on\": expected "
+			          "connect, timeout, network, 5xx, 4xx or an HTTP status code%s%s%s",
+			          w, sug ? " (did you mean \"" : "", sug ? sug : "", sug ? "\"?)" : "");
+			continue;
+		}
+		errno = 0;
+		code = strtoll(w, NULL, 10);
+		if (errno || code < 100 || code > 599) {
+			diags_add(c->d, v[i].pos, "invalid HTTP status code %s in \"on\": expected "
+			          "an integer from 100 to 599", w);
+			continue;
+		}
+		if (p->n_codes == (int)ARRAY_LEN(p->codes)) {
+			diags_add(c->d, v[i].pos, "too many HTTP status codes in \"on\": at most %zu",
+			          ARRAY_LEN(p->codes));
+			continue;
+		}
+		p->codes[p->n_codes++] = (int)code;
+	}
+	for (i = 0; i < n; i++)
+		free(v[i].s);
+	free(v);
+}
+
+/* retry: under m (defaults or a fetch stage) into r: set, with the default
+ * policy overridden by the keys given. */
+static void read_retry(struct cfg *c, const struct ynode *m, struct retry_spec *r)
+{
+	const struct ynode *k = NULL, *v = map_get(m, "retry", &k);
+	int i;
+
+	if (!v || !map_check(c, v, "\"retry\"", "in retry", retry_keys))
+		return;
+	r->set = true;
+	r->pos = cpos(c, k);
+	retry_policy_default(&r->p);
+	read_int(c, v, "attempts", 1, 100, &r->p.attempts);
+	if ((i = read_enum(c, v, "backoff", backoffs, NULL)) >= 0)
+		r->p.backoff = (enum backoff_kind)i;
+	read_duration(c, v, "initial", &r->p.initial);
+	read_duration(c, v, "max", &r->p.max);
+	if ((i = read_enum(c, v, "jitter", jitters, NULL)) >= 0)
+		r->p.jitter = (enum jitter_kind)i;
+	read_retry_on(c, v, &r->p);
+	read_str(c, v, "when", &r->when);
+	check_jq(c, &r->when, "when");
+}
+
+/* on_error: under m; returns ON_ERROR_UNSET when absent or invalid, and
+ * the value's position in *at. */
+static enum on_error read_on_error(struct cfg *c, const struct ynode *m, struct pos *at)
+{
+	struct sval sv = { NULL, { NULL, 0, 0 } };
+	int i = read_enum(c, m, "on_error", on_errors, &sv);
+
+	if (i < 0)
+		return ON_ERROR_UNSET;
+	*at = sv.pos;
+	free(sv.s);
+	return (enum on_error)(ON_ERROR_FAIL + i);
+}
+
+static void pass_misplaced(struct cfg *c, struct pos at)
+{
+	diags_add(c->d, at, "on_error: pass is only for fetch stages with needs");
+}
+
+/* pool: must name an entry of hosts:. */
+static void check_pool(struct cfg *c, const struct sval *pool)
+{
+	const char **names;
+	const char *sug;
+	size_t i, n = 0;
+
+	if (map_get(c->hosts, pool->s, NULL))
+		return;
+	names = xcalloc(c->hosts ? c->hosts->n / 2 + 1 : 1, sizeof(*names));
+	for (i = 0; c->hosts && c->hosts->kind == YN_MAP && i + 1 < c->hosts->n; i += 2)
+		if (c->hosts->kids[i]->kind == YN_SCALAR)
+			names[n++] = c->hosts->kids[i]->s;
+	sug = suggest(pool->s, names, n);
+	if (sug)
+		diags_add(c->d, pool->pos, "unknown pool \"%s\" (did you mean \"%s\"?)",
+		          pool->s, sug);
+	else
+		diags_add(c->d, pool->pos, "unknown pool \"%s\": hosts has no such entry", pool->s);
+	free(names);
+}
+
+static void only_with_param(struct cfg *c, const struct ynode *m, const char *name)
+{
+	const struct ynode *k = NULL;
+
+	if (map_get(m, name, &k))
+		diags_add(c->d, cpos(c, k), "\"%s\" is only allowed with \"param\" in paginate",
+		          name);
+}
+
+static void read_paginate(struct cfg *c, const struct ynode *m, struct paginate_spec *pg)
+{
+	const struct ynode *k = NULL, *v = map_get(m, "paginate", &k), *kind_k = NULL, *x;
+	bool reported = false;
+	int kind = -1, link = 1;
+	size_t i;
+
+	pg->start = 1;
+	pg->step = 1;
+	if (!v || !map_check(c, v, "\"paginate\"", "in paginate", paginate_keys))
+		return;
+	pg->pos = cpos(c, k);
+	for (i = 0; v->kind == YN_MAP && i + 1 < v->n; i += 2) {
+		const struct ynode *key = v->kids[i];
+		int t;
+		if (key->kind != YN_SCALAR)
+			continue;
+		for (t = 0; page_kinds[t] && strcmp(key->s, page_kinds[t]) != 0; t++)
+			;
+		if (!page_kinds[t] || map_get(v, key->s, NULL) != v->kids[i + 1])
+			continue;
+		if (!kind_k) {
+			kind_k = key;
+			kind = t;
+		} else if (!reported) {
+			diags_add(c->d, cpos(c, key),
+			          "paginate can have only one of next, link and param");
+			reported = true;
+		}
+	}
+	if (!kind_k)
+		diags_add(c->d, map_pos(c, k, v), "paginate needs one of next, link or param");
+	else
+		pg->kind = kind == 0 ? PAGE_NEXT : kind == 1 ? PAGE_LINK : PAGE_COUNTER;
+	read_str(c, v, "next", &pg->next);
+	check_jq(c, &pg->next, "next");
+	read_bool(c, v, "link", &link);
+	if (!link && (x = map_get(v, "link", NULL)))
+		diags_add(c->d, cpos(c, x), "\"link\" can only be true (to not paginate, "
+		          "leave paginate out)");
+	read_str(c, v, "param", &pg->param);
+	if (pg->param.s && !*pg->param.s)
+		diags_add(c->d, pg->param.pos, "\"param\" must not be empty");
+	read_integer(c, v, "start", LLONG_MIN, LLONG_MAX, &pg->start);
+	if ((x = read_integer(c, v, "step", LLONG_MIN, LLONG_MAX, &pg->step)) && pg->step == 0) {
+		diags_add(c->d, cpos(c, x), "invalid value 0 for \"step\": must not be 0");
+		pg->step = 1;
+	}
+	read_str(c, v, "stop", &pg->stop);
+	check_jq(c, &pg->stop, "stop");
+	read_int(c, v, "max_pages", 1, 1000000, &pg->max_pages);
+	if (pg->kind == PAGE_COUNTER && !map_get(v, "stop", NULL))
+		diags_add(c->d, cpos(c, kind_k), "paginate with param needs stop");
+	if (kind_k && pg->kind != PAGE_COUNTER) {
+		only_with_param(c, v, "start");
+		only_with_param(c, v, "step");
+		only_with_param(c, v, "stop");
+	}
+}
+
+/* ^[A-Za-z0-9_.:-]+$ */
+static bool host_name_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (!*p)
+		return false;
+	for (; *p; p++)
+		if (!(isascii(*p) && (isalnum(*p) || strchr("_.:-", *p))))
+			return false;
+	return true;
+}
+
+static void read_breaker(struct cfg *c, const struct ynode *m, struct host_spec *h)
+{
+	const struct ynode *k = NULL, *v = map_get(m, "breaker", &k);
+
+	if (!v || !map_check(c, v, "\"breaker\"", "in breaker", breaker_keys))
+		return;
+	if (!map_get(v, "failures", NULL))
+		missing(c, map_pos(c, k, v), "failures", "in breaker");
+	read_int(c, v, "failures", 1, 1000, &h->breaker_failures);
+	read_duration(c, v, "cooldown", &h->breaker_cooldown);
+	read_int(c, v, "successes", 1, 1000, &h->breaker_successes);
+}
+
+static void read_host(struct cfg *c, const struct ynode *k, const struct ynode *v,
+                      struct host_spec *h)
+{
+	struct sval rate = { NULL, { NULL, 0, 0 } };
+	const struct ynode *bk = NULL;
+	long long burst = 0;
+	char *where;
+	bool ok;
+
+	h->name = xstrdup(k->s);
+	h->pos = cpos(c, k);
+	h->breaker_cooldown = 30;
+	h->breaker_successes = 1;
+	if (!host_name_ok(k->s))
+		diags_add(c->d, h->pos, "invalid host or pool name \"%s\": must contain only "
+		          "letters, digits, _, ., : and -", k->s);
+	where = xasprintf("in host \"%s\"", k->s);
+	ok = map_check(c, v, "a host", where, host_keys);
+	free(where);
+	if (!ok)
+		return;
+	read_int(c, v, "concurrency", 1, 10000, &h->concurrency);
+	if (read_str(c, v, "rate", &rate) && rate.s && parse_rate(rate.s, &h->rate) != 0)
+		diags_add(c->d, rate.pos, "invalid rate \"%s\": expected a number followed by "
+		          "/s, /m or /h", rate.s);
+	free(rate.s);
+	if (read_integer(c, v, "burst", 1, 100000, &burst))
+		h->burst = (double)burst;
+	if (map_get(v, "burst", &bk) && !map_get(v, "rate", NULL))
+		diags_add(c->d, cpos(c, bk), "\"burst\" is only allowed with \"rate\"");
+	if (h->rate > 0 && h->burst == 0)
+		h->burst = h->rate > 1 ? ceil(h->rate) : 1;
+	read_breaker(c, v, h);
+}
+
+static void read_hosts(struct cfg *c, const struct ynode *v)
+{
+	size_t i;
+
+	if (!v || !map_check(c, v, "\"hosts\"", "in hosts", NULL) || v->kind != YN_MAP)
+		return;
+	c->hosts = v;
+	c->s->hosts = xcalloc(v->n / 2 + 1, sizeof(*c->s->hosts));
+	for (i = 0; i + 1 < v->n; i += 2) {
+		const struct ynode *k = v->kids[i];
+		if (k->kind != YN_SCALAR || map_get(v, k->s, NULL) != v->kids[i + 1])
+			continue;               /* bad or duplicate key: reported already */
+		read_host(c, k, v->kids[i + 1], &c->s->hosts[c->s->n_hosts++]);
+	}
+}
+
+/* Fan-out rules of a fetch stage (m: its fetch: mapping). */
+static void check_fanout(struct cfg *c, size_t idx, const struct ynode *m)
+{
+	const struct stage_spec *st = &c->s->stages[idx];
+	const struct ynode *k = NULL, *v;
+
+	if (st->n_needs > 0) {
+		v = map_get(m, "url", NULL);
+		if (v && v->kind == YN_SEQ)
+			diags_add(c->d, cpos(c, v), "a fetch stage with needs takes one url template");
+		if (map_get(m, "file", NULL))
+			diags_add(c->d, c->needs_key[idx], "a file fetch cannot have needs");
+	} else if (!c->needs_bad[idx] && map_get(m, "merge", &k)) {
+		diags_add(c->d, cpos(c, k), "merge is only for fetch stages with needs");
+	}
+}
 
 /* The key node of the later of two keys of m (for "cannot have both"). */
 static const struct ynode *later_key(const struct ynode *m, const char *a, const char *b)
@@ -1069,6 +1427,7 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 	f->timeout = -1;
 	f->connect_timeout = -1;
 	f->tls_verify = -1;
+	f->idempotent = -1;
 	if (!map_check(c, m, "\"fetch\"", "in fetch", fetch_keys))
 		return;
 	url = read_str_list(c, m, "url", &f->urls, &f->n_urls);
@@ -1092,6 +1451,9 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 		only_with_url(c, m, "headers");
 		only_with_url(c, m, "body");
 		only_with_url(c, m, "json");
+		only_with_url(c, m, "idempotent");
+		only_with_url(c, m, "pool");
+		only_with_url(c, m, "paginate");
 	}
 	f->format = read_enum(c, m, "format", fetch_formats, NULL) == 1 ? FMT_JSONL : FMT_JSON;
 	read_enum(c, m, "method", methods, &f->method);
@@ -1111,6 +1473,13 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 	read_int(c, m, "concurrency", 1, 10000, &f->concurrency);
 	read_size(c, m, "max_body", &f->max_body);
 	read_bool(c, m, "tls_verify", &f->tls_verify);
+	read_retry(c, m, &f->retry);
+	read_bool(c, m, "idempotent", &f->idempotent);
+	if (read_str(c, m, "pool", &f->pool) && f->pool.s)
+		check_pool(c, &f->pool);
+	read_paginate(c, m, &f->paginate);
+	read_str(c, m, "merge", &f->merge);
+	check_jq(c, &f->merge, "merge");
 }
 
 static void read_transform(struct cfg *c, const struct ynode *k, const struct ynode *m,
@@ -1212,9 +1581,11 @@ static void read_stage(struct cfg *c, const struct ynode *k, const struct ynode 
 {
 	struct stage_spec *st = &c->s->stages[idx];
 	const struct ynode *kind_k = NULL, *kind_v = NULL, *nk = NULL;
+	struct pos on_error_at = { NULL, 0, 0 };
 	char *where;
 	size_t i;
 
+	st->stage_timeout = -1;
 	st->id = xstrdup(k->s);
 	st->pos = cpos(c, k);
 	if (!name_ok(st->id, false, "-"))
@@ -1265,6 +1636,8 @@ static void read_stage(struct cfg *c, const struct ynode *k, const struct ynode 
 		}
 	}
 	read_plain_str(c, m, "description", &st->description);
+	st->on_error = read_on_error(c, m, &on_error_at);
+	read_duration(c, m, "stage_timeout", &st->stage_timeout);
 	if (!kind_k) {
 		diags_add(c->d, st->pos, "stage \"%s\" needs one of fetch, transform or load",
 		          st->id);
@@ -1279,6 +1652,7 @@ static void read_stage(struct cfg *c, const struct ynode *k, const struct ynode 
 			st->u.fetch.records.s = xstrdup(".");
 			st->u.fetch.records.pos = st->type_pos;
 		}
+		check_fanout(c, idx, kind_v);
 		break;
 	case STAGE_TRANSFORM:
 		read_transform(c, kind_k, kind_v, &st->u.transform);
@@ -1287,9 +1661,13 @@ static void read_stage(struct cfg *c, const struct ynode *k, const struct ynode 
 		read_load(c, kind_k, kind_v, &st->u.load);
 		break;
 	}
+	if (st->on_error == ON_ERROR_PASS && !c->needs_bad[idx] &&
+	    !(st->type == STAGE_FETCH && st->n_needs > 0))
+		pass_misplaced(c, on_error_at);
 }
 
-/* Graph rules that depend on the stage kind (dag.c checks names and cycles). */
+/* Graph rules that depend on the stage kind (dag.c checks names and cycles;
+ * the fan-out rules of fetch stages are in check_fanout). */
 static void check_kind_needs(struct cfg *c)
 {
 	size_t i;
@@ -1298,10 +1676,7 @@ static void check_kind_needs(struct cfg *c)
 		const struct stage_spec *st = &c->s->stages[i];
 		if (!c->kind_known[i])
 			continue;
-		if (st->type == STAGE_FETCH && st->n_needs > 0)
-			diags_add(c->d, c->needs_key[i], "fetch stage \"%s\" cannot have needs yet",
-			          st->id);
-		else if (st->type != STAGE_FETCH && st->n_needs == 0 && !c->needs_bad[i])
+		if (st->type != STAGE_FETCH && st->n_needs == 0 && !c->needs_bad[i])
 			diags_add(c->d, c->needs_key[i].line ? c->needs_key[i] : st->pos,
 			          "%s stage \"%s\" needs an upstream stage (needs:)",
 			          kind_names[st->type], st->id);
@@ -1396,7 +1771,7 @@ static void read_top(struct cfg *c, const struct ynode *root)
 {
 	struct spec *s = c->s;
 	const struct ynode *k = NULL, *v;
-	struct pos top = cpos(c, root);
+	struct pos top = cpos(c, root), at = { NULL, 0, 0 };
 
 	if (root->kind != YN_MAP) {
 		diags_add(c->d, top, "the top level of a pipeline file must be a mapping, got %s",
@@ -1427,6 +1802,7 @@ static void read_top(struct cfg *c, const struct ynode *root)
 		s->queue_high = q;
 		s->queue_low = q / 2;
 		read_int(c, v, "batch_size", 1, 100000, &s->batch_size);
+		read_duration(c, v, "run_timeout", &s->run_timeout);
 	}
 	v = map_get(root, "defaults", &k);
 	if (v && map_check(c, v, "\"defaults\"", "in defaults", defaults_keys)) {
@@ -1434,7 +1810,15 @@ static void read_top(struct cfg *c, const struct ynode *root)
 		read_duration(c, v, "connect_timeout", &s->connect_timeout);
 		read_int(c, v, "concurrency", 1, 10000, &s->stage_concurrency);
 		read_size(c, v, "max_body", &s->max_body);
+		read_retry(c, v, &s->retry);
+		s->on_error = read_on_error(c, v, &at);
+		if (s->on_error == ON_ERROR_PASS)
+			pass_misplaced(c, at);
+		if (s->on_error == ON_ERROR_UNSET || s->on_error == ON_ERROR_PASS)
+			s->on_error = ON_ERROR_FAIL;
+		read_duration(c, v, "stage_timeout", &s->stage_timeout);
 	}
+	read_hosts(c, map_get(root, "hosts", NULL));
 
 	/* expressions are checked with the file's params and name in scope */
 	c->run = json_pack("{s:i, s:s}", "id", 0, "pipeline", s->name ? s->name : "");
@@ -1461,6 +1845,10 @@ static void spec_defaults(struct spec *s)
 	s->connect_timeout = 10;
 	s->stage_concurrency = 16;
 	s->max_body = 64LL << 20;
+	retry_policy_default(&s->retry.p);
+	s->on_error = ON_ERROR_FAIL;
+	s->stage_timeout = -1;
+	s->run_timeout = -1;
 }
 
 struct spec *config_load(const char *path, struct diags *d)
@@ -1538,6 +1926,12 @@ static void stage_free(struct stage_spec *st)
 		sval_free(&f->body);
 		sval_free(&f->json);
 		sval_free(&f->records);
+		sval_free(&f->retry.when);
+		sval_free(&f->pool);
+		sval_free(&f->paginate.next);
+		sval_free(&f->paginate.param);
+		sval_free(&f->paginate.stop);
+		sval_free(&f->merge);
 		break;
 	}
 	case STAGE_TRANSFORM:
@@ -1563,6 +1957,10 @@ void spec_free(struct spec *s)
 	for (i = 0; i < s->n_stages; i++)
 		stage_free(&s->stages[i]);
 	free(s->stages);
+	for (i = 0; i < s->n_hosts; i++)
+		free(s->hosts[i].name);
+	free(s->hosts);
+	sval_free(&s->retry.when);
 	json_decref(s->params);
 	free(s->name);
 	free(s->description);

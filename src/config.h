@@ -188,5 +188,6 @@ int spec_stage_index(const struct spec *s, const char *id);
 /* Strict value parsers, shared with the command line. Return 0 or -1. */
 int parse_duration(const char *s, double *seconds);   /* 250ms 10s 5m 1h 1.5s */
 int parse_size(const char *s, long long *bytes);      /* 512 64KiB 64MiB 1GiB 10kB 5MB */
+int parse_rate(const char *s, double *per_second);    /* 5/s 300/m 1000/h 0.5/s */
 
 #endif
