@@ -50,6 +50,8 @@
 #define MOCK_MAX_RECORDS  1000000LL
 #define MOCK_MAX_BIG_KB   (256LL * 1024)
 #define MOCK_BIG_INT      "9007199254740993" /* 2^53 + 1: not a double */
+#define MOCK_NEWS_SLOW    1.5                /* seconds: the "slow" news key */
+#define MOCK_NEWS_APIS    3                  /* entries in news_apis[] */
 
 /* ------------------------------------------------------------ allocation */
 
@@ -945,6 +947,8 @@ struct server {
 	ev_prepare reaper;          /* frees closed connections */
 	FILE *log;
 	int data_fd;                /* --data directory, -1 when none */
+	int news_fd;                /* --news directory, -1 when none */
+	long long news_flaky[MOCK_NEWS_APIS]; /* "flaky" requests so far, per news API */
 	unsigned long next_conn;
 	long long requests;         /* answered, /stats excluded */
 	struct ctab by_path;
@@ -1249,12 +1253,45 @@ static const char *file_type(const char *path)
 	return "application/octet-stream";
 }
 
+/* Appends the regular file rel (under the directory dirfd) to out. Returns
+ * 0, -1 when it is missing or not a regular file, -2 on a read error. */
+static int read_file_at(int dirfd, const char *rel, struct buf *out)
+{
+	struct stat st;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO must not hang the loop */
+	fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	for (;;) {
+		ssize_t n;
+
+		buf_reserve(out, 65536);
+		n = read(fd, out->data + out->len, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			close(fd);
+			return -2;
+		}
+		if (n == 0)
+			break;
+		out->len += (size_t)n;
+		out->data[out->len] = '\0';
+	}
+	close(fd);
+	return 0;
+}
+
 /* /files/PATH from --data: 403 for a ".." segment, 404 when absent. */
 static void route_files(struct server *s, struct response *rs, const char *rel)
 {
 	const char *seg;
-	struct stat st;
-	int fd;
+	int r;
 
 	while (*rel == '/')
 		rel++;
@@ -1273,33 +1310,82 @@ static void route_files(struct server *s, struct response *rs, const char *rel)
 		response_error(rs, 404, "not found");
 		return;
 	}
-	/* O_NONBLOCK: a FIFO must not hang the loop */
-	fd = openat(s->data_fd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		if (fd >= 0)
-			close(fd);
+	r = read_file_at(s->data_fd, rel, &rs->body);
+	if (r == -1) {
 		response_error(rs, 404, "not found");
 		return;
 	}
-	for (;;) {
-		ssize_t n;
-
-		buf_reserve(&rs->body, 65536);
-		n = read(fd, rs->body.data + rs->body.len, 65536);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			close(fd);
-			response_error(rs, 500, "read error");
-			return;
-		}
-		if (n == 0)
-			break;
-		rs->body.len += (size_t)n;
-		rs->body.data[rs->body.len] = '\0';
+	if (r == -2) {
+		response_error(rs, 500, "read error");
+		return;
 	}
-	close(fd);
 	rs->ctype = file_type(rel);
+}
+
+/* The recorded news APIs (--news DIR): each answers from DIR/NAME/ with the
+ * recorded body, or with that API's own error bodies, chosen by the key. */
+struct news_api {
+	const char *name;           /* directory under --news, log and counter name */
+	const char *path;           /* route */
+	const char *ok_file;        /* the recorded 200 body */
+	const char *key_param;      /* query parameter carrying the key */
+	const char *key_header;     /* header also accepted for the key, or NULL */
+};
+
+static const struct news_api news_apis[MOCK_NEWS_APIS] = {
+	{ "newsapi", "/newsapi/v2/top-headlines", "top-headlines.json", "apiKey", "x-api-key" },
+	{ "guardian", "/guardian/search", "search.json", "api-key", NULL },
+	{ "nyt", "/nyt/svc/topstories/v2/home.json", "home.json", "api-key", NULL },
+};
+
+/* True if key is word, or starts with word followed by '-' ("bad-7f3a"). */
+static bool news_key_is(const char *key, const char *word)
+{
+	size_t n = strlen(word);
+
+	return strncmp(key, word, n) == 0 && (key[n] == '\0' || key[n] == '-');
+}
+
+/* Answers a request to news API number i. The key selects the answer: none
+ * -> 401 (missing), bad -> 401 (invalid), ratelimited -> 429, flaky -> 429
+ * the first time (per API), slow -> 200 after MOCK_NEWS_SLOW s (*extra), any
+ * other -> 200. 429s carry Retry-After: 1. */
+static void route_news(struct server *s, const struct request *rq,
+                       struct response *rs, size_t i, double *extra)
+{
+	const struct news_api *api = &news_apis[i];
+	const char *key = request_param(rq, api->key_param);
+	const char *file;
+	struct buf path = { NULL, 0, 0 };
+
+	if (s->news_fd < 0) {
+		response_error(rs, 404, "not found");
+		return;
+	}
+	if ((key == NULL || *key == '\0') && api->key_header != NULL)
+		key = request_header(rq, api->key_header);
+	if (key == NULL || *key == '\0') {
+		rs->status = 401;
+		file = "401-missing.json";
+	} else if (news_key_is(key, "bad")) {
+		rs->status = 401;
+		file = "401-invalid.json";
+	} else if (news_key_is(key, "ratelimited") ||
+	           (news_key_is(key, "flaky") && s->news_flaky[i]++ == 0)) {
+		rs->status = 429;
+		file = "429.json";
+		buf_adds(&rs->headers, "Retry-After: 1\r\n");
+	} else {
+		if (news_key_is(key, "slow"))
+			*extra = MOCK_NEWS_SLOW;
+		file = api->ok_file;
+	}
+	buf_printf(&path, "%s/%s", api->name, file);
+	if (read_file_at(s->news_fd, path.data, &rs->body) != 0) {
+		buf_printf(&path, ": cannot read it under --news");
+		response_error(rs, 500, path.data);
+	}
+	buf_free(&path);
 }
 
 static void route_stats(struct server *s, struct response *rs)
@@ -1367,7 +1453,16 @@ static void route(struct server *s, const struct request *rq, struct response *r
 	} else if (strcmp(p, "/stats") == 0) {
 		route_stats(s, rs);
 	} else {
-		response_error(rs, 404, "not found");
+		size_t i;
+
+		for (i = 0; i < MOCK_NEWS_APIS; i++) {
+			if (strcmp(p, news_apis[i].path) == 0)
+				break;
+		}
+		if (i < MOCK_NEWS_APIS)
+			route_news(s, rq, rs, i, &extra);
+		else
+			response_error(rs, 404, "not found");
 	}
 	if (rs->bad)
 		return;
@@ -1919,7 +2014,7 @@ static void raise_fd_limit(void)
 static void usage(FILE *f)
 {
 	fputs("usage: mockapi [--port N] [--port-file FILE] [--log FILE]\n"
-	      "               [--bind 127.0.0.1] [--data DIR]\n"
+	      "               [--bind 127.0.0.1] [--data DIR] [--news DIR]\n"
 	      "An HTTP/1.1 test server; routes are in tests/mockapi/README.md.\n", f);
 }
 
@@ -1937,6 +2032,8 @@ static void server_free(struct server *s)
 		close(s->lfd);
 	if (s->data_fd >= 0)
 		close(s->data_fd);
+	if (s->news_fd >= 0)
+		close(s->news_fd);
 	if (s->log != NULL)
 		fclose(s->log);
 	ctab_free(&s->by_path);
@@ -1953,16 +2050,17 @@ int main(int argc, char **argv)
 		{ "log", required_argument, NULL, 'l' },
 		{ "bind", required_argument, NULL, 'b' },
 		{ "data", required_argument, NULL, 'd' },
+		{ "news", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *port_file = NULL, *log_path = NULL, *bind_addr = "127.0.0.1";
-	const char *data_dir = NULL;
+	const char *data_dir = NULL, *news_dir = NULL;
 	struct server srv;
 	long long port = 0;
 	int opt, iport, rc = 1;
 
-	while ((opt = getopt_long(argc, argv, "p:f:l:b:d:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "p:f:l:b:d:n:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			if (!parse_ll(optarg, 0, 65535, &port)) {
@@ -1974,6 +2072,7 @@ int main(int argc, char **argv)
 		case 'l': log_path = optarg; break;
 		case 'b': bind_addr = optarg; break;
 		case 'd': data_dir = optarg; break;
+		case 'n': news_dir = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1986,6 +2085,7 @@ int main(int argc, char **argv)
 	memset(&srv, 0, sizeof(srv));
 	srv.lfd = -1;
 	srv.data_fd = -1;
+	srv.news_fd = -1;
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 
@@ -1993,6 +2093,13 @@ int main(int argc, char **argv)
 		srv.data_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (srv.data_fd < 0) {
 			fprintf(stderr, "mockapi: %s: %s\n", data_dir, strerror(errno));
+			goto out;
+		}
+	}
+	if (news_dir != NULL) {
+		srv.news_fd = open(news_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (srv.news_fd < 0) {
+			fprintf(stderr, "mockapi: %s: %s\n", news_dir, strerror(errno));
 			goto out;
 		}
 	}
