@@ -20,7 +20,9 @@
 #include <string.h>
 
 #include "http.h"
+#include "jsonw.h"
 #include "log.h"
+#include "request.h"
 
 /* Batches processed per check callback before yielding to I/O. */
 #define SCHED_BUDGET 64
@@ -32,6 +34,7 @@ struct engine {
 	const struct dag *dag;
 	struct ev_loop *loop;
 	struct http *http;
+	struct requester *rq;
 	json_t *run_obj;
 	struct expr_scope scope;
 	struct state *state;
@@ -45,6 +48,8 @@ struct engine {
 	ev_idle sched_idle;
 	ev_timer persist_timer;
 	ev_signal sig_int, sig_term;
+	ev_timer run_timer;            /* settings.run_timeout */
+	bool run_timed_out;
 	int signal;                    /* first signal received */
 	bool stopping;
 	bool running;                  /* inside engine_run */
@@ -80,9 +85,14 @@ static void persist_dirty(struct engine *e)
 
 	for (i = 0; i < e->n; i++)
 		any |= e->stages[i].dirty;
-	if (!any)
-		return;
 	state_begin(e->state);
+	/* Attempts and events, batched: one transaction per tick. */
+	if (e->rq)
+		requester_flush(e->rq, e->state);
+	if (!any) {
+		state_commit(e->state);
+		return;
+	}
 	for (i = 0; i < e->n; i++)
 		if (e->stages[i].dirty)
 			persist_stage(e, &e->stages[i]);
@@ -95,14 +105,27 @@ static void persist_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	persist_dirty(w->data);
 }
 
+static double stage_timeout_of(const struct stage *st)
+{
+	const struct spec *s = st->eng->spec;
+
+	return st->spec->stage_timeout > 0 ? st->spec->stage_timeout : s->stage_timeout;
+}
+
 static void set_status(struct stage *st, enum run_status s)
 {
 	if (st->status == s)
 		return;
-	if (s == ST_RUNNING && st->started == 0)
+	if (s == ST_RUNNING && st->started == 0) {
 		st->started = now_wall();
-	if (s >= ST_SUCCEEDED)
+		if (stage_timeout_of(st) > 0)
+			ev_timer_start(st->eng->loop, &st->timeout);
+	}
+	if (s >= ST_SUCCEEDED) {
 		st->finished = now_wall();
+		if (ev_is_active(&st->timeout))
+			ev_timer_stop(st->eng->loop, &st->timeout);
+	}
 	st->status = s;
 	st->dirty = true;
 }
@@ -111,6 +134,7 @@ static void set_status(struct stage *st, enum run_status s)
 
 struct ev_loop *engine_loop(struct engine *e) { return e->loop; }
 struct http *engine_http(struct engine *e) { return e->http; }
+struct requester *engine_requester(struct engine *e) { return e->rq; }
 const struct expr_scope *engine_scope(struct engine *e) { return &e->scope; }
 const struct spec *engine_spec(struct engine *e) { return e->spec; }
 int engine_batch_size(struct engine *e) { return e->spec->batch_size; }
@@ -164,6 +188,61 @@ bool engine_may_emit(struct stage *st)
 		log_debug("stage %s: paused, downstream queue full", st->spec->id);
 	st->want_run = true;
 	return false;
+}
+
+void engine_kick(struct stage *st)
+{
+	kick(st->eng);
+}
+
+enum on_error engine_on_error(const struct stage *st)
+{
+	if (st->spec->on_error != ON_ERROR_UNSET)
+		return st->spec->on_error;
+	if (st->eng->spec->on_error != ON_ERROR_UNSET)
+		return st->eng->spec->on_error;
+	return ON_ERROR_FAIL;
+}
+
+int engine_record_failure(struct stage *st, const json_t *payload, const char *error,
+                          const json_t *attempts)
+{
+	struct engine *e = st->eng;
+	enum on_error oe = engine_on_error(st);
+	char *msg, *p, *a;
+
+	if (oe == ON_ERROR_FAIL) {
+		engine_stage_fail(st, "%s", error);
+		return -1;
+	}
+	msg = redact(error);
+	st->stats.errors++;
+	st->dirty = true;
+	if (oe == ON_ERROR_DLQ) {
+		p = payload ? jsonw_dumps(payload) : xstrdup("null");
+		a = attempts ? jsonw_dumps(attempts) : xstrdup("[]");
+		{
+			char *rp = redact(p);
+			free(p);
+			p = rp;
+		}
+		if (state_dlq_add(e->state, e->run_id, st->spec->id, p, msg, a, now_wall(),
+		                  NULL) != 0) {
+			free(p);
+			free(a);
+			engine_stage_fail(st, "cannot store a dead letter (%s): %s",
+			                  state_errmsg(e->state), msg);
+			free(msg);
+			return -1;
+		}
+		log_warn("stage %s: dead-lettered: %s", st->spec->id, msg);
+		free(p);
+		free(a);
+	} else {
+		log_warn("stage %s: skipped: %s", st->spec->id, msg);
+	}
+	free(msg);
+	return 0;
 }
 
 void engine_want_run(struct stage *st)
@@ -249,7 +328,8 @@ static bool step(struct engine *e, struct stage *st)
 {
 	if (terminal(st))
 		return false;
-	if (!queue_empty(&st->in) && room_high(st)) {
+	if (!queue_empty(&st->in) && room_high(st) &&
+	    (!st->kind->ready || st->kind->ready(st))) {
 		json_t *b = queue_pop(&st->in);
 		set_status(st, ST_RUNNING);
 		st->stats.records_in += (int64_t)json_array_size(b);
@@ -339,6 +419,41 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	interrupt_all(e);
 }
 
+static void fmt_dur(double s, char *out, size_t n)
+{
+	if (s >= 60 && s == (double)(long long)s && (long long)s % 60 == 0)
+		snprintf(out, n, "%lldm", (long long)s / 60);
+	else if (s >= 1)
+		snprintf(out, n, "%gs", s);
+	else
+		snprintf(out, n, "%gms", s * 1000);
+}
+
+static void stage_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stage *st = w->data;
+	char d[32];
+
+	fmt_dur(stage_timeout_of(st), d, sizeof(d));
+	engine_stage_fail(st, "stage_timeout (%s) exceeded", d);
+}
+
+static void run_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+	char d[32];
+	size_t i;
+
+	fmt_dur(e->spec->run_timeout, d, sizeof(d));
+	log_error("run_timeout (%s) exceeded: stopping the run", d);
+	e->run_timed_out = true;
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		if (!terminal(st))
+			engine_stage_fail(st, "run_timeout (%s) exceeded", d);
+	}
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 struct engine *engine_create(const struct engine_opts *o, char **err)
@@ -354,6 +469,7 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->quiet = o->quiet;
 	e->loop = ev_default_loop(EVFLAG_AUTO);
 	e->http = http_create(e->loop, s->concurrency);
+	e->rq = requester_create(e->loop, e->http, s, o->run_id);
 	{
 		/* run.dir: absolute, so file:// URLs can be built from it. */
 		char *abs = realpath(s->dir, NULL);
@@ -379,6 +495,8 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 		for (j = 0; j < st->n_down; j++)
 			st->down[j] = &e->stages[e->dag->down[i][j]];
 		st->open_up = e->dag->n_up[i];
+		ev_timer_init(&st->timeout, stage_timeout_cb, stage_timeout_of(st), 0);
+		st->timeout.data = st;
 	}
 	/* Rows in topological order, so `status` lists stages as they flow. */
 	state_begin(e->state);
@@ -414,6 +532,8 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->sig_int.data = e;
 	ev_signal_init(&e->sig_term, signal_cb, SIGTERM);
 	e->sig_term.data = e;
+	ev_timer_init(&e->run_timer, run_timeout_cb, s->run_timeout > 0 ? s->run_timeout : 0, 0);
+	e->run_timer.data = e;
 	return e;
 }
 
@@ -428,6 +548,8 @@ enum run_status engine_run(struct engine *e)
 	ev_timer_start(e->loop, &e->persist_timer);
 	ev_signal_start(e->loop, &e->sig_int);
 	ev_signal_start(e->loop, &e->sig_term);
+	if (e->spec->run_timeout > 0)
+		ev_timer_start(e->loop, &e->run_timer);
 
 	for (i = 0; i < e->n && !e->stopping; i++) {
 		struct stage *st = &e->stages[e->dag->order[i]];
@@ -448,6 +570,9 @@ enum run_status engine_run(struct engine *e)
 	ev_timer_stop(e->loop, &e->persist_timer);
 	ev_signal_stop(e->loop, &e->sig_int);
 	ev_signal_stop(e->loop, &e->sig_term);
+	ev_timer_stop(e->loop, &e->run_timer);
+	for (i = 0; i < e->n; i++)
+		ev_timer_stop(e->loop, &e->stages[i].timeout);
 	e->running = false;
 
 	for (i = 0; i < e->n; i++) {
@@ -469,9 +594,14 @@ void engine_destroy(struct engine *e)
 
 	if (!e)
 		return;
-	/* Completes (cancels) transfers while their stages still exist. */
+	/* Requests first (no callbacks into stages), then the transfers they
+	 * had in flight, then the pools those transfers point at. */
+	if (e->rq)
+		requester_cancel_all(e->rq);
 	http_destroy(e->http);
 	e->http = NULL;
+	requester_destroy(e->rq);
+	e->rq = NULL;
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[i];
 		if (st->kind)

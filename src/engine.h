@@ -68,6 +68,21 @@ void engine_stage_done(struct stage *st);
 /* The stage failed: message is recorded (redacted) and printed; downstream
  * stages are cancelled. Safe to call more than once (first message wins). */
 void engine_stage_fail(struct stage *st, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* The run's request runner (pools, retries, attempt records). */
+struct requester *engine_requester(struct engine *e);
+/* The stage's effective on_error (stage, else defaults, else fail). */
+enum on_error engine_on_error(const struct stage *st);
+/*
+ * A record or request failed for good in st. Applies on_error: fail fails
+ * the stage (returns -1); skip counts and logs it (returns 0); dlq stores
+ * payload (borrowed JSON: the record or request), error and attempts
+ * (borrowed JSON array, may be NULL) in the dead-letter queue (returns 0).
+ * pass is the stage's own business and is treated as skip here.
+ */
+int engine_record_failure(struct stage *st, const json_t *payload, const char *error,
+                          const json_t *attempts);
+/* Something changed that may let st run (see stage_kind.ready). */
+void engine_kick(struct stage *st);
 /* Stats changed: persist on the next tick. */
 static inline void engine_touch(struct stage *st) { st->dirty = true; }
 

@@ -770,3 +770,143 @@ void http_global_cleanup(void)
 {
 	curl_global_cleanup();
 }
+
+/* ------------------------------------------------------------ URL helpers */
+
+char *http_url_resolve(const char *base, const char *rel)
+{
+	CURLU *u = curl_url();
+	char *out = NULL, *r = NULL;
+
+	if (!u)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+	    curl_url_set(u, CURLUPART_URL, rel, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK) {
+		r = xstrdup(out);
+		curl_free(out);
+	}
+	curl_url_cleanup(u);
+	return r;
+}
+
+char *http_url_host(const char *url)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL, *r = NULL, *p;
+
+	if (!u)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host) {
+		if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port)
+			r = xasprintf("%s:%s", host, port);
+		else
+			r = xstrdup(host);
+		for (p = r; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+	}
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return r;
+}
+
+char *http_url_set_param(const char *url, const char *name, const char *value)
+{
+	CURLU *u = curl_url();
+	char *query = NULL, *out = NULL, *r = NULL, *enc_name, *enc_value;
+	struct buf q;
+	size_t nlen = strlen(name);
+	const char *p;
+
+	if (!u)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return NULL;
+	}
+	buf_init(&q);
+	buf_add(&q, "", 0);
+	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query) {
+		/* Keep every pair but name=... (compared in its raw form). */
+		for (p = query; *p; ) {
+			const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+			size_t len = (size_t)(end - p);
+			bool same = (len >= nlen && strncmp(p, name, nlen) == 0 &&
+			             (len == nlen || p[nlen] == '='));
+			if (len && !same) {
+				if (q.len)
+					buf_addc(&q, '&');
+				buf_add(&q, p, len);
+			}
+			p = amp ? amp + 1 : end;
+		}
+	}
+	enc_name = curl_easy_escape(NULL, name, 0);
+	enc_value = curl_easy_escape(NULL, value, 0);
+	if (q.len)
+		buf_addc(&q, '&');
+	buf_printf(&q, "%s=%s", enc_name ? enc_name : name, enc_value ? enc_value : value);
+	curl_free(enc_name);
+	curl_free(enc_value);
+	if (curl_url_set(u, CURLUPART_QUERY, q.data, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK) {
+		r = xstrdup(out);
+		curl_free(out);
+	}
+	curl_free(query);
+	buf_free(&q);
+	curl_url_cleanup(u);
+	return r;
+}
+
+/* Link: <https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"
+ * (RFC 8288). rel may hold several space-separated relation types. */
+char *http_link_next(const char *link)
+{
+	const char *p = link;
+
+	while (p && *p) {
+		const char *lt = strchr(p, '<'), *gt, *end, *rel;
+		if (!lt || !(gt = strchr(lt, '>')))
+			return NULL;
+		end = gt + 1;
+		/* Parameters run to the next ',' outside quotes. */
+		{
+			bool q = false;
+			while (*end && (q || *end != ',')) {
+				if (*end == '"')
+					q = !q;
+				end++;
+			}
+		}
+		for (rel = gt + 1; rel < end; rel++) {
+			if (strncasecmp(rel, "rel", 3) != 0)
+				continue;
+			{
+				const char *v = rel + 3;
+				while (v < end && (*v == ' ' || *v == '\t'))
+					v++;
+				if (v >= end || *v != '=')
+					continue;
+				v++;
+				while (v < end && (*v == ' ' || *v == '"'))
+					v++;
+				/* Look for the token "next" among the relation types. */
+				while (v < end && *v != '"' && *v != ';' && *v != ',') {
+					const char *t = v;
+					while (v < end && *v != ' ' && *v != '"' && *v != ';' && *v != ',')
+						v++;
+					if (v - t == 4 && strncasecmp(t, "next", 4) == 0)
+						return xstrndup(lt + 1, (size_t)(gt - lt - 1));
+					while (v < end && *v == ' ')
+						v++;
+				}
+			}
+		}
+		p = *end ? end + 1 : end;
+	}
+	return NULL;
+}

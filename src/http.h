@@ -79,6 +79,21 @@ size_t http_queued(const struct http *h);     /* waiting for a slot */
 /* Case-insensitive header lookup in a result; NULL when absent. */
 const char *http_result_header(const struct http_result *res, const char *name);
 
+/* ---- URL helpers (libcurl's URL parser) ---- */
+
+/* rel resolved against base (rel may be absolute). Malloc'd, or NULL when
+ * either does not parse. */
+char *http_url_resolve(const char *base, const char *rel);
+/* The host of url, lowercased, with ":port" when the URL names a port
+ * ("api.example.com", "127.0.0.1:8080"). Malloc'd; NULL when it has none
+ * (file://) or does not parse. */
+char *http_url_host(const char *url);
+/* url with query parameter name set to value (replacing every existing
+ * name=..., else appended). Malloc'd, or NULL when url does not parse. */
+char *http_url_set_param(const char *url, const char *name, const char *value);
+/* The target of rel="next" in a Link header value, malloc'd, or NULL. */
+char *http_link_next(const char *link);
+
 /* Once per process, before any thread: curl_global_init / cleanup. */
 void http_global_init(void);
 void http_global_cleanup(void);

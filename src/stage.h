@@ -9,6 +9,7 @@
 #define PIPECTL_STAGE_H
 
 #include <stdbool.h>
+#include <ev.h>
 #include <jansson.h>
 #include "config.h"
 #include "queue.h"
@@ -34,8 +35,13 @@ struct stage_kind {
 	void (*resume)(struct stage *st);
 
 	/* Stages with `needs`: one batch of input (a json array, borrowed).
-	 * Errors go through engine_stage_fail(). */
+	 * Errors go through engine_stage_fail() or engine_record_failure(). */
 	void (*push)(struct stage *st, json_t *batch);
+
+	/* Optional: may the engine push another batch now? (A stage with work
+	 * in flight, like a fan-out fetch, says no while it is busy; it calls
+	 * engine_kick() when that changes.) NULL means always. */
+	bool (*ready)(struct stage *st);
 
 	/* All input has been pushed. Call engine_stage_done() (now or later,
 	 * when in-flight work completes). */
@@ -70,6 +76,7 @@ struct stage {
 	bool want_run;                 /* resume() wanted when there is room */
 	bool finish_called;
 	bool dirty;                    /* stats changed since last persisted */
+	ev_timer timeout;              /* stage_timeout, armed when the stage starts */
 };
 
 /* The kind that implements spec (never NULL for a valid spec). */

@@ -1,8 +1,15 @@
 /*
- * fetch.http: a source stage that requests each configured URL (http, https
- * or file) through http.c, at most `concurrency` at a time, and turns every
- * response into records. It submits new requests only while the stages it
- * feeds have room (engine_may_emit), so a slow consumer pauses the fetching.
+ * fetch.http: requests URLs (http, https, file) through the run's requester
+ * (pools, rate limits, breaker, retries) and turns each response into
+ * records. Two modes:
+ *   - source (no needs): the configured URL list, rendered once;
+ *   - fan-out (needs): one request per input record, its url, headers and
+ *     body templated from the record; `merge` combines record and response.
+ * Either way a job may follow pages (paginate), each page a request of its
+ * own with its own retries. At most `concurrency` jobs have a request in
+ * flight; jobs waiting out a backoff do not count, so others proceed.
+ * A job that fails for good goes through on_error (fail, skip, dlq, or for
+ * fan-out, pass: the record goes on with an "_errors" field).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,41 +20,68 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "request.h"
 #include "stages/records.h"
 #include "util.h"
 
-struct fetch_http {
-	struct emitter em;
-	char **urls;                   /* rendered */
-	size_t n_urls, next;
-	char *method;
-	char **headers;                /* "Name: value", NULL-terminated */
+/* Jobs started but not finished, beyond the concurrency, while some wait:
+ * bounds memory when many requests are in backoff. */
+#define MAX_OUTSTANDING_FACTOR 4
+
+struct job {
+	struct stage *st;
+	json_t *input;                 /* fan-out: the input record; NULL for a source */
+	char *url;                     /* of the current page */
+	char **headers;                /* rendered "Name: value", NULL-terminated */
 	char *body;
 	size_t body_len;
-	struct http_request req;       /* shared settings; url set per request */
-	int concurrency;
-	int inflight;
-	bool stopped;
+	int page;                      /* pages fetched so far */
+	long long counter;             /* paginate param value of the current page */
+	struct job *next;              /* pending FIFO */
+	struct job *all_prev, *all_next;   /* every live job of the stage */
 };
 
-static char *render(struct stage *st, const struct sval *v, const char *what, char **err)
-{
-	char *msg = NULL, *out;
-	size_t off = 0;
-	struct expr *t = expr_template(v->s, engine_scope(st->eng), &msg, &off);
+struct fetch_http {
+	struct emitter em;             /* source mode: records -> batches */
+	bool fanout;
+	char *method;
+	struct expr **url_t;           /* templates */
+	size_t n_url_t;
+	struct expr **hdr_t;
+	char **hdr_name;
+	size_t n_hdr;
+	struct expr *body_t;           /* raw body template */
+	struct expr *json_x;           /* JSON body expression */
+	bool add_ctype;
+	struct expr *records;          /* fan-out: per response; NULL = identity */
+	struct expr *merge;            /* fan-out: {record, response} -> outputs */
+	struct expr *page_next, *page_stop;
+	struct retry_policy retry;
+	struct expr *when;
+	struct request_spec rs;        /* shared settings */
+	size_t next_url;               /* source: next URL template to start */
+	struct job *pend_head, *pend_tail; /* fan-out: jobs not started yet */
+	struct job *jobs;              /* every live job (freed at destroy) */
+	int outstanding;               /* jobs started, not finished */
+	int waiting;                   /* of those, in backoff (maintained by request.c) */
+	int concurrency;
+	bool finishing, stopped;
+};
 
-	if (!t) {
-		*err = xasprintf("invalid template in \"%s\": %s", what, msg);
+static struct expr *compile(struct stage *st, const char *src, const char *what,
+                            bool tpl, char **err)
+{
+	char *msg = NULL;
+	size_t off;
+	struct expr *x = tpl ? expr_template(src, engine_scope(st->eng), &msg, &off) :
+	                       expr_compile(src, engine_scope(st->eng), &msg);
+
+	if (!x) {
+		*err = xasprintf("invalid %s in \"%s\": %s", tpl ? "template" : "jq expression",
+		                 what, msg);
 		free(msg);
-		return NULL;
 	}
-	out = expr_render(t, NULL, &msg);
-	expr_free(t);
-	if (!out) {
-		*err = xasprintf("cannot render \"%s\": %s", what, msg);
-		free(msg);
-	}
-	return out;
+	return x;
 }
 
 static bool scheme_ok(const char *url)
@@ -56,151 +90,466 @@ static bool scheme_ok(const char *url)
 	       strncasecmp(url, "file://", 7) == 0;
 }
 
+static bool is_identity(const char *src)
+{
+	while (src && (*src == ' ' || *src == '\t' || *src == '\n'))
+		src++;
+	return !src || *src == '\0' || strcmp(src, ".") == 0;
+}
+
 static int fh_create(struct stage *st, char **err)
 {
 	const struct fetch_spec *f = &st->spec->u.fetch;
 	const struct spec *s = engine_spec(st->eng);
 	struct fetch_http *c = xcalloc(1, sizeof(*c));
 	size_t i;
-	bool has_ctype = false;
 
 	st->ctx = c;
-	if (emitter_init(&c->em, st, &f->records, err) != 0)
+	c->fanout = st->spec->n_needs > 0;
+	/* Source mode runs `records` in the emitter; fan-out runs it itself
+	 * (then merge) and uses the emitter only for batching. */
+	if (emitter_init(&c->em, st, c->fanout ? NULL : &f->records, err) != 0)
 		return -1;
-	c->urls = xcalloc(f->n_urls ? f->n_urls : 1, sizeof(*c->urls));
-	for (i = 0; i < f->n_urls; i++) {
-		c->urls[i] = render(st, &f->urls[i], "url", err);
-		if (!c->urls[i])
-			return -1;
-		c->n_urls++;
-		if (!scheme_ok(c->urls[i])) {
-			*err = xasprintf("url \"%s\": only http://, https:// and file:// URLs are supported",
-			                 c->urls[i]);
-			return -1;
-		}
-	}
+	if (c->fanout && !is_identity(f->records.s) &&
+	    !(c->records = compile(st, f->records.s, "records", false, err)))
+		return -1;
+	if (f->merge.s && !(c->merge = compile(st, f->merge.s, "merge", false, err)))
+		return -1;
 	c->method = xstrdup(f->method.s ? f->method.s : "GET");
-	c->headers = xcalloc(f->n_headers + 2, sizeof(*c->headers));
-	for (i = 0; i < f->n_headers; i++) {
-		char *v = render(st, &f->headers[i].value, f->headers[i].name, err);
-		if (!v)
+	c->url_t = xcalloc(f->n_urls ? f->n_urls : 1, sizeof(*c->url_t));
+	for (i = 0; i < f->n_urls; i++) {
+		if (!(c->url_t[i] = compile(st, f->urls[i].s, "url", true, err)))
 			return -1;
-		if (strchr(v, '\n') || strchr(v, '\r')) {
-			free(v);
-			*err = xasprintf("header \"%s\": value contains a line break", f->headers[i].name);
-			return -1;
-		}
-		c->headers[i] = xasprintf("%s: %s", f->headers[i].name, v);
-		free(v);
-		if (strcasecmp(f->headers[i].name, "Content-Type") == 0)
-			has_ctype = true;
+		c->n_url_t++;
 	}
-	if (f->body.s) {
-		c->body = render(st, &f->body, "body", err);
-		if (!c->body)
+	c->hdr_t = xcalloc(f->n_headers ? f->n_headers : 1, sizeof(*c->hdr_t));
+	c->hdr_name = xcalloc(f->n_headers ? f->n_headers : 1, sizeof(*c->hdr_name));
+	c->add_ctype = f->json.s != NULL;
+	for (i = 0; i < f->n_headers; i++) {
+		c->hdr_name[i] = xstrdup(f->headers[i].name);
+		if (!(c->hdr_t[i] = compile(st, f->headers[i].value.s, f->headers[i].name, true, err)))
 			return -1;
-		c->body_len = strlen(c->body);
-	} else if (f->json.s) {
-		char *msg = NULL;
-		struct expr *x = expr_compile(f->json.s, engine_scope(st->eng), &msg);
-		json_t *v;
-		if (!x) {
-			*err = xasprintf("invalid jq expression in \"json\": %s", msg);
-			free(msg);
-			return -1;
+		c->n_hdr++;
+		if (strcasecmp(f->headers[i].name, "Content-Type") == 0)
+			c->add_ctype = false;
+	}
+	if (f->body.s && !(c->body_t = compile(st, f->body.s, "body", true, err)))
+		return -1;
+	if (f->json.s && !(c->json_x = compile(st, f->json.s, "json", false, err)))
+		return -1;
+	if (f->paginate.next.s &&
+	    !(c->page_next = compile(st, f->paginate.next.s, "paginate.next", false, err)))
+		return -1;
+	if (f->paginate.stop.s &&
+	    !(c->page_stop = compile(st, f->paginate.stop.s, "paginate.stop", false, err)))
+		return -1;
+	{
+		const struct retry_spec *r = f->retry.set ? &f->retry : &s->retry;
+		if (r->set) {
+			c->retry = r->p;
+			if (r->when.s && !(c->when = compile(st, r->when.s, "retry.when", false, err)))
+				return -1;
+		} else {
+			c->retry.attempts = 1;
 		}
-		v = expr_eval1(x, NULL, &msg);
-		expr_free(x);
-		if (!v) {
-			*err = xasprintf("\"json\" expression failed: %s", msg);
-			free(msg);
-			return -1;
-		}
-		c->body = jsonw_dumps(v);
-		c->body_len = strlen(c->body);
-		json_decref(v);
-		if (!has_ctype)
-			c->headers[f->n_headers] = xstrdup("Content-Type: application/json");
 	}
 	c->concurrency = f->concurrency > 0 ? f->concurrency : s->stage_concurrency;
-	c->req.method = c->method;
-	c->req.headers = (const char *const *)c->headers;
-	c->req.body = c->body;
-	c->req.body_len = c->body_len;
-	c->req.timeout = f->timeout > 0 ? f->timeout : s->timeout;
-	c->req.connect_timeout = f->connect_timeout > 0 ? f->connect_timeout : s->connect_timeout;
-	c->req.max_body = f->max_body > 0 ? f->max_body : s->max_body;
-	c->req.tls_verify = f->tls_verify != 0;
+	c->rs.stage = st->spec->id;
+	c->rs.method = c->method;
+	c->rs.timeout = f->timeout > 0 ? f->timeout : s->timeout;
+	c->rs.connect_timeout = f->connect_timeout > 0 ? f->connect_timeout : s->connect_timeout;
+	c->rs.max_body = f->max_body > 0 ? f->max_body : s->max_body;
+	c->rs.tls_verify = f->tls_verify != 0;
+	c->rs.retry = &c->retry;
+	c->rs.when = c->when;
+	c->rs.idempotent = f->idempotent > 0;
+	c->rs.pool = f->pool.s;
+	c->rs.waiting = &c->waiting;
 	return 0;
 }
 
+/* ------------------------------------------------------------ jobs */
+
+static struct job *job_new(struct stage *st)
+{
+	struct fetch_http *c = st->ctx;
+	struct job *j = xcalloc(1, sizeof(*j));
+
+	j->st = st;
+	j->all_next = c->jobs;
+	if (c->jobs)
+		c->jobs->all_prev = j;
+	c->jobs = j;
+	return j;
+}
+
+static void job_free(struct job *j)
+{
+	struct fetch_http *c;
+	size_t i;
+
+	if (!j)
+		return;
+	c = j->st->ctx;
+	if (j->all_prev)
+		j->all_prev->all_next = j->all_next;
+	else
+		c->jobs = j->all_next;
+	if (j->all_next)
+		j->all_next->all_prev = j->all_prev;
+	json_decref(j->input);
+	free(j->url);
+	for (i = 0; j->headers && j->headers[i]; i++)
+		free(j->headers[i]);
+	free(j->headers);
+	free(j->body);
+	free(j);
+}
+
+/* Renders what the job sends (url from url_t[which]) with input as `.`.
+ * Returns 0, or -1 with *err. */
+static int job_render(struct stage *st, struct job *j, size_t which, char **err)
+{
+	struct fetch_http *c = st->ctx;
+	char *msg = NULL;
+	size_t i;
+
+	j->url = expr_render(c->url_t[which], j->input, &msg);
+	if (!j->url)
+		goto fail;
+	if (!scheme_ok(j->url)) {
+		*err = xasprintf("url \"%s\": only http://, https:// and file:// URLs are supported",
+		                 j->url);
+		return -1;
+	}
+	j->headers = xcalloc(c->n_hdr + 2, sizeof(*j->headers));
+	for (i = 0; i < c->n_hdr; i++) {
+		char *v = expr_render(c->hdr_t[i], j->input, &msg);
+		if (!v)
+			goto fail;
+		if (strchr(v, '\n') || strchr(v, '\r')) {
+			free(v);
+			*err = xasprintf("header \"%s\": value contains a line break", c->hdr_name[i]);
+			return -1;
+		}
+		j->headers[i] = xasprintf("%s: %s", c->hdr_name[i], v);
+		free(v);
+	}
+	if (c->add_ctype)
+		j->headers[c->n_hdr] = xstrdup("Content-Type: application/json");
+	if (c->body_t) {
+		if (!(j->body = expr_render(c->body_t, j->input, &msg)))
+			goto fail;
+		j->body_len = strlen(j->body);
+	} else if (c->json_x) {
+		json_t *v = expr_eval1(c->json_x, j->input, &msg);
+		if (!v)
+			goto fail;
+		j->body = jsonw_dumps(v);
+		j->body_len = strlen(j->body);
+		json_decref(v);
+	}
+	if (st->spec->u.fetch.paginate.kind == PAGE_COUNTER) {
+		char num[32], *u;
+		j->counter = st->spec->u.fetch.paginate.start;
+		snprintf(num, sizeof(num), "%lld", j->counter);
+		u = http_url_set_param(j->url, st->spec->u.fetch.paginate.param.s, num);
+		if (!u) {
+			*err = xasprintf("url \"%s\" does not parse", j->url);
+			return -1;
+		}
+		free(j->url);
+		j->url = u;
+	}
+	return 0;
+fail:
+	*err = xasprintf("cannot render the request: %s", msg);
+	free(msg);
+	return -1;
+}
+
+static void fh_done(void *arg, const struct request_result *r);
 static void fh_pump(struct stage *st);
 
-static const char *reason(long status)
+static void on_wait(void *arg)
 {
-	switch (status) {
-	case 400: return " Bad Request";
-	case 401: return " Unauthorized";
-	case 403: return " Forbidden";
-	case 404: return " Not Found";
-	case 408: return " Request Timeout";
-	case 429: return " Too Many Requests";
-	case 500: return " Internal Server Error";
-	case 502: return " Bad Gateway";
-	case 503: return " Service Unavailable";
-	case 504: return " Gateway Timeout";
-	default: return "";
-	}
+	struct job *j = arg;
+	fh_pump(j->st);
 }
 
-static void fh_done(void *arg, const struct http_result *r)
+static void job_send(struct job *j)
 {
-	struct stage *st = arg;
+	struct fetch_http *c = j->st->ctx;
+	struct request_spec rs = c->rs;
+
+	rs.url = j->url;
+	rs.headers = (const char *const *)j->headers;
+	rs.body = j->body;
+	rs.body_len = j->body_len;
+	rs.on_wait = on_wait;
+	rs.owner = j->st;
+	request_start(engine_requester(j->st->eng), &rs, fh_done, j);
+}
+
+/* The job is over (success or handled failure). */
+static void job_end(struct job *j)
+{
+	struct stage *st = j->st;
 	struct fetch_http *c = st->ctx;
-	char *err = NULL;
 
-	c->inflight--;
-	if (c->stopped || r->error == HTTP_ERR_CANCELLED)
-		return;
-	st->stats.requests++;
-	engine_touch(st);
-	if (r->error != HTTP_OK) {
-		engine_stage_fail(st, "%s %s: %s", c->method, r->url, r->error_msg);
-		return;
-	}
-	if (r->status != 0 && (r->status < 200 || r->status > 299)) {
-		int n = (int)(r->body_len > 200 ? 200 : r->body_len);
-		engine_stage_fail(st, "%s %s: HTTP %ld%s%s%.*s", c->method, r->url, r->status,
-		                  reason(r->status), n ? ": " : "", n, r->body);
-		return;
-	}
-	if (strcmp(c->method, "HEAD") != 0 || r->body_len > 0) {
-		long docs = emitter_feed(&c->em, r->body, r->body_len,
-		                         st->spec->u.fetch.format, r->url, 1, &err);
-		if (docs < 0) {
-			engine_stage_fail(st, "%s", err);
-			free(err);
-			return;
-		}
-		st->stats.records_in += docs;
-	}
+	c->outstanding--;
+	job_free(j);
 	fh_pump(st);
+	engine_kick(st);
 }
 
-/* Submits requests while there are URLs left, slots free and room downstream;
- * finishes the stage when everything has been answered. */
+static void emit_out(struct fetch_http *c, json_t *rec)
+{
+	json_array_append_new(c->em.batch, rec);
+	if (json_array_size(c->em.batch) >= c->em.max)
+		emitter_flush(&c->em);
+}
+
+/* Fan-out: records of one document, merged with the input record. */
+static int fanout_doc(struct stage *st, struct job *j, json_t *doc, char **err)
+{
+	struct fetch_http *c = st->ctx;
+	json_t *recs = json_array(), *r, *outs = json_array();
+	char *msg = NULL;
+	size_t i, k;
+	int rc = 0;
+
+	if (c->records) {
+		if (expr_run(c->records, doc, recs, &msg) != 0) {
+			*err = xasprintf("%s: \"records\" expression failed: %s", j->url, msg);
+			rc = -1;
+			goto out;
+		}
+	} else {
+		json_array_append(recs, doc);
+	}
+	json_array_foreach(recs, i, r) {
+		if (!c->merge) {
+			emit_out(c, json_incref(r));
+			continue;
+		}
+		{
+			json_t *in = json_pack("{s:O, s:O}", "record", j->input, "response", r);
+			json_array_clear(outs);
+			if (expr_run(c->merge, in, outs, &msg) != 0) {
+				json_decref(in);
+				*err = xasprintf("%s: \"merge\" expression failed: %s", j->url, msg);
+				rc = -1;
+				goto out;
+			}
+			json_decref(in);
+			for (k = 0; k < json_array_size(outs); k++)
+				emit_out(c, json_incref(json_array_get(outs, k)));
+		}
+	}
+out:
+	free(msg);
+	json_decref(recs);
+	json_decref(outs);
+	return rc;
+}
+
+/* Next page URL for job j after a response (doc may be NULL), or NULL. */
+static char *next_page(struct stage *st, struct job *j, const struct http_result *res,
+                       json_t *doc, char **err)
+{
+	struct fetch_http *c = st->ctx;
+	const struct paginate_spec *pg = &st->spec->u.fetch.paginate;
+	char *msg = NULL, *next = NULL;
+
+	if (pg->kind == PAGE_NONE || (pg->max_pages > 0 && j->page >= pg->max_pages))
+		return NULL;
+	if (pg->kind == PAGE_LINK) {
+		const char *link = res ? http_result_header(res, "Link") : NULL;
+		char *t = link ? http_link_next(link) : NULL;
+		if (t) {
+			next = http_url_resolve(j->url, t);
+			free(t);
+		}
+		return next;
+	}
+	if (!doc) {
+		*err = xasprintf("%s: paginate needs a JSON document (format: json)", j->url);
+		return NULL;
+	}
+	if (pg->kind == PAGE_NEXT) {
+		json_t *v = expr_eval1(c->page_next, doc, &msg);
+		if (!v) {
+			*err = xasprintf("%s: paginate \"next\" failed: %s", j->url, msg);
+			free(msg);
+			return NULL;
+		}
+		if (json_is_string(v) && json_string_length(v) > 0) {
+			next = http_url_resolve(j->url, json_string_value(v));
+			if (!next)
+				*err = xasprintf("%s: paginate \"next\" gave a URL that does not parse: %s",
+				                 j->url, json_string_value(v));
+		} else if (!json_is_null(v) && !json_is_string(v) && !json_is_false(v)) {
+			*err = xasprintf("%s: paginate \"next\" must give a URL string or null",
+			                 j->url);
+		}
+		json_decref(v);
+		return next;
+	}
+	/* PAGE_COUNTER */
+	{
+		json_t *v = expr_eval1(c->page_stop, doc, &msg);
+		char num[32];
+		if (!v) {
+			*err = xasprintf("%s: paginate \"stop\" failed: %s", j->url, msg);
+			free(msg);
+			return NULL;
+		}
+		if (!json_is_false(v) && !json_is_null(v)) {
+			json_decref(v);
+			return NULL;
+		}
+		json_decref(v);
+		j->counter += pg->step;
+		snprintf(num, sizeof(num), "%lld", j->counter);
+		return http_url_set_param(j->url, pg->param.s, num);
+	}
+}
+
+/* A job failed for good: on_error decides. */
+static void job_failed(struct job *j, const char *error, const json_t *history)
+{
+	struct stage *st = j->st;
+	struct fetch_http *c = st->ctx;
+
+	if (c->fanout && engine_on_error(st) == ON_ERROR_PASS) {
+		json_t *rec = json_is_object(j->input) ? json_deep_copy(j->input) : json_object();
+		json_t *errs = json_object_get(rec, "_errors");
+		char *msg = redact(error);
+		if (!json_is_array(errs)) {
+			errs = json_array();
+			json_object_set_new(rec, "_errors", errs);
+		}
+		json_array_append_new(errs, json_pack("{s:s, s:s, s:s}", "stage", st->spec->id,
+		                                      "url", j->url, "error", msg));
+		st->stats.errors++;
+		free(msg);
+		emit_out(c, rec);
+	} else {
+		json_t *payload = c->fanout ? json_incref(j->input) :
+		                  json_pack("{s:s, s:s}", "method", c->method, "url", j->url);
+		if (!c->fanout && j->body)
+			json_object_set_new(payload, "body", json_string(j->body));
+		engine_record_failure(st, payload, error, history);
+		json_decref(payload);
+	}
+}
+
+static void fh_done(void *arg, const struct request_result *r)
+{
+	struct job *j = arg;
+	struct stage *st = j->st;
+	struct fetch_http *c = st->ctx;
+	const struct http_result *res = r->http;
+	enum data_format fmt = st->spec->u.fetch.format;
+	json_t *doc = NULL;
+	char *err = NULL, *next;
+	long docs = 0;
+
+	st->stats.requests += r->attempts;
+	engine_touch(st);
+	if (c->stopped) {
+		job_free(j);
+		return;
+	}
+	if (!r->ok) {
+		job_failed(j, r->error, r->history);
+		job_end(j);
+		return;
+	}
+	j->page++;
+	if (strcmp(c->method, "HEAD") == 0 && res->body_len == 0) {
+		docs = 0;
+	} else if (fmt == FMT_JSON) {
+		json_error_t jerr;
+		doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+		if (!doc) {
+			err = xasprintf("%s: invalid JSON at line %d, column %d: %s", j->url,
+			                jerr.line, jerr.column, jerr.text);
+		} else {
+			docs = 1;
+			if (c->fanout ? fanout_doc(st, j, doc, &err) :
+			                emitter_doc(&c->em, doc, j->url, &err))
+				docs = -1;
+		}
+	} else if (c->fanout) {
+		err = xasprintf("%s: format jsonl is not supported with needs", j->url);
+	} else {
+		docs = emitter_feed(&c->em, res->body, res->body_len, FMT_JSONL, j->url, 1, &err);
+	}
+	if (err) {
+		json_decref(doc);
+		job_failed(j, err, r->history);
+		free(err);
+		job_end(j);
+		return;
+	}
+	st->stats.records_in += docs;
+	next = next_page(st, j, res, doc, &err);
+	json_decref(doc);
+	if (err) {
+		job_failed(j, err, r->history);
+		free(err);
+		free(next);
+		job_end(j);
+		return;
+	}
+	if (next && !c->stopped) {
+		free(j->url);
+		j->url = next;
+		job_send(j);
+		return;
+	}
+	free(next);
+	job_end(j);
+}
+
+/* Starts jobs while fewer than `concurrency` are active (not in backoff),
+ * and finishes the stage when nothing is left. */
 static void fh_pump(struct stage *st)
 {
 	struct fetch_http *c = st->ctx;
+	int cap = c->concurrency * MAX_OUTSTANDING_FACTOR;
 
-	while (!c->stopped && c->next < c->n_urls && c->inflight < c->concurrency &&
-	       engine_may_emit(st)) {
-		c->req.url = c->urls[c->next++];
-		c->inflight++;
-		log_debug("stage %s: %s %s", st->spec->id, c->method, c->req.url);
-		http_submit(engine_http(st->eng), &c->req, fh_done, st);
+	if (c->stopped || st->status >= ST_SUCCEEDED)
+		return;
+	while (c->outstanding - c->waiting < c->concurrency && c->outstanding < cap) {
+		struct job *j;
+		char *err = NULL;
+		if (c->fanout) {
+			if (!(j = c->pend_head))
+				break;
+			c->pend_head = j->next;
+			if (!c->pend_head)
+				c->pend_tail = NULL;
+		} else {
+			if (c->next_url >= c->n_url_t || !engine_may_emit(st))
+				break;
+			j = job_new(st);
+			if (job_render(st, j, c->next_url++, &err) != 0) {
+				job_free(j);
+				engine_stage_fail(st, "%s", err);
+				free(err);
+				return;
+			}
+		}
+		c->outstanding++;
+		job_send(j);
+		if (c->stopped || st->status >= ST_SUCCEEDED)
+			return;
 	}
-	if (!c->stopped && c->next == c->n_urls && c->inflight == 0) {
+	if (c->outstanding == 0 && !c->pend_head &&
+	    (c->fanout ? c->finishing : c->next_url >= c->n_url_t)) {
 		emitter_flush(&c->em);
 		engine_stage_done(st);
 	}
@@ -209,11 +558,62 @@ static void fh_pump(struct stage *st)
 static void fh_start(struct stage *st) { fh_pump(st); }
 static void fh_resume(struct stage *st) { fh_pump(st); }
 
+/* Fan-out: accept input only when the previous batch has been started. */
+static bool fh_ready(struct stage *st)
+{
+	struct fetch_http *c = st->ctx;
+	return c->pend_head == NULL;
+}
+
+static void fh_push(struct stage *st, json_t *batch)
+{
+	struct fetch_http *c = st->ctx;
+	json_t *rec;
+	size_t i;
+
+	json_array_foreach(batch, i, rec) {
+		struct job *j = job_new(st);
+		char *err = NULL;
+		j->input = json_incref(rec);
+		if (job_render(st, j, 0, &err) != 0) {
+			job_failed(j, err, NULL);
+			free(err);
+			job_free(j);
+			if (st->status >= ST_SUCCEEDED)
+				return;
+			continue;
+		}
+		if (c->pend_tail)
+			c->pend_tail->next = j;
+		else
+			c->pend_head = j;
+		c->pend_tail = j;
+	}
+	fh_pump(st);
+}
+
+static void fh_finish(struct stage *st)
+{
+	struct fetch_http *c = st->ctx;
+
+	c->finishing = true;
+	fh_pump(st);
+}
+
 static void fh_stop(struct stage *st)
 {
 	struct fetch_http *c = st->ctx;
-	if (c)
-		c->stopped = true;
+	struct job *j, *n;
+
+	if (!c)
+		return;
+	c->stopped = true;
+	request_cancel_owner(engine_requester(st->eng), st);
+	/* Jobs stay allocated until destroy: a callback in progress may still
+	 * hold one. */
+	(void)j;
+	(void)n;
+	c->pend_head = c->pend_tail = NULL;
 }
 
 static void fh_destroy(struct stage *st)
@@ -223,25 +623,40 @@ static void fh_destroy(struct stage *st)
 
 	if (!c)
 		return;
+	fh_stop(st);
+	while (c->jobs)
+		job_free(c->jobs);
 	emitter_free(&c->em);
-	for (i = 0; i < c->n_urls; i++)
-		free(c->urls[i]);
-	free(c->urls);
-	for (i = 0; c->headers && c->headers[i]; i++)
-		free(c->headers[i]);
-	free(c->headers);
+	for (i = 0; i < c->n_url_t; i++)
+		expr_free(c->url_t[i]);
+	free(c->url_t);
+	for (i = 0; i < c->n_hdr; i++) {
+		expr_free(c->hdr_t[i]);
+		free(c->hdr_name[i]);
+	}
+	free(c->hdr_t);
+	free(c->hdr_name);
+	expr_free(c->body_t);
+	expr_free(c->json_x);
+	expr_free(c->records);
+	expr_free(c->merge);
+	expr_free(c->page_next);
+	expr_free(c->page_stop);
+	expr_free(c->when);
 	free(c->method);
-	free(c->body);
 	free(c);
 	st->ctx = NULL;
 }
 
 const struct stage_kind stage_fetch_http = {
 	.name = "fetch.http",
-	.description = "request URLs (http, https, file) and turn each response into records",
+	.description = "request URLs (http, https, file), per input record with needs",
 	.create = fh_create,
 	.start = fh_start,
 	.resume = fh_resume,
+	.push = fh_push,
+	.ready = fh_ready,
+	.finish = fh_finish,
 	.stop = fh_stop,
 	.destroy = fh_destroy,
 };

@@ -1,0 +1,674 @@
+/*
+ * request: logical requests under the run's policies (see request.h).
+ *
+ * States: ADMIT (waiting in its pool's FIFO for a slot or a token), INFLIGHT
+ * (an attempt is in http.c), BACKOFF (an ev_timer before the next attempt),
+ * DONE. Only INFLIGHT holds a slot: the pool's and http.c's. The circuit
+ * breaker is asked before every attempt; while it is open the attempt fails
+ * at once without touching the network.
+ */
+#include "request.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+enum req_state { R_ADMIT, R_INFLIGHT, R_BACKOFF, R_DONE };
+
+struct pool {
+	struct requester *rq;
+	char *name;
+	int concurrency;               /* 0 = unlimited */
+	int inflight;
+	bool has_bucket;
+	struct token_bucket bucket;
+	struct breaker br;
+	struct request *q_head, *q_tail;   /* waiting for admission, FIFO */
+	ev_timer rate_timer;
+	struct pool *next;
+};
+
+struct request {
+	struct requester *rq;
+	struct pool *pool;
+	enum req_state state;
+	bool cancelled;
+	char *stage, *method, *url, *body;
+	size_t body_len;
+	char **headers;                /* NULL-terminated */
+	struct http_request hreq;
+	struct retry_policy retry;
+	struct expr *when;
+	bool retry_unsafe_ok;          /* may retry this method */
+	int *waiting;
+	void (*on_wait)(void *arg);
+	request_done_fn done;
+	void *arg;
+	void *owner;
+	int attempt;                   /* attempts made so far */
+	double wait_before;            /* backoff before the current attempt */
+	double started;                /* of the current attempt, wall clock */
+	json_t *history;
+	char fingerprint[65];
+	ev_timer timer;
+	struct request *q_next;        /* in the pool's FIFO */
+	struct request *prev, *next;   /* in the requester's list */
+};
+
+struct requester {
+	struct ev_loop *loop;
+	struct http *http;
+	int64_t run_id;
+	struct pool *pools;
+	struct request *all;
+	struct attempt_row *rows;
+	size_t n_rows, cap_rows;
+	struct event_row *events;
+	size_t n_events, cap_events;
+};
+
+static void admit(struct request *r);
+static void pool_pump(struct pool *p);
+
+/* ------------------------------------------------------------ helpers */
+
+void request_fingerprint(const char *method, const char *url, const char *body,
+                         size_t body_len, char out[65])
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "%s\n%s\n", method ? method : "GET", url);
+	if (body)
+		buf_add(&b, body, body_len);
+	sha256_hex(b.data, b.len, out);
+	buf_free(&b);
+}
+
+static const char *reason(long status)
+{
+	switch (status) {
+	case 400: return " Bad Request";
+	case 401: return " Unauthorized";
+	case 403: return " Forbidden";
+	case 404: return " Not Found";
+	case 408: return " Request Timeout";
+	case 409: return " Conflict";
+	case 422: return " Unprocessable Content";
+	case 429: return " Too Many Requests";
+	case 500: return " Internal Server Error";
+	case 502: return " Bad Gateway";
+	case 503: return " Service Unavailable";
+	case 504: return " Gateway Timeout";
+	default: return "";
+	}
+}
+
+static struct pool *pool_new(struct requester *rq, const char *name)
+{
+	struct pool *p = xcalloc(1, sizeof(*p));
+
+	p->rq = rq;
+	p->name = xstrdup(name);
+	breaker_init(&p->br, 0, 30, 1);
+	p->next = rq->pools;
+	rq->pools = p;
+	return p;
+}
+
+static void rate_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	pool_pump(w->data);
+}
+
+static struct pool *pool_get(struct requester *rq, const char *name)
+{
+	struct pool *p;
+
+	for (p = rq->pools; p; p = p->next)
+		if (strcmp(p->name, name) == 0)
+			return p;
+	return pool_new(rq, name);
+}
+
+struct requester *requester_create(struct ev_loop *loop, struct http *http,
+                                   const struct spec *spec, int64_t run_id)
+{
+	struct requester *rq = xcalloc(1, sizeof(*rq));
+	size_t i;
+	double now = now_mono();
+
+	rq->loop = loop;
+	rq->http = http;
+	rq->run_id = run_id;
+	srand48((long)getpid() ^ (long)(now * 1e6));
+	for (i = 0; spec && i < spec->n_hosts; i++) {
+		const struct host_spec *h = &spec->hosts[i];
+		struct pool *p = pool_new(rq, h->name);
+		char *c;
+		for (c = p->name; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		p->concurrency = h->concurrency;
+		if (h->rate > 0) {
+			double burst = h->burst > 0 ? h->burst : ceil(h->rate);
+			p->has_bucket = true;
+			bucket_init(&p->bucket, h->rate, burst < 1 ? 1 : burst, now);
+		}
+		breaker_init(&p->br, h->breaker_failures,
+		             h->breaker_cooldown > 0 ? h->breaker_cooldown : 30,
+		             h->breaker_successes > 0 ? h->breaker_successes : 1);
+	}
+	return rq;
+}
+
+static void list_add(struct requester *rq, struct request *r)
+{
+	r->next = rq->all;
+	r->prev = NULL;
+	if (rq->all)
+		rq->all->prev = r;
+	rq->all = r;
+}
+
+static void list_del(struct requester *rq, struct request *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		rq->all = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+}
+
+static void request_free(struct request *r)
+{
+	size_t i;
+
+	list_del(r->rq, r);
+	if (ev_is_active(&r->timer))
+		ev_timer_stop(r->rq->loop, &r->timer);
+	for (i = 0; r->headers && r->headers[i]; i++)
+		free(r->headers[i]);
+	free(r->headers);
+	free(r->stage);
+	free(r->method);
+	free(r->url);
+	free(r->body);
+	json_decref(r->history);
+	free(r);
+}
+
+static void q_push(struct pool *p, struct request *r)
+{
+	r->q_next = NULL;
+	if (p->q_tail)
+		p->q_tail->q_next = r;
+	else
+		p->q_head = r;
+	p->q_tail = r;
+	r->state = R_ADMIT;
+}
+
+static void q_remove(struct pool *p, struct request *r)
+{
+	struct request **pp = &p->q_head, *prev = NULL;
+
+	while (*pp && *pp != r) {
+		prev = *pp;
+		pp = &(*pp)->q_next;
+	}
+	if (!*pp)
+		return;
+	*pp = r->q_next;
+	if (p->q_tail == r)
+		p->q_tail = prev;
+}
+
+/* Buffers one attempt row (written by requester_flush). */
+static void record_attempt(struct request *r, long status, const char *error, double dur)
+{
+	struct requester *rq = r->rq;
+	struct attempt_row *a;
+	json_t *h;
+
+	xgrow(&rq->rows, &rq->cap_rows, rq->n_rows + 1, sizeof(*rq->rows));
+	a = &rq->rows[rq->n_rows++];
+	memset(a, 0, sizeof(*a));
+	a->run_id = rq->run_id;
+	a->stage = xstrdup(r->stage);
+	a->fingerprint = xstrdup(r->fingerprint);
+	a->method = xstrdup(r->method);
+	a->url = redact(r->url);
+	a->attempt = r->attempt;
+	a->http_status = status;
+	a->error = error ? redact(error) : NULL;
+	a->started = r->started;
+	a->duration = dur;
+	a->wait = r->wait_before;
+	h = json_pack("{s:i, s:I, s:o, s:f, s:f}", "attempt", r->attempt,
+	              "status", (json_int_t)status,
+	              "error", a->error ? json_string(a->error) : json_null(),
+	              "duration", dur, "wait", r->wait_before);
+	json_array_append_new(r->history, h);
+}
+
+static void record_event(struct requester *rq, const char *stage, const char *kind,
+                         const char *msg)
+{
+	struct event_row *e;
+
+	xgrow(&rq->events, &rq->cap_events, rq->n_events + 1, sizeof(*rq->events));
+	e = &rq->events[rq->n_events++];
+	e->run_id = rq->run_id;
+	e->stage = xstrdup(stage);
+	e->kind = xstrdup(kind);
+	e->message = xstrdup(msg);
+	e->at = now_wall();
+}
+
+void requester_flush(struct requester *rq, struct state *st)
+{
+	size_t i;
+
+	for (i = 0; i < rq->n_rows; i++) {
+		struct attempt_row *a = &rq->rows[i];
+		if (st && state_attempt_add(st, a) != 0)
+			log_warn("cannot record an attempt: %s", state_errmsg(st));
+		free(a->stage);
+		free(a->fingerprint);
+		free(a->method);
+		free(a->url);
+		free(a->error);
+	}
+	rq->n_rows = 0;
+	for (i = 0; i < rq->n_events; i++) {
+		struct event_row *e = &rq->events[i];
+		if (st && state_event_add(st, e->run_id, e->stage, e->kind, e->message, e->at) != 0)
+			log_warn("cannot record an event: %s", state_errmsg(st));
+		free(e->stage);
+		free(e->kind);
+		free(e->message);
+	}
+	rq->n_events = 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void finish(struct request *r, bool ok, const char *error,
+                   const struct http_result *res)
+{
+	struct request_result out;
+
+	r->state = R_DONE;
+	if (!r->cancelled) {
+		out.ok = ok;
+		out.error = error;
+		out.http = res;
+		out.attempts = r->attempt;
+		out.history = r->history;
+		out.fingerprint = r->fingerprint;
+		out.url = r->url;
+		r->done(r->arg, &out);
+	}
+	request_free(r);
+}
+
+static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct request *r = w->data;
+
+	if (r->waiting)
+		(*r->waiting)--;
+	admit(r);
+}
+
+/* Classifies a finished attempt. *status is the HTTP status (0 if none). */
+static enum attempt_class classify(struct request *r, const struct http_result *res,
+                                   char **msg)
+{
+	switch (res->error) {
+	case HTTP_OK:
+		break;
+	case HTTP_ERR_CONNECT: *msg = xstrdup(res->error_msg); return ATTEMPT_CONNECT;
+	case HTTP_ERR_TIMEOUT: *msg = xstrdup(res->error_msg); return ATTEMPT_TIMEOUT;
+	case HTTP_ERR_TOO_BIG: *msg = xstrdup(res->error_msg); return ATTEMPT_FATAL;
+	case HTTP_ERR_CANCELLED: *msg = xstrdup("cancelled"); return ATTEMPT_FATAL;
+	case HTTP_ERR_OTHER: *msg = xstrdup(res->error_msg); return ATTEMPT_NETWORK;
+	}
+	if (res->status != 0 && (res->status < 200 || res->status > 299)) {
+		int n = (int)(res->body_len > 200 ? 200 : res->body_len);
+		*msg = xasprintf("HTTP %ld%s%s%.*s", res->status, reason(res->status),
+		                 n ? ": " : "", n, res->body);
+		return ATTEMPT_HTTP;
+	}
+	if (r->when) {
+		json_t *doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL), *v;
+		char *err = NULL;
+		bool hit = false;
+		if (doc) {
+			v = expr_eval1(r->when, doc, &err);
+			hit = v && !json_is_false(v) && !json_is_null(v);
+			json_decref(v);
+			free(err);
+			json_decref(doc);
+		}
+		if (hit) {
+			int n = (int)(res->body_len > 200 ? 200 : res->body_len);
+			*msg = xasprintf("retry condition (when) matched the response: %.*s", n,
+			                 res->body);
+			return ATTEMPT_PREDICATE;
+		}
+	}
+	return ATTEMPT_OK;
+}
+
+/* Seconds the server asked us to wait, or -1. */
+static double server_delay(const struct http_result *res)
+{
+	const char *v;
+	double now = now_wall(), d;
+
+	if (res->status != 429 && res->status != 503)
+		return -1;
+	if ((v = http_result_header(res, "Retry-After")) && (d = parse_retry_after(v, now)) >= 0)
+		return d;
+	if (res->status == 429 &&
+	    (((v = http_result_header(res, "RateLimit-Reset")) != NULL &&
+	      (d = parse_ratelimit_reset(v, now)) >= 0) ||
+	     ((v = http_result_header(res, "X-RateLimit-Reset")) != NULL &&
+	      (d = parse_ratelimit_reset(v, now)) >= 0)))
+		return d;
+	return -1;
+}
+
+static void log_breaker(struct pool *p, const char *stage, enum breaker_state before)
+{
+	char *msg;
+
+	if (p->br.state == before)
+		return;
+	msg = xasprintf("circuit breaker for %s: %s -> %s", p->name,
+	                breaker_state_name(before), breaker_state_name(p->br.state));
+	log_warn("%s", msg);
+	record_event(p->rq, stage, "breaker", msg);
+	free(msg);
+}
+
+/* After a failed attempt: schedule the next one, or finish. */
+static void attempt_failed(struct request *r, enum attempt_class c, long status,
+                           const char *msg, const struct http_result *res)
+{
+	double delay;
+	char *final;
+
+	if (!r->cancelled && r->attempt < r->retry.attempts && r->retry_unsafe_ok &&
+	    retry_should(&r->retry, c, status)) {
+		delay = retry_delay(&r->retry, r->attempt + 1, drand48());
+		if (res) {
+			double sd = server_delay(res);
+			if (sd >= 0)
+				delay = (r->retry.max > 0 && sd > r->retry.max) ? r->retry.max : sd;
+		}
+		log_debug("%s %s: %s; attempt %d of %d in %.3fs", r->method, r->url, msg,
+		          r->attempt + 1, r->retry.attempts, delay);
+		r->wait_before = delay;
+		r->state = R_BACKOFF;
+		if (r->waiting)
+			(*r->waiting)++;
+		ev_timer_init(&r->timer, backoff_cb, delay, 0);
+		r->timer.data = r;
+		ev_timer_start(r->rq->loop, &r->timer);
+		if (r->on_wait)
+			r->on_wait(r->arg);
+		return;
+	}
+	if (r->attempt > 1)
+		final = xasprintf("%s %s: %s (after %d attempts)", r->method, r->url, msg,
+		                  r->attempt);
+	else
+		final = xasprintf("%s %s: %s", r->method, r->url, msg);
+	finish(r, false, final, res);
+	free(final);
+}
+
+static void on_http_done(void *arg, const struct http_result *res)
+{
+	struct request *r = arg;
+	struct pool *p = r->pool;
+	enum attempt_class c;
+	enum breaker_state before = p->br.state;
+	char *msg = NULL;
+	long status = res->status;
+
+	p->inflight--;
+	if (r->cancelled) {
+		request_free(r);
+		pool_pump(p);
+		return;
+	}
+	c = classify(r, res, &msg);
+	if (res->error != HTTP_ERR_CANCELLED) {
+		bool failure = c == ATTEMPT_CONNECT || c == ATTEMPT_TIMEOUT ||
+		               c == ATTEMPT_NETWORK || (c == ATTEMPT_HTTP && status >= 500);
+		breaker_record(&p->br, !failure, now_mono());
+		log_breaker(p, r->stage, before);
+	}
+	record_attempt(r, status, c == ATTEMPT_OK ? NULL : msg, res->duration);
+	pool_pump(p);
+	if (c == ATTEMPT_OK)
+		finish(r, true, NULL, res);
+	else if (res->error == HTTP_ERR_CANCELLED)
+		finish(r, false, "cancelled", res);
+	else
+		attempt_failed(r, c, status, msg, res);
+	free(msg);
+}
+
+/* Makes an attempt now (the caller checked the pool's limits). */
+static void send_attempt(struct request *r)
+{
+	struct pool *p = r->pool;
+	double retry_in = 0;
+	enum breaker_state before = p->br.state;
+
+	if (!breaker_allow(&p->br, now_mono(), &retry_in)) {
+		char *msg = xasprintf("circuit breaker for %s is open", p->name);
+		log_breaker(p, r->stage, before);
+		r->attempt++;
+		r->started = now_wall();
+		record_attempt(r, 0, msg, 0);
+		attempt_failed(r, ATTEMPT_CONNECT, 0, msg, NULL);
+		free(msg);
+		return;
+	}
+	log_breaker(p, r->stage, before);
+	p->inflight++;
+	r->attempt++;
+	r->state = R_INFLIGHT;
+	r->started = now_wall();
+	http_submit(r->rq->http, &r->hreq, on_http_done, r);
+}
+
+/* Starts queued requests while the pool has room and tokens. */
+static void pool_pump(struct pool *p)
+{
+	struct request *r;
+
+	while ((r = p->q_head) != NULL) {
+		if (p->concurrency > 0 && p->inflight >= p->concurrency)
+			return;
+		if (p->has_bucket) {
+			double wait = bucket_take(&p->bucket, now_mono());
+			if (wait > 0) {
+				if (!ev_is_active(&p->rate_timer)) {
+					ev_timer_init(&p->rate_timer, rate_cb, wait, 0);
+					p->rate_timer.data = p;
+					ev_timer_start(p->rq->loop, &p->rate_timer);
+				}
+				return;
+			}
+		}
+		p->q_head = r->q_next;
+		if (!p->q_head)
+			p->q_tail = NULL;
+		send_attempt(r);
+	}
+}
+
+static void admit(struct request *r)
+{
+	q_push(r->pool, r);
+	pool_pump(r->pool);
+}
+
+static bool method_is_idempotent(const char *m)
+{
+	return strcmp(m, "POST") != 0 && strcmp(m, "PATCH") != 0;
+}
+
+struct request *request_start(struct requester *rq, const struct request_spec *spec,
+                              request_done_fn done, void *arg)
+{
+	struct request *r = xcalloc(1, sizeof(*r));
+	size_t n = 0, i;
+	char *host;
+
+	r->rq = rq;
+	r->stage = xstrdup(spec->stage ? spec->stage : "");
+	r->method = xstrdup(spec->method ? spec->method : "GET");
+	r->url = xstrdup(spec->url);
+	if (spec->body) {
+		r->body = xmalloc(spec->body_len + 1);
+		memcpy(r->body, spec->body, spec->body_len);
+		r->body[spec->body_len] = '\0';
+		r->body_len = spec->body_len;
+	}
+	request_fingerprint(r->method, r->url, r->body, r->body_len, r->fingerprint);
+	while (spec->headers && spec->headers[n])
+		n++;
+	r->headers = xcalloc(n + 2, sizeof(*r->headers));
+	for (i = 0; i < n; i++)
+		r->headers[i] = xstrdup(spec->headers[i]);
+	if (spec->idempotent && !method_is_idempotent(r->method)) {
+		/* Stable across attempts (and resumes) of this request in this run. */
+		char key[65];
+		char *seed = xasprintf("%lld\n%s", (long long)rq->run_id, r->fingerprint);
+		sha256_hex(seed, strlen(seed), key);
+		free(seed);
+		r->headers[n] = xasprintf("Idempotency-Key: %.32s", key);
+	}
+	if (spec->retry)
+		r->retry = *spec->retry;
+	else
+		r->retry.attempts = 1;
+	if (r->retry.attempts < 1)
+		r->retry.attempts = 1;
+	r->when = spec->when;
+	r->retry_unsafe_ok = spec->idempotent || method_is_idempotent(r->method);
+	r->waiting = spec->waiting;
+	r->on_wait = spec->on_wait;
+	r->done = done;
+	r->arg = arg;
+	r->owner = spec->owner;
+	r->history = json_array();
+	r->hreq.method = r->method;
+	r->hreq.url = r->url;
+	r->hreq.headers = (const char *const *)r->headers;
+	r->hreq.body = r->body;
+	r->hreq.body_len = r->body_len;
+	r->hreq.timeout = spec->timeout;
+	r->hreq.connect_timeout = spec->connect_timeout;
+	r->hreq.max_body = spec->max_body;
+	r->hreq.tls_verify = spec->tls_verify;
+	if (spec->pool) {
+		r->pool = pool_get(rq, spec->pool);
+	} else {
+		host = http_url_host(r->url);
+		r->pool = pool_get(rq, host ? host : "(local)");
+		/* A hosts: entry may name the host without its port. */
+		if (host && r->pool->concurrency == 0 && !r->pool->has_bucket &&
+		    r->pool->br.failures_to_open == 0) {
+			char *colon = strrchr(host, ':');
+			if (colon && !strchr(host, ']')) {
+				struct pool *q;
+				*colon = '\0';
+				for (q = rq->pools; q; q = q->next)
+					if (strcmp(q->name, host) == 0)
+						r->pool = q;
+			}
+		}
+		free(host);
+	}
+	list_add(rq, r);
+	admit(r);
+	return r;
+}
+
+static void cancel_one(struct request *r)
+{
+	r->cancelled = true;
+	switch (r->state) {
+	case R_ADMIT:
+		q_remove(r->pool, r);
+		request_free(r);
+		break;
+	case R_BACKOFF:
+		if (r->waiting)
+			(*r->waiting)--;
+		request_free(r);
+		break;
+	case R_INFLIGHT:
+	case R_DONE:
+		break;                 /* on_http_done frees it */
+	}
+}
+
+void request_cancel_owner(struct requester *rq, void *owner)
+{
+	struct request *r = rq ? rq->all : NULL, *next;
+
+	for (; r; r = next) {
+		next = r->next;
+		if (owner && r->owner == owner)
+			cancel_one(r);
+	}
+}
+
+void requester_cancel_all(struct requester *rq)
+{
+	struct request *r, *next;
+
+	for (r = rq->all; r; r = next) {
+		next = r->next;
+		cancel_one(r);
+	}
+}
+
+void requester_destroy(struct requester *rq)
+{
+	struct pool *p, *pn;
+
+	if (!rq)
+		return;
+	requester_cancel_all(rq);
+	/* Requests still in flight are freed by on_http_done; http_destroy()
+	 * must have completed them before this point. */
+	requester_flush(rq, NULL);
+	for (p = rq->pools; p; p = pn) {
+		pn = p->next;
+		if (ev_is_active(&p->rate_timer))
+			ev_timer_stop(rq->loop, &p->rate_timer);
+		free(p->name);
+		free(p);
+	}
+	free(rq->rows);
+	free(rq->events);
+	free(rq);
+}

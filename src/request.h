@@ -1,0 +1,83 @@
+/*
+ * request: one logical HTTP request carried out under the run's policies:
+ * admission to its host pool (concurrency, token-bucket rate, circuit
+ * breaker), attempts through http.c, retries with backoff and Retry-After,
+ * and a record of every attempt. A request waiting out a backoff or a rate
+ * limit holds no slot of any kind: only an ev_timer.
+ *
+ * Ownership: the requester copies everything in request_spec; the result
+ * handed to the callback is valid only during the call.
+ */
+#ifndef PIPECTL_REQUEST_H
+#define PIPECTL_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <ev.h>
+#include <jansson.h>
+#include "config.h"
+#include "expr.h"
+#include "http.h"
+#include "policy.h"
+#include "state.h"
+
+struct requester;
+struct request;
+
+struct request_spec {
+	const char *stage;             /* for records and messages */
+	const char *method;            /* NULL = GET */
+	const char *url;
+	const char *const *headers;    /* "Name: value", NULL-terminated; may be NULL */
+	const char *body;
+	size_t body_len;
+	double timeout, connect_timeout;
+	long long max_body;
+	bool tls_verify;
+	const struct retry_policy *retry;   /* NULL = a single attempt */
+	struct expr *when;             /* retry a 2xx when true on the body; may be NULL */
+	bool idempotent;               /* POST/PATCH retried (with Idempotency-Key) */
+	const char *pool;              /* hosts: entry; NULL = the URL's host */
+	void *owner;                   /* for request_cancel_owner (e.g. the stage) */
+	int *waiting;                  /* incremented while in backoff; may be NULL */
+	void (*on_wait)(void *arg);    /* called when the request starts waiting */
+};
+
+struct request_result {
+	bool ok;                       /* a 2xx (or file://) answer */
+	const char *error;             /* final error when !ok */
+	const struct http_result *http;/* the last attempt's answer; NULL if none */
+	int attempts;
+	const json_t *history;         /* array of {attempt, status, error, duration, wait} */
+	const char *fingerprint;
+	const char *url;
+};
+
+typedef void (*request_done_fn)(void *arg, const struct request_result *r);
+
+/* The spec's hosts: entries become pools; others are created per host on
+ * first use (unlimited, no breaker). */
+struct requester *requester_create(struct ev_loop *loop, struct http *http,
+                                   const struct spec *spec, int64_t run_id);
+/* Cancels every request (no callbacks). Those in flight are freed when
+ * http.c completes them: call this, then http_destroy(), then
+ * requester_destroy(). */
+void requester_cancel_all(struct requester *rq);
+void requester_destroy(struct requester *rq);
+
+/* Starts a request; done is called exactly once unless the requester is
+ * destroyed or request_cancel_owner() cancels it first. */
+struct request *request_start(struct requester *rq, const struct request_spec *spec,
+                              request_done_fn done, void *arg);
+/* Drops every request of owner (a stage stopping): their callbacks are not
+ * called. In-flight attempts finish in http.c and are ignored. */
+void request_cancel_owner(struct requester *rq, void *owner);
+
+/* Writes buffered attempt and event rows (call inside state_begin/commit). */
+void requester_flush(struct requester *rq, struct state *st);
+
+/* sha256 of method, url and body (hex): the request's identity. */
+void request_fingerprint(const char *method, const char *url, const char *body,
+                         size_t body_len, char out[65]);
+
+#endif
