@@ -789,7 +789,8 @@ int parse_size(const char *s, long long *bytes)
 	return 0;
 }
 
-int parse_rate(const char *s, double *per_second)
+/* Syntax of a rate; returns 0 and the value per second (maybe 0), or -1. */
+static int scan_rate(const char *s, double *out)
 {
 	static const struct {
 		const char *unit;
@@ -804,15 +805,25 @@ int parse_rate(const char *s, double *per_second)
 	if (!s || !(e = scan_number(s, &frac)))
 		return -1;
 	v = strtod(s, &end);
-	if (end != e || !(v > 0) || !isfinite(v))
+	if (end != e || !isfinite(v))
 		return -1;
 	for (i = 0; i < ARRAY_LEN(units); i++) {
 		if (strcmp(e, units[i].unit) == 0) {
-			*per_second = v / units[i].per;
-			return *per_second > 0 ? 0 : -1;
+			*out = v / units[i].per;
+			return 0;
 		}
 	}
 	return -1;
+}
+
+int parse_rate(const char *s, double *per_second)
+{
+	double v;
+
+	if (scan_rate(s, &v) != 0 || !(v > 0))
+		return -1;
+	*per_second = v;
+	return 0;
 }
 
 static void read_duration(struct cfg *c, const struct ynode *m, const char *name,
@@ -1078,6 +1089,7 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 {
 	struct sval *v = NULL;
 	size_t n = 0, i, j;
+	bool too_many = false;
 
 	if (!read_str_list(c, m, "on", &v, &n))
 		return;
@@ -1113,8 +1125,10 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 			continue;
 		}
 		if (p->n_codes == (int)ARRAY_LEN(p->codes)) {
-			diags_add(c->d, v[i].pos, "too many HTTP status codes in \"on\": at most %zu",
-			          ARRAY_LEN(p->codes));
+			if (!too_many)
+				diags_add(c->d, v[i].pos, "too many HTTP status codes in \"on\": "
+				          "at most %zu", ARRAY_LEN(p->codes));
+			too_many = true;
 			continue;
 		}
 		p->codes[p->n_codes++] = (int)code;
@@ -1306,9 +1320,17 @@ static void read_host(struct cfg *c, const struct ynode *k, const struct ynode *
 	if (!ok)
 		return;
 	read_int(c, v, "concurrency", 1, 10000, &h->concurrency);
-	if (read_str(c, v, "rate", &rate) && rate.s && parse_rate(rate.s, &h->rate) != 0)
-		diags_add(c->d, rate.pos, "invalid rate \"%s\": expected a number followed by "
-		          "/s, /m or /h", rate.s);
+	if (read_str(c, v, "rate", &rate) && rate.s) {
+		double r = 0;
+		if (scan_rate(rate.s, &r) != 0)
+			diags_add(c->d, rate.pos, "invalid rate \"%s\": expected a number "
+			          "followed by /s, /m or /h", rate.s);
+		else if (!(r > 0))
+			diags_add(c->d, rate.pos, "invalid rate \"%s\": must be greater than 0",
+			          rate.s);
+		else
+			h->rate = r;
+	}
 	free(rate.s);
 	if (read_integer(c, v, "burst", 1, 100000, &burst))
 		h->burst = (double)burst;
