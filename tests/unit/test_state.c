@@ -1,7 +1,9 @@
 /*
  * test_state: the run-state database against real files in a temporary
  * directory: round trips, partial updates, ordering, nesting, reopening,
- * and the refusals (missing, not a database, newer schema).
+ * and the refusals (missing, not a database, newer schema); schema v2:
+ * attempts, dead letters and events, the v1 -> v2 migration and cascades.
+ * The raw SQLite connection is used only to build and inspect files.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -13,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "state.h"
 #include "tap.h"
@@ -456,7 +460,7 @@ static void test_refusals(void)
 	free(err);
 	err = NULL;
 	state_close(st);
-	is_int(header_user_version(newer), 1, "fresh database has user_version 1");
+	is_int(header_user_version(newer), 2, "fresh database has user_version 2");
 	ok(write_at(newer, 60, v99, 4) == 0, "set user_version to 99 in the header");
 	st = state_open(newer, false, &err);
 	ok(st == NULL, "newer schema refused");
@@ -484,13 +488,500 @@ static void test_refusals(void)
 	ok(st != NULL, "read-write open initialises an empty file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(empty), 1, "and migrates it to version 1");
+	is_int(header_user_version(empty), 2, "and migrates it to version 2");
 
 	free(missing);
 	free(junk);
 	free(under);
 	free(newer);
 	free(empty);
+}
+
+
+/* ------------------------------------------------------------------ raw SQLite helpers */
+
+/* Runs sql on path through its own connection (foreign keys on). Returns 0
+ * or -1 (the message is printed as a TAP comment). */
+static int raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, 5000);
+		rc = sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK)
+		printf("# raw_exec: %s\n", msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* The integer in the first column of the first row of sql, or -1. */
+static long long raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	long long v = -1;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	else
+		printf("# raw_int: %s\n", sqlite3_errmsg(db));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+/* The text in the first column of the first row of sql (malloc'd), or NULL. */
+static char *raw_text(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	char *v = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = xstrdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+/* ------------------------------------------------------------------ v2 */
+
+static struct attempt_row mk_attempt(int64_t run_id, const char *stage, int n,
+                                     long status, const char *error)
+{
+	struct attempt_row a;
+
+	memset(&a, 0, sizeof(a));
+	a.run_id = run_id;
+	a.stage = (char *)stage;
+	a.fingerprint = (char *)"fp-1";
+	a.method = (char *)"GET";
+	a.url = (char *)"http://h/x?key=REDACTED";
+	a.attempt = n;
+	a.http_status = status;
+	a.error = (char *)error;
+	a.started = 7000 + n;
+	a.duration = 0.25 * n;
+	a.wait = n > 1 ? 0.5 * (n - 1) : 0;
+	return a;
+}
+
+static void test_attempts(struct state *st, const char *path)
+{
+	struct attempt_row a, *rows = NULL;
+	int64_t id = 0, other = 0;
+	char *sql;
+	int n;
+
+	ok(state_run_create(st, "att", "a.yaml", "h", "{}", 7000, &id) == 0 &&
+	   state_run_create(st, "att2", "a.yaml", "h", "{}", 7000, &other) == 0,
+	   "create runs for attempts");
+	/* Interleaved stages, stage names not in alphabetical order. */
+	a = mk_attempt(id, "zfetch", 1, 0, "connection refused");
+	ok(state_attempt_add(st, &a) == 0, "add attempt: no response");
+	a = mk_attempt(id, "afetch", 1, 503, "HTTP 503");
+	ok(state_attempt_add(st, &a) == 0, "add attempt of another stage");
+	a = mk_attempt(id, "zfetch", 2, 200, NULL);
+	a.fingerprint = (char *)"fp-2";
+	a.method = (char *)"POST";
+	ok(state_attempt_add(st, &a) == 0, "add attempt: success");
+	a = mk_attempt(other, "zfetch", 1, 200, NULL);
+	ok(state_attempt_add(st, &a) == 0, "add attempt of another run");
+
+	n = state_attempts_list(st, id, NULL, &rows);
+	is_int(n, 3, "all stages: three attempts of the run");
+	if (n == 3) {
+		is_str(rows[0].stage, "zfetch", "insertion order: first");
+		is_str(rows[1].stage, "afetch", "insertion order: second");
+		is_str(rows[2].stage, "zfetch", "insertion order: third");
+		is_int(rows[0].run_id, id, "run_id round trip");
+		is_str(rows[0].fingerprint, "fp-1", "fingerprint round trip");
+		is_str(rows[2].fingerprint, "fp-2", "fingerprint of the third");
+		is_str(rows[2].method, "POST", "method round trip");
+		is_str(rows[0].url, "http://h/x?key=REDACTED", "url round trip");
+		is_int(rows[2].attempt, 2, "attempt number round trip");
+		is_int(rows[0].http_status, 0, "no response reads back 0");
+		is_int(rows[1].http_status, 503, "status round trip");
+		is_str(rows[0].error, "connection refused", "error round trip");
+		ok(rows[2].error == NULL, "NULL error stays NULL");
+		ok(rows[2].started == 7002, "started round trip");
+		ok(rows[2].duration == 0.5, "duration round trip");
+		ok(rows[2].wait == 0.5 && rows[0].wait == 0, "wait round trip");
+	}
+	attempt_rows_free(rows, n);
+
+	n = state_attempts_list(st, id, "zfetch", &rows);
+	is_int(n, 2, "one stage: its two attempts");
+	if (n == 2)
+		ok(rows[0].attempt == 1 && rows[1].attempt == 2 &&
+		   strcmp(rows[1].stage, "zfetch") == 0, "in order, of that stage only");
+	attempt_rows_free(rows, n);
+	n = state_attempts_list(st, other, NULL, &rows);
+	is_int(n, 1, "the other run has its own attempt only");
+	attempt_rows_free(rows, n);
+	rows = (struct attempt_row *)&n;   /* must be overwritten */
+	is_int(state_attempts_list(st, id, "nope", &rows), 0, "unknown stage: none");
+	ok(rows == NULL, "empty list is NULL");
+	attempt_rows_free(NULL, 0);
+
+	sql = xasprintf("SELECT COUNT(*) FROM attempts WHERE run_id = %lld AND "
+	                "http_status IS NULL", (long long)id);
+	is_int(raw_int(path, sql), 1, "status 0 is stored as NULL");
+	free(sql);
+	sql = xasprintf("SELECT COUNT(*) FROM attempts WHERE run_id = %lld AND "
+	                "error IS NULL", (long long)id);
+	is_int(raw_int(path, sql), 1, "NULL error is stored as NULL");
+	free(sql);
+
+	a = mk_attempt(id + 1000, "zfetch", 1, 200, NULL);
+	is_int(state_attempt_add(st, &a), -1, "attempt of a missing run refused");
+	ok(contains(state_errmsg(st), "cannot record attempt 1 of stage 'zfetch'") &&
+	   contains(state_errmsg(st), "FOREIGN KEY"), "message: %s", state_errmsg(st));
+	a = mk_attempt(id, NULL, 1, 200, NULL);
+	is_int(state_attempt_add(st, &a), -1, "attempt without a stage refused");
+	ok(contains(state_errmsg(st), "NOT NULL"), "message: %s", state_errmsg(st));
+	a = mk_attempt(id, "zfetch", 3, 200, NULL);
+	ok(state_attempt_add(st, &a) == 0, "statement usable after a failure");
+}
+
+static void test_attempt_batch(struct state *st, const char *path)
+{
+	struct attempt_row a, *rows = NULL;
+	int64_t id = 0;
+	char *sql;
+	int i, n, failed = 0;
+
+	ok(state_run_create(st, "batch", "b.yaml", "h", "{}", 8000, &id) == 0,
+	   "create run for the batch");
+	ok(state_begin(st) == 0, "begin the batch");
+	for (i = 0; i < 10000; i++) {
+		a = mk_attempt(id, i % 2 ? "odd" : "even", i + 1, 200, NULL);
+		if (state_attempt_add(st, &a) != 0)
+			failed++;
+	}
+	is_int(failed, 0, "10000 inserts inside one transaction");
+	ok(state_commit(st) == 0, "commit the batch");
+	sql = xasprintf("SELECT COUNT(*) FROM attempts WHERE run_id = %lld",
+	                (long long)id);
+	is_int(raw_int(path, sql), 10000, "10000 rows stored");
+	free(sql);
+	n = state_attempts_list(st, id, "odd", &rows);
+	is_int(n, 5000, "half of them in stage odd");
+	if (n == 5000)
+		ok(rows[0].attempt == 2 && rows[4999].attempt == 10000,
+		   "listed in insertion order");
+	attempt_rows_free(rows, n);
+}
+
+static void test_dlq(struct state *st)
+{
+	struct dlq_row *rows = NULL;
+	int64_t r1 = 0, r2 = 0, ids[4] = { 0, 0, 0, 0 };
+	int n, all;
+
+	ok(state_run_create(st, "dlq1", "d.yaml", "h", "{}", 9000, &r1) == 0 &&
+	   state_run_create(st, "dlq2", "d.yaml", "h", "{}", 9001, &r2) == 0,
+	   "create runs for dead letters");
+	n = state_dlq_list(st, r1, NULL, &rows);
+	is_int(n, 0, "no dead letters yet");
+	dlq_rows_free(rows, n);
+
+	ok(state_dlq_add(st, r1, "t", "{\"a\":1}", "bad record",
+	                 "[{\"attempt\":1,\"status\":500}]", 9000.5, &ids[0]) == 0,
+	   "add dead letter 1");
+	ok(state_dlq_add(st, r2, "t", "{\"a\":2}", "bad again", NULL, 9001.5,
+	                 &ids[1]) == 0, "add dead letter to the other run, attempts NULL");
+	ok(state_dlq_add(st, r1, "fetch", "{\"method\":\"GET\",\"url\":\"u\",\"body\":null}",
+	                 "HTTP 404", "[]", 9002.5, &ids[2]) == 0, "add a fetch dead letter");
+	ok(state_dlq_add(st, r1, "t", "{\"a\":3}", "third", "[]", 9003.5, NULL) == 0,
+	   "add with id NULL");
+	ok(ids[0] > 0 && ids[0] < ids[1] && ids[1] < ids[2], "ids increase");
+
+	n = state_dlq_list(st, r1, NULL, &rows);
+	is_int(n, 3, "run 1: three dead letters");
+	if (n == 3) {
+		is_int(rows[0].id, ids[0], "oldest first");
+		is_int(rows[1].id, ids[2], "then the next");
+		ok(rows[2].id > ids[2], "then the one added with id NULL");
+		is_int(rows[0].run_id, r1, "run_id round trip");
+		is_str(rows[0].stage, "t", "stage round trip");
+		is_str(rows[0].payload, "{\"a\":1}", "payload round trip");
+		is_str(rows[0].error, "bad record", "error round trip");
+		is_str(rows[0].attempts, "[{\"attempt\":1,\"status\":500}]",
+		       "attempts round trip");
+		ok(rows[0].created == 9000.5, "created round trip");
+		is_int(rows[0].replayed, 0, "not replayed");
+		is_str(rows[1].payload, "{\"method\":\"GET\",\"url\":\"u\",\"body\":null}",
+		       "fetch payload round trip");
+	}
+	dlq_rows_free(rows, n);
+
+	n = state_dlq_list(st, r1, "t", &rows);
+	is_int(n, 2, "run 1, stage t: two");
+	if (n == 2)
+		ok(rows[0].id == ids[0] && strcmp(rows[1].payload, "{\"a\":3}") == 0,
+		   "in id order");
+	dlq_rows_free(rows, n);
+
+	n = state_dlq_list(st, r2, NULL, &rows);
+	is_int(n, 1, "run 2: one");
+	if (n == 1)
+		is_str(rows[0].attempts, "[]", "NULL attempts stored as []");
+	dlq_rows_free(rows, n);
+
+	n = state_dlq_list(st, 0, "t", &rows);
+	ok(n >= 3, "every run, stage t: at least three (%d)", n);
+	all = n > 0;
+	for (int i = 0; i < n; i++) {
+		if (strcmp(rows[i].stage, "t") != 0)
+			all = 0;
+		if (i > 0 && rows[i - 1].id >= rows[i].id)
+			all = 0;
+	}
+	ok(all, "all of stage t, in id order");
+	all = 0;
+	for (int i = 0; i < n; i++)
+		if (rows[i].run_id == r2)
+			all = 1;
+	ok(all, "includes the other run");
+	dlq_rows_free(rows, n);
+
+	n = state_dlq_list(st, 0, NULL, &rows);
+	ok(n >= 4, "every run, every stage (%d)", n);
+	dlq_rows_free(rows, n);
+	dlq_rows_free(NULL, 0);
+
+	ok(state_dlq_mark_replayed(st, ids[2]) == 0, "mark one replayed");
+	n = state_dlq_list(st, r1, NULL, &rows);
+	if (n == 3)
+		ok(rows[0].replayed == 0 && rows[1].replayed == 1 && rows[2].replayed == 0,
+		   "only that one is replayed");
+	else
+		ok(0, "list after mark_replayed (got %d)", n);
+	dlq_rows_free(rows, n);
+	ok(state_dlq_mark_replayed(st, ids[2]) == 0, "marking again is fine");
+	is_int(state_dlq_mark_replayed(st, ids[2] + 1000), -1, "missing id fails");
+	ok(contains(state_errmsg(st), "no such dead letter"), "message: %s",
+	   state_errmsg(st));
+
+	is_int(state_dlq_add(st, r1 + 1000, "t", "{}", "e", "[]", 1, NULL), -1,
+	       "dead letter of a missing run refused");
+	ok(contains(state_errmsg(st), "FOREIGN KEY"), "message: %s", state_errmsg(st));
+	is_int(state_dlq_add(st, r1, "t", NULL, "e", "[]", 1, NULL), -1,
+	       "NULL payload refused");
+}
+
+static void test_events(struct state *st)
+{
+	struct event_row *rows = NULL;
+	int64_t id = 0, other = 0;
+	int n;
+
+	ok(state_run_create(st, "ev", "e.yaml", "h", "{}", 10000, &id) == 0 &&
+	   state_run_create(st, "ev2", "e.yaml", "h", "{}", 10000, &other) == 0,
+	   "create runs for events");
+	ok(state_event_add(st, id, "f", "breaker", "host h: open", 10001) == 0,
+	   "add breaker event");
+	ok(state_event_add(st, other, "f", "timeout", "elsewhere", 10001) == 0,
+	   "add event of another run");
+	ok(state_event_add(st, id, NULL, "timeout", "run timed out", 10000.5) == 0,
+	   "add run-wide event (stage NULL)");
+
+	n = state_events_list(st, id, &rows);
+	is_int(n, 2, "two events of the run");
+	if (n == 2) {
+		is_str(rows[0].kind, "breaker", "insertion order, not time order");
+		is_int(rows[0].run_id, id, "run_id round trip");
+		is_str(rows[0].stage, "f", "stage round trip");
+		is_str(rows[0].message, "host h: open", "message round trip");
+		ok(rows[0].at == 10001, "at round trip");
+		ok(rows[1].stage == NULL, "NULL stage stays NULL");
+		is_str(rows[1].message, "run timed out", "second message");
+	}
+	event_rows_free(rows, n);
+	event_rows_free(NULL, 0);
+	rows = (struct event_row *)&n;
+	is_int(state_events_list(st, id + 1000, &rows), 0, "missing run: none");
+	ok(rows == NULL, "empty list is NULL");
+
+	is_int(state_event_add(st, id, NULL, NULL, "m", 1), -1, "NULL kind refused");
+	is_int(state_event_add(st, id + 1000, NULL, "k", "m", 1), -1,
+	       "event of a missing run refused");
+}
+
+/* Deleting a run row deletes its stages, attempts, dead letters and events. */
+static void test_cascade(struct state *st, const char *path)
+{
+	struct attempt_row a;
+	struct stage_row *srows = NULL;
+	struct attempt_row *arows = NULL;
+	struct dlq_row *drows = NULL;
+	struct event_row *erows = NULL;
+	int64_t id = 0, keep = 0;
+	char *sql;
+	int n;
+
+	ok(state_run_create(st, "gone", "g.yaml", "h", "{}", 11000, &id) == 0 &&
+	   state_run_create(st, "kept", "g.yaml", "h", "{}", 11000, &keep) == 0,
+	   "create runs for the cascade");
+	a = mk_attempt(id, "s", 1, 200, NULL);
+	ok(state_stage_create(st, id, "s", "fetch.http") == 0 &&
+	   state_attempt_add(st, &a) == 0 &&
+	   state_dlq_add(st, id, "s", "{}", "e", "[]", 11001, NULL) == 0 &&
+	   state_event_add(st, id, "s", "breaker", "open", 11002) == 0,
+	   "one row of each kind for the doomed run");
+	a.run_id = keep;
+	ok(state_attempt_add(st, &a) == 0 &&
+	   state_dlq_add(st, keep, "s", "{}", "e", "[]", 11001, NULL) == 0 &&
+	   state_event_add(st, keep, "s", "breaker", "open", 11002) == 0,
+	   "and for the kept run");
+
+	sql = xasprintf("DELETE FROM runs WHERE id = %lld", (long long)id);
+	ok(raw_exec(path, sql) == 0, "delete the run row (foreign keys on)");
+	free(sql);
+
+	n = state_stages_list(st, id, &srows);
+	is_int(n, 0, "its stages are gone");
+	stage_rows_free(srows, n);
+	n = state_attempts_list(st, id, NULL, &arows);
+	is_int(n, 0, "its attempts are gone");
+	attempt_rows_free(arows, n);
+	n = state_dlq_list(st, id, NULL, &drows);
+	is_int(n, 0, "its dead letters are gone");
+	dlq_rows_free(drows, n);
+	n = state_events_list(st, id, &erows);
+	is_int(n, 0, "its events are gone");
+	event_rows_free(erows, n);
+
+	n = state_attempts_list(st, keep, NULL, &arows);
+	is_int(n, 1, "the other run keeps its attempt");
+	attempt_rows_free(arows, n);
+	n = state_dlq_list(st, keep, NULL, &drows);
+	is_int(n, 1, "and its dead letter");
+	dlq_rows_free(drows, n);
+	n = state_events_list(st, keep, &erows);
+	is_int(n, 1, "and its event");
+	event_rows_free(erows, n);
+}
+
+/* The schema as version 1 wrote it, with some data. */
+static const char V1_DATABASE[] =
+	"CREATE TABLE runs ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT NOT NULL,"
+	" path TEXT NOT NULL, hash TEXT NOT NULL, params TEXT NOT NULL,"
+	" status TEXT NOT NULL, started REAL NOT NULL, finished REAL, error TEXT);"
+	"CREATE TABLE stage_runs ("
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" stage TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" status TEXT NOT NULL, records_in INTEGER NOT NULL DEFAULT 0,"
+	" records_out INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,"
+	" requests INTEGER NOT NULL DEFAULT 0, started REAL, finished REAL,"
+	" error TEXT, PRIMARY KEY (run_id, stage));"
+	"INSERT INTO runs VALUES (1, 'old', 'old.yaml', 'h1', '{\"x\":1}',"
+	" 'succeeded', 100, 110, NULL);"
+	"INSERT INTO runs VALUES (2, 'old', 'old.yaml', 'h2', '{}',"
+	" 'failed', 200, 210, 'stage b: boom');"
+	"INSERT INTO stage_runs VALUES (2, 'a', 'fetch.http', 1, 'succeeded',"
+	" 0, 5, 0, 5, 201, 205, NULL);"
+	"INSERT INTO stage_runs VALUES (2, 'b', 'transform', 2, 'failed',"
+	" 5, 0, 1, 0, 205, 210, 'boom');"
+	"PRAGMA journal_mode = WAL;"
+	"PRAGMA user_version = 1;";
+
+static void test_migration(void)
+{
+	char *path = xasprintf("%s/v1.db", tmpdir), *err = NULL, *text;
+	struct state *st;
+	struct run_row r;
+	struct stage_row *rows = NULL;
+	struct attempt_row a, *arows = NULL;
+	int64_t id = 0, new_run = 0;
+	int n;
+
+	ok(raw_exec(path, V1_DATABASE) == 0, "wrote a version 1 database");
+	is_int(header_user_version(path), 1, "it has user_version 1");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'attempts'"),
+	       0, "and no attempts table");
+
+	st = state_open(path, true, &err);
+	ok(st == NULL && contains(err, "has schema version 1"),
+	   "read-only open of a version 1 database is refused: %s", err ? err : "(null)");
+	free(err);
+	err = NULL;
+	is_int(header_user_version(path), 1, "and leaves it at version 1");
+
+	st = state_open(path, false, &err);
+	ok(st != NULL, "read-write open migrates it: %s", err ? err : "ok");
+	free(err);
+	err = NULL;
+	if (!st) {
+		free(path);
+		return;
+	}
+	is_int(raw_int(path, "PRAGMA user_version"), 2, "now at user_version 2");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+	               " AND name IN ('attempts', 'dlq', 'events')"), 3,
+	       "the three new tables exist");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index'"
+	               " AND tbl_name IN ('attempts', 'dlq', 'events')"
+	               " AND name NOT LIKE 'sqlite_%'"), 3, "with their indexes");
+	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
+	                " (SELECT name FROM pragma_index_info('attempts_run_stage'))");
+	is_str(text, "run_id,stage", "attempts indexed on (run_id, stage)");
+	free(text);
+	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
+	                " pragma_table_info('dlq')");
+	is_str(text, "id,run_id,stage,payload,error,attempts,created,replayed",
+	       "dlq columns");
+	free(text);
+
+	is_int(state_run_get(st, 1, &r), 1, "old run 1 survives");
+	is_str(r.params, "{\"x\":1}", "with its params");
+	is_int(r.status, ST_SUCCEEDED, "and status");
+	run_row_free(&r);
+	is_int(state_run_get(st, 2, &r), 1, "old run 2 survives");
+	is_str(r.error, "stage b: boom", "with its error");
+	ok(r.finished == 210, "and finish time");
+	run_row_free(&r);
+	n = state_stages_list(st, 2, &rows);
+	is_int(n, 2, "its stages survive");
+	if (n == 2) {
+		is_str(rows[1].stage, "b", "in order");
+		is_int(rows[0].stats.records_out, 5, "with their counters");
+	}
+	stage_rows_free(rows, n);
+
+	ok(state_run_create(st, "new", "n.yaml", "h", "{}", 300, &new_run) == 0,
+	   "new run after migration");
+	ok(new_run > 2, "does not reuse old ids (%lld)", (long long)new_run);
+	a = mk_attempt(2, "a", 1, 200, NULL);
+	ok(state_attempt_add(st, &a) == 0, "attempt recorded against an old run");
+	n = state_attempts_list(st, 2, "a", &arows);
+	is_int(n, 1, "and read back");
+	attempt_rows_free(arows, n);
+	ok(state_dlq_add(st, 2, "b", "{}", "boom", NULL, 301, &id) == 0 &&
+	   state_event_add(st, new_run, NULL, "timeout", "m", 302) == 0,
+	   "dead letters and events work on the migrated file");
+	state_close(st);
+
+	st = state_open(path, false, &err);
+	ok(st != NULL, "reopen the migrated file");
+	free(err);
+	state_close(st);
+	is_int(header_user_version(path), 2, "still version 2 (no migration twice)");
+	free(path);
 }
 
 int main(void)
@@ -519,12 +1010,18 @@ int main(void)
 		test_stages(st);
 		test_listing(st);
 		test_nesting(st, path);
+		test_attempts(st, path);
+		test_attempt_batch(st, path);
+		test_dlq(st);
+		test_events(st);
+		test_cascade(st, path);
 		state_close(st);
 	}
 	test_close_rolls_back(path);
 	test_reopen(path);
 	test_wal(path);
 	test_refusals();
+	test_migration();
 
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(path);
