@@ -20,6 +20,8 @@ int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
+int cmd_dlq(int argc, char **argv);
+int cmd_dlq_replay(int argc, char **argv);
 
 /* The state database path: --state if given, else $PIPECTL_STATE, else
  * .pipectl/state.db beside the pipeline file (or in the current directory

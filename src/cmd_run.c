@@ -186,63 +186,25 @@ static const struct option run_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-int cmd_run(int argc, char **argv)
+/*
+ * Runs spec (already validated, graph built) with params, recording it in the
+ * state database at state_path. A dlq replay passes replay_stage >= 0 and
+ * the payloads. *run_id is set once the run is recorded. Returns the exit
+ * code.
+ */
+static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
+                    const char *state_path, bool quiet, int replay_stage, json_t *replay,
+                    int64_t *run_id_out)
 {
-	char **overrides = xcalloc((size_t)argc + 1, sizeof(char *));
-	int n_over = 0, c, rc = EXIT_OK;
-	const char *opt_state = NULL;
-	bool quiet = false;
-	struct diags d = { 0 };
-	struct spec *s = NULL;
-	struct dag *g = NULL;
-	json_t *params = NULL;
 	struct state *st = NULL;
 	struct engine *e = NULL;
-	char *err = NULL, *state_path = NULL, *params_json = NULL;
+	char *err = NULL, *params_json = NULL;
 	int64_t run_id = 0;
 	enum run_status result;
 	double t0;
+	int rc = EXIT_OK;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:s:qvh", run_opts, NULL)) != -1) {
-		switch (c) {
-		case 'p': overrides[n_over++] = optarg; break;
-		case 's': opt_state = optarg; break;
-		case 'q': quiet = true; log_set_level(LOG_WARN); break;
-		case 'v': log_set_level(LOG_DEBUG); break;
-		case 'j': log_set_json(true); break;
-		case 'h':
-			printf("usage: pipectl run FILE [-p NAME=VALUE]... [--state DB] [-q] [-v] [--log-json]\n");
-			free(overrides);
-			return EXIT_OK;
-		default:
-			free(overrides);
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind != 1) {
-		free(overrides);
-		return usage_error("run", "expects one pipeline file (see pipectl run --help)");
-	}
-	s = config_load(argv[optind], &d);
-	if (!s) {
-		diags_print(&d, stderr);
-		rc = EXIT_USAGE;
-		goto out;
-	}
-	g = dag_build(s, &d);
-	if (!g) {
-		diags_print(&d, stderr);
-		rc = EXIT_USAGE;
-		goto out;
-	}
-	params = effective_params(s, overrides, n_over, &err);
-	if (!params) {
-		rc = usage_error("run", "%s", err);
-		goto out;
-	}
 	register_secrets(s);
-	state_path = state_path_for(opt_state, s->path);
 	st = state_open(state_path, false, &err);
 	if (!st) {
 		log_error("%s", err);
@@ -256,11 +218,14 @@ int cmd_run(int argc, char **argv)
 		rc = EXIT_STATE;
 		goto out;
 	}
+	if (run_id_out)
+		*run_id_out = run_id;
 	log_info("run %lld of %s started (state: %s)", (long long)run_id, s->path, state_path);
 
 	{
 		struct engine_opts o = { .spec = s, .dag = g, .params = params, .state = st,
-		                         .run_id = run_id, .quiet = quiet };
+		                         .run_id = run_id, .quiet = quiet,
+		                         .replay_stage = replay_stage, .replay = replay };
 		e = engine_create(&o, &err);
 	}
 	if (!e) {
@@ -303,14 +268,226 @@ int cmd_run(int argc, char **argv)
 out:
 	engine_destroy(e);
 	state_close(st);
+	free(err);
+	free(params_json);
+	return rc;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	char **overrides = xcalloc((size_t)argc + 1, sizeof(char *));
+	int n_over = 0, c, rc = EXIT_OK;
+	const char *opt_state = NULL;
+	bool quiet = false;
+	struct diags d = { 0 };
+	struct spec *s = NULL;
+	struct dag *g = NULL;
+	json_t *params = NULL;
+	char *err = NULL, *state_path = NULL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:s:qvh", run_opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': overrides[n_over++] = optarg; break;
+		case 's': opt_state = optarg; break;
+		case 'q': quiet = true; log_set_level(LOG_WARN); break;
+		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'j': log_set_json(true); break;
+		case 'h':
+			printf("usage: pipectl run FILE [-p NAME=VALUE]... [--state DB] [-q] [-v] [--log-json]\n");
+			free(overrides);
+			return EXIT_OK;
+		default:
+			free(overrides);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		free(overrides);
+		return usage_error("run", "expects one pipeline file (see pipectl run --help)");
+	}
+	s = config_load(argv[optind], &d);
+	if (!s) {
+		diags_print(&d, stderr);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	g = dag_build(s, &d);
+	if (!g) {
+		diags_print(&d, stderr);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	params = effective_params(s, overrides, n_over, &err);
+	if (!params) {
+		rc = usage_error("run", "%s", err);
+		goto out;
+	}
+	state_path = state_path_for(opt_state, s->path);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, NULL);
+out:
 	json_decref(params);
 	dag_free(g);
 	spec_free(s);
 	diags_free(&d);
 	free(err);
 	free(state_path);
-	free(params_json);
 	free(overrides);
+	log_free_secrets();
+	return rc;
+}
+
+static const struct option replay_opts[] = {
+	{ "state", required_argument, NULL, 's' },
+	{ "file", required_argument, NULL, 'f' },
+	{ "stage", required_argument, NULL, 'S' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/*
+ * pipectl dlq replay RUN [--stage ID]: the dead letters of RUN (not yet
+ * replayed) go through their stage again, and on through what follows it,
+ * in a new run of the same pipeline file with the same params. When that
+ * run succeeds they are marked replayed; any that fail again are
+ * dead-lettered again under the new run.
+ */
+int cmd_dlq_replay(int argc, char **argv)
+{
+	const char *opt_state = NULL, *opt_file = NULL, *opt_stage = NULL;
+	bool quiet = false;
+	int c, rc = EXIT_OK, n = 0, i, idx = -1;
+	int64_t run = 0, new_run = 0;
+	char *state_path = NULL, *err = NULL;
+	struct state *st = NULL;
+	struct run_row rr;
+	bool have_rr = false;
+	struct dlq_row *rows = NULL;
+	struct diags d = { 0 };
+	struct spec *s = NULL;
+	struct dag *g = NULL;
+	json_t *params = NULL, *payloads = json_array();
+	const char *stage = NULL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:f:q", replay_opts, NULL)) != -1) {
+		switch (c) {
+		case 's': opt_state = optarg; break;
+		case 'f': opt_file = optarg; break;
+		case 'S': opt_stage = optarg; break;
+		case 'q': quiet = true; log_set_level(LOG_WARN); break;
+		default: json_decref(payloads); return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		json_decref(payloads);
+		return usage_error("dlq replay", "expects one run id");
+	}
+	{
+		char *end;
+		long long v = strtoll(argv[optind], &end, 10);
+		if (*end || v <= 0) {
+			json_decref(payloads);
+			return usage_error("dlq replay", "invalid run id \"%s\"", argv[optind]);
+		}
+		run = v;
+	}
+	state_path = state_path_for(opt_state, opt_file);
+	st = state_open(state_path, false, &err);
+	if (!st) {
+		log_error("%s", err);
+		rc = EXIT_STATE;
+		goto out;
+	}
+	if ((i = state_run_get(st, run, &rr)) <= 0) {
+		rc = i < 0 ? EXIT_STATE : usage_error("dlq replay", "no run %lld", (long long)run);
+		goto out;
+	}
+	have_rr = true;
+	n = state_dlq_list(st, run, opt_stage, &rows);
+	if (n < 0) {
+		log_error("%s", state_errmsg(st));
+		rc = EXIT_STATE;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (rows[i].replayed)
+			continue;
+		if (stage && strcmp(stage, rows[i].stage) != 0) {
+			rc = usage_error("dlq replay", "run %lld has dead letters in several stages "
+			                 "(%s, %s, ...): choose one with --stage", (long long)run,
+			                 stage, rows[i].stage);
+			goto out;
+		}
+		stage = rows[i].stage;
+	}
+	if (!stage) {
+		printf("run %lld has no dead letters to replay\n", (long long)run);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		json_t *p;
+		if (rows[i].replayed || strcmp(rows[i].stage, stage) != 0)
+			continue;
+		p = json_loads(rows[i].payload, JSON_DECODE_ANY, NULL);
+		if (!p) {
+			log_error("dead letter %lld has an unreadable payload", (long long)rows[i].id);
+			rc = EXIT_STATE;
+			goto out;
+		}
+		json_array_append_new(payloads, p);
+	}
+	s = config_load(rr.path, &d);
+	if (!s || !(g = dag_build(s, &d))) {
+		diags_print(&d, stderr);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (strcmp(s->hash, rr.hash) != 0)
+		log_warn("%s changed since run %lld; replaying with the current file", rr.path,
+		         (long long)run);
+	idx = spec_stage_index(s, stage);
+	if (idx < 0) {
+		rc = usage_error("dlq replay", "stage \"%s\" is no longer in %s", stage, rr.path);
+		goto out;
+	}
+	params = json_loads(rr.params, 0, NULL);
+	if (!params)
+		params = json_object();
+	log_info("replaying %zu dead letters of run %lld through stage %s",
+	         json_array_size(payloads), (long long)run, stage);
+	/* The state database is opened again by the run. */
+	state_close(st);
+	st = NULL;
+	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, &new_run);
+	if (rc == EXIT_OK) {
+		st = state_open(state_path, false, &err);
+		if (!st) {
+			log_error("%s", err);
+			rc = EXIT_STATE;
+			goto out;
+		}
+		state_begin(st);
+		for (i = 0; i < n; i++)
+			if (!rows[i].replayed && strcmp(rows[i].stage, stage) == 0)
+				state_dlq_mark_replayed(st, rows[i].id);
+		if (state_commit(st) != 0) {
+			log_error("cannot mark the dead letters replayed: %s", state_errmsg(st));
+			rc = EXIT_STATE;
+		}
+	}
+out:
+	if (have_rr)
+		run_row_free(&rr);
+	dlq_rows_free(rows, n);
+	json_decref(payloads);
+	json_decref(params);
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+	state_close(st);
+	free(err);
+	free(state_path);
 	log_free_secrets();
 	return rc;
 }

@@ -16,6 +16,7 @@
 struct read_opts {
 	const char *state;
 	const char *file;
+	const char *stage;
 	bool json;
 	int limit;
 };
@@ -25,6 +26,7 @@ static const struct option read_long[] = {
 	{ "file", required_argument, NULL, 'f' },
 	{ "json", no_argument, NULL, 'J' },
 	{ "limit", required_argument, NULL, 'n' },
+	{ "stage", required_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -45,6 +47,7 @@ static int parse_read_opts(const char *cmd, int argc, char **argv, struct read_o
 		case 's': o->state = optarg; break;
 		case 'f': o->file = optarg; break;
 		case 'J': o->json = true; break;
+		case 'S': o->stage = optarg; break;
 		case 'n':
 			o->limit = (int)strtol(optarg, &end, 10);
 			if (*end || o->limit <= 0) {
@@ -98,6 +101,71 @@ static void print_json(json_t *v)
 	json_decref(v);
 }
 
+static json_t *attempt_json(const struct attempt_row *a)
+{
+	return json_pack("{s:s, s:i, s:s, s:s, s:I, s:o, s:f, s:f, s:f, s:s}",
+	                 "stage", a->stage, "attempt", a->attempt, "method", a->method,
+	                 "url", a->url, "http_status", (json_int_t)a->http_status,
+	                 "error", a->error ? json_string(a->error) : json_null(),
+	                 "started", a->started, "duration", a->duration, "wait", a->wait,
+	                 "fingerprint", a->fingerprint);
+}
+
+/* The attempts of one stage (or all) and the run's events. */
+static int show_attempts(struct state *st, int64_t run, const char *stage, bool json)
+{
+	struct attempt_row *a = NULL;
+	struct event_row *ev = NULL;
+	int n = state_attempts_list(st, run, stage, &a), ne, i;
+
+	if (n < 0)
+		return -1;
+	ne = state_events_list(st, run, &ev);
+	if (ne < 0) {
+		attempt_rows_free(a, n);
+		return -1;
+	}
+	if (json) {
+		json_t *out = json_object(), *arr = json_array(), *evs = json_array();
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr, attempt_json(&a[i]));
+		for (i = 0; i < ne; i++)
+			if (!stage || (ev[i].stage && strcmp(ev[i].stage, stage) == 0))
+				json_array_append_new(evs, json_pack("{s:s?, s:s, s:s, s:f}",
+				                      "stage", ev[i].stage, "kind", ev[i].kind,
+				                      "message", ev[i].message, "at", ev[i].at));
+		json_object_set_new(out, "attempts", arr);
+		json_object_set_new(out, "events", evs);
+		print_json(out);
+	} else {
+		printf("\nattempts of %s:\n", stage ? stage : "every stage");
+		printf("  %-4s %-6s %8s %8s  %s\n", "#", "STATUS", "WAITED", "TOOK", "REQUEST / ERROR");
+		for (i = 0; i < n; i++) {
+			char code[16];
+			if (a[i].http_status)
+				snprintf(code, sizeof(code), "%ld", a[i].http_status);
+			else
+				snprintf(code, sizeof(code), "-");
+			printf("  %-4d %-6s %7.2fs %7.2fs  %s %s\n", a[i].attempt, code, a[i].wait,
+			       a[i].duration, a[i].method, a[i].url);
+			if (a[i].error)
+				printf("  %-4s %-6s %8s %8s  %s\n", "", "", "", "", a[i].error);
+		}
+		if (n == 0)
+			printf("  (none)\n");
+		for (i = 0; i < ne; i++) {
+			char t[32];
+			if (stage && (!ev[i].stage || strcmp(ev[i].stage, stage) != 0))
+				continue;
+			fmt_time(ev[i].at, t, sizeof(t));
+			printf("  %s %s: %s\n", t, ev[i].kind, ev[i].message);
+		}
+	}
+	attempt_rows_free(a, n);
+	event_rows_free(ev, ne);
+	return 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
 	struct read_opts o;
@@ -106,7 +174,7 @@ int cmd_status(int argc, char **argv)
 	struct stage_row *rows = NULL;
 	int64_t id = 0;
 	int first = parse_read_opts("status", argc, argv, &o,
-	                            "status [RUN] [-f FILE | --state DB] [--json]");
+	                            "status [RUN] [--stage ID] [-f FILE | --state DB] [--json]");
 	int rc = EXIT_OK, n, i, found;
 	char t1[32], t2[32];
 
@@ -143,6 +211,22 @@ int cmd_status(int argc, char **argv)
 		run_row_free(&run);
 		state_close(st);
 		return EXIT_STATE;
+	}
+	if (o.stage) {
+		for (i = 0; i < n && strcmp(rows[i].stage, o.stage) != 0; i++)
+			;
+		if (i == n) {
+			fprintf(stderr, "pipectl status: run %lld has no stage \"%s\"\n",
+			        (long long)run.id, o.stage);
+			rc = EXIT_USAGE;
+		} else if (show_attempts(st, run.id, o.stage, o.json) != 0) {
+			fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
+			rc = EXIT_STATE;
+		}
+		stage_rows_free(rows, n);
+		run_row_free(&run);
+		state_close(st);
+		return rc;
 	}
 	if (o.json) {
 		json_t *out = json_object(), *stages = json_array();

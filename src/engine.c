@@ -456,6 +456,58 @@ static void run_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* Marks x and everything downstream of it. */
+static void mark_down(struct engine *e, size_t x, bool *in)
+{
+	size_t j;
+
+	if (in[x])
+		return;
+	in[x] = true;
+	for (j = 0; j < e->dag->n_down[x]; j++)
+		mark_down(e, e->dag->down[x][j], in);
+}
+
+/* A dlq replay runs stage x on the payloads, then what is downstream of it;
+ * every other stage is left out (recorded as succeeded with no records). */
+static void setup_replay(struct engine *e, size_t x, json_t *payloads)
+{
+	bool *in = xcalloc(e->n, sizeof(*in));
+	size_t i, j, bs = (size_t)e->spec->batch_size;
+	struct stage *xs = &e->stages[x];
+
+	mark_down(e, x, in);
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		if (!in[i]) {
+			st->status = ST_SUCCEEDED;   /* left out: no records */
+			st->dirty = true;
+			continue;
+		}
+		st->open_up = 0;
+		for (j = 0; j < e->dag->n_up[i]; j++)
+			if (in[e->dag->up[i][j]] && e->dag->up[i][j] != i && i != x)
+				st->open_up++;
+	}
+	if (xs->spec->n_needs == 0) {
+		xs->replay = json_incref(payloads);
+	} else {
+		json_t *batch = json_array(), *p;
+		json_array_foreach(payloads, i, p) {
+			json_array_append(batch, p);
+			if (json_array_size(batch) >= bs) {
+				queue_push(&xs->in, batch);
+				json_decref(batch);
+				batch = json_array();
+			}
+		}
+		if (json_array_size(batch))
+			queue_push(&xs->in, batch);
+		json_decref(batch);
+	}
+	free(in);
+}
+
 struct engine *engine_create(const struct engine_opts *o, char **err)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
@@ -511,9 +563,13 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 		}
 	}
 	state_commit(e->state);
+	if (o->replay && o->replay_stage >= 0)
+		setup_replay(e, (size_t)o->replay_stage, o->replay);
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[e->dag->order[i]];
 		char *msg = NULL;
+		if (terminal(st))
+			continue;              /* not part of a replay */
 		if (st->kind->create(st, &msg) != 0) {
 			char *r = redact(msg ? msg : "setup failed");
 			*err = xasprintf("stage %s: %s", st->spec->id, r);
@@ -553,7 +609,7 @@ enum run_status engine_run(struct engine *e)
 
 	for (i = 0; i < e->n && !e->stopping; i++) {
 		struct stage *st = &e->stages[e->dag->order[i]];
-		if (st->spec->n_needs == 0 && !terminal(st)) {
+		if ((st->spec->n_needs == 0 || st->replay) && !terminal(st)) {
 			set_status(st, ST_RUNNING);
 			st->kind->start(st);
 		}
@@ -607,6 +663,7 @@ void engine_destroy(struct engine *e)
 		if (st->kind)
 			st->kind->destroy(st);
 		queue_clear(&st->in);
+		json_decref(st->replay);
 		free(st->down);
 		free(st->error);
 	}

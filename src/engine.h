@@ -33,6 +33,10 @@ struct engine_opts {
 	struct state *state;           /* borrowed */
 	int64_t run_id;
 	bool quiet;                    /* no per-stage summary on stderr */
+	/* dlq replay: run only stage replay_stage (an index, -1 = normal run)
+	 * and what is downstream of it, on these payloads (borrowed array). */
+	int replay_stage;
+	json_t *replay;
 };
 
 /* Builds the run: creates every stage (compiling expressions, opening sinks).

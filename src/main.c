@@ -22,8 +22,10 @@ struct command {
 static const struct command commands[] = {
 	{ "run", cmd_run, "run FILE [-p NAME=VALUE]... [--state DB] [-q] [-v] [--log-json]" },
 	{ "validate", cmd_validate, "validate FILE..." },
-	{ "status", cmd_status, "status [RUN] [-f FILE | --state DB] [--json]" },
+	{ "status", cmd_status, "status [RUN] [--stage ID] [-f FILE | --state DB] [--json]" },
 	{ "runs", cmd_runs, "runs [-n LIMIT] [-f FILE | --state DB] [--json]" },
+	{ "dlq", cmd_dlq, "dlq list [RUN] [--stage ID] [--all] [-f FILE | --state DB] [--json]\n"
+	                  "  pipectl dlq replay RUN [--stage ID] [-f FILE | --state DB]" },
 };
 
 char *state_path_for(const char *opt_state, const char *pipeline_path)

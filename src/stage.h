@@ -77,6 +77,9 @@ struct stage {
 	bool finish_called;
 	bool dirty;                    /* stats changed since last persisted */
 	ev_timer timeout;              /* stage_timeout, armed when the stage starts */
+	json_t *replay;                /* dlq replay of a source fetch: the requests
+	                                  ({method, url, body}) to send instead of its
+	                                  own; NULL otherwise */
 };
 
 /* The kind that implements spec (never NULL for a valid spec). */

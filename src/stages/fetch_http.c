@@ -105,7 +105,7 @@ static int fh_create(struct stage *st, char **err)
 	size_t i;
 
 	st->ctx = c;
-	c->fanout = st->spec->n_needs > 0;
+	c->fanout = st->spec->n_needs > 0 && !st->replay;
 	/* Source mode runs `records` in the emitter; fan-out runs it itself
 	 * (then merge) and uses the emitter only for batching. */
 	if (emitter_init(&c->em, st, c->fanout ? NULL : &f->records, err) != 0)
@@ -213,8 +213,19 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 	struct fetch_http *c = st->ctx;
 	char *msg = NULL;
 	size_t i;
+	json_t *replay = st->replay ? json_array_get(st->replay, which) : NULL;
 
-	j->url = expr_render(c->url_t[which], j->input, &msg);
+	if (replay) {
+		/* dlq replay: the request exactly as it was dead-lettered. */
+		const char *u = json_string_value(json_object_get(replay, "url"));
+		if (!u) {
+			*err = xstrdup("dead letter without a url");
+			return -1;
+		}
+		j->url = xstrdup(u);
+	} else {
+		j->url = expr_render(c->url_t[which], j->input, &msg);
+	}
 	if (!j->url)
 		goto fail;
 	if (!scheme_ok(j->url)) {
@@ -237,7 +248,14 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 	}
 	if (c->add_ctype)
 		j->headers[c->n_hdr] = xstrdup("Content-Type: application/json");
-	if (c->body_t) {
+	if (replay) {
+		const char *b = json_string_value(json_object_get(replay, "body"));
+		if (b) {
+			j->body = xstrdup(b);
+			j->body_len = strlen(b);
+		}
+		return 0;              /* pages continue from the stored URL */
+	} else if (c->body_t) {
 		if (!(j->body = expr_render(c->body_t, j->input, &msg)))
 			goto fail;
 		j->body_len = strlen(j->body);
@@ -514,6 +532,14 @@ static void fh_done(void *arg, const struct request_result *r)
 	job_end(j);
 }
 
+/* Source mode: how many requests to start (the URL list, or the dead
+ * letters of a replay). */
+static size_t n_sources(struct stage *st)
+{
+	struct fetch_http *c = st->ctx;
+	return st->replay ? json_array_size(st->replay) : c->n_url_t;
+}
+
 /* Starts jobs while fewer than `concurrency` are active (not in backoff),
  * and finishes the stage when nothing is left. */
 static void fh_pump(struct stage *st)
@@ -533,7 +559,7 @@ static void fh_pump(struct stage *st)
 			if (!c->pend_head)
 				c->pend_tail = NULL;
 		} else {
-			if (c->next_url >= c->n_url_t || !engine_may_emit(st))
+			if (c->next_url >= n_sources(st) || !engine_may_emit(st))
 				break;
 			j = job_new(st);
 			if (job_render(st, j, c->next_url++, &err) != 0) {
@@ -549,7 +575,7 @@ static void fh_pump(struct stage *st)
 			return;
 	}
 	if (c->outstanding == 0 && !c->pend_head &&
-	    (c->fanout ? c->finishing : c->next_url >= c->n_url_t)) {
+	    (c->fanout ? c->finishing : c->next_url >= n_sources(st))) {
 		emitter_flush(&c->em);
 		engine_stage_done(st);
 	}

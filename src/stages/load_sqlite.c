@@ -28,6 +28,7 @@ struct load_sqlite {
 	size_t n_cols, cap_cols;
 	sqlite3_stmt *ins;             /* prepared for the current column set */
 	bool table_ready;
+	size_t rejected;               /* records of the current batch skipped or dead-lettered */
 	struct buf sql, tmp;
 };
 
@@ -329,6 +330,25 @@ static void bind_value(struct load_sqlite *c, int idx, json_t *v)
 	}
 }
 
+/* Why rec cannot be a row (malloc'd), or NULL when it can. */
+static char *record_problem(struct load_sqlite *c, json_t *rec)
+{
+	size_t j;
+
+	if (!json_is_object(rec))
+		return xasprintf("record is not a JSON object (a %s): a SQLite row needs named "
+		                 "columns", json_is_array(rec) ? "array" : json_is_string(rec) ?
+		                 "string" : json_is_null(rec) ? "null" : "scalar");
+	for (j = 0; j < c->n_key; j++) {
+		json_t *kv = json_object_get(rec, c->key[j]);
+		if (!kv || json_is_null(kv))
+			return xasprintf("record has no value for key column \"%s\"", c->key[j]);
+	}
+	return NULL;
+}
+
+/* Writes the batch's rows. Returns 0, -1 with *err (a database error), or
+ * -2 when the stage already failed (on_error: fail). */
 static int write_batch(struct stage *st, json_t *batch, char **err)
 {
 	struct load_sqlite *c = st->ctx;
@@ -337,12 +357,15 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 	int rc;
 
 	json_array_foreach(batch, i, rec) {
-		if (!json_is_object(rec)) {
-			*err = xasprintf("record %zu of the batch is not a JSON object (a %s): a SQLite "
-			                 "row needs named columns",
-			                 i + 1, json_is_array(rec) ? "array" : json_is_string(rec) ?
-			                 "string" : json_is_null(rec) ? "null" : "scalar");
-			return -1;
+		char *bad = record_problem(c, rec);
+		if (bad) {
+			/* A record that cannot be a row: on_error decides. */
+			int r = engine_record_failure(st, rec, bad, NULL);
+			free(bad);
+			if (r != 0)
+				return -2;
+			c->rejected++;
+			continue;
 		}
 		if (!c->table_ready && ensure_table(st, rec, err) != 0)
 			return -1;
@@ -351,13 +374,6 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 			return -1;
 		if ((rc || !c->ins) && prepare_insert(c, err) != 0)
 			return -1;
-		for (j = 0; j < c->n_key; j++) {
-			json_t *kv = json_object_get(rec, c->key[j]);
-			if (!kv || json_is_null(kv)) {
-				*err = xasprintf("record has no value for key column \"%s\"", c->key[j]);
-				return -1;
-			}
-		}
 		for (j = 0; j < c->n_cols; j++)
 			bind_value(c, (int)j + 1, json_object_get(rec, c->cols[j]));
 		rc = sqlite3_step(c->ins);
@@ -376,18 +392,22 @@ static void ls_push(struct stage *st, json_t *batch)
 {
 	struct load_sqlite *c = st->ctx;
 	char *err = NULL;
+	int rc;
 
+	c->rejected = 0;
 	if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 		goto fail;
-	if (write_batch(st, batch, &err) != 0) {
+	if ((rc = write_batch(st, batch, &err)) != 0) {
 		char *ignored = NULL;
 		exec_sql(c, "ROLLBACK", &ignored);
 		free(ignored);
+		if (rc == -2)
+			return;
 		goto fail;
 	}
 	if (exec_sql(c, "COMMIT", &err) != 0)
 		goto fail;
-	st->stats.records_out += (int64_t)json_array_size(batch);
+	st->stats.records_out += (int64_t)json_array_size(batch) - c->rejected;
 	engine_touch(st);
 	return;
 fail:

@@ -55,7 +55,8 @@ static int tr_create(struct stage *st, char **err)
 	return 0;
 }
 
-/* Appends rec (borrowed) to out unless its key was seen. Returns 0 or -1. */
+/* Appends rec (borrowed) to out unless its key was seen. Returns 0, or -1
+ * when the stage failed (a key that cannot be computed, on_error: fail). */
 static int tr_dedupe(struct stage *st, json_t *rec, json_t *out)
 {
 	struct transform *c = st->ctx;
@@ -63,9 +64,11 @@ static int tr_dedupe(struct stage *st, json_t *rec, json_t *out)
 	json_t *k = expr_eval1(c->dedupe, rec, &msg);
 
 	if (!k) {
-		engine_stage_fail(st, "record %lld: dedupe key: %s", (long long)c->n, msg);
+		char *e = xasprintf("record %lld: dedupe key: %s", (long long)c->n, msg);
+		int rc = engine_record_failure(st, rec, e, NULL);
+		free(e);
 		free(msg);
-		return -1;
+		return rc;
 	}
 	buf_reset(&c->key);
 	jsonw_append(&c->key, k);
@@ -89,9 +92,15 @@ static void tr_push(struct stage *st, json_t *batch)
 		if (c->jq) {
 			char *msg = NULL;
 			if (expr_run(c->jq, rec, tmp, &msg) != 0) {
-				engine_stage_fail(st, "record %lld: jq: %s", (long long)c->n, msg);
+				/* on_error: fail stops here; skip and dlq drop the
+				 * record's outputs and go on. */
+				char *e = xasprintf("record %lld: jq: %s", (long long)c->n, msg);
+				int rc = engine_record_failure(st, rec, e, NULL);
+				free(e);
 				free(msg);
-				goto out;
+				if (rc != 0)
+					goto out;
+				continue;
 			}
 		} else {
 			json_array_append(tmp, rec);
