@@ -76,3 +76,36 @@ with open("http.yaml", "w") as f:
             "      sqlite: { path: http.db, table: items, key: id }\n")
 PY
 measure http-sqlite requests "$requests" "$PIPECTL" run --state "$out/state.db" http.yaml
+
+# 3. Faults: 20% of the URLs answer 503 once, 5% answer 429 with
+#    Retry-After: 1 once; 3 attempts, exponential backoff from 100 ms.
+#    Reports wall time and how many requests the server saw.
+/usr/bin/python3 - "$requests" "$port" <<'PY'
+import sys
+n, port = int(sys.argv[1]), sys.argv[2]
+with open("faults.yaml", "w") as f:
+    f.write("pipeline: bench-faults\nsettings: { concurrency: 64 }\n"
+            "defaults:\n  concurrency: 64\n"
+            "  retry: { attempts: 3, backoff: exponential, initial: 100ms, max: 5s,"
+            " jitter: full, on: [connect, timeout, network, 5xx, 429] }\n"
+            "stages:\n  api:\n    fetch:\n      url:\n")
+    for i in range(1, n + 1):
+        if i % 20 < 4:      # 20%: one 503 first
+            f.write("        - http://127.0.0.1:%s/seq/f%d?codes=503,200\n" % (port, i))
+        elif i % 20 == 4:   # 5%: one 429 with Retry-After: 1 first
+            f.write("        - http://127.0.0.1:%s/seq/f%d?codes=429,200&retry_after=1\n" % (port, i))
+        else:
+            f.write("        - http://127.0.0.1:%s/json/%d\n" % (port, i))
+    f.write("      records: '{id: (.id // .name), attempt}'\n"
+            "  db:\n    needs: api\n    load:\n"
+            "      sqlite: { path: faults.db, table: items, key: id }\n")
+PY
+served() {
+	/usr/bin/python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen("http://127.0.0.1:%s/stats" % sys.argv[1]))["requests"])' "$port"
+}
+before=$(served)
+measure faults-sqlite requests "$requests" "$PIPECTL" run --state "$out/state.db" faults.yaml
+after=$(served)
+loaded=$(sqlite3 faults.db 'SELECT count(*) FROM items')
+echo "bench faults-sqlite    server saw $((after - before)) requests for $requests URLs" \
+     "(expected $((requests + requests / 4))); $loaded records loaded"
