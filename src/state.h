@@ -130,6 +130,42 @@ void run_rows_free(struct run_row *rows, int n);
 int state_stages_list(struct state *st, int64_t run_id, struct stage_row **out);
 void stage_rows_free(struct stage_row *rows, int n);
 
+/* ---- schema v3: resume support.
+ * runs gains `text` (the pipeline file's bytes when the run started) and
+ * `pid` (of the process running it); table journal records successful
+ * responses per (run, stage, request fingerprint) so a resumed run serves
+ * them without asking the server again. */
+struct journal_entry {
+	long status;                   /* HTTP status (0 for file://) */
+	char *headers;                 /* JSON object text {name: value} of the response */
+	char *body;                    /* response body (may hold NUL bytes) */
+	size_t body_len;
+};
+
+/* The pipeline text and pid of a run (v3 columns). *text malloc'd (may be
+ * NULL for runs recorded before v3). Returns 1 found, 0 not found, -1. */
+int state_run_source(struct state *st, int64_t run_id, char **text, long *pid);
+int state_run_set_source(struct state *st, int64_t run_id, const char *text, long pid);
+/* Marks a run running again (resume): status running, finished NULL,
+ * error NULL, pid set. */
+int state_run_reopen(struct state *st, int64_t run_id, long pid);
+
+/* Records a response. An existing entry for the key is kept (first wins). */
+int state_journal_put(struct state *st, int64_t run_id, const char *stage,
+                      const char *fingerprint, const struct journal_entry *e);
+/* Looks one up: 1 found (*e filled, free with journal_entry_free), 0 not
+ * found, -1 error. */
+int state_journal_get(struct state *st, int64_t run_id, const char *stage,
+                      const char *fingerprint, struct journal_entry *e);
+void journal_entry_free(struct journal_entry *e);
+/* Entries of a run (stage NULL = all). Returns the count or -1. */
+int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage);
+
+/* Deletes runs that finished (any status but running) before `before`
+ * (epoch seconds), with everything that belongs to them (stages, attempts,
+ * journal, dlq, events). *runs_deleted set. Returns 0 or -1. */
+int state_gc(struct state *st, double before, int64_t *runs_deleted);
+
 /* ---- schema v2: attempts, dead letters, events. Writes work inside or
  * outside state_begin/commit; callers batch them. */
 int state_attempt_add(struct state *st, const struct attempt_row *a);
