@@ -1,6 +1,7 @@
 /*
  * test_config: the pipeline file reader. A full file read into every field,
- * the defaults, typed params, the duration and size parsers, and errors
+ * the defaults, typed params, the duration, size and rate parsers, the
+ * resilience keys (retry, on_error, hosts, pagination, fan-out) and errors
  * reported (all of them) at the right line and column.
  */
 #include <stdio.h>
@@ -463,6 +464,323 @@ static void test_errors(void)
 	ok(1, "spec_free(NULL) is a no-op");
 }
 
+static const char resilience_yaml[] =
+	"pipeline: r\n"                                             /* 1 */
+	"settings:\n"
+	"  run_timeout: 10m\n"
+	"defaults:\n"
+	"  retry:\n"                                                /* 5 */
+	"    attempts: 3\n"
+	"    on: [5xx, \"429\", 503]\n"
+	"  on_error: dlq\n"
+	"  stage_timeout: 2m\n"
+	"hosts:\n"                                                  /* 10 */
+	"  api.example.com:\n"
+	"    concurrency: 4\n"
+	"    rate: 300/m\n"
+	"    breaker: {failures: 5, cooldown: 1m, successes: 2}\n"
+	"  fast:\n"                                                 /* 15 */
+	"    rate: 2.5/s\n"
+	"  burst_pool:\n"
+	"    rate: 1000/h\n"
+	"    burst: 7\n"
+	"  bare:\n"                                                 /* 20 */
+	"stages:\n"
+	"  ids:\n"
+	"    stage_timeout: 30s\n"
+	"    fetch:\n"
+	"      url: http://api.example.com/ids\n"                   /* 25 */
+	"      paginate: {param: page, start: 0, step: 10, stop: '.ids == []', max_pages: 9}\n"
+	"  details:\n"
+	"    needs: ids\n"
+	"    on_error: pass\n"
+	"    fetch:\n"                                              /* 30 */
+	"      url: http://api.example.com/ids/${.id}\n"
+	"      method: POST\n"
+	"      idempotent: true\n"
+	"      pool: fast\n"
+	"      retry:\n"                                            /* 35 */
+	"        attempts: 7\n"
+	"        backoff: linear\n"
+	"        initial: 1s\n"
+	"        max: 1m\n"
+	"        jitter: none\n"                                    /* 40 */
+	"        on: [connect, 4xx, 418]\n"
+	"        when: .status == \"retry\"\n"
+	"      paginate: {next: .next}\n"
+	"      merge: '.record + .response'\n"
+	"  linked:\n"                                               /* 45 */
+	"    fetch:\n"
+	"      url: http://api.example.com/l\n"
+	"      paginate: {link: true}\n"
+	"      retry:\n"
+	"  out:\n"                                                  /* 50 */
+	"    needs: [details, linked]\n"
+	"    on_error: skip\n"
+	"    load: {stdout: }\n";
+
+static void test_resilience(void)
+{
+	struct diags d = { 0 };
+	struct spec *s = load(resilience_yaml, &d);
+	struct retry_policy def;
+	const struct fetch_spec *f;
+	const struct host_spec *h;
+
+	retry_policy_default(&def);
+	if (!ok(s != NULL, "resilience file loads")) {
+		diags_print(&d, stdout);
+		diags_free(&d);
+		return;
+	}
+	ok(s->run_timeout == 600, "settings.run_timeout 10m");
+	ok(s->retry.set, "defaults.retry is set");
+	is_int(s->retry.pos.line, 5, "defaults.retry position");
+	is_int(s->retry.p.attempts, 3, "defaults.retry.attempts");
+	is_int(s->retry.p.backoff, def.backoff, "unset backoff keeps the default");
+	ok(s->retry.p.initial == def.initial && s->retry.p.max == def.max,
+	   "unset initial and max keep the defaults");
+	is_int(s->retry.p.jitter, def.jitter, "unset jitter keeps the default");
+	is_int(s->retry.p.on, RETRY_ON_5XX, "on: 5xx only (the list replaces the default)");
+	is_int(s->retry.p.n_codes, 2, "two codes");
+	ok(s->retry.p.codes[0] == 429 && s->retry.p.codes[1] == 503,
+	   "quoted \"429\" and plain 503");
+	ok(s->retry.when.s == NULL, "no when");
+	is_int(s->on_error, ON_ERROR_DLQ, "defaults.on_error dlq");
+	ok(s->stage_timeout == 120, "defaults.stage_timeout 2m");
+
+	is_int(s->n_hosts, 4, "four hosts");
+	h = &s->hosts[0];
+	is_str(h->name, "api.example.com", "host 0 name");
+	is_int(h->pos.line, 11, "host 0 line");
+	is_int(h->concurrency, 4, "host concurrency");
+	ok(h->rate == 5, "300/m is 5 per second");
+	ok(h->burst == 5, "burst defaults to the rate per second");
+	is_int(h->breaker_failures, 5, "breaker failures");
+	ok(h->breaker_cooldown == 60, "breaker cooldown 1m");
+	is_int(h->breaker_successes, 2, "breaker successes");
+	h = &s->hosts[1];
+	ok(h->rate == 2.5 && h->burst == 3, "2.5/s: burst rounded up to 3");
+	is_int(h->concurrency, 0, "unset host concurrency is 0 (unlimited)");
+	is_int(h->breaker_failures, 0, "no breaker");
+	ok(h->breaker_cooldown == 30 && h->breaker_successes == 1, "breaker defaults filled");
+	h = &s->hosts[2];
+	ok(h->rate > 0.2777 && h->rate < 0.2778, "1000/h per second");
+	ok(h->burst == 7, "explicit burst");
+	h = &s->hosts[3];
+	ok(h->rate == 0 && h->burst == 0 && h->concurrency == 0, "null entry: no limits");
+
+	ok(s->stages[0].stage_timeout == 30, "stage_timeout 30s");
+	is_int(s->stages[0].on_error, ON_ERROR_UNSET, "unset on_error stays UNSET");
+	f = &s->stages[0].u.fetch;
+	ok(!f->retry.set, "no retry: inherits (set is false)");
+	is_int(f->idempotent, -1, "unset idempotent is -1");
+	ok(f->pool.s == NULL, "no pool");
+	ok(f->merge.s == NULL, "no merge");
+	is_int(f->paginate.kind, PAGE_COUNTER, "param pagination");
+	is_int(f->paginate.pos.line, 26, "paginate position");
+	is_str(f->paginate.param.s, "page", "param");
+	ok(f->paginate.start == 0 && f->paginate.step == 10, "start and step");
+	is_str(f->paginate.stop.s, ".ids == []", "stop");
+	is_int(f->paginate.max_pages, 9, "max_pages");
+
+	is_int(s->stages[1].n_needs, 1, "fan-out stage has needs");
+	is_int(s->stages[1].on_error, ON_ERROR_PASS, "on_error pass");
+	ok(s->stages[1].stage_timeout == -1, "unset stage_timeout is -1");
+	f = &s->stages[1].u.fetch;
+	is_int(f->n_urls, 1, "one url template");
+	is_int(f->idempotent, 1, "idempotent true");
+	is_str(f->pool.s, "fast", "pool");
+	is_int(f->pool.pos.line, 34, "pool position");
+	ok(f->retry.set, "stage retry set");
+	is_int(f->retry.pos.line, 35, "stage retry position");
+	is_int(f->retry.p.attempts, 7, "attempts 7");
+	is_int(f->retry.p.backoff, BACKOFF_LINEAR, "backoff linear");
+	ok(f->retry.p.initial == 1 && f->retry.p.max == 60, "initial 1s, max 1m");
+	is_int(f->retry.p.jitter, JITTER_NONE, "jitter none");
+	is_int(f->retry.p.on, RETRY_ON_CONNECT | RETRY_ON_4XX, "on connect and 4xx");
+	ok(f->retry.p.n_codes == 1 && f->retry.p.codes[0] == 418, "code 418");
+	is_str(f->retry.when.s, ".status == \"retry\"", "when");
+	is_int(f->paginate.kind, PAGE_NEXT, "next pagination");
+	is_str(f->paginate.next.s, ".next", "next");
+	ok(f->paginate.start == 1 && f->paginate.step == 1, "start and step default to 1");
+	is_int(f->paginate.max_pages, 0, "max_pages unset is 0");
+	is_str(f->merge.s, ".record + .response", "merge");
+
+	f = &s->stages[2].u.fetch;
+	is_int(f->paginate.kind, PAGE_LINK, "link pagination");
+	ok(f->retry.set, "empty retry: is set");
+	is_int(f->retry.p.attempts, def.attempts, "empty retry keeps attempts 1");
+	is_int(f->retry.p.on, def.on, "empty retry keeps the default on");
+	ok(f->retry.p.n_codes == 1 && f->retry.p.codes[0] == 429, "default codes: 429");
+	is_int(s->stages[3].on_error, ON_ERROR_SKIP, "load on_error skip");
+	spec_free(s);
+	diags_free(&d);
+
+	/* without the keys: the defaults */
+	s = load("pipeline: p\nstages:\n  a: {fetch: {url: 'http://x/'}}\n", &d);
+	if (ok(s != NULL, "minimal file loads")) {
+		ok(s->run_timeout == -1, "run_timeout unset is -1");
+		ok(!s->retry.set, "defaults.retry not set");
+		is_int(s->retry.p.attempts, 1, "default retry: attempts 1");
+		is_int(s->retry.p.on, def.on, "default retry: default on");
+		is_int(s->on_error, ON_ERROR_FAIL, "default on_error is fail");
+		ok(s->stage_timeout == -1, "defaults.stage_timeout unset is -1");
+		is_int(s->n_hosts, 0, "no hosts");
+		ok(s->hosts == NULL, "hosts NULL");
+		is_int(s->stages[0].u.fetch.paginate.kind, PAGE_NONE, "no pagination");
+	}
+	spec_free(s);
+	diags_free(&d);
+}
+
+static void test_rates(void)
+{
+	static const struct {
+		const char *s;
+		double want;                   /* < 0: invalid */
+	} t[] = {
+		{ "5/s", 5 }, { "300/m", 5 }, { "3600/h", 1 }, { "0.5/s", 0.5 }, { "90/m", 1.5 },
+		{ "1000/h", 1000.0 / 3600 },
+		{ "0/s", -1 }, { "0.0/m", -1 }, { "5", -1 }, { "5/sec", -1 }, { "5/S", -1 },
+		{ "/s", -1 }, { "-5/s", -1 }, { "5 /s", -1 }, { "5/ s", -1 }, { "5/d", -1 },
+		{ ".5/s", -1 }, { "5./s", -1 }, { "1e3/s", -1 }, { "", -1 }, { "5s", -1 },
+	};
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(t); i++) {
+		double v = -42;
+		int rc = parse_rate(t[i].s, &v);
+		if (t[i].want < 0)
+			ok(rc == -1 && v == -42, "rate \"%s\" rejected", t[i].s);
+		else
+			ok(rc == 0 && v > t[i].want - 1e-9 && v < t[i].want + 1e-9,
+			   "rate \"%s\" = %g/s", t[i].s, t[i].want);
+	}
+	ok(parse_rate(NULL, &(double){ 0 }) == -1, "NULL rate rejected");
+}
+
+static void test_resilience_errors(void)
+{
+	struct diags d = { 0 };
+	struct spec *s = load(
+		"pipeline: e\n"                                     /* 1 */
+		"settings: {run_timeout: 0s}\n"
+		"defaults:\n"
+		"  on_error: pass\n"
+		"  retry: {attempts: 0, backof: linear, on: [5xxx, 600, connect, connect]}\n" /* 5 */
+		"hosts:\n"
+		"  main:\n"
+		"    rate: 5/sec\n"
+		"    breaker: {}\n"
+		"  'a b':\n"                                        /* 10 */
+		"    burst: 2\n"
+		"stages:\n"
+		"  src:\n"
+		"    on_error: skp\n"
+		"    stage_timeout: 10\n"                           /* 15 */
+		"    fetch:\n"
+		"      url: http://x/\n"
+		"      pool: mian\n"
+		"      merge: .\n"
+		"      idempotent: maybe\n"                         /* 20 */
+		"      paginate: {next: .n, param: p, step: 0}\n"
+		"  fan:\n"
+		"    needs: src\n"
+		"    fetch:\n"
+		"      url: ['http://x/${.id}']\n"                   /* 25 */
+		"      retry: {when: '.a ==', jitter: ful}\n"
+		"      paginate: {max_pages: 5}\n"
+		"  fanfile:\n"
+		"    needs: src\n"
+		"    fetch: {file: x.json}\n"                       /* 30 */
+		"  t:\n"
+		"    needs: fan\n"
+		"    on_error: pass\n"
+		"    transform: {jq: .}\n"
+		"  p:\n"                                            /* 35 */
+		"    fetch:\n"
+		"      url: http://x/\n"
+		"      paginate: {param: p, start: 2}\n"
+		"  q:\n"
+		"    fetch: {file: x, paginate: {link: false}}\n", &d); /* 40 */
+
+	ok(s == NULL, "resilience errors give NULL");
+	diag_at(&d, "invalid duration \"0s\": must be greater than 0", 2, 25);
+	diag_at(&d, "on_error: pass is only for fetch stages with needs", 4, 13);
+	diag_at(&d, "invalid value 0 for \"attempts\"", 5, 21);
+	diag_at(&d, "unknown key \"backof\" in retry (did you mean \"backoff\"?)", 5, 24);
+	diag_at(&d, "invalid retry condition \"5xxx\" in \"on\": expected connect, timeout, "
+	        "network, 5xx, 4xx or an HTTP status code (did you mean \"5xx\"?)", 5, 45);
+	diag_at(&d, "invalid HTTP status code 600 in \"on\"", 5, 51);
+	diag_at(&d, "duplicate \"connect\" in \"on\"", 5, 65);
+	diag_at(&d, "invalid rate \"5/sec\": expected a number followed by /s, /m or /h", 8, 11);
+	diag_at(&d, "missing required key \"failures\" in breaker", 9, 5);
+	diag_at(&d, "invalid host or pool name \"a b\"", 10, 3);
+	diag_at(&d, "\"burst\" is only allowed with \"rate\"", 11, 5);
+	diag_at(&d, "invalid on_error \"skp\": expected one of fail, skip, dlq, pass "
+	        "(did you mean \"skip\"?)", 14, 15);
+	diag_at(&d, "invalid duration \"10\"", 15, 20);
+	diag_at(&d, "unknown pool \"mian\" (did you mean \"main\"?)", 18, 13);
+	diag_at(&d, "merge is only for fetch stages with needs", 19, 7);
+	diag_at(&d, "expected a boolean (true or false) for \"idempotent\"", 20, 19);
+	diag_at(&d, "paginate can have only one of next, link and param", 21, 28);
+	diag_at(&d, "invalid value 0 for \"step\": must not be 0", 21, 44);
+	diag_at(&d, "\"step\" is only allowed with \"param\" in paginate", 21, 38);
+	diag_at(&d, "a fetch stage with needs takes one url template", 25, 12);
+	diag_at(&d, "invalid jq expression in \"when\"", 26, 21);
+	diag_at(&d, "invalid jitter \"ful\": expected one of none, full, equal "
+	        "(did you mean \"full\"?)", 26, 38);
+	diag_at(&d, "paginate needs one of next, link or param", 27, 17);
+	diag_at(&d, "a file fetch cannot have needs", 29, 5);
+	{
+		size_t i, n_pass = 0;
+		for (i = 0; i < d.n; i++)
+			n_pass += strstr(d.v[i].msg, "pass is only") && d.v[i].line == 33 &&
+			          d.v[i].col == 15;
+		is_int(n_pass, 1, "pass on a transform reported at 33:15");
+	}
+	diag_at(&d, "paginate with param needs stop", 38, 18);
+	diag_at(&d, "\"link\" can only be true", 40, 39);
+	diag_at(&d, "\"paginate\" is only allowed with \"url\"", 40, 22);
+	is_int(d.n, 28, "all 28 errors reported, nothing else");
+	if (d.n != 28) {
+		size_t i;
+		for (i = 0; i < d.n; i++)
+			printf("#   have %d:%d: %s\n", d.v[i].line, d.v[i].col, d.v[i].msg);
+	}
+	spec_free(s);
+	diags_free(&d);
+
+	/* at most 16 status codes; reported once, at the 17th */
+	s = load("pipeline: c\n"
+	         "defaults:\n"
+	         "  retry:\n"
+	         "    on: [500, 501, 502, 503, 504, 505, 506, 507, 508, 509, 510, 511, 512, 513, "
+	         "514, 515, 5xx, 516, 517]\n"
+	         "stages:\n"
+	         "  a: {fetch: {url: 'http://x/'}}\n", &d);
+	ok(s == NULL, "17 codes rejected");
+	diag_at(&d, "too many HTTP status codes in \"on\": at most 16", 4, 95);
+	is_int(d.n, 1, "reported once");
+	diags_free(&d);
+
+	/* a fetch stage with needs (fan-out) is valid; `.` works in its templates */
+	s = load("pipeline: f\n"
+	         "stages:\n"
+	         "  a: {fetch: {url: 'http://x/'}}\n"
+	         "  b:\n"
+	         "    needs: a\n"
+	         "    fetch:\n"
+	         "      url: 'http://x/${.id}'\n"
+	         "      headers: {X-Id: '${.id | tostring}'}\n"
+	         "      json: '{id: .id}'\n"
+	         "  c: {needs: b, load: {stdout: }}\n", &d);
+	ok(s != NULL && d.n == 0, "fan-out fetch stage with needs is valid");
+	spec_free(s);
+	diags_free(&d);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -474,6 +792,9 @@ int main(void)
 	test_durations();
 	test_sizes();
 	test_errors();
+	test_resilience();
+	test_rates();
+	test_resilience_errors();
 	unlink(write_file("pipeline.yaml", ""));
 	rmdir(tmpdir);
 	return done_testing();
