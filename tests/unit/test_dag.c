@@ -121,6 +121,42 @@ static void test_edges(void)
 	ok(1, "dag_free(NULL) is a no-op");
 }
 
+/* Fetch stages may have needs (fan-out): they are ordered and checked like
+ * any other stage. */
+static void test_fanout(void)
+{
+	static const char *const lines[] = { "out:details", "details:ids", "ids:" };
+	static const char *const loop[] = { "a:c", "b:a", "c:b" };
+	struct spec *s = mkspec(lines, 3);
+	struct diags d = { 0 };
+	struct dag *g;
+	char *o;
+
+	s->stages[1].type = STAGE_FETCH;
+	s->stages[2].type = STAGE_FETCH;
+	g = dag_build(s, &d);
+	if (ok(g != NULL && d.n == 0, "fan-out fetch stage: builds")) {
+		o = order_text(s, g);
+		is_str(o, "ids details out", "fan-out fetch stage comes after its upstream");
+		free(o);
+		is_int(g->n_up[1], 1, "the fetch stage has one upstream");
+		is_int(g->up[1][0], 2, "its upstream is ids");
+		is_int(g->n_down[2], 1, "ids feeds the fetch stage");
+	}
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+
+	s = mkspec(loop, 3);
+	s->stages[0].type = STAGE_FETCH;
+	g = dag_build(s, &d);
+	ok(g == NULL && d.n == 1 && strcmp(d.v[0].msg, "cycle: a → b → c → a") == 0,
+	   "a cycle through a fetch stage is reported");
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+}
+
 /* Builds lines; expects NULL and exactly the messages want[] (in report
  * order) at the given lines and columns. */
 static void check_errors(const char *const *lines, size_t n, const char *const *want,
@@ -196,6 +232,7 @@ int main(void)
 {
 	test_order();
 	test_edges();
+	test_fanout();
 	test_errors();
 	return done_testing();
 }
