@@ -953,6 +953,7 @@ struct server {
 	long long requests;         /* answered, /stats excluded */
 	struct ctab by_path;
 	struct ctab seq;
+	struct ctab page_fail;      /* /pages?fail=P: requests for page P so far */
 	struct conn *conns;         /* live connections */
 	struct conn *dead;          /* closed, freed by the reaper */
 	char *rbuf;                 /* MOCK_READ_SIZE scratch for read() */
@@ -1129,14 +1130,27 @@ static void route_records(const struct request *rq, struct response *rs)
 	buf_addc(&rs->body, ']');
 }
 
-static void route_pages(const struct request *rq, struct response *rs)
+/* /pages?page=P&per=K&total=T[&fail=F]: with fail=F, the first request for
+ * page F (counted per per/total/fail since start) answers 503, and every
+ * next link carries fail=F. */
+static void route_pages(struct server *s, const struct request *rq, struct response *rs)
 {
-	long long page, per, total, first, last, id;
+	long long page, per, total, fail, first, last, id;
+	char key[96], extra[32] = "";
 
 	if (!param_ll(rq, rs, "page", 1, 1, 1000000000LL, &page) ||
 	    !param_ll(rq, rs, "per", 10, 1, MOCK_MAX_RECORDS, &per) ||
-	    !param_ll(rq, rs, "total", 35, 0, 1000000000000LL, &total))
+	    !param_ll(rq, rs, "total", 35, 0, 1000000000000LL, &total) ||
+	    !param_ll(rq, rs, "fail", 0, 0, 1000000000LL, &fail))
 		return;
+	if (fail > 0) {
+		snprintf(extra, sizeof(extra), "&fail=%lld", fail);
+		snprintf(key, sizeof(key), "%lld/%lld/%lld", per, total, fail);
+		if (page == fail && ctab_bump(&s->page_fail, key) == 0) {
+			response_error(rs, 503, "page failed once");
+			return;
+		}
+	}
 	first = (page - 1) * per + 1;
 	last = page * per < total ? page * per : total;
 	buf_printf(&rs->body, "{\"page\":%lld,\"items\":[", page);
@@ -1147,8 +1161,8 @@ static void route_pages(const struct request *rq, struct response *rs)
 	}
 	buf_adds(&rs->body, "],\"next\":");
 	if (page * per < total)
-		buf_printf(&rs->body, "\"/pages?page=%lld&per=%lld&total=%lld\"",
-		           page + 1, per, total);
+		buf_printf(&rs->body, "\"/pages?page=%lld&per=%lld&total=%lld%s\"",
+		           page + 1, per, total, extra);
 	else
 		buf_adds(&rs->body, "null");
 	buf_addc(&rs->body, '}');
@@ -1420,7 +1434,7 @@ static void route(struct server *s, const struct request *rq, struct response *r
 	} else if (strcmp(p, "/records") == 0) {
 		route_records(rq, rs);
 	} else if (strcmp(p, "/pages") == 0) {
-		route_pages(rq, rs);
+		route_pages(s, rq, rs);
 	} else if (strcmp(p, "/echo") == 0) {
 		route_echo(rq, rs);
 	} else if (strncmp(p, "/status/", 8) == 0) {
@@ -2038,6 +2052,7 @@ static void server_free(struct server *s)
 		fclose(s->log);
 	ctab_free(&s->by_path);
 	ctab_free(&s->seq);
+	ctab_free(&s->page_fail);
 	buf_free(&s->scratch);
 	free(s->rbuf);
 }

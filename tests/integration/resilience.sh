@@ -1,0 +1,601 @@
+#!/bin/sh
+# End to end against tests/mockapi: retries (backoff, Retry-After, when,
+# idempotency), host pools (concurrency, rate, breaker), on_error, fan-out,
+# pagination and timeouts. Checks what the server saw (its request log:
+# counts, timestamps, headers), the data loaded, the attempts, dead letters
+# and events recorded in the state database, and exit codes.
+. "$TOP_SRCDIR/tests/lib.sh"
+cd "$T_TMP" || exit 1
+start_mockapi
+PY=/usr/bin/python3
+
+# ---- helpers
+
+# skip DESCRIPTION: a TAP check that cannot run here.
+skip() {
+	T_N=$((T_N + 1))
+	echo "ok $T_N # SKIP $1"
+}
+
+# case_dir NAME: a fresh directory per case, so each has its own state database.
+case_dir() {
+	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
+}
+
+# run_pl FILE [ARGS]: runs the pipeline; RC is its exit status, ERR its stderr.
+run_pl() {
+	ERR="$T_TMP/err.$T_N"
+	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
+	RC=$?
+}
+
+# mark: later log queries see only requests logged after this point.
+mark() { MARK=$(wc -l <"$MOCK_LOG"); }
+
+# Queries on the server's request log since the last mark; REGEX is matched
+# against "path?query".
+cat >"$T_TMP/log.py" <<'PY'
+import json, re, sys
+cmd, log, skip, rx = sys.argv[1:5]
+arg = sys.argv[5] if len(sys.argv) > 5 else None
+rows = [json.loads(l) for l in open(log).read().splitlines()[int(skip):]]
+sel = [d for d in rows
+       if re.search(rx, d["path"] + ("?" + d["query"] if d["query"] else ""))]
+ts = sorted(d["ts"] for d in sel)
+if cmd == "count":
+    print(len(sel))
+elif cmd == "gaps":
+    print(" ".join("%.3f" % (b - a) for a, b in zip(ts, ts[1:])))
+elif cmd == "span":
+    print("%.3f" % (ts[-1] - ts[0] if ts else 0))
+elif cmd == "overlap":
+    # most [ts, ts+W] windows that share a point
+    w = float(arg)
+    print(max([sum(1 for u in ts if u <= t <= u + w) for t in ts] or [0]))
+elif cmd == "maxwin":
+    # most requests in any closed window of W seconds
+    w = float(arg)
+    print(max([sum(1 for u in ts if t <= u <= t + w) for t in ts] or [0]))
+elif cmd == "header":
+    for d in sel:
+        print(d["headers"].get(arg.lower(), "-"))
+elif cmd == "conns":
+    print(len(set(d["conn"] for d in sel)))
+elif cmd == "perparam":
+    # requests per value of a query parameter, in order of first request
+    seen = {}
+    for d in sel:
+        m = re.search(r"(?:^|&)" + re.escape(arg) + r"=([^&]*)", d["query"])
+        k = m.group(1) if m else "-"
+        seen[k] = seen.get(k, 0) + 1
+    print(" ".join("%s:%d" % (k, v) for k, v in seen.items()))
+PY
+logq() { # logq CMD REGEX [ARG]
+	$PY "$T_TMP/log.py" "$1" "$MOCK_LOG" "$MARK" "$2" ${3+"$3"}
+}
+
+# between VALUE LOW HIGH: true when LOW <= VALUE < HIGH.
+between() {
+	awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v != "" && v + 0 >= lo && v + 0 < hi) }'
+}
+# nth WORD-INDEX WORDS...: the n-th word (from 1).
+nth() { n=$1; shift; eval "echo \${$n:-}"; }
+
+# Latest run's rows in this case's state database.
+stq() { sq .pipectl/state.db "$@"; }
+LAST='(SELECT max(id) FROM runs)'
+
+# =====================================================================
+# 1. 503, 503, 200 with a constant 200ms backoff.
+case_dir retry_ok
+mark
+cat >p.yaml <<YAML
+pipeline: retry_ok
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c1?codes=503,503,200
+      retry: {attempts: 3, backoff: constant, initial: 200ms, jitter: none, on: [5xx]}
+  db:
+    needs: s
+    load:
+      sqlite: {path: out.db, table: t}
+YAML
+run_pl p.yaml
+is "$RC" 0 "retry 503,503,200: exit 0"
+is "$(logq count '^/seq/c1')" 3 "retry 503,503,200: the server saw 3 requests"
+gaps=$(logq gaps '^/seq/c1')
+g1=$(nth 1 $gaps)
+g2=$(nth 2 $gaps)
+between "$g1" 0.18 1.5 && between "$g2" 0.18 1.5
+ok $? "retry 503,503,200: gaps between requests about 200ms ($gaps)"
+is "$(stq "SELECT group_concat(attempt || ':' || http_status, ' ') FROM
+	(SELECT * FROM attempts WHERE run_id = $LAST AND stage = 's' ORDER BY attempt)")" \
+	"1:503 2:503 3:200" "retry 503,503,200: attempts recorded 503, 503, 200"
+is "$(stq "SELECT count(*) FROM attempts WHERE run_id = $LAST AND attempt > 1 AND
+	abs(wait - 0.2) < 0.001")" 2 "retry 503,503,200: each retry recorded a 200ms wait"
+is "$(sq out.db 'SELECT name, attempt FROM t')" "c1|3" "retry 503,503,200: the record is loaded"
+# 16. status counts attempts as requests.
+"$PIPECTL" status --json -f p.yaml >st.json 2>/dev/null
+is "$($PY -c 'import json,sys; d=json.load(open("st.json")); print([x["requests"] for x in d["stages"] if x["stage"]=="s"][0])')" \
+	3 "status --json: the stage's requests count every attempt"
+
+# =====================================================================
+# 2. Exhausted retries.
+case_dir retry_exhausted
+mark
+cat >p.yaml <<YAML
+pipeline: retry_exhausted
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c2?codes=503
+      retry: {attempts: 3, backoff: constant, initial: 50ms, jitter: none, on: [5xx]}
+YAML
+run_pl p.yaml
+is "$RC" 1 "always 503: exit 1"
+is "$(logq count '^/seq/c2')" 3 "always 503: exactly 3 requests"
+grep -q "GET $MOCK_URL/seq/c2?codes=503: HTTP 503 Service Unavailable.*(after 3 attempts)" "$ERR"
+ok $? "always 503: the message names the URL, the status and \"(after 3 attempts)\""
+is "$(stq "SELECT count(*) FROM attempts WHERE run_id = $LAST AND http_status = 503")" 3 \
+	"always 503: 3 attempts recorded"
+
+# =====================================================================
+# 3. Retry-After.
+case_dir retry_after
+mark
+cat >p.yaml <<YAML
+pipeline: retry_after
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c3a?codes=429,200&retry_after=1
+      retry: {attempts: 3, backoff: constant, initial: 10ms, jitter: none, on: [429]}
+YAML
+run_pl p.yaml
+is "$RC" 0 "429 with Retry-After: 1: exit 0"
+is "$(logq count '^/seq/c3a')" 2 "429 with Retry-After: 1: 2 requests"
+g=$(logq gaps '^/seq/c3a')
+between "$g" 0.9 2.0
+ok $? "429 with Retry-After: 1: the retry waited about 1s, not 10ms ($g)"
+cat >q.yaml <<YAML
+pipeline: retry_after_max
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c3b?codes=429,200&retry_after=5
+      retry: {attempts: 3, backoff: constant, initial: 10ms, max: 300ms, jitter: none, on: [429]}
+YAML
+run_pl q.yaml
+is "$RC" 0 "Retry-After: 5 capped by max 300ms: exit 0"
+g=$(logq gaps '^/seq/c3b')
+between "$g" 0.25 1.5
+ok $? "Retry-After: 5 capped by max 300ms: the retry waited about 300ms ($g)"
+
+# =====================================================================
+# 4. A 404 is not a 5xx; exponential backoff.
+case_dir retry_on
+mark
+cat >p.yaml <<YAML
+pipeline: retry_on
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c4a?codes=404,200
+      retry: {attempts: 3, initial: 10ms, jitter: none, on: [5xx]}
+YAML
+run_pl p.yaml
+is "$RC" 1 "404 with on: [5xx]: exit 1"
+is "$(logq count '^/seq/c4a')" 1 "404 with on: [5xx]: not retried (1 request)"
+cat >q.yaml <<YAML
+pipeline: retry_exp
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c4b?codes=503,503,503,200
+      retry: {attempts: 4, backoff: exponential, initial: 100ms, jitter: none, on: [5xx]}
+YAML
+run_pl q.yaml
+is "$RC" 0 "exponential backoff: exit 0"
+gaps=$(logq gaps '^/seq/c4b')
+is "$(echo $gaps | wc -w)" 3 "exponential backoff: 4 requests"
+between "$(nth 1 $gaps)" 0.09 0.19 && between "$(nth 2 $gaps)" 0.18 0.38 &&
+	between "$(nth 3 $gaps)" 0.36 0.75
+ok $? "exponential backoff: gaps about 0.1, 0.2, 0.4s ($gaps)"
+
+# =====================================================================
+# 5. POST is retried only when idempotent, with an Idempotency-Key.
+case_dir retry_post
+mark
+cat >p.yaml <<YAML
+pipeline: retry_post
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c5a?codes=503,200
+      method: POST
+      body: hello
+      retry: {attempts: 3, initial: 10ms, jitter: none, on: [5xx]}
+YAML
+run_pl p.yaml
+is "$RC" 1 "POST without idempotent: exit 1"
+is "$(logq count '^/seq/c5a')" 1 "POST without idempotent: not retried (1 request)"
+is "$(logq header '^/seq/c5a' Idempotency-Key)" "-" "POST without idempotent: no Idempotency-Key"
+cat >q.yaml <<YAML
+pipeline: retry_post_idem
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c5b?codes=503,200
+      method: POST
+      body: hello
+      idempotent: true
+      retry: {attempts: 3, initial: 10ms, jitter: none, on: [5xx]}
+YAML
+run_pl q.yaml
+is "$RC" 0 "POST with idempotent: true: exit 0"
+is "$(logq count '^/seq/c5b')" 2 "POST with idempotent: true: retried (2 requests)"
+keys=$(logq header '^/seq/c5b' Idempotency-Key)
+k1=$(echo "$keys" | sed -n 1p)
+k2=$(echo "$keys" | sed -n 2p)
+[ -n "$k1" ] && [ "$k1" != "-" ] && [ "$k1" = "$k2" ]
+ok $? "POST with idempotent: true: both attempts carry the same Idempotency-Key ($k1 / $k2)"
+
+# =====================================================================
+# 6. A timeout is retried.
+case_dir retry_timeout
+mark
+cat >p.yaml <<YAML
+pipeline: retry_timeout
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/slow?ms=2000&c=6
+      timeout: 200ms
+      retry: {attempts: 2, initial: 10ms, jitter: none, on: [timeout]}
+YAML
+run_pl p.yaml
+is "$RC" 1 "timeout: exit 1"
+is "$(logq count '^/slow\?ms=2000&c=6$')" 2 "timeout: retried (2 requests)"
+grep -Eq "GET $MOCK_URL/slow\?ms=2000&c=6: .*(timed out|Timeout).*\(after 2 attempts\)" "$ERR"
+ok $? "timeout: the message says it timed out, \"(after 2 attempts)\""
+
+# =====================================================================
+# 7. Connection refused is retried.
+case_dir retry_refused
+port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+cat >p.yaml <<YAML
+pipeline: retry_refused
+stages:
+  s:
+    fetch:
+      url: http://127.0.0.1:$port/x
+      retry: {attempts: 3, initial: 50ms, jitter: none, on: [connect]}
+YAML
+run_pl p.yaml
+is "$RC" 1 "connection refused: exit 1"
+is "$(stq "SELECT count(*), count(DISTINCT attempt), sum(http_status IS NULL OR http_status = 0)
+	FROM attempts WHERE run_id = $LAST")" "3|3|3" "connection refused: 3 attempts recorded, no status"
+grep -q "GET http://127.0.0.1:$port/x: .*(after 3 attempts)" "$ERR"
+ok $? "connection refused: \"(after 3 attempts)\""
+
+# =====================================================================
+# 8. retry.when on a 200.
+case_dir retry_when
+mark
+cat >p.yaml <<YAML
+pipeline: retry_when
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/c8?codes=200
+      retry: {attempts: 4, initial: 10ms, jitter: none, when: '.attempt < 2'}
+  out:
+    needs: s
+    load:
+      file: {path: out.jsonl}
+YAML
+run_pl p.yaml
+is "$RC" 0 "retry.when: exit 0"
+is "$(logq count '^/seq/c8')" 2 "retry.when: retried while the condition held (2 requests)"
+is "$(cat out.jsonl 2>/dev/null)" '{"name":"c8","attempt":2}' "retry.when: the second answer is loaded"
+
+# =====================================================================
+# 9. Per-host concurrency.
+case_dir host_concurrency
+pool_pl() { # pool_pl FILE HOSTS-YAML TAG
+	{
+		echo "pipeline: hc"
+		echo "$2"
+		echo "stages:"
+		echo "  s:"
+		echo "    fetch:"
+		echo "      concurrency: 10"
+		echo "      url:"
+		i=1
+		while [ $i -le 12 ]; do
+			echo "        - $MOCK_URL/slow?ms=300&$3=$i"
+			i=$((i + 1))
+		done
+	} >"$1"
+}
+mark
+pool_pl p.yaml "hosts: {\"127.0.0.1:$MOCK_PORT\": {concurrency: 2}}" c9a
+run_pl p.yaml
+is "$RC" 0 "host concurrency 2: exit 0"
+is "$(logq count '^/slow\?ms=300&c9a=')" 12 "host concurrency 2: 12 requests"
+ov=$(logq overlap '^/slow\?ms=300&c9a=' 0.28)
+ok "$([ "$ov" -le 2 ]; echo $?)" "host concurrency 2: at most 2 requests overlap at the server ($ov)"
+mark
+pool_pl q.yaml "" c9b
+run_pl q.yaml
+is "$RC" 0 "no hosts entry: exit 0"
+ov=$(logq overlap '^/slow\?ms=300&c9b=' 0.28)
+ok "$([ "$ov" -gt 2 ]; echo $?)" "no hosts entry: more than 2 overlap, so the check above can fail ($ov)"
+
+# =====================================================================
+# 10. Rate limit.
+case_dir host_rate
+mark
+{
+	echo "pipeline: rate"
+	echo "hosts: {\"127.0.0.1:$MOCK_PORT\": {rate: 10/s, burst: 1}}"
+	echo "stages:"
+	echo "  s:"
+	echo "    fetch:"
+	echo "      url:"
+	i=1
+	while [ $i -le 15 ]; do
+		echo "        - $MOCK_URL/json/$i?c10=1"
+		i=$((i + 1))
+	done
+} >p.yaml
+run_pl p.yaml
+is "$RC" 0 "rate 10/s: exit 0"
+is "$(logq count 'c10=1')" 15 "rate 10/s: 15 requests"
+span=$(logq span 'c10=1')
+between "$span" 1.2 10
+ok $? "rate 10/s burst 1: 15 requests span at least 1.2s ($span)"
+mw=$(logq maxwin 'c10=1' 1.0)
+ok "$([ "$mw" -le 11 ]; echo $?)" "rate 10/s burst 1: no second holds more than 11 requests ($mw)"
+
+# =====================================================================
+# 11. Circuit breaker.
+case_dir host_breaker
+mark
+{
+	echo "pipeline: breaker"
+	echo "hosts: {\"127.0.0.1:$MOCK_PORT\": {breaker: {failures: 3, cooldown: 2s}}}"
+	echo "stages:"
+	echo "  s:"
+	echo "    on_error: skip"
+	echo "    fetch:"
+	echo "      concurrency: 1"
+	echo "      retry: {attempts: 1}"
+	echo "      url:"
+	i=1
+	while [ $i -le 10 ]; do
+		echo "        - $MOCK_URL/status/503?i=$i"
+		i=$((i + 1))
+	done
+} >p.yaml
+run_pl p.yaml
+is "$RC" 0 "breaker with on_error skip: exit 0"
+is "$(logq count '^/status/503\?i=')" 3 "breaker: the server saw only the 3 failures that opened it"
+is "$(stq "SELECT count(*) FROM events WHERE run_id = $LAST AND kind = 'breaker'
+	AND message LIKE '%closed -> open%'")" 1 "breaker: the transition to open is recorded"
+is "$(stq "SELECT errors FROM stage_runs WHERE run_id = $LAST AND stage = 's'")" 10 \
+	"breaker: the stage counts 10 errors"
+is "$(stq "SELECT count(*) FROM attempts WHERE run_id = $LAST AND error LIKE '%circuit breaker%open%'")" 7 \
+	"breaker: 7 attempts failed at once on the open breaker"
+
+# =====================================================================
+# 12. on_error skip and dlq on a source fetch.
+case_dir on_error_skip
+mark
+cat >p.yaml <<YAML
+pipeline: skip
+stages:
+  s:
+    on_error: skip
+    fetch:
+      url: [$MOCK_URL/json/1, $MOCK_URL/status/404, $MOCK_URL/json/2]
+  db:
+    needs: s
+    load:
+      sqlite: {path: out.db, table: t}
+YAML
+run_pl p.yaml
+is "$RC" 0 "on_error skip: exit 0"
+is "$(sq out.db 'SELECT group_concat(id) FROM (SELECT id FROM t ORDER BY id)' 2>&1)" "1,2" \
+	"on_error skip: the 2 good records are loaded"
+is "$(stq "SELECT errors FROM stage_runs WHERE run_id = $LAST AND stage = 's'")" 1 \
+	"on_error skip: the stage counts 1 error"
+case_dir on_error_dlq
+cat >p.yaml <<YAML
+pipeline: dlq
+stages:
+  s:
+    on_error: dlq
+    fetch:
+      url: [$MOCK_URL/json/1, $MOCK_URL/status/404, $MOCK_URL/json/2]
+  db:
+    needs: s
+    load:
+      sqlite: {path: out.db, table: t}
+YAML
+run_pl p.yaml
+is "$RC" 0 "on_error dlq: exit 0"
+is "$(sq out.db 'SELECT count(*) FROM t' 2>&1)" 2 "on_error dlq: the 2 good records are loaded"
+is "$(stq "SELECT count(*), stage, json_extract(payload, '$.url'), error LIKE '%404%'
+	FROM dlq WHERE run_id = $LAST")" "1|s|$MOCK_URL/status/404|1" \
+	"on_error dlq: the dead letter holds the failing request and its 404"
+is "$(stq "SELECT json_array_length(attempts), json_extract(attempts, '\$[0].status')
+	FROM dlq WHERE run_id = $LAST")" "1|404" "on_error dlq: the dead letter keeps its attempt history"
+if "$PIPECTL" --help 2>&1 | grep -q dlq; then
+	"$PIPECTL" dlq list -f p.yaml >dlq.out 2>&1
+	is "$?" 0 "dlq list: exit 0"
+	grep -q "/status/404" dlq.out
+	ok $? "dlq list shows the dead letter"
+else
+	skip "dlq list: no dlq command in pipectl --help"
+	skip "dlq list shows the dead letter: no dlq command"
+fi
+
+# =====================================================================
+# 13. Fan-out: a request per input record, merged.
+fanout_pl() { # fanout_pl FILE ON_ERROR-LINE
+	printf '%s\n' '{"id":1,"path":"/json/1"}' '{"id":2,"path":"/json/2"}' >in.jsonl
+	[ "$3" = bad ] && printf '%s\n' '{"id":3,"path":"/status/500"}' >>in.jsonl
+	cat >"$1" <<YAML
+pipeline: fanout
+stages:
+  src:
+    fetch:
+      file: in.jsonl
+      format: jsonl
+  enrich:
+    needs: src
+$2
+    fetch:
+      url: "$MOCK_URL\${.path}"
+      merge: '.record + {name: .response.name}'
+  out:
+    needs: enrich
+    load:
+      file: {path: out.jsonl}
+YAML
+}
+case_dir fanout_ok
+mark
+fanout_pl p.yaml "" good
+run_pl p.yaml
+is "$RC" 0 "fan-out: exit 0"
+is "$(sort out.jsonl 2>/dev/null | tr '\n' ' ')" \
+	'{"id":1,"path":"/json/1","name":"item-1"} {"id":2,"path":"/json/2","name":"item-2"} ' \
+	"fan-out: each record merged with its response"
+is "$(logq count '^/json/[12]$')" 2 "fan-out: one request per record"
+
+case_dir fanout_pass
+fanout_pl p.yaml "    on_error: pass" bad
+run_pl p.yaml
+is "$RC" 0 "fan-out on_error pass: exit 0"
+is "$(wc -l <out.jsonl 2>/dev/null)" 3 "fan-out on_error pass: 3 records go on"
+is "$($PY -c '
+import json, sys
+for l in open("out.jsonl"):
+    d = json.loads(l)
+    if d["id"] == 3:
+        e = d.get("_errors")
+        print(len(e), e[0]["stage"], e[0]["url"], "500" in e[0]["error"], "name" in d)
+' 2>&1)" "1 enrich $MOCK_URL/status/500 True False" \
+	"fan-out on_error pass: the failed record carries _errors (stage, url, error)"
+
+case_dir fanout_dlq
+fanout_pl p.yaml "    on_error: dlq" bad
+run_pl p.yaml
+is "$RC" 0 "fan-out on_error dlq: exit 0"
+is "$(wc -l <out.jsonl 2>/dev/null)" 2 "fan-out on_error dlq: the 2 good records are loaded"
+is "$(stq "SELECT stage, json(payload), error LIKE '%500%' FROM dlq WHERE run_id = $LAST")" \
+	'enrich|{"id":3,"path":"/status/500"}|1' "fan-out on_error dlq: the input record is the payload"
+
+case_dir fanout_fail
+fanout_pl p.yaml "    on_error: fail" bad
+run_pl p.yaml
+is "$RC" 1 "fan-out on_error fail: exit 1"
+is "$(stq "SELECT group_concat(stage || '=' || status, ' ') FROM
+	(SELECT * FROM stage_runs WHERE run_id = $LAST ORDER BY seq)")" \
+	"src=succeeded enrich=failed out=cancelled" "fan-out on_error fail: the sink is cancelled"
+
+# =====================================================================
+# 14. Pagination.
+case_dir paginate
+page_pl() { # page_pl FILE URL PAGINATE-YAML [RETRY-YAML]
+	cat >"$1" <<YAML
+pipeline: pages
+stages:
+  s:
+    fetch:
+      url: "$2"
+      records: '.items[]'
+      paginate: $3
+${4:+      retry: $4}
+  out:
+    needs: s
+    load:
+      sqlite: {path: $1.db, table: t, key: id}
+YAML
+}
+mark
+page_pl next.yaml "$MOCK_URL/pages?page=1&per=10&total=35" "{next: '.next'}"
+run_pl next.yaml
+is "$RC" 0 "paginate next: exit 0"
+is "$(sq next.yaml.db 'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM t' 2>&1)" "35|35|1|35" \
+	"paginate next: 35 records"
+is "$(logq perparam '^/pages' page)" "1:1 2:1 3:1 4:1" "paginate next: 4 pages, each requested once"
+mark
+page_pl param.yaml "$MOCK_URL/pages?per=10&total=35" "{param: page, stop: '.items | length == 0'}"
+run_pl param.yaml
+is "$RC" 0 "paginate param: exit 0"
+is "$(sq param.yaml.db 'SELECT count(*), count(DISTINCT id) FROM t' 2>&1)" "35|35" "paginate param: 35 records"
+is "$(logq perparam '^/pages' page)" "1:1 2:1 3:1 4:1 5:1" "paginate param: 5 requests (the empty page stops)"
+mark
+page_pl max.yaml "$MOCK_URL/pages?page=1&per=10&total=35" "{next: '.next', max_pages: 2}"
+run_pl max.yaml
+is "$RC" 0 "paginate max_pages 2: exit 0"
+is "$(sq max.yaml.db 'SELECT count(*), max(id) FROM t' 2>&1)" "20|20" "paginate max_pages 2: 20 records"
+is "$(logq count '^/pages')" 2 "paginate max_pages 2: 2 requests"
+# A page that fails once is retried on its own (mockapi: fail=P answers 503
+# to the first request for page P).
+mark
+page_pl fail.yaml "$MOCK_URL/pages?page=1&per=10&total=35&fail=3" "{next: '.next'}" \
+	"{attempts: 3, initial: 50ms, jitter: none, on: [5xx]}"
+run_pl fail.yaml
+if [ "$(logq count '^/pages.*fail=3')" -gt 0 ] && grep -q "\"fail\"" "$TOP_SRCDIR/tests/mockapi/mockapi.c"; then
+	is "$RC" 0 "paginate, page 3 fails once: exit 0"
+	is "$(sq fail.yaml.db 'SELECT count(*), count(DISTINCT id) FROM t' 2>&1)" "35|35" \
+		"paginate, page 3 fails once: 35 records"
+	is "$(logq perparam '^/pages' page)" "1:1 2:1 3:2 4:1" \
+		"paginate, page 3 fails once: only page 3 is requested again"
+	is "$(stq "SELECT group_concat(http_status, ' ') FROM (SELECT http_status FROM attempts
+		WHERE run_id = $LAST AND url LIKE '%page=3%' ORDER BY attempt)")" "503 200" \
+		"paginate, page 3 fails once: its attempts are recorded 503, 200"
+else
+	skip "paginate, a failing page: mockapi has no fail= for /pages"
+fi
+
+# =====================================================================
+# 15. Stage and run timeouts.
+case_dir timeouts
+cat >p.yaml <<YAML
+pipeline: stage_timeout
+stages:
+  s:
+    stage_timeout: 300ms
+    fetch:
+      url: $MOCK_URL/slow?ms=3000&c=15a
+YAML
+run_pl p.yaml
+is "$RC" 1 "stage_timeout: exit 1"
+grep -q "stage_timeout (300ms) exceeded" "$ERR"
+ok $? "stage_timeout: \"stage_timeout (300ms) exceeded\""
+d=$(stq "SELECT finished - started FROM stage_runs WHERE run_id = $LAST AND stage = 's'")
+between "$d" 0.25 2.0
+ok $? "stage_timeout: the stage stopped after about 300ms, not 3s ($d)"
+cat >q.yaml <<YAML
+pipeline: run_timeout
+settings: {run_timeout: 300ms}
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/slow?ms=3000&c=15b
+YAML
+run_pl q.yaml
+is "$RC" 1 "run_timeout: exit 1"
+grep -q "run_timeout (300ms) exceeded" "$ERR"
+ok $? "run_timeout: \"run_timeout (300ms) exceeded\""
+d=$(stq "SELECT finished - started FROM runs WHERE id = $LAST")
+between "$d" 0.25 2.0
+ok $? "run_timeout: the run stopped after about 300ms, not 3s ($d)"
+
+done_testing
