@@ -93,9 +93,27 @@ static const char SQL_SCHEMA_V2[] =
 	"CREATE INDEX events_run ON events (run_id);"
 	"PRAGMA user_version = 2;";
 
+/* v3: resume. runs gains the pipeline text and the pid running it; journal
+ * keeps successful responses. Its key is the lookup, so the table is
+ * WITHOUT ROWID and the key's run_id prefix serves the cascade. */
+static const char SQL_SCHEMA_V3[] =
+	"ALTER TABLE runs ADD COLUMN text TEXT;"
+	"ALTER TABLE runs ADD COLUMN pid INTEGER;"
+	"CREATE TABLE journal ("
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" stage TEXT NOT NULL,"
+	" fingerprint TEXT NOT NULL,"
+	" status INTEGER NOT NULL,"
+	" headers TEXT NOT NULL DEFAULT '{}',"
+	" body BLOB NOT NULL,"
+	" at REAL NOT NULL,"
+	" PRIMARY KEY (run_id, stage, fingerprint)) WITHOUT ROWID;"
+	"PRAGMA user_version = 3;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
+	SQL_SCHEMA_V3,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -165,6 +183,31 @@ static const char SQL_EVENTS_LIST[] =
 	"SELECT run_id, stage, kind, message, at FROM events"
 	" WHERE run_id = ?1 ORDER BY rowid";
 
+/* v3. A NULL pid is stored for "none". */
+static const char SQL_RUN_SOURCE[] =
+	"SELECT text, pid FROM runs WHERE id = ?1";
+static const char SQL_RUN_SET_SOURCE[] =
+	"UPDATE runs SET text = ?2, pid = ?3 WHERE id = ?1";
+static const char SQL_RUN_REOPEN[] =
+	"UPDATE runs SET status = ?2, finished = NULL, error = NULL, pid = ?3"
+	" WHERE id = ?1";
+/* First wins. The conflict clause names the key, so only a duplicate is
+ * skipped: a NULL in a NOT NULL column is still an error (INSERT OR IGNORE
+ * would drop that row silently). A NULL headers is stored as {}. */
+static const char SQL_JOURNAL_PUT[] =
+	"INSERT INTO journal (run_id, stage, fingerprint, status, headers, body, at)"
+	" VALUES (?1, ?2, ?3, ?4, COALESCE(?5, '{}'), ?6, ?7)"
+	" ON CONFLICT (run_id, stage, fingerprint) DO NOTHING";
+static const char SQL_JOURNAL_GET[] =
+	"SELECT status, headers, body FROM journal"
+	" WHERE run_id = ?1 AND stage = ?2 AND fingerprint = ?3";
+static const char SQL_JOURNAL_COUNT[] =
+	"SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)";
+/* Deleting a run deletes its rows in every other table (ON DELETE CASCADE). */
+static const char SQL_GC[] =
+	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1";
+static const char SQL_FOREIGN_KEYS[] = "PRAGMA foreign_keys";
+
 /* The statements prepared at open, by index. */
 enum state_stmt {
 	STMT_BEGIN,
@@ -185,6 +228,14 @@ enum state_stmt {
 	STMT_DLQ_REPLAYED,
 	STMT_EVENT_INSERT,
 	STMT_EVENTS_LIST,
+	STMT_RUN_SOURCE,
+	STMT_RUN_SET_SOURCE,
+	STMT_RUN_REOPEN,
+	STMT_JOURNAL_PUT,
+	STMT_JOURNAL_GET,
+	STMT_JOURNAL_COUNT,
+	STMT_GC,
+	STMT_FOREIGN_KEYS,
 	STMT_COUNT
 };
 
@@ -207,6 +258,14 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_DLQ_REPLAYED] = SQL_DLQ_REPLAYED,
 	[STMT_EVENT_INSERT] = SQL_EVENT_INSERT,
 	[STMT_EVENTS_LIST] = SQL_EVENTS_LIST,
+	[STMT_RUN_SOURCE] = SQL_RUN_SOURCE,
+	[STMT_RUN_SET_SOURCE] = SQL_RUN_SET_SOURCE,
+	[STMT_RUN_REOPEN] = SQL_RUN_REOPEN,
+	[STMT_JOURNAL_PUT] = SQL_JOURNAL_PUT,
+	[STMT_JOURNAL_GET] = SQL_JOURNAL_GET,
+	[STMT_JOURNAL_COUNT] = SQL_JOURNAL_COUNT,
+	[STMT_GC] = SQL_GC,
+	[STMT_FOREIGN_KEYS] = SQL_FOREIGN_KEYS,
 };
 
 /* ------------------------------------------------------------------ handle */
@@ -1199,4 +1258,292 @@ void event_rows_free(struct event_row *rows, int n)
 		free(rows[i].message);
 	}
 	free(rows);
+}
+
+/* ------------------------------------------------------------------ v3: resume */
+
+/* A pid of 0 (or less) means none and binds NULL. */
+static int bind_pid(sqlite3_stmt *s, int i, long pid)
+{
+	if (pid <= 0)
+		return sqlite3_bind_null(s, i);
+	return sqlite3_bind_int64(s, i, pid);
+}
+
+/* Runs an UPDATE of one run by id (bound as ?1 by the caller, with the
+ * rest). Returns 0, or -1 on a database error or when there is no such run. */
+static int run_update(struct state *st, sqlite3_stmt *s, const char *what)
+{
+	if (stmt_exec(st, s, what) != 0)
+		return -1;
+	if (sqlite3_changes(st->db) == 0) {
+		state_failx(st, "%s: no such run", what);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads the pipeline text and pid of a run. *text is malloc'd (the caller
+ * frees it) or NULL when not recorded (runs from before v3); *pid is 0 when
+ * not recorded. Either pointer may be NULL. Returns 1 found, 0 not found
+ * (outputs NULL/0), -1 error. */
+int state_run_source(struct state *st, int64_t run_id, char **text, long *pid)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_SOURCE];
+	int rc, ret;
+
+	if (text)
+		*text = NULL;
+	if (pid)
+		*pid = 0;
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK) {
+		state_fail(st, "cannot read the source of run %lld", (long long)run_id);
+		stmt_done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		if (text)
+			*text = column_strdup(s, 0);
+		if (pid)
+			*pid = (long)sqlite3_column_int64(s, 1);   /* NULL reads 0 */
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		state_fail(st, "cannot read the source of run %lld", (long long)run_id);
+		ret = -1;
+	}
+	stmt_done(s);
+	return ret;
+}
+
+/* Records the pipeline text (NULL stores NULL) and pid (0 for none) of a
+ * run. Returns 0, or -1 on a database error or when there is no such run. */
+int state_run_set_source(struct state *st, int64_t run_id, const char *text, long pid)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_SET_SOURCE];
+	char what[64];
+
+	snprintf(what, sizeof(what), "cannot record the source of run %lld",
+	         (long long)run_id);
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	    bind_text(s, 2, text) != SQLITE_OK ||
+	    bind_pid(s, 3, pid) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		return -1;
+	}
+	return run_update(st, s, what);
+}
+
+/* Marks a run running again for a resume: status running, finished and
+ * error NULL, pid set (0 for none). Returns 0, or -1 on a database error or
+ * when there is no such run. */
+int state_run_reopen(struct state *st, int64_t run_id, long pid)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_REOPEN];
+	char what[64];
+
+	snprintf(what, sizeof(what), "cannot reopen run %lld", (long long)run_id);
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	    bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK ||
+	    bind_pid(s, 3, pid) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		return -1;
+	}
+	return run_update(st, s, what);
+}
+
+/* Records a response under (run, stage, fingerprint), stamped with the wall
+ * clock. An entry already there is kept (first wins) and that is a success.
+ * headers NULL stores "{}"; body is bound as a blob of body_len bytes (NUL
+ * bytes kept; NULL only with body_len 0). One prepared statement, so callers
+ * batch puts inside state_begin/state_commit. Nothing is retained. Returns
+ * 0, or -1 (also for a missing run or a NULL stage or fingerprint). */
+int state_journal_put(struct state *st, int64_t run_id, const char *stage,
+                      const char *fingerprint, const struct journal_entry *e)
+{
+	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_PUT];
+	int rc;
+
+	if (!e || (!e->body && e->body_len > 0)) {
+		state_failx(st, "cannot journal a response of stage '%s' of run %lld: "
+		            "no body", stage ? stage : "(null)", (long long)run_id);
+		return -1;
+	}
+	rc = sqlite3_bind_int64(s, 1, run_id);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, stage);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 3, fingerprint);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 4, e->status);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 5, e->headers);
+	if (rc == SQLITE_OK) {
+		/* An empty body is an empty blob, never SQL NULL. */
+		if (e->body)
+			rc = sqlite3_bind_blob64(s, 6, e->body, e->body_len, SQLITE_STATIC);
+		else
+			rc = sqlite3_bind_zeroblob(s, 6, 0);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(s, 7, now_wall());
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		state_fail(st, "cannot journal a response of stage '%s' of run %lld",
+		           stage ? stage : "(null)", (long long)run_id);
+	stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Looks up the response under (run, stage, fingerprint). *e is zeroed, and
+ * when found filled with malloc'd headers and a malloc'd copy of the body
+ * with a NUL added after body_len bytes (free with journal_entry_free).
+ * Returns 1 found, 0 not found, -1 error. */
+int state_journal_get(struct state *st, int64_t run_id, const char *stage,
+                      const char *fingerprint, struct journal_entry *e)
+{
+	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_GET];
+	int rc, ret;
+
+	memset(e, 0, sizeof(*e));
+	rc = sqlite3_bind_int64(s, 1, run_id);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, stage);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 3, fingerprint);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *headers = (const char *)sqlite3_column_text(s, 1);
+		/* column_blob before column_bytes: the documented safe order. */
+		const void *body = sqlite3_column_blob(s, 2);
+		int len = sqlite3_column_bytes(s, 2);
+
+		e->status = (long)sqlite3_column_int64(s, 0);
+		e->headers = xstrdup(headers ? headers : "{}");
+		e->body_len = len > 0 ? (size_t)len : 0;
+		e->body = xmalloc(e->body_len + 1);
+		if (e->body_len)
+			memcpy(e->body, body, e->body_len);
+		e->body[e->body_len] = '\0';
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		state_fail(st, "cannot read the journal of stage '%s' of run %lld",
+		           stage ? stage : "(null)", (long long)run_id);
+		ret = -1;
+	}
+	stmt_done(s);
+	return ret;
+}
+
+/* Frees the fields of an entry (NULL-safe, also on its fields), not the
+ * entry itself, and zeroes it. */
+void journal_entry_free(struct journal_entry *e)
+{
+	if (!e)
+		return;
+	free(e->headers);
+	free(e->body);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Counts the journal entries of a run, of one stage or (stage NULL) of all.
+ * Returns the count or -1. */
+int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage)
+{
+	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_COUNT];
+	int64_t n = -1;
+	int rc;
+
+	rc = sqlite3_bind_int64(s, 1, run_id);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, stage);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	else
+		state_fail(st, "cannot count the journal of run %lld", (long long)run_id);
+	stmt_done(s);
+	return n;
+}
+
+/* Ends a state_begin whose work failed: the outermost one rolls back, an
+ * inner one leaves the caller's transaction open (SQLite has already undone
+ * the failed statement). Keeps the handle's message. */
+static void state_abort(struct state *st)
+{
+	if (st->depth == 0 || --st->depth > 0)
+		return;
+	if (!sqlite3_get_autocommit(st->db)) {
+		sqlite3_step(st->stmt[STMT_ROLLBACK]);
+		stmt_done(st->stmt[STMT_ROLLBACK]);
+	}
+}
+
+/* Reads PRAGMA foreign_keys. Returns 1 on, 0 off, -1 error. */
+static int foreign_keys_on(struct state *st)
+{
+	sqlite3_stmt *s = st->stmt[STMT_FOREIGN_KEYS];
+	int ret = -1;
+
+	if (sqlite3_step(s) == SQLITE_ROW)
+		ret = sqlite3_column_int(s, 0) != 0;
+	else
+		state_fail(st, "cannot read PRAGMA foreign_keys");
+	stmt_done(s);
+	return ret;
+}
+
+/* Deletes, in one transaction, the runs whose status is not running and
+ * that finished (or, never finished, started) before `before`; their
+ * stages, attempts, journal, dead letters and events go with them through
+ * ON DELETE CASCADE, so this refuses to run when foreign keys are off. Sets
+ * *runs_deleted (0 on error). Does not VACUUM. Returns 0 or -1. */
+int state_gc(struct state *st, double before, int64_t *runs_deleted)
+{
+	sqlite3_stmt *s = st->stmt[STMT_GC];
+	int64_t n;
+	int fk;
+
+	*runs_deleted = 0;
+	if (sqlite3_db_readonly(st->db, "main") == 1) {
+		state_failx(st, "cannot delete old runs: state database %s is open read-only",
+		            st->path);
+		return -1;
+	}
+	fk = foreign_keys_on(st);
+	if (fk < 0)
+		return -1;
+	if (fk == 0) {
+		state_failx(st, "cannot delete old runs: foreign keys are off on state "
+		            "database %s", st->path);
+		return -1;
+	}
+	if (state_begin(st) != 0)
+		return -1;
+	if (sqlite3_bind_double(s, 1, before) != SQLITE_OK ||
+	    bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK) {
+		state_fail(st, "cannot delete old runs");
+		stmt_done(s);
+		state_abort(st);
+		return -1;
+	}
+	if (stmt_exec(st, s, "cannot delete old runs") != 0) {
+		state_abort(st);
+		return -1;
+	}
+	/* Rows deleted by the statement itself: cascades are not counted. */
+	n = sqlite3_changes(st->db);
+	if (state_commit(st) != 0)
+		return -1;
+	*runs_deleted = n;
+	return 0;
 }

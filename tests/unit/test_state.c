@@ -2,7 +2,9 @@
  * test_state: the run-state database against real files in a temporary
  * directory: round trips, partial updates, ordering, nesting, reopening,
  * and the refusals (missing, not a database, newer schema); schema v2:
- * attempts, dead letters and events, the v1 -> v2 migration and cascades.
+ * attempts, dead letters and events, the v1 -> v2 migration and cascades;
+ * schema v3: run source and reopen, the response journal (blobs with NUL
+ * bytes, first wins), gc with its cascades, and v1/v2 -> v3 migrations.
  * The raw SQLite connection is used only to build and inspect files.
  */
 #ifndef _GNU_SOURCE
@@ -460,7 +462,7 @@ static void test_refusals(void)
 	free(err);
 	err = NULL;
 	state_close(st);
-	is_int(header_user_version(newer), 2, "fresh database has user_version 2");
+	is_int(header_user_version(newer), 3, "fresh database has user_version 3");
 	ok(write_at(newer, 60, v99, 4) == 0, "set user_version to 99 in the header");
 	st = state_open(newer, false, &err);
 	ok(st == NULL, "newer schema refused");
@@ -488,7 +490,7 @@ static void test_refusals(void)
 	ok(st != NULL, "read-write open initialises an empty file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(empty), 2, "and migrates it to version 2");
+	is_int(header_user_version(empty), 3, "and migrates it to version 3");
 
 	free(missing);
 	free(junk);
@@ -930,7 +932,7 @@ static void test_migration(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 2, "now at user_version 2");
+	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
 	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
 	               " AND name IN ('attempts', 'dlq', 'events')"), 3,
 	       "the three new tables exist");
@@ -946,6 +948,22 @@ static void test_migration(void)
 	is_str(text, "id,run_id,stage,payload,error,attempts,created,replayed",
 	       "dlq columns");
 	free(text);
+
+	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
+	                " pragma_table_info('runs')");
+	is_str(text, "id,pipeline,path,hash,params,status,started,finished,error,text,pid",
+	       "runs gained text and pid");
+	free(text);
+	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+	               " AND name = 'journal'"), 1, "the journal table exists");
+	{
+		char *src = (char *)"x";
+		long pid = -1;
+
+		is_int(state_run_source(st, 2, &src, &pid), 1, "source of an old run: found");
+		ok(src == NULL && pid == 0, "and not recorded (NULL, 0)");
+		free(src);
+	}
 
 	is_int(state_run_get(st, 1, &r), 1, "old run 1 survives");
 	is_str(r.params, "{\"x\":1}", "with its params");
@@ -980,7 +998,529 @@ static void test_migration(void)
 	ok(st != NULL, "reopen the migrated file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 2, "still version 2 (no migration twice)");
+	is_int(header_user_version(path), 3, "still version 3 (no migration twice)");
+	free(path);
+}
+
+/* ------------------------------------------------------------------ v3 */
+
+static void test_source(struct state *st)
+{
+	int64_t id = 0;
+	char *text = NULL;
+	long pid = -1;
+	const char *yaml = "pipeline: src\nstages:\n  - id: a\n";
+
+	ok(state_run_create(st, "src", "s.yaml", "h", "{}", 12000, &id) == 0,
+	   "create a run for its source");
+	is_int(state_run_source(st, id, &text, &pid), 1, "source of a new run: found");
+	ok(text == NULL && pid == 0, "not recorded yet (NULL, 0)");
+	free(text);
+
+	ok(state_run_set_source(st, id, yaml, 4242) == 0, "set source and pid");
+	is_int(state_run_source(st, id, &text, &pid), 1, "source read back");
+	is_str(text, yaml, "text round trip");
+	is_int(pid, 4242, "pid round trip");
+	free(text);
+	text = NULL;
+
+	ok(state_run_set_source(st, id, yaml, 0) == 0, "set pid 0 (none)");
+	is_int(state_run_source(st, id, NULL, &pid), 1, "pid alone read back");
+	is_int(pid, 0, "pid 0 reads back as 0");
+
+	is_int(state_run_source(st, id + 1000, &text, &pid), 0, "missing run: not found");
+	ok(text == NULL && pid == 0, "outputs cleared");
+	is_int(state_run_set_source(st, id + 1000, yaml, 1), -1,
+	       "set source of a missing run fails");
+	ok(contains(state_errmsg(st), "no such run"), "message: %s", state_errmsg(st));
+}
+
+static void test_run_reopen(struct state *st)
+{
+	struct run_row r;
+	int64_t id = 0;
+	long pid = 0;
+
+	ok(state_run_create(st, "again", "a.yaml", "h", "{}", 13000, &id) == 0 &&
+	   state_run_set_source(st, id, "pipeline: again\n", 100) == 0 &&
+	   state_run_finish(st, id, ST_INTERRUPTED, "interrupted by SIGINT", 13010) == 0,
+	   "an interrupted run");
+	is_int(state_run_get(st, id, &r), 1, "read it");
+	ok(r.status == ST_INTERRUPTED && r.finished == 13010 && r.error != NULL,
+	   "interrupted, finished, with an error");
+	run_row_free(&r);
+
+	ok(state_run_reopen(st, id, 200) == 0, "reopen it");
+	is_int(state_run_get(st, id, &r), 1, "read it again");
+	is_int(r.status, ST_RUNNING, "status running");
+	ok(r.finished == 0, "finished cleared");
+	ok(r.error == NULL, "error cleared");
+	ok(r.started == 13000, "started kept");
+	run_row_free(&r);
+	is_int(state_run_source(st, id, NULL, &pid), 1, "source after reopen");
+	is_int(pid, 200, "pid is the new one");
+
+	is_int(state_run_reopen(st, id + 1000, 1), -1, "reopen of a missing run fails");
+	ok(contains(state_errmsg(st), "cannot reopen run") &&
+	   contains(state_errmsg(st), "no such run"), "message: %s", state_errmsg(st));
+}
+
+static struct journal_entry mk_entry(long status, const char *headers,
+                                     const char *body, size_t len)
+{
+	struct journal_entry e;
+
+	e.status = status;
+	e.headers = (char *)headers;
+	e.body = (char *)body;
+	e.body_len = len;
+	return e;
+}
+
+static void test_journal(struct state *st, const char *path)
+{
+	static const char nul_body[] = "{\"a\":\0\"b\"}\0tail";   /* 15 bytes + NUL */
+	const size_t nul_len = sizeof(nul_body) - 1;
+	const size_t big_len = 1024 * 1024;
+	struct journal_entry e, got;
+	int64_t id = 0, other = 0;
+	char *big, *text, *sql;
+	size_t i;
+	int same;
+
+	ok(state_run_create(st, "journal", "j.yaml", "h", "{}", 14000, &id) == 0 &&
+	   state_run_create(st, "journal2", "j.yaml", "h", "{}", 14000, &other) == 0,
+	   "runs for the journal");
+
+	e = mk_entry(200, "{\"content-type\":\"application/json\"}", "[1,2,3]", 7);
+	ok(state_journal_put(st, id, "fetch", "fp-a", &e) == 0, "put a response");
+	memset(&got, 0x5a, sizeof(got));
+	is_int(state_journal_get(st, id, "fetch", "fp-a", &got), 1, "get it back");
+	is_int(got.status, 200, "status");
+	is_str(got.headers, "{\"content-type\":\"application/json\"}", "headers");
+	is_int(got.body_len, 7, "body length");
+	ok(got.body && memcmp(got.body, "[1,2,3]", 8) == 0, "body, NUL-terminated");
+	journal_entry_free(&got);
+	ok(got.body == NULL && got.headers == NULL, "free zeroes the entry");
+	journal_entry_free(&got);   /* again: NULL fields */
+	journal_entry_free(NULL);
+
+	/* NUL bytes inside the body */
+	e = mk_entry(201, NULL, nul_body, nul_len);
+	ok(state_journal_put(st, id, "fetch", "fp-nul", &e) == 0, "put a body with NULs");
+	is_int(state_journal_get(st, id, "fetch", "fp-nul", &got), 1, "get it");
+	is_int(got.body_len, nul_len, "full length despite NULs");
+	ok(got.body && memcmp(got.body, nul_body, nul_len) == 0, "every byte kept");
+	ok(got.body && got.body[nul_len] == '\0', "terminated after body_len");
+	is_str(got.headers, "{}", "NULL headers stored as {}");
+	is_int(got.status, 201, "status 201");
+	journal_entry_free(&got);
+	sql = xasprintf("SELECT typeof(body) || ':' || length(body) FROM journal"
+	                " WHERE run_id = %lld AND fingerprint = 'fp-nul'", (long long)id);
+	text = raw_text(path, sql);
+	is_str(text, "blob:15", "stored as a blob of 15 bytes");
+	free(text);
+	free(sql);
+
+	/* empty body, status 0 (file://) */
+	e = mk_entry(0, "{}", NULL, 0);
+	ok(state_journal_put(st, id, "file", "fp-empty", &e) == 0, "put an empty body");
+	is_int(state_journal_get(st, id, "file", "fp-empty", &got), 1, "get it");
+	ok(got.status == 0 && got.body_len == 0 && got.body && got.body[0] == '\0',
+	   "status 0, empty terminated body");
+	journal_entry_free(&got);
+
+	/* 1 MiB, every byte value */
+	big = xmalloc(big_len);
+	for (i = 0; i < big_len; i++)
+		big[i] = (char)(i * 31 + (i >> 8));
+	e = mk_entry(200, "{}", big, big_len);
+	ok(state_journal_put(st, id, "fetch", "fp-big", &e) == 0, "put a 1 MiB body");
+	is_int(state_journal_get(st, id, "fetch", "fp-big", &got), 1, "get it");
+	is_int(got.body_len, big_len, "1 MiB back");
+	same = got.body && memcmp(got.body, big, big_len) == 0 && got.body[big_len] == '\0';
+	ok(same, "identical bytes");
+	journal_entry_free(&got);
+	free(big);
+
+	/* first wins */
+	e = mk_entry(500, "{\"x\":\"second\"}", "second", 6);
+	ok(state_journal_put(st, id, "fetch", "fp-a", &e) == 0,
+	   "a second put for the same key succeeds");
+	is_int(state_journal_get(st, id, "fetch", "fp-a", &got), 1, "get the key");
+	is_int(got.status, 200, "first status kept");
+	is_str(got.body, "[1,2,3]", "first body kept");
+	is_str(got.headers, "{\"content-type\":\"application/json\"}", "first headers kept");
+	journal_entry_free(&got);
+
+	/* the key has three parts */
+	e = mk_entry(202, "{}", "other-stage", 11);
+	ok(state_journal_put(st, id, "fetch2", "fp-a", &e) == 0,
+	   "same fingerprint, other stage");
+	e = mk_entry(203, "{}", "other-run", 9);
+	ok(state_journal_put(st, other, "fetch", "fp-a", &e) == 0,
+	   "same fingerprint, other run");
+	is_int(state_journal_get(st, id, "fetch2", "fp-a", &got), 1, "other stage found");
+	is_str(got.body, "other-stage", "with its own body");
+	journal_entry_free(&got);
+	is_int(state_journal_get(st, other, "fetch", "fp-a", &got), 1, "other run found");
+	is_int(got.status, 203, "with its own status");
+	journal_entry_free(&got);
+
+	/* missing keys */
+	memset(&got, 0x5a, sizeof(got));
+	is_int(state_journal_get(st, id, "fetch", "fp-none", &got), 0,
+	       "missing fingerprint: 0");
+	ok(got.body == NULL && got.headers == NULL && got.body_len == 0 && got.status == 0,
+	   "entry zeroed when not found");
+	is_int(state_journal_get(st, id, "nostage", "fp-a", &got), 0, "missing stage: 0");
+	is_int(state_journal_get(st, id + 1000, "fetch", "fp-a", &got), 0,
+	       "missing run: 0");
+	journal_entry_free(&got);
+
+	/* counts */
+	is_int(state_journal_count(st, id, NULL), 5, "five entries in the run");
+	is_int(state_journal_count(st, id, "fetch"), 3, "three in stage fetch");
+	is_int(state_journal_count(st, id, "file"), 1, "one in stage file");
+	is_int(state_journal_count(st, id, "nostage"), 0, "none in an unknown stage");
+	is_int(state_journal_count(st, other, NULL), 1, "one in the other run");
+	is_int(state_journal_count(st, id + 1000, NULL), 0, "none in a missing run");
+
+	/* refusals */
+	e = mk_entry(200, "{}", "x", 1);
+	is_int(state_journal_put(st, id + 1000, "fetch", "fp", &e), -1,
+	       "put for a missing run refused (foreign keys)");
+	ok(contains(state_errmsg(st), "FOREIGN KEY"), "message: %s", state_errmsg(st));
+	is_int(state_journal_put(st, id, NULL, "fp", &e), -1,
+	       "NULL stage refused, not silently ignored");
+	ok(contains(state_errmsg(st), "NOT NULL"), "message: %s", state_errmsg(st));
+	e = mk_entry(200, "{}", NULL, 3);
+	is_int(state_journal_put(st, id, "fetch", "fp-bad", &e), -1,
+	       "NULL body with a length refused");
+	is_int(state_journal_count(st, id, NULL), 5, "refused puts stored nothing");
+
+	/* a batch */
+	ok(state_begin(st) == 0, "begin a batch of puts");
+	same = 1;
+	for (i = 0; i < 200; i++) {
+		char fp[32], body[32];
+		int len = snprintf(body, sizeof(body), "body %zu", i);
+
+		snprintf(fp, sizeof(fp), "batch-%zu", i);
+		e = mk_entry(200, NULL, body, (size_t)len);
+		if (state_journal_put(st, other, "batch", fp, &e) != 0)
+			same = 0;
+	}
+	ok(same, "200 puts in one transaction");
+	ok(state_commit(st) == 0, "commit the batch");
+	is_int(state_journal_count(st, other, "batch"), 200, "all 200 stored");
+	is_int(state_journal_get(st, other, "batch", "batch-137", &got), 1, "one of them");
+	is_str(got.body, "body 137", "with its body");
+	journal_entry_free(&got);
+}
+
+/* Adds a row in every child table of run id. Returns 0 or -1. */
+static int fill_run(struct state *st, int64_t id, double at)
+{
+	struct attempt_row a = mk_attempt(id, "s", 1, 200, NULL);
+	struct journal_entry e = mk_entry(200, "{}", "b\0dy", 4);
+
+	return (state_stage_create(st, id, "s", "fetch.http") == 0 &&
+	        state_attempt_add(st, &a) == 0 &&
+	        state_dlq_add(st, id, "s", "{}", "e", "[]", at, NULL) == 0 &&
+	        state_event_add(st, id, "s", "breaker", "open", at) == 0 &&
+	        state_journal_put(st, id, "s", "fp", &e) == 0) ? 0 : -1;
+}
+
+/* Rows of run id in the five child tables. */
+static long long child_rows(const char *path, int64_t id)
+{
+	char *sql = xasprintf(
+		"SELECT (SELECT COUNT(*) FROM stage_runs WHERE run_id = %1$lld)"
+		" + (SELECT COUNT(*) FROM attempts WHERE run_id = %1$lld)"
+		" + (SELECT COUNT(*) FROM dlq WHERE run_id = %1$lld)"
+		" + (SELECT COUNT(*) FROM events WHERE run_id = %1$lld)"
+		" + (SELECT COUNT(*) FROM journal WHERE run_id = %1$lld)", (long long)id);
+	long long n = raw_int(path, sql);
+
+	free(sql);
+	return n;
+}
+
+/* Sets status interrupted and leaves finished NULL, as a run killed before
+ * it could record its end and then marked by hand would be. */
+static int mark_interrupted(const char *path, int64_t id)
+{
+	char *sql = xasprintf("UPDATE runs SET status = 'interrupted' WHERE id = %lld",
+	                      (long long)id);
+	int rc = raw_exec(path, sql);
+
+	free(sql);
+	return rc;
+}
+
+static void test_gc(void)
+{
+	char *path = xasprintf("%s/gc.db", tmpdir), *err = NULL;
+	struct state *st, *other;
+	struct run_row r;
+	int64_t old_ok = 0, old_failed = 0, old_unfinished = 0, old_running = 0;
+	int64_t recent = 0, recent_running = 0, boundary = 0, deleted = -1;
+
+	st = state_open(path, false, &err);
+	ok(st != NULL, "open a database for gc: %s", err ? err : "ok");
+	free(err);
+	err = NULL;
+	if (!st) {
+		free(path);
+		return;
+	}
+	/* gc before 1000 */
+	ok(state_run_create(st, "p", "p.yaml", "h", "{}", 100, &old_ok) == 0 &&
+	   state_run_finish(st, old_ok, ST_SUCCEEDED, NULL, 110) == 0 &&
+	   state_run_create(st, "p", "p.yaml", "h", "{}", 200, &old_failed) == 0 &&
+	   state_run_finish(st, old_failed, ST_FAILED, "boom", 210) == 0 &&
+	   state_run_create(st, "p", "p.yaml", "h", "{}", 300, &old_unfinished) == 0 &&
+	   mark_interrupted(path, old_unfinished) == 0 &&
+	   state_run_create(st, "p", "p.yaml", "h", "{}", 50, &old_running) == 0 &&
+	   state_run_create(st, "p", "p.yaml", "h", "{}", 500, &recent) == 0 &&
+	   state_run_finish(st, recent, ST_SUCCEEDED, NULL, 1500) == 0 &&
+	   state_run_create(st, "p", "p.yaml", "h", "{}", 2000, &recent_running) == 0 &&
+	   state_run_create(st, "p", "p.yaml", "h", "{}", 900, &boundary) == 0 &&
+	   state_run_finish(st, boundary, ST_SUCCEEDED, NULL, 1000) == 0,
+	   "seven runs: three old finished, one old running, three recent");
+	ok(raw_int(path, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'"
+	           " AND finished IS NULL") == 1, "one interrupted run has no finish time");
+	ok(fill_run(st, old_ok, 111) == 0 && fill_run(st, old_failed, 211) == 0 &&
+	   fill_run(st, old_unfinished, 301) == 0 && fill_run(st, old_running, 51) == 0 &&
+	   fill_run(st, recent, 501) == 0 && fill_run(st, recent_running, 2001) == 0 &&
+	   fill_run(st, boundary, 901) == 0, "every run has a row in every child table");
+	is_int(child_rows(path, old_ok), 5, "five child rows per run");
+
+	ok(state_gc(st, 1000, &deleted) == 0, "gc before 1000");
+	is_int(deleted, 3, "three runs deleted");
+	is_int(state_run_get(st, old_ok, &r), 0, "old succeeded run gone");
+	run_row_free(&r);
+	is_int(state_run_get(st, old_failed, &r), 0, "old failed run gone");
+	run_row_free(&r);
+	is_int(state_run_get(st, old_unfinished, &r), 0,
+	       "old interrupted run without finish time gone (by its start)");
+	run_row_free(&r);
+	is_int(child_rows(path, old_ok) + child_rows(path, old_failed) +
+	       child_rows(path, old_unfinished), 0,
+	       "their stages, attempts, dead letters, events and journal are gone");
+	is_int(state_run_get(st, old_running, &r), 1, "old running run kept");
+	run_row_free(&r);
+	is_int(child_rows(path, old_running), 5, "with its rows");
+	is_int(state_run_get(st, recent, &r), 1, "recent finished run kept");
+	run_row_free(&r);
+	is_int(child_rows(path, recent), 5, "with its rows");
+	is_int(state_run_get(st, recent_running, &r), 1, "recent running run kept");
+	run_row_free(&r);
+	is_int(state_run_get(st, boundary, &r), 1, "run finished exactly at the cutoff kept");
+	run_row_free(&r);
+	is_int(child_rows(path, boundary) + child_rows(path, recent_running), 10,
+	       "with their rows");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM runs"), 4, "four runs left");
+
+	ok(state_gc(st, 1000, &deleted) == 0, "gc again");
+	is_int(deleted, 0, "nothing more to delete");
+
+	/* Inside a caller's transaction: nothing is visible until its commit. */
+	other = state_open(path, false, &err);
+	ok(other != NULL, "second handle: %s", err ? err : "ok");
+	free(err);
+	err = NULL;
+	ok(state_begin(st) == 0, "begin around gc");
+	ok(state_gc(st, 1e9, &deleted) == 0, "gc of everything finished");
+	is_int(deleted, 2, "two finished runs deleted");
+	if (other) {
+		is_int(state_run_get(other, recent, &r), 1, "not yet for the other handle");
+		run_row_free(&r);
+	}
+	ok(state_commit(st) == 0, "commit");
+	if (other) {
+		is_int(state_run_get(other, recent, &r), 0, "now gone for the other handle");
+		run_row_free(&r);
+		state_close(other);
+	}
+	is_int(raw_int(path, "SELECT COUNT(*) FROM runs WHERE status = 'running'"), 2,
+	       "the two running runs are all that is left");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM runs"), 2, "and nothing else");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM journal"), 2, "their journal is kept");
+
+	/* A delete that fails (a trigger refuses it) rolls back gc's own
+	 * transaction, and leaves a caller's transaction open with its work. */
+	ok(state_run_finish(st, old_running, ST_FAILED, "x", 60) == 0,
+	   "finish the old running run");
+	ok(raw_exec(path, "CREATE TRIGGER refuse BEFORE DELETE ON runs"
+	            " BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END") == 0,
+	   "install a trigger that refuses deletes");
+	deleted = -1;
+	is_int(state_gc(st, 1e9, &deleted), -1, "gc fails");
+	is_int(deleted, 0, "and reports 0 deleted");
+	ok(contains(state_errmsg(st), "cannot delete old runs") &&
+	   contains(state_errmsg(st), "refused by trigger"), "message: %s",
+	   state_errmsg(st));
+	ok(raw_exec(path, "UPDATE runs SET pid = 1") == 0,
+	   "another connection can write: the lock was released");
+	ok(state_begin(st) == 0, "begin a caller's transaction");
+	ok(state_run_set_source(st, recent_running, "kept text", 5) == 0,
+	   "write in it");
+	is_int(state_gc(st, 1e9, &deleted), -1, "gc inside it fails");
+	ok(state_commit(st) == 0, "the caller's transaction still commits");
+	{
+		char *text = NULL;
+
+		is_int(state_run_source(st, recent_running, &text, NULL), 1, "read the write");
+		is_str(text, "kept text", "the caller's write survived the failed gc");
+		free(text);
+	}
+	is_int(raw_int(path, "SELECT COUNT(*) FROM runs"), 2, "no run deleted");
+	ok(raw_exec(path, "DROP TRIGGER refuse") == 0, "drop the trigger");
+	ok(state_gc(st, 1e9, &deleted) == 0, "gc works again");
+	is_int(deleted, 1, "and deletes the run finished above");
+	state_close(st);
+
+	/* A read-only handle cannot gc, and the failure leaves no transaction. */
+	st = state_open(path, true, &err);
+	ok(st != NULL, "read-only handle: %s", err ? err : "ok");
+	free(err);
+	if (st) {
+		deleted = -1;
+		ok(state_gc(st, 1e9, &deleted) == -1, "gc on a read-only handle fails");
+		is_int(deleted, 0, "and reports 0 deleted");
+		ok(contains(state_errmsg(st), "read-only"), "message: %s", state_errmsg(st));
+		state_close(st);
+	}
+	free(path);
+}
+
+/* A version 2 database, as version 2 wrote it, with data in every table. */
+static const char V2_TABLES[] =
+	"CREATE TABLE attempts ("
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" stage TEXT NOT NULL, fingerprint TEXT NOT NULL, method TEXT NOT NULL,"
+	" url TEXT NOT NULL, attempt INTEGER NOT NULL, http_status INTEGER,"
+	" error TEXT, started REAL NOT NULL, duration REAL NOT NULL,"
+	" wait REAL NOT NULL DEFAULT 0);"
+	"CREATE INDEX attempts_run_stage ON attempts (run_id, stage);"
+	"CREATE TABLE dlq ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" stage TEXT NOT NULL, payload TEXT NOT NULL, error TEXT NOT NULL,"
+	" attempts TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL,"
+	" replayed INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX dlq_run_stage ON dlq (run_id, stage);"
+	"CREATE TABLE events ("
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" stage TEXT, kind TEXT NOT NULL, message TEXT NOT NULL, at REAL NOT NULL);"
+	"CREATE INDEX events_run ON events (run_id);"
+	"INSERT INTO attempts VALUES (2, 'a', 'fp', 'GET', 'http://h/', 1, 503,"
+	" 'HTTP 503', 201, 0.5, 0);"
+	"INSERT INTO attempts VALUES (2, 'a', 'fp', 'GET', 'http://h/', 2, 200,"
+	" NULL, 202, 0.25, 1);"
+	"INSERT INTO dlq VALUES (7, 2, 'b', '{\"r\":1}', 'boom', '[]', 209, 0);"
+	"INSERT INTO events VALUES (2, 'a', 'breaker', 'open', 203);"
+	"PRAGMA user_version = 2;";
+
+static void test_migration_v2(void)
+{
+	char *path = xasprintf("%s/v2.db", tmpdir), *err = NULL, *sql;
+	struct state *st;
+	struct run_row r;
+	struct attempt_row *arows = NULL;
+	struct dlq_row *drows = NULL;
+	struct event_row *erows = NULL;
+	struct journal_entry e = mk_entry(200, "{}", "x\0y", 3), got;
+	int64_t deleted = 0;
+	long pid = -1;
+	char *text = NULL;
+	int n;
+
+	/* V1_DATABASE ends by setting version 1; V2_TABLES then sets 2. */
+	sql = xasprintf("%s%s", V1_DATABASE, V2_TABLES);
+	ok(raw_exec(path, sql) == 0, "wrote a version 2 database");
+	free(sql);
+	is_int(header_user_version(path), 2, "it has user_version 2");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'journal'"),
+	       0, "and no journal table");
+	st = state_open(path, true, &err);
+	ok(st == NULL && contains(err, "has schema version 2"),
+	   "read-only open of a version 2 database is refused: %s", err ? err : "(null)");
+	free(err);
+	err = NULL;
+
+	st = state_open(path, false, &err);
+	ok(st != NULL, "read-write open migrates it: %s", err ? err : "ok");
+	free(err);
+	if (!st) {
+		free(path);
+		return;
+	}
+	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
+	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
+	                " pragma_table_info('journal')");
+	is_str(text, "run_id,stage,fingerprint,status,headers,body,at", "journal columns");
+	free(text);
+	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
+	                " (SELECT name FROM pragma_index_info("
+	                "  (SELECT name FROM pragma_index_list('journal')"
+	                "   WHERE origin = 'pk')) ORDER BY seqno)");
+	is_str(text, "run_id,stage,fingerprint", "journal keyed on (run_id, stage, fingerprint)");
+	free(text);
+	is_int(raw_int(path, "SELECT sql LIKE '%WITHOUT ROWID%' FROM sqlite_master"
+	               " WHERE name = 'journal'"), 1, "WITHOUT ROWID");
+	is_int(raw_int(path, "SELECT COUNT(*) FROM pragma_foreign_key_list('journal')"
+	               " WHERE \"table\" = 'runs' AND on_delete = 'CASCADE'"), 1,
+	       "journal references runs, cascading");
+
+	is_int(state_run_get(st, 2, &r), 1, "old run 2 survives");
+	is_str(r.error, "stage b: boom", "with its error");
+	is_int(r.status, ST_FAILED, "and status");
+	run_row_free(&r);
+	n = state_attempts_list(st, 2, NULL, &arows);
+	is_int(n, 2, "its attempts survive");
+	if (n == 2) {
+		is_int(arows[0].http_status, 503, "in order");
+		is_str(arows[0].error, "HTTP 503", "with their errors");
+		ok(arows[1].wait == 1, "and waits");
+	}
+	attempt_rows_free(arows, n);
+	n = state_dlq_list(st, 2, NULL, &drows);
+	is_int(n, 1, "its dead letter survives");
+	if (n == 1) {
+		is_int(drows[0].id, 7, "with its id");
+		is_str(drows[0].payload, "{\"r\":1}", "and payload");
+	}
+	dlq_rows_free(drows, n);
+	n = state_events_list(st, 2, &erows);
+	is_int(n, 1, "its event survives");
+	if (n == 1)
+		is_str(erows[0].message, "open", "with its message");
+	event_rows_free(erows, n);
+	is_int(state_run_source(st, 2, &text, &pid), 1, "old run has a source row");
+	ok(text == NULL && pid == 0, "with nothing recorded");
+	free(text);
+
+	ok(state_journal_put(st, 2, "a", "fp", &e) == 0, "journal an old run");
+	is_int(state_journal_get(st, 2, "a", "fp", &got), 1, "and read it back");
+	ok(got.body_len == 3 && memcmp(got.body, "x\0y", 4) == 0, "with its body");
+	journal_entry_free(&got);
+	ok(state_run_reopen(st, 2, 77) == 0, "reopen an old run");
+	is_int(state_run_source(st, 2, NULL, &pid), 1, "its pid");
+	is_int(pid, 77, "is recorded");
+	ok(state_run_finish(st, 2, ST_FAILED, "again", 250) == 0, "finish it again");
+	ok(state_gc(st, 260, &deleted) == 0, "gc the migrated file");
+	is_int(deleted, 2, "both old runs deleted");
+	is_int(child_rows(path, 2), 0, "with every row of run 2 (v1, v2 and v3 tables)");
+	state_close(st);
+
+	st = state_open(path, true, &err);
+	ok(st != NULL, "read-only open now works: %s", err ? err : "ok");
+	free(err);
+	state_close(st);
+	is_int(header_user_version(path), 3, "still version 3");
 	free(path);
 }
 
@@ -1015,6 +1555,9 @@ int main(void)
 		test_dlq(st);
 		test_events(st);
 		test_cascade(st, path);
+		test_source(st);
+		test_run_reopen(st);
+		test_journal(st, path);
 		state_close(st);
 	}
 	test_close_rolls_back(path);
@@ -1022,6 +1565,8 @@ int main(void)
 	test_wal(path);
 	test_refusals();
 	test_migration();
+	test_migration_v2();
+	test_gc();
 
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(path);
