@@ -7,6 +7,7 @@
 #define PIPECTL_CMD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum {
 	EXIT_OK = 0,          /* success */
@@ -22,11 +23,20 @@ int cmd_status(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
 int cmd_dlq_replay(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 /* The state database path: --state if given, else $PIPECTL_STATE, else
  * .pipectl/state.db beside the pipeline file (or in the current directory
  * when there is none). Caller frees. */
 char *state_path_for(const char *opt_state, const char *pipeline_path);
+
+struct state;
+struct spec;
+struct dag;
+/* Prints, stage by stage, what `pipectl resume RUN` would do. */
+void resume_plan_print(struct state *st, const struct spec *s, const struct dag *g,
+                       int64_t run);
 
 /* Prints "pipectl CMD: message" to stderr and returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...)

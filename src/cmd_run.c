@@ -5,8 +5,10 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "config.h"
@@ -194,7 +196,7 @@ static const struct option run_opts[] = {
  */
 static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
                     const char *state_path, bool quiet, int replay_stage, json_t *replay,
-                    int64_t *run_id_out)
+                    int64_t resume_id, int64_t *run_id_out)
 {
 	struct state *st = NULL;
 	struct engine *e = NULL;
@@ -213,19 +215,34 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 	params_json = jsonw_dumps(params);
 	t0 = now_mono();
-	if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(), &run_id) != 0) {
-		log_error("cannot record the run: %s", state_errmsg(st));
-		rc = EXIT_STATE;
-		goto out;
+	if (resume_id > 0) {
+		run_id = resume_id;
+		if (state_run_reopen(st, run_id, (long)getpid()) != 0) {
+			log_error("cannot record the resume: %s", state_errmsg(st));
+			rc = EXIT_STATE;
+			goto out;
+		}
+		log_info("run %lld of %s resumed (state: %s)", (long long)run_id, s->path,
+		         state_path);
+	} else {
+		if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(),
+		                     &run_id) != 0 ||
+		    state_run_set_source(st, run_id, s->text, (long)getpid()) != 0) {
+			log_error("cannot record the run: %s", state_errmsg(st));
+			rc = EXIT_STATE;
+			goto out;
+		}
+		log_info("run %lld of %s started (state: %s)", (long long)run_id, s->path,
+		         state_path);
 	}
 	if (run_id_out)
 		*run_id_out = run_id;
-	log_info("run %lld of %s started (state: %s)", (long long)run_id, s->path, state_path);
 
 	{
 		struct engine_opts o = { .spec = s, .dag = g, .params = params, .state = st,
 		                         .run_id = run_id, .quiet = quiet,
-		                         .replay_stage = replay_stage, .replay = replay };
+		                         .replay_stage = replay_stage, .replay = replay,
+		                         .resume = resume_id > 0 };
 		e = engine_create(&o, &err);
 	}
 	if (!e) {
@@ -324,7 +341,7 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	state_path = state_path_for(opt_state, s->path);
-	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, NULL);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, 0, NULL);
 out:
 	json_decref(params);
 	dag_free(g);
@@ -459,7 +476,7 @@ int cmd_dlq_replay(int argc, char **argv)
 	/* The state database is opened again by the run. */
 	state_close(st);
 	st = NULL;
-	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, &new_run);
+	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, 0, &new_run);
 	if (rc == EXIT_OK) {
 		st = state_open(state_path, false, &err);
 		if (!st) {
@@ -481,6 +498,217 @@ out:
 		run_row_free(&rr);
 	dlq_rows_free(rows, n);
 	json_decref(payloads);
+	json_decref(params);
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+	state_close(st);
+	free(err);
+	free(state_path);
+	log_free_secrets();
+	return rc;
+}
+
+/* ------------------------------------------------------------ resume */
+
+/* Prints the lines that differ between two texts (a short line diff). */
+static void print_changes(const char *old, const char *cur)
+{
+	const char *a = old ? old : "", *b = cur ? cur : "";
+	int line = 1, shown = 0;
+
+	while ((*a || *b) && shown < 12) {
+		const char *ae = strchr(a, '\n'), *be = strchr(b, '\n');
+		size_t al = ae ? (size_t)(ae - a) : strlen(a), bl = be ? (size_t)(be - b) : strlen(b);
+		if (al != bl || memcmp(a, b, al) != 0) {
+			if (*a)
+				fprintf(stderr, "  line %d was: %.*s\n", line, (int)al, a);
+			if (*b)
+				fprintf(stderr, "  line %d now: %.*s\n", line, (int)bl, b);
+			shown++;
+		}
+		a = ae ? ae + 1 : a + al;
+		b = be ? be + 1 : b + bl;
+		line++;
+	}
+	if (shown == 12)
+		fprintf(stderr, "  ...\n");
+}
+
+/* The run `pipectl resume --last` means: the newest run not succeeded. */
+static int64_t last_resumable(struct state *st)
+{
+	struct run_row *rows = NULL;
+	int n = state_runs_list(st, 0, &rows), i;
+	int64_t id = 0;
+
+	for (i = 0; i < n && !id; i++)
+		if (rows[i].status != ST_SUCCEEDED)
+			id = rows[i].id;
+	run_rows_free(rows, n);
+	return id;
+}
+
+static const struct option resume_opts[] = {
+	{ "state", required_argument, NULL, 's' },
+	{ "file", required_argument, NULL, 'f' },
+	{ "last", no_argument, NULL, 'L' },
+	{ "force", no_argument, NULL, 'F' },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+void resume_plan_print(struct state *st, const struct spec *s, const struct dag *g,
+                       int64_t run)
+{
+	struct stage_row *rows = NULL;
+	int n = state_stages_list(st, run, &rows), i;
+	bool *done = xcalloc(s->n_stages, sizeof(*done));
+	enum resume_action *act = xcalloc(s->n_stages, sizeof(*act));
+	size_t k;
+
+	for (i = 0; i < n; i++) {
+		int idx = spec_stage_index(s, rows[i].stage);
+		if (idx >= 0 && rows[i].status == ST_SUCCEEDED)
+			done[idx] = true;
+	}
+	engine_resume_plan(g, done, act);
+	printf("resume of run %lld would:\n", (long long)run);
+	for (k = 0; k < g->n; k++) {
+		size_t x = g->order[k];
+		const struct stage_spec *sp = &s->stages[x];
+		int64_t j = state_journal_count(st, run, sp->id);
+		printf("  %-20s %-7s", sp->id, act[x] == RESUME_SKIP ? "skip" :
+		       act[x] == RESUME_REPLAY ? "replay" : "run");
+		if (act[x] == RESUME_SKIP)
+			printf(" succeeded; nothing downstream needs its records");
+		else if (act[x] == RESUME_REPLAY)
+			printf(" succeeded; run again for what follows");
+		else
+			printf(" did not finish");
+		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && j > 0)
+			printf("; %lld responses from the journal", (long long)j);
+		printf("\n");
+	}
+	stage_rows_free(rows, n);
+	free(done);
+	free(act);
+}
+
+/*
+ * pipectl resume RUN | --last: continues a failed, interrupted or killed run
+ * under the same id with the same params and pipeline file.
+ */
+int cmd_resume(int argc, char **argv)
+{
+	const char *opt_state = NULL, *opt_file = NULL;
+	bool last = false, force = false, dry = false, quiet = false;
+	int c, rc = EXIT_OK, found;
+	int64_t run = 0;
+	char *state_path = NULL, *err = NULL, *text = NULL;
+	long pid = 0;
+	struct state *st = NULL;
+	struct run_row rr;
+	bool have_rr = false;
+	struct diags d = { 0 };
+	struct spec *s = NULL;
+	struct dag *g = NULL;
+	json_t *params = NULL;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:f:qvh", resume_opts, NULL)) != -1) {
+		switch (c) {
+		case 's': opt_state = optarg; break;
+		case 'f': opt_file = optarg; break;
+		case 'L': last = true; break;
+		case 'F': force = true; break;
+		case 'n': dry = true; break;
+		case 'q': quiet = true; log_set_level(LOG_WARN); break;
+		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'h':
+			printf("usage: pipectl resume RUN | --last [--dry-run] [--force] "
+			       "[-f FILE | --state DB] [-q] [-v]\n");
+			return EXIT_OK;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind > 1 || (argc - optind == 1) == last)
+		return usage_error("resume", "expects a run id or --last");
+	if (!last) {
+		char *end;
+		long long v = strtoll(argv[optind], &end, 10);
+		if (*end || v <= 0)
+			return usage_error("resume", "invalid run id \"%s\"", argv[optind]);
+		run = v;
+	}
+	state_path = state_path_for(opt_state, opt_file);
+	st = state_open(state_path, false, &err);
+	if (!st) {
+		log_error("%s", err);
+		rc = EXIT_STATE;
+		goto out;
+	}
+	if (last && !(run = last_resumable(st))) {
+		printf("no run to resume\n");
+		goto out;
+	}
+	if ((found = state_run_get(st, run, &rr)) <= 0) {
+		rc = found < 0 ? EXIT_STATE : usage_error("resume", "no run %lld", (long long)run);
+		goto out;
+	}
+	have_rr = true;
+	if (rr.status == ST_SUCCEEDED) {
+		printf("run %lld already succeeded: nothing to resume\n", (long long)run);
+		goto out;
+	}
+	if (state_run_source(st, run, &text, &pid) < 0) {
+		log_error("%s", state_errmsg(st));
+		rc = EXIT_STATE;
+		goto out;
+	}
+	if (rr.status == ST_RUNNING && pid > 0 && pid != (long)getpid() &&
+	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		rc = usage_error("resume", "run %lld is still running (pid %ld)", (long long)run, pid);
+		goto out;
+	}
+	s = config_load(rr.path, &d);
+	if (!s || !(g = dag_build(s, &d))) {
+		diags_print(&d, stderr);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (strcmp(s->hash, rr.hash) != 0) {
+		if (!force) {
+			fprintf(stderr, "pipectl resume: %s changed since run %lld started "
+			        "(sha256 %.12s, now %.12s):\n", rr.path, (long long)run, rr.hash, s->hash);
+			if (text)
+				print_changes(text, s->text);
+			fprintf(stderr, "resume with --force to run the current file under run %lld, "
+			        "or start a new run\n", (long long)run);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		log_warn("%s changed since run %lld started; resuming anyway (--force)", rr.path,
+		         (long long)run);
+	}
+	if (dry) {
+		resume_plan_print(st, s, g, run);
+		goto out;
+	}
+	params = json_loads(rr.params, 0, NULL);
+	if (!params)
+		params = json_object();
+	state_close(st);
+	st = NULL;
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, NULL);
+out:
+	if (have_rr)
+		run_row_free(&rr);
+	free(text);
 	json_decref(params);
 	dag_free(g);
 	spec_free(s);

@@ -9,6 +9,8 @@
 #include <jansson.h>
 
 #include "cmd.h"
+#include "config.h"
+#include "dag.h"
 #include "jsonw.h"
 #include "state.h"
 #include "util.h"
@@ -277,6 +279,26 @@ int cmd_status(int argc, char **argv)
 				printf("\nerrors:\n");
 			printf("  %s: %s\n", rows[i].stage, rows[i].error);
 		}
+		{
+			int64_t j = state_journal_count(st, run.id, NULL);
+			if (j >= 0)
+				printf("\njournal: %lld response%s recorded\n", (long long)j,
+				       j == 1 ? "" : "s");
+		}
+		if (run.status != ST_SUCCEEDED) {
+			/* Which stages a resume would skip, replay or run. */
+			struct diags d = { 0 };
+			struct spec *sp = config_load(run.path, &d);
+			struct dag *g = sp ? dag_build(sp, &d) : NULL;
+			printf("\n");
+			if (g)
+				resume_plan_print(st, sp, g, run.id);
+			else
+				printf("(cannot read %s to plan a resume)\n", run.path);
+			dag_free(g);
+			spec_free(sp);
+			diags_free(&d);
+		}
 	}
 	stage_rows_free(rows, n);
 	run_row_free(&run);
@@ -327,6 +349,69 @@ int cmd_runs(int argc, char **argv)
 		}
 	}
 	run_rows_free(rows, n);
+	state_close(st);
+	return rc;
+}
+
+/* pipectl gc --older-than AGE: deletes finished runs that ended before
+ * now - AGE, with their stages, attempts, journal, dead letters and events.
+ * AGE is a duration (90m, 12h) or days (30d). */
+int cmd_gc(int argc, char **argv)
+{
+	const char *state = NULL, *file = NULL, *age = NULL;
+	double secs = 0;
+	int i, rc = EXIT_OK;
+	char *path, *err = NULL;
+	struct state *st;
+	int64_t deleted = 0;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if ((strcmp(a, "--older-than") == 0) && i + 1 < argc)
+			age = argv[++i];
+		else if (strncmp(a, "--older-than=", 13) == 0)
+			age = a + 13;
+		else if ((strcmp(a, "--state") == 0 || strcmp(a, "-s") == 0) && i + 1 < argc)
+			state = argv[++i];
+		else if ((strcmp(a, "--file") == 0 || strcmp(a, "-f") == 0) && i + 1 < argc)
+			file = argv[++i];
+		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			printf("usage: pipectl gc --older-than AGE [-f FILE | --state DB]\n");
+			return EXIT_OK;
+		} else
+			return usage_error("gc", "unexpected argument \"%s\"", a);
+	}
+	if (!age)
+		return usage_error("gc", "expects --older-than AGE (e.g. 30d, 12h)");
+	{
+		size_t n = strlen(age);
+		char *end;
+		if (n > 1 && age[n - 1] == 'd') {
+			secs = strtod(age, &end) * 86400;
+			if (end != age + n - 1 || secs <= 0)
+				secs = -1;
+		} else if (parse_duration(age, &secs) != 0) {
+			secs = -1;
+		}
+		if (secs < 0)
+			return usage_error("gc", "invalid age \"%s\": expected a number followed by "
+			                   "ms, s, m, h or d", age);
+	}
+	path = state_path_for(state, file);
+	st = state_open(path, false, &err);
+	free(path);
+	if (!st) {
+		fprintf(stderr, "pipectl: %s\n", err);
+		free(err);
+		return EXIT_STATE;
+	}
+	if (state_gc(st, now_wall() - secs, &deleted) != 0) {
+		fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
+		rc = EXIT_STATE;
+	} else {
+		printf("deleted %lld run%s older than %s\n", (long long)deleted,
+		       deleted == 1 ? "" : "s", age);
+	}
 	state_close(st);
 	return rc;
 }

@@ -27,7 +27,9 @@
 /* Batches processed per check callback before yielding to I/O. */
 #define SCHED_BUDGET 64
 /* Seconds between persisted progress updates. */
-#define PERSIST_INTERVAL 1.0
+#define PERSIST_INTERVAL 0.25
+/* (also the journal's commit interval: a kill -9 can lose at most the
+ * responses of the last one, which a resume then asks for again) */
 
 struct engine {
 	const struct spec *spec;
@@ -456,6 +458,69 @@ static void run_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ------------------------------------------------------------ lifecycle */
 
+void engine_resume_plan(const struct dag *g, const bool *done, enum resume_action *act)
+{
+	size_t k, j;
+
+	/* Sinks first: a stage runs if it did not succeed or if a stage it
+	 * feeds runs (that one needs its records again). */
+	for (k = g->n; k-- > 0; ) {
+		size_t i = g->order[k];
+		act[i] = done[i] ? RESUME_SKIP : RESUME_RUN;
+		if (act[i] == RESUME_SKIP)
+			for (j = 0; j < g->n_down[i]; j++)
+				if (act[g->down[i][j]] != RESUME_SKIP)
+					act[i] = RESUME_REPLAY;
+	}
+}
+
+/* Resume: loads the stored stage rows and leaves out what need not run. */
+static int setup_resume(struct engine *e, char **err)
+{
+	struct stage_row *rows = NULL;
+	int n = state_stages_list(e->state, e->run_id, &rows), i;
+	bool *done = xcalloc(e->n, sizeof(*done));
+	enum resume_action *act = xcalloc(e->n, sizeof(*act));
+	size_t k;
+
+	if (n < 0) {
+		*err = xasprintf("cannot read the stages of run %lld: %s", (long long)e->run_id,
+		                 state_errmsg(e->state));
+		free(done);
+		free(act);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		int idx = spec_stage_index(e->spec, rows[i].stage);
+		if (idx >= 0 && rows[i].status == ST_SUCCEEDED) {
+			struct stage *st = &e->stages[idx];
+			done[idx] = true;
+			st->stats = rows[i].stats;
+			st->started = rows[i].started;
+			st->finished = rows[i].finished;
+		}
+	}
+	engine_resume_plan(e->dag, done, act);
+	for (k = 0; k < e->n; k++) {
+		struct stage *st = &e->stages[k];
+		if (act[k] == RESUME_SKIP) {
+			st->status = ST_SUCCEEDED;
+			log_info("stage %s: succeeded before, not run again", st->spec->id);
+		} else {
+			memset(&st->stats, 0, sizeof(st->stats));
+			st->started = st->finished = 0;
+			st->dirty = true;
+			if (act[k] == RESUME_REPLAY)
+				log_info("stage %s: succeeded before; run again to feed what follows "
+				         "(requests answered from the journal)", st->spec->id);
+		}
+	}
+	stage_rows_free(rows, n);
+	free(done);
+	free(act);
+	return 0;
+}
+
 /* Marks x and everything downstream of it. */
 static void mark_down(struct engine *e, size_t x, bool *in)
 {
@@ -552,8 +617,23 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	}
 	/* Rows in topological order, so `status` lists stages as they flow. */
 	state_begin(e->state);
+	for (i = 0; i < e->n && o->resume; i++) {
+		/* Stages added to the file since the run started (resume --force). */
+		struct stage_row *rows = NULL;
+		int n = state_stages_list(e->state, e->run_id, &rows), k;
+		bool found = false;
+		for (k = 0; k < n; k++)
+			found |= strcmp(rows[k].stage, e->stages[e->dag->order[i]].spec->id) == 0;
+		stage_rows_free(rows, n);
+		if (found)
+			e->stages[e->dag->order[i]].index = (size_t)-1;  /* row exists */
+	}
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[e->dag->order[i]];
+		if (st->index == (size_t)-1) {
+			st->index = e->dag->order[i];
+			continue;
+		}
 		if (state_stage_create(e->state, e->run_id, st->spec->id, st->kind->name) != 0) {
 			*err = xasprintf("cannot record stage %s: %s", st->spec->id,
 			                 state_errmsg(e->state));
@@ -565,6 +645,11 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	state_commit(e->state);
 	if (o->replay && o->replay_stage >= 0)
 		setup_replay(e, (size_t)o->replay_stage, o->replay);
+	requester_use_journal(e->rq, e->state, o->resume);
+	if (o->resume && setup_resume(e, err) != 0) {
+		engine_destroy(e);
+		return NULL;
+	}
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[e->dag->order[i]];
 		char *msg = NULL;

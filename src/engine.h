@@ -37,7 +37,21 @@ struct engine_opts {
 	 * and what is downstream of it, on these payloads (borrowed array). */
 	int replay_stage;
 	json_t *replay;
+	/* resume: run_id is an existing run; stages that succeeded and whose
+	 * output nothing still needs are not run again, fetches are answered
+	 * from the response journal where it holds the answer. */
+	bool resume;
 };
+
+/* What a resume of a run would do with each stage. */
+enum resume_action {
+	RESUME_SKIP = 0,     /* succeeded, output not needed: not run */
+	RESUME_REPLAY,       /* succeeded, but a stage that runs needs its output:
+	                        run again, fetches answered from the journal */
+	RESUME_RUN,          /* did not succeed: run (again) */
+};
+/* Fills act[i] (spec order) from done[i] (stage i succeeded). */
+void engine_resume_plan(const struct dag *g, const bool *done, enum resume_action *act);
 
 /* Builds the run: creates every stage (compiling expressions, opening sinks).
  * Returns NULL and *err on a setup error (nothing ran). */

@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "jsonw.h"
 #include "log.h"
 #include "util.h"
 
@@ -57,11 +58,27 @@ struct request {
 	json_t *history;
 	char fingerprint[65];
 	ev_timer timer;
-	struct request *q_next;        /* in the pool's FIFO */
+	struct request *q_next;        /* in the pool's FIFO (or the journal queue) */
+	struct journal_entry jentry;   /* when answered from the journal */
+	bool from_journal;
 	struct request *prev, *next;   /* in the requester's list */
 };
 
+/* A successful response waiting for requester_flush. */
+struct jrow {
+	char *stage;
+	char fingerprint[65];
+	struct journal_entry e;
+};
+
 struct requester {
+	struct state *journal;         /* NULL: no journal */
+	bool serve;                    /* answer from the journal when possible */
+	int64_t hits;
+	struct jrow *jrows;
+	size_t n_jrows, cap_jrows;
+	ev_timer jtimer;               /* fires journal answers, one loop turn later */
+	struct request *jq_head;       /* requests to answer from the journal */
 	struct ev_loop *loop;
 	struct http *http;
 	int64_t run_id;
@@ -202,6 +219,7 @@ static void request_free(struct request *r)
 	free(r->url);
 	free(r->body);
 	json_decref(r->history);
+	journal_entry_free(&r->jentry);
 	free(r);
 }
 
@@ -297,6 +315,51 @@ void requester_flush(struct requester *rq, struct state *st)
 		free(e->message);
 	}
 	rq->n_events = 0;
+	for (i = 0; i < rq->n_jrows; i++) {
+		struct jrow *j = &rq->jrows[i];
+		if (st && state_journal_put(st, rq->run_id, j->stage, j->fingerprint, &j->e) != 0)
+			log_warn("cannot journal a response: %s", state_errmsg(st));
+		free(j->stage);
+		journal_entry_free(&j->e);
+	}
+	rq->n_jrows = 0;
+}
+
+void requester_use_journal(struct requester *rq, struct state *st, bool serve)
+{
+	rq->journal = st;
+	rq->serve = serve;
+}
+
+int64_t requester_journal_hits(const struct requester *rq)
+{
+	return rq->hits;
+}
+
+/* Buffers a successful response for the journal. */
+static void journal_add(struct request *r, const struct http_result *res)
+{
+	struct requester *rq = r->rq;
+	struct jrow *j;
+	json_t *h;
+	size_t i;
+
+	if (!rq->journal || r->from_journal)
+		return;
+	xgrow(&rq->jrows, &rq->cap_jrows, rq->n_jrows + 1, sizeof(*rq->jrows));
+	j = &rq->jrows[rq->n_jrows++];
+	j->stage = xstrdup(r->stage);
+	memcpy(j->fingerprint, r->fingerprint, sizeof(j->fingerprint));
+	j->e.status = res->status;
+	h = json_object();
+	for (i = 0; i < res->n_headers; i++)
+		json_object_set_new(h, res->headers[i].name, json_string(res->headers[i].value));
+	j->e.headers = jsonw_dumps(h);
+	json_decref(h);
+	j->e.body = xmalloc(res->body_len + 1);
+	memcpy(j->e.body, res->body, res->body_len);
+	j->e.body[res->body_len] = '\0';
+	j->e.body_len = res->body_len;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -307,6 +370,8 @@ static void finish(struct request *r, bool ok, const char *error,
 	struct request_result out;
 
 	r->state = R_DONE;
+	if (ok && res)
+		journal_add(r, res);
 	if (!r->cancelled) {
 		out.ok = ok;
 		out.error = error;
@@ -522,6 +587,45 @@ static void pool_pump(struct pool *p)
 	}
 }
 
+/* Answers the queued journal hits (from a timer: never inside
+ * request_start, so callers see the same order of events as with I/O). */
+static void journal_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct requester *rq = w->data;
+
+	while (rq->jq_head) {
+		struct request *r = rq->jq_head;
+		struct http_result res;
+		struct http_header *hs = NULL;
+		size_t n = 0, i = 0;
+		json_t *h = json_loads(r->jentry.headers ? r->jentry.headers : "{}", 0, NULL), *v;
+		const char *k;
+
+		rq->jq_head = r->q_next;
+		if (h) {
+			hs = xcalloc(json_object_size(h) + 1, sizeof(*hs));
+			json_object_foreach(h, k, v) {
+				hs[i].name = (char *)k;
+				hs[i].value = (char *)(json_string_value(v) ? json_string_value(v) : "");
+				i++;
+			}
+			n = i;
+		}
+		memset(&res, 0, sizeof(res));
+		res.error = HTTP_OK;
+		res.status = r->jentry.status;
+		res.body = r->jentry.body;
+		res.body_len = r->jentry.body_len;
+		res.headers = hs;
+		res.n_headers = n;
+		res.url = r->url;
+		r->attempt = 0;
+		finish(r, true, NULL, &res);
+		free(hs);
+		json_decref(h);
+	}
+}
+
 static void admit(struct request *r)
 {
 	q_push(r->pool, r);
@@ -607,6 +711,28 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 		free(host);
 	}
 	list_add(rq, r);
+	if (rq->journal && rq->serve) {
+		int found = state_journal_get(rq->journal, rq->run_id, r->stage, r->fingerprint,
+		                              &r->jentry);
+		if (found > 0) {
+			struct request **pp = &rq->jq_head;
+			rq->hits++;
+			r->from_journal = true;
+			r->state = R_ADMIT;
+			while (*pp)
+				pp = &(*pp)->q_next;
+			r->q_next = NULL;
+			*pp = r;
+			if (!ev_is_active(&rq->jtimer)) {
+				ev_timer_init(&rq->jtimer, journal_cb, 0, 0);
+				rq->jtimer.data = rq;
+				ev_timer_start(rq->loop, &rq->jtimer);
+			}
+			return r;
+		}
+		if (found < 0)
+			log_warn("cannot read the journal: %s", state_errmsg(rq->journal));
+	}
 	admit(r);
 	return r;
 }
@@ -616,7 +742,15 @@ static void cancel_one(struct request *r)
 	r->cancelled = true;
 	switch (r->state) {
 	case R_ADMIT:
-		q_remove(r->pool, r);
+		if (r->from_journal) {
+			struct request **pp = &r->rq->jq_head;
+			while (*pp && *pp != r)
+				pp = &(*pp)->q_next;
+			if (*pp)
+				*pp = r->q_next;
+		} else {
+			q_remove(r->pool, r);
+		}
 		request_free(r);
 		break;
 	case R_BACKOFF:
@@ -661,6 +795,9 @@ void requester_destroy(struct requester *rq)
 	/* Requests still in flight are freed by on_http_done; http_destroy()
 	 * must have completed them before this point. */
 	requester_flush(rq, NULL);
+	if (ev_is_active(&rq->jtimer))
+		ev_timer_stop(rq->loop, &rq->jtimer);
+	free(rq->jrows);
 	for (p = rq->pools; p; p = pn) {
 		pn = p->next;
 		if (ev_is_active(&p->rate_timer))

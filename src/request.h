@@ -73,8 +73,19 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
  * called. In-flight attempts finish in http.c and are ignored. */
 void request_cancel_owner(struct requester *rq, void *owner);
 
-/* Writes buffered attempt and event rows (call inside state_begin/commit). */
+/* Writes buffered attempt, event and journal rows (call inside
+ * state_begin/commit). */
 void requester_flush(struct requester *rq, struct state *st);
+
+/*
+ * The response journal: every successful response is buffered for
+ * requester_flush (keyed by stage and request fingerprint). With serve set
+ * (a resumed run), a request whose response is in the journal of st is
+ * answered from it, on the next loop iteration, without any network.
+ */
+void requester_use_journal(struct requester *rq, struct state *st, bool serve);
+/* Requests answered from the journal so far. */
+int64_t requester_journal_hits(const struct requester *rq);
 
 /* sha256 of method, url and body (hex): the request's identity. */
 void request_fingerprint(const char *method, const char *url, const char *body,

@@ -14,6 +14,7 @@
 #define PIPECTL_STATE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct state;

@@ -323,9 +323,7 @@ static void job_end(struct job *j)
 
 static void emit_out(struct fetch_http *c, json_t *rec)
 {
-	json_array_append_new(c->em.batch, rec);
-	if (json_array_size(c->em.batch) >= c->em.max)
-		emitter_flush(&c->em);
+	emitter_add(&c->em, rec);
 }
 
 /* Fan-out: records of one document, merged with the input record. */

@@ -4,7 +4,9 @@
  * succeeds, so readers see the old file or the complete new one, never a
  * partial one; a failed or interrupted run removes the temporary file.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,40 @@ struct load_file {
 	FILE *f;
 	struct buf out;
 };
+
+/* Removes temporary files that a killed run left beside path: they are
+ * named path.tmp.PID, and their process is gone. */
+static void remove_stale_temps(const char *path)
+{
+	char *dir = path_dir(path), *prefix;
+	const char *base = strrchr(path, '/');
+	DIR *d;
+	struct dirent *de;
+	size_t plen;
+
+	base = base ? base + 1 : path;
+	prefix = xasprintf("%s.tmp.", base);
+	plen = strlen(prefix);
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			char *end;
+			long pid;
+			if (strncmp(de->d_name, prefix, plen) != 0)
+				continue;
+			pid = strtol(de->d_name + plen, &end, 10);
+			if (*end || pid <= 0 || pid == (long)getpid())
+				continue;
+			if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+				char *p = path_join(dir, de->d_name);
+				unlink(p);
+				free(p);
+			}
+		}
+		closedir(d);
+	}
+	free(prefix);
+	free(dir);
+}
 
 static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 {
@@ -40,6 +76,7 @@ static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 		return -1;
 	}
 	free(dir);
+	remove_stale_temps(c->path);
 	c->tmp = xasprintf("%s.tmp.%ld", c->path, (long)getpid());
 	c->f = fopen(c->tmp, "wb");
 	if (!c->f) {

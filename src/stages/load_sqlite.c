@@ -10,6 +10,7 @@
  * module (state.c).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
@@ -18,7 +19,21 @@
 #include "jsonw.h"
 #include "util.h"
 
+/* Key-less tables get this column: "<run id>:<content hash>:<occurrence>",
+ * unique, so a resumed run (same run id, same records) cannot add a row
+ * twice, while a new run inserts its rows again. */
+#define ROW_COL "_pipectl_row"
+
+/* Occurrences per content hash, open addressing (hash 0 marks a free slot). */
+struct occ_table {
+	uint64_t *keys;
+	uint32_t *counts;
+	size_t cap, n;
+};
+
 struct load_sqlite {
+	struct occ_table occ;
+	long long run_id;
 	sqlite3 *db;
 	char *path;
 	char *table;
@@ -31,6 +46,41 @@ struct load_sqlite {
 	size_t rejected;               /* records of the current batch skipped or dead-lettered */
 	struct buf sql, tmp;
 };
+
+/* Returns the occurrence number (1, 2, ...) of hash h. */
+static uint32_t occ_next(struct occ_table *t, uint64_t h)
+{
+	size_t i;
+
+	if (h == 0)
+		h = 1;
+	if ((t->n + 1) * 2 > t->cap) {
+		struct occ_table g = { 0 };
+		g.cap = t->cap ? t->cap * 2 : 1024;
+		g.keys = xcalloc(g.cap, sizeof(*g.keys));
+		g.counts = xcalloc(g.cap, sizeof(*g.counts));
+		for (i = 0; i < t->cap; i++) {
+			size_t j;
+			if (!t->keys[i])
+				continue;
+			for (j = t->keys[i] & (g.cap - 1); g.keys[j]; j = (j + 1) & (g.cap - 1))
+				;
+			g.keys[j] = t->keys[i];
+			g.counts[j] = t->counts[i];
+		}
+		g.n = t->n;
+		free(t->keys);
+		free(t->counts);
+		*t = g;
+	}
+	for (i = h & (t->cap - 1); t->keys[i] && t->keys[i] != h; i = (i + 1) & (t->cap - 1))
+		;
+	if (!t->keys[i]) {
+		t->keys[i] = h;
+		t->n++;
+	}
+	return ++t->counts[i];
+}
 
 /* Appends "name" with embedded quotes doubled. */
 static void quote_ident(struct buf *b, const char *name)
@@ -83,6 +133,7 @@ static int ls_create(struct stage *st, char **err)
 	buf_init(&c->sql);
 	buf_init(&c->tmp);
 	c->path = path_join(engine_spec(st->eng)->dir, l->path.s);
+	c->run_id = (long long)json_integer_value(json_object_get(engine_scope(st->eng)->run, "id"));
 	c->table = xstrdup(l->table.s);
 	c->n_key = l->n_key;
 	c->key = xcalloc(c->n_key ? c->n_key : 1, sizeof(*c->key));
@@ -165,6 +216,31 @@ static bool has_unique_key(struct load_sqlite *c)
 	return ok;
 }
 
+/* Key-less tables: the row identity column and its unique index. */
+static int ensure_row_col(struct load_sqlite *c, char **err)
+{
+	if (!has_col(c, ROW_COL)) {
+		buf_reset(&c->sql);
+		buf_adds(&c->sql, "ALTER TABLE ");
+		quote_ident(&c->sql, c->table);
+		buf_adds(&c->sql, " ADD COLUMN " ROW_COL);
+		if (exec_sql(c, c->sql.data, err) != 0)
+			return -1;
+		add_col_name(c, ROW_COL);
+	}
+	buf_reset(&c->sql);
+	buf_adds(&c->sql, "CREATE UNIQUE INDEX IF NOT EXISTS ");
+	{
+		char *ix = xasprintf("%s_" ROW_COL, c->table);
+		quote_ident(&c->sql, ix);
+		free(ix);
+	}
+	buf_adds(&c->sql, " ON ");
+	quote_ident(&c->sql, c->table);
+	buf_adds(&c->sql, " (" ROW_COL ")");
+	return exec_sql(c, c->sql.data, err);
+}
+
 /* Creates the table from the first record, or checks the existing one. */
 static int ensure_table(struct stage *st, json_t *first, char **err)
 {
@@ -190,7 +266,7 @@ static int ensure_table(struct stage *st, json_t *first, char **err)
 			return -1;
 		}
 		c->table_ready = true;
-		return 0;
+		return c->n_key ? 0 : ensure_row_col(c, err);
 	}
 	for (i = 0; i < c->n_key; i++)
 		add_col_name(c, c->key[i]);
@@ -219,7 +295,7 @@ static int ensure_table(struct stage *st, json_t *first, char **err)
 	if (exec_sql(c, c->sql.data, err) != 0)
 		return -1;
 	c->table_ready = true;
-	return 0;
+	return c->n_key ? 0 : ensure_row_col(c, err);
 }
 
 /* Prepares INSERT ... [ON CONFLICT (key) DO UPDATE SET ...] for all columns. */
@@ -265,6 +341,8 @@ static int prepare_insert(struct load_sqlite *c, char **err)
 		}
 		if (!any_update)
 			buf_adds(&c->sql, "NOTHING");
+	} else {
+		buf_adds(&c->sql, " ON CONFLICT (" ROW_COL ") DO NOTHING");
 	}
 	if (sqlite3_prepare_v2(c->db, c->sql.data, -1, &c->ins, NULL) != SQLITE_OK) {
 		*err = xasprintf("%s: %s", c->path, sqlite3_errmsg(c->db));
@@ -374,8 +452,28 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 			return -1;
 		if ((rc || !c->ins) && prepare_insert(c, err) != 0)
 			return -1;
-		for (j = 0; j < c->n_cols; j++)
-			bind_value(c, (int)j + 1, json_object_get(rec, c->cols[j]));
+		if (!c->n_key) {
+			/* Content hash and occurrence: a deterministic row identity. */
+			char hex[65], *id;
+			uint64_t h = 0;
+			int k;
+			buf_reset(&c->tmp);
+			jsonw_append(&c->tmp, rec);
+			sha256_hex(c->tmp.data, c->tmp.len, hex);
+			for (k = 0; k < 16; k++)
+				h = (h << 4) | (uint64_t)(hex[k] <= '9' ? hex[k] - '0' : hex[k] - 'a' + 10);
+			id = xasprintf("%lld:%.32s:%u", c->run_id, hex, occ_next(&c->occ, h));
+			for (j = 0; j < c->n_cols; j++) {
+				if (strcmp(c->cols[j], ROW_COL) == 0)
+					sqlite3_bind_text(c->ins, (int)j + 1, id, -1, SQLITE_TRANSIENT);
+				else
+					bind_value(c, (int)j + 1, json_object_get(rec, c->cols[j]));
+			}
+			free(id);
+		} else {
+			for (j = 0; j < c->n_cols; j++)
+				bind_value(c, (int)j + 1, json_object_get(rec, c->cols[j]));
+		}
 		rc = sqlite3_step(c->ins);
 		sqlite3_reset(c->ins);
 		sqlite3_clear_bindings(c->ins);
@@ -439,6 +537,8 @@ static void ls_destroy(struct stage *st)
 	free(c->table);
 	buf_free(&c->sql);
 	buf_free(&c->tmp);
+	free(c->occ.keys);
+	free(c->occ.counts);
 	free(c);
 	st->ctx = NULL;
 }

@@ -10,12 +10,26 @@
 #include "engine.h"
 #include "util.h"
 
+static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	emitter_flush(w->data);
+}
+
+/* Starts the linger timer when the batch just got its first record. */
+static void linger_arm(struct emitter *em)
+{
+	if (json_array_size(em->batch) > 0 && !ev_is_active(&em->linger))
+		ev_timer_start(engine_loop(em->st->eng), &em->linger);
+}
+
 int emitter_init(struct emitter *em, struct stage *st, const struct sval *records,
                  char **err)
 {
 	const char *src = records ? records->s : NULL;
 
 	memset(em, 0, sizeof(*em));
+	ev_timer_init(&em->linger, linger_cb, EMITTER_LINGER, 0);
+	em->linger.data = em;
 	em->st = st;
 	em->max = (size_t)engine_batch_size(st->eng);
 	em->batch = json_array();
@@ -40,6 +54,8 @@ int emitter_init(struct emitter *em, struct stage *st, const struct sval *record
 
 void emitter_free(struct emitter *em)
 {
+	if (em->st && ev_is_active(&em->linger))
+		ev_timer_stop(engine_loop(em->st->eng), &em->linger);
 	expr_free(em->records);
 	json_decref(em->batch);
 	em->records = NULL;
@@ -48,6 +64,8 @@ void emitter_free(struct emitter *em)
 
 void emitter_flush(struct emitter *em)
 {
+	if (ev_is_active(&em->linger))
+		ev_timer_stop(engine_loop(em->st->eng), &em->linger);
 	if (json_array_size(em->batch) == 0)
 		return;
 	engine_emit(em->st, em->batch);
@@ -68,7 +86,18 @@ int emitter_doc(struct emitter *em, json_t *doc, const char *origin, char **err)
 	}
 	if (json_array_size(em->batch) >= em->max)
 		emitter_flush(em);
+	else
+		linger_arm(em);
 	return 0;
+}
+
+void emitter_add(struct emitter *em, json_t *rec)
+{
+	json_array_append_new(em->batch, rec);
+	if (json_array_size(em->batch) >= em->max)
+		emitter_flush(em);
+	else
+		linger_arm(em);
 }
 
 static json_t *parse_doc(const char *p, size_t n, const char *origin, long line,

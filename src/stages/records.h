@@ -7,6 +7,7 @@
 #define PIPECTL_RECORDS_H
 
 #include <stddef.h>
+#include <ev.h>
 #include <jansson.h>
 #include "config.h"
 #include "expr.h"
@@ -17,7 +18,12 @@ struct emitter {
 	struct expr *records;          /* NULL: identity (each document is a record) */
 	json_t *batch;                 /* being filled */
 	size_t max;                    /* records per batch */
+	ev_timer linger;               /* flushes a partial batch EMITTER_LINGER after
+	                                  its first record, so a slow source streams */
 };
+
+/* Seconds a partial batch may wait for more records. */
+#define EMITTER_LINGER 0.05
 
 /* Compiles `records:` (NULL or "." means identity). Returns 0 or -1, *err. */
 int emitter_init(struct emitter *em, struct stage *st, const struct sval *records,
@@ -38,5 +44,7 @@ long emitter_feed(struct emitter *em, const char *text, size_t len,
 int emitter_doc(struct emitter *em, json_t *doc, const char *origin, char **err);
 /* Emits the partial batch, if any. */
 void emitter_flush(struct emitter *em);
+/* Adds one record (stolen) to the batch, emitting it when full. */
+void emitter_add(struct emitter *em, json_t *rec);
 
 #endif
