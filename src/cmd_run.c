@@ -125,6 +125,12 @@ static void register_secrets(const struct spec *s)
 			add_refs(&f->body, names);
 			add_refs(&f->json, names);
 			add_refs(&f->records, names);
+		} else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP) {
+			const struct fetch_spec *f = &st->u.load.http;
+			for (j = 0; j < f->n_urls; j++)
+				add_refs(&f->urls[j], names);
+			for (j = 0; j < f->n_headers; j++)
+				add_refs(&f->headers[j].value, names);
 		} else if (st->type == STAGE_TRANSFORM) {
 			add_refs(&st->u.transform.jq, names);
 			add_refs(&st->u.transform.dedupe, names);
@@ -163,6 +169,13 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 		sp = &s->stages[idx];
 		if (sp->type != STAGE_LOAD || sp->u.load.target == LOAD_STDOUT)
 			continue;
+		if (sp->u.load.target == LOAD_HTTP) {
+			fprintf(stderr, "%s: %lld records delivered (%s %s)\n", rows[i].stage,
+			        (long long)rows[i].stats.records_out,
+			        sp->u.load.http.method.s ? sp->u.load.http.method.s : "POST",
+			        sp->u.load.http.urls ? sp->u.load.http.urls[0].s : "");
+			continue;
+		}
 		path = path_join(s->dir, sp->u.load.path.s);
 		if (sp->u.load.target == LOAD_SQLITE)
 			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n"

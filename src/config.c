@@ -1041,7 +1041,12 @@ static const char *const fetch_keys[] = {
 	"idempotent", "pool", "paginate", "merge", NULL
 };
 static const char *const transform_keys[] = { "jq", "dedupe", NULL };
-static const char *const load_keys[] = { "sqlite", "file", "stdout", NULL };
+static const char *const load_keys[] = { "sqlite", "file", "stdout", "http", NULL };
+static const char *const loadhttp_keys[] = {
+	"url", "method", "headers", "batch", "timeout", "connect_timeout", "concurrency",
+	"retry", "tls_verify", NULL
+};
+static const char *const http_methods[] = { "POST", "PUT", "PATCH", NULL };
 static const char *const sqlite_keys[] = { "path", "table", "key", NULL };
 static const char *const loadfile_keys[] = { "path", "format", NULL };
 static const char *const stdout_keys[] = { "format", NULL };
@@ -1569,7 +1574,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 	}
 	if (!tk) {
 		diags_add(c->d, map_pos(c, k, m),
-		          "load needs one of \"sqlite\", \"file\" or \"stdout\"");
+		          "load needs one of \"sqlite\", \"file\", \"stdout\" or \"http\"");
 		return;
 	}
 	switch (l->target) {
@@ -1596,6 +1601,33 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 			return;
 		read_enum(c, tv, "format", load_formats, NULL);
 		break;
+	case LOAD_HTTP: {
+		struct fetch_spec *f = &l->http;
+		const struct ynode *url;
+		f->timeout = -1;
+		f->connect_timeout = -1;
+		f->tls_verify = -1;
+		f->idempotent = 1;
+		l->batch = 1;
+		if (!map_check(c, tv, "\"http\"", "in http", loadhttp_keys))
+			return;
+		if (!map_get(tv, "url", NULL))
+			missing(c, map_pos(c, tk, tv), "url", "in http");
+		url = read_str_list(c, tv, "url", &f->urls, &f->n_urls);
+		if (url && url->kind == YN_SEQ)
+			diags_add(c->d, cpos(c, url), "\"url\" of an http load is one URL template");
+		else if (url && f->n_urls == 1)
+			check_template(c, url, f->urls[0].s, "\"url\"");
+		read_enum(c, tv, "method", http_methods, &f->method);
+		read_headers(c, tv, f);
+		read_int(c, tv, "batch", 1, 10000, &l->batch);
+		read_duration(c, tv, "timeout", &f->timeout);
+		read_duration(c, tv, "connect_timeout", &f->connect_timeout);
+		read_int(c, tv, "concurrency", 1, 10000, &f->concurrency);
+		read_bool(c, tv, "tls_verify", &f->tls_verify);
+		read_retry(c, tv, &f->retry);
+		break;
+	}
 	}
 }
 
@@ -1923,6 +1955,31 @@ static void sval_free(struct sval *v)
 	v->s = NULL;
 }
 
+static void fetch_spec_free(struct fetch_spec *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n_urls; i++)
+		sval_free(&f->urls[i]);
+	free(f->urls);
+	sval_free(&f->file);
+	sval_free(&f->method);
+	for (i = 0; i < f->n_headers; i++) {
+		free(f->headers[i].name);
+		sval_free(&f->headers[i].value);
+	}
+	free(f->headers);
+	sval_free(&f->body);
+	sval_free(&f->json);
+	sval_free(&f->records);
+	sval_free(&f->retry.when);
+	sval_free(&f->pool);
+	sval_free(&f->paginate.next);
+	sval_free(&f->paginate.param);
+	sval_free(&f->paginate.stop);
+	sval_free(&f->merge);
+}
+
 static void stage_free(struct stage_spec *st)
 {
 	size_t i;
@@ -1933,34 +1990,15 @@ static void stage_free(struct stage_spec *st)
 		sval_free(&st->needs[i]);
 	free(st->needs);
 	switch (st->type) {
-	case STAGE_FETCH: {
-		struct fetch_spec *f = &st->u.fetch;
-		for (i = 0; i < f->n_urls; i++)
-			sval_free(&f->urls[i]);
-		free(f->urls);
-		sval_free(&f->file);
-		sval_free(&f->method);
-		for (i = 0; i < f->n_headers; i++) {
-			free(f->headers[i].name);
-			sval_free(&f->headers[i].value);
-		}
-		free(f->headers);
-		sval_free(&f->body);
-		sval_free(&f->json);
-		sval_free(&f->records);
-		sval_free(&f->retry.when);
-		sval_free(&f->pool);
-		sval_free(&f->paginate.next);
-		sval_free(&f->paginate.param);
-		sval_free(&f->paginate.stop);
-		sval_free(&f->merge);
+	case STAGE_FETCH:
+		fetch_spec_free(&st->u.fetch);
 		break;
-	}
 	case STAGE_TRANSFORM:
 		sval_free(&st->u.transform.jq);
 		sval_free(&st->u.transform.dedupe);
 		break;
 	case STAGE_LOAD:
+		fetch_spec_free(&st->u.load.http);
 		sval_free(&st->u.load.path);
 		sval_free(&st->u.load.table);
 		for (i = 0; i < st->u.load.n_key; i++)

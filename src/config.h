@@ -109,7 +109,7 @@ struct transform_spec {
 	struct sval dedupe;            /* key expression: keep the first record per key (optional) */
 };
 
-enum load_target { LOAD_SQLITE = 0, LOAD_FILE, LOAD_STDOUT };
+enum load_target { LOAD_SQLITE = 0, LOAD_FILE, LOAD_STDOUT, LOAD_HTTP };
 
 struct load_spec {
 	enum load_target target;
@@ -118,6 +118,13 @@ struct load_spec {
 	struct sval *key;              /* sqlite: upsert key columns */
 	size_t n_key;
 	enum data_format format;       /* file, stdout: FMT_JSONL only for now */
+	/* http: records sent as JSON request bodies (one record, or an array of
+	 * `batch` records). Uses urls[0] (a template: `.` is the record, or the
+	 * array when batch > 1), method (POST, PUT or PATCH; default POST),
+	 * headers, timeout, connect_timeout, concurrency, retry and tls_verify
+	 * of this fetch_spec; requests are always idempotent (Idempotency-Key). */
+	struct fetch_spec http;
+	int batch;                     /* http: records per request (default 1) */
 };
 
 enum stage_type { STAGE_FETCH = 0, STAGE_TRANSFORM, STAGE_LOAD };

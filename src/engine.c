@@ -26,6 +26,9 @@
 
 /* Batches processed per check callback before yielding to I/O. */
 #define SCHED_BUDGET 64
+/* Seconds transfers still in flight at the end of a run (a failed stage,
+ * a signal) may take to finish, so their answers reach the journal. */
+#define DRAIN_GRACE 5.0
 /* Seconds between persisted progress updates. */
 #define PERSIST_INTERVAL 0.25
 /* (also the journal's commit interval: a kill -9 can lose at most the
@@ -53,6 +56,7 @@ struct engine {
 	ev_timer run_timer;            /* settings.run_timeout */
 	bool run_timed_out;
 	int signal;                    /* first signal received */
+	bool abort;                    /* second signal: stop waiting at once */
 	bool stopping;
 	bool running;                  /* inside engine_run */
 	double started_mono;
@@ -403,7 +407,8 @@ static void interrupt_all(struct engine *e)
 		queue_clear(&st->in);
 		set_status(st, ST_INTERRUPTED);
 	}
-	http_cancel_all(e->http);
+	/* Transfers in flight may finish (engine_run drains them for up to
+	 * DRAIN_GRACE) so their answers are journaled; nothing new starts. */
 	kick(e);
 }
 
@@ -413,6 +418,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 	if (e->signal) {
 		log_warn("second signal: aborting");
+		e->abort = true;
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
@@ -449,11 +455,47 @@ static void run_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	fmt_dur(e->spec->run_timeout, d, sizeof(d));
 	log_error("run_timeout (%s) exceeded: stopping the run", d);
 	e->run_timed_out = true;
+	e->abort = true;               /* no grace for transfers in flight */
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[e->dag->order[i]];
 		if (!terminal(st))
 			engine_stage_fail(st, "run_timeout (%s) exceeded", d);
 	}
+}
+
+static void drain_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct engine *e = w->data;
+
+	if (http_inflight(e->http) == 0 || e->abort)
+		ev_break(loop, EVBREAK_ALL);
+}
+
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	log_warn("transfers still in flight after %.0fs: abandoning them", DRAIN_GRACE);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* Lets transfers still in flight finish (up to DRAIN_GRACE): their stages
+ * no longer wait for them, but a successful answer is journaled, so a
+ * resume neither asks for it nor delivers it again. */
+static void drain(struct engine *e)
+{
+	ev_check chk;
+	ev_timer tmo;
+
+	if (e->abort || http_inflight(e->http) == 0)
+		return;
+	log_debug("waiting for %zu transfers in flight", http_inflight(e->http));
+	ev_check_init(&chk, drain_check_cb);
+	chk.data = e;
+	ev_timer_init(&tmo, drain_timer_cb, DRAIN_GRACE, 0);
+	ev_check_start(e->loop, &chk);
+	ev_timer_start(e->loop, &tmo);
+	ev_run(e->loop, 0);
+	ev_check_stop(e->loop, &chk);
+	ev_timer_stop(e->loop, &tmo);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -708,12 +750,13 @@ enum run_status engine_run(struct engine *e)
 		interrupt_all(e);
 	ev_check_stop(e->loop, &e->sched_check);
 	ev_idle_stop(e->loop, &e->sched_idle);
-	ev_timer_stop(e->loop, &e->persist_timer);
-	ev_signal_stop(e->loop, &e->sig_int);
-	ev_signal_stop(e->loop, &e->sig_term);
 	ev_timer_stop(e->loop, &e->run_timer);
 	for (i = 0; i < e->n; i++)
 		ev_timer_stop(e->loop, &e->stages[i].timeout);
+	drain(e);
+	ev_timer_stop(e->loop, &e->persist_timer);
+	ev_signal_stop(e->loop, &e->sig_int);
+	ev_signal_stop(e->loop, &e->sig_term);
 	e->running = false;
 
 	for (i = 0; i < e->n; i++) {

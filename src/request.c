@@ -514,6 +514,11 @@ static void on_http_done(void *arg, const struct http_result *res)
 
 	p->inflight--;
 	if (r->cancelled) {
+		/* Nobody waits for it any more, but the server did the work: keep
+		 * the answer so a resume does not ask (or deliver) again. */
+		if (res->error == HTTP_OK && (res->status == 0 ||
+		    (res->status >= 200 && res->status <= 299)))
+			journal_add(r, res);
 		request_free(r);
 		pool_pump(p);
 		return;
@@ -660,7 +665,7 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	r->headers = xcalloc(n + 2, sizeof(*r->headers));
 	for (i = 0; i < n; i++)
 		r->headers[i] = xstrdup(spec->headers[i]);
-	if (spec->idempotent && !method_is_idempotent(r->method)) {
+	if ((spec->idempotent && !method_is_idempotent(r->method)) || spec->send_key) {
 		/* Stable across attempts (and resumes) of this request in this run. */
 		char key[65];
 		char *seed = xasprintf("%lld\n%s", (long long)rq->run_id, r->fingerprint);

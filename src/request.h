@@ -37,6 +37,7 @@ struct request_spec {
 	const struct retry_policy *retry;   /* NULL = a single attempt */
 	struct expr *when;             /* retry a 2xx when true on the body; may be NULL */
 	bool idempotent;               /* POST/PATCH retried (with Idempotency-Key) */
+	bool send_key;                 /* send Idempotency-Key whatever the method */
 	const char *pool;              /* hosts: entry; NULL = the URL's host */
 	void *owner;                   /* for request_cancel_owner (e.g. the stage) */
 	int *waiting;                  /* incremented while in backoff; may be NULL */

@@ -44,6 +44,9 @@ struct job {
 struct fetch_http {
 	struct emitter em;             /* source mode: records -> batches */
 	bool fanout;
+	bool sink;                     /* load: http: records are the request bodies,
+	                                  responses are only acknowledgements */
+	int batch;                     /* sink: records per request */
 	char *method;
 	struct expr **url_t;           /* templates */
 	size_t n_url_t;
@@ -67,6 +70,12 @@ struct fetch_http {
 	int concurrency;
 	bool finishing, stopped;
 };
+
+/* The request settings: a fetch stage's own, or an http load's. */
+static const struct fetch_spec *fspec(const struct stage *st)
+{
+	return st->spec->type == STAGE_LOAD ? &st->spec->u.load.http : &st->spec->u.fetch;
+}
 
 static struct expr *compile(struct stage *st, const char *src, const char *what,
                             bool tpl, char **err)
@@ -99,13 +108,15 @@ static bool is_identity(const char *src)
 
 static int fh_create(struct stage *st, char **err)
 {
-	const struct fetch_spec *f = &st->spec->u.fetch;
+	const struct fetch_spec *f = fspec(st);
 	const struct spec *s = engine_spec(st->eng);
 	struct fetch_http *c = xcalloc(1, sizeof(*c));
 	size_t i;
 
 	st->ctx = c;
 	c->fanout = st->spec->n_needs > 0 && !st->replay;
+	c->sink = st->spec->type == STAGE_LOAD;
+	c->batch = c->sink && st->spec->u.load.batch > 1 ? st->spec->u.load.batch : 1;
 	/* Source mode runs `records` in the emitter; fan-out runs it itself
 	 * (then merge) and uses the emitter only for batching. */
 	if (emitter_init(&c->em, st, c->fanout ? NULL : &f->records, err) != 0)
@@ -115,7 +126,7 @@ static int fh_create(struct stage *st, char **err)
 		return -1;
 	if (f->merge.s && !(c->merge = compile(st, f->merge.s, "merge", false, err)))
 		return -1;
-	c->method = xstrdup(f->method.s ? f->method.s : "GET");
+	c->method = xstrdup(f->method.s ? f->method.s : c->sink ? "POST" : "GET");
 	c->url_t = xcalloc(f->n_urls ? f->n_urls : 1, sizeof(*c->url_t));
 	for (i = 0; i < f->n_urls; i++) {
 		if (!(c->url_t[i] = compile(st, f->urls[i].s, "url", true, err)))
@@ -124,7 +135,7 @@ static int fh_create(struct stage *st, char **err)
 	}
 	c->hdr_t = xcalloc(f->n_headers ? f->n_headers : 1, sizeof(*c->hdr_t));
 	c->hdr_name = xcalloc(f->n_headers ? f->n_headers : 1, sizeof(*c->hdr_name));
-	c->add_ctype = f->json.s != NULL;
+	c->add_ctype = f->json.s != NULL || c->sink;
 	for (i = 0; i < f->n_headers; i++) {
 		c->hdr_name[i] = xstrdup(f->headers[i].name);
 		if (!(c->hdr_t[i] = compile(st, f->headers[i].value.s, f->headers[i].name, true, err)))
@@ -163,6 +174,7 @@ static int fh_create(struct stage *st, char **err)
 	c->rs.retry = &c->retry;
 	c->rs.when = c->when;
 	c->rs.idempotent = f->idempotent > 0;
+	c->rs.send_key = c->sink;
 	c->rs.pool = f->pool.s;
 	c->rs.waiting = &c->waiting;
 	return 0;
@@ -259,6 +271,9 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 		if (!(j->body = expr_render(c->body_t, j->input, &msg)))
 			goto fail;
 		j->body_len = strlen(j->body);
+	} else if (c->sink) {
+		j->body = jsonw_dumps(j->input);
+		j->body_len = strlen(j->body);
 	} else if (c->json_x) {
 		json_t *v = expr_eval1(c->json_x, j->input, &msg);
 		if (!v)
@@ -267,11 +282,11 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 		j->body_len = strlen(j->body);
 		json_decref(v);
 	}
-	if (st->spec->u.fetch.paginate.kind == PAGE_COUNTER) {
+	if (fspec(st)->paginate.kind == PAGE_COUNTER) {
 		char num[32], *u;
-		j->counter = st->spec->u.fetch.paginate.start;
+		j->counter = fspec(st)->paginate.start;
 		snprintf(num, sizeof(num), "%lld", j->counter);
-		u = http_url_set_param(j->url, st->spec->u.fetch.paginate.param.s, num);
+		u = http_url_set_param(j->url, fspec(st)->paginate.param.s, num);
 		if (!u) {
 			*err = xasprintf("url \"%s\" does not parse", j->url);
 			return -1;
@@ -375,7 +390,7 @@ static char *next_page(struct stage *st, struct job *j, const struct http_result
                        json_t *doc, char **err)
 {
 	struct fetch_http *c = st->ctx;
-	const struct paginate_spec *pg = &st->spec->u.fetch.paginate;
+	const struct paginate_spec *pg = &fspec(st)->paginate;
 	char *msg = NULL, *next = NULL;
 
 	if (pg->kind == PAGE_NONE || (pg->max_pages > 0 && j->page >= pg->max_pages))
@@ -467,7 +482,7 @@ static void fh_done(void *arg, const struct request_result *r)
 	struct stage *st = j->st;
 	struct fetch_http *c = st->ctx;
 	const struct http_result *res = r->http;
-	enum data_format fmt = st->spec->u.fetch.format;
+	enum data_format fmt = fspec(st)->format;
 	json_t *doc = NULL;
 	char *err = NULL, *next;
 	long docs = 0;
@@ -484,6 +499,13 @@ static void fh_done(void *arg, const struct request_result *r)
 		return;
 	}
 	j->page++;
+	if (c->sink) {
+		/* Delivered (the journal is the delivery log). */
+		size_t n = json_is_array(j->input) && c->batch > 1 ? json_array_size(j->input) : 1;
+		st->stats.records_out += (int64_t)n;
+		job_end(j);
+		return;
+	}
 	if (strcmp(c->method, "HEAD") == 0 && res->body_len == 0) {
 		docs = 0;
 	} else if (fmt == FMT_JSON) {
@@ -592,13 +614,32 @@ static bool fh_ready(struct stage *st)
 static void fh_push(struct stage *st, json_t *batch)
 {
 	struct fetch_http *c = st->ctx;
-	json_t *rec;
+	json_t *rec, *group = NULL;
 	size_t i;
 
-	json_array_foreach(batch, i, rec) {
-		struct job *j = job_new(st);
+	for (i = 0; i < json_array_size(batch) || group; i++) {
+		struct job *j;
 		char *err = NULL;
-		j->input = json_incref(rec);
+		rec = json_array_get(batch, i);
+		if (c->batch > 1) {
+			/* http load with batch: N records per request, as an array. */
+			if (rec) {
+				if (!group)
+					group = json_array();
+				json_array_append(group, rec);
+				if (json_array_size(group) < (size_t)c->batch &&
+				    i + 1 < json_array_size(batch))
+					continue;
+			}
+			if (!group)
+				break;
+			j = job_new(st);
+			j->input = group;
+			group = NULL;
+		} else {
+			j = job_new(st);
+			j->input = json_incref(rec);
+		}
 		if (job_render(st, j, 0, &err) != 0) {
 			job_failed(j, err, NULL);
 			free(err);
@@ -671,6 +712,18 @@ static void fh_destroy(struct stage *st)
 	free(c);
 	st->ctx = NULL;
 }
+
+/* load: http reuses this machinery (fan-out with the record as the body). */
+const struct stage_kind stage_load_http = {
+	.name = "load.http",
+	.description = "send records as JSON to an HTTP endpoint (delivery log: the journal)",
+	.create = fh_create,
+	.push = fh_push,
+	.ready = fh_ready,
+	.finish = fh_finish,
+	.stop = fh_stop,
+	.destroy = fh_destroy,
+};
 
 const struct stage_kind stage_fetch_http = {
 	.name = "fetch.http",

@@ -9,6 +9,7 @@ extern const struct stage_kind stage_transform;
 extern const struct stage_kind stage_load_sqlite;
 extern const struct stage_kind stage_load_file;
 extern const struct stage_kind stage_load_stdout;
+extern const struct stage_kind stage_load_http;
 
 const struct stage_kind *const stage_kinds[] = {
 	&stage_fetch_http,
@@ -17,6 +18,7 @@ const struct stage_kind *const stage_kinds[] = {
 	&stage_load_sqlite,
 	&stage_load_file,
 	&stage_load_stdout,
+	&stage_load_http,
 	NULL,
 };
 
@@ -32,6 +34,7 @@ const struct stage_kind *stage_kind_for(const struct stage_spec *spec)
 		case LOAD_SQLITE: return &stage_load_sqlite;
 		case LOAD_FILE: return &stage_load_file;
 		case LOAD_STDOUT: return &stage_load_stdout;
+		case LOAD_HTTP: return &stage_load_http;
 		}
 	}
 	return &stage_transform;
