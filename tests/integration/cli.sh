@@ -105,4 +105,20 @@ ok $? "status shows the failure message"
 grep -Eq '^out +load.stdout +cancelled' "$T_TMP/out"
 ok $? "the stage downstream of a failure is cancelled"
 
+# gc: old runs go, with everything recorded for them.
+n_before=$(sqlite3 .pipectl/state.db 'SELECT count(*) FROM runs')
+"$PIPECTL" gc --older-than 1h -f ok.yaml >"$T_TMP/out" 2>&1
+is "$?" 0 "gc --older-than 1h: exit 0"
+is "$(cat "$T_TMP/out")" "deleted 0 runs older than 1h" "gc keeps recent runs"
+is "$(sqlite3 .pipectl/state.db 'SELECT count(*) FROM runs')" "$n_before" "recent runs are still there"
+sleep 0.1
+"$PIPECTL" gc --older-than 50ms -f ok.yaml >"$T_TMP/out" 2>&1
+is "$(cat "$T_TMP/out")" "deleted $n_before runs older than 50ms" "gc deletes runs older than the age"
+is "$(sqlite3 .pipectl/state.db 'SELECT (SELECT count(*) FROM runs) + (SELECT count(*) FROM stage_runs)')" 0 \
+	"their stage rows go with them"
+"$PIPECTL" gc --older-than 30x -f ok.yaml >/dev/null 2>"$T_TMP/err"
+is "$?" 2 "gc with a bad age: exit 2"
+"$PIPECTL" gc -f ok.yaml >/dev/null 2>&1
+is "$?" 2 "gc without --older-than: exit 2"
+
 done_testing
