@@ -368,6 +368,7 @@ out:
 }
 
 static const struct option replay_opts[] = {
+	{ "help", no_argument, NULL, 'h' },
 	{ "state", required_argument, NULL, 's' },
 	{ "file", required_argument, NULL, 'f' },
 	{ "stage", required_argument, NULL, 'S' },
@@ -400,8 +401,12 @@ int cmd_dlq_replay(int argc, char **argv)
 	const char *stage = NULL;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:f:q", replay_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:f:qh", replay_opts, NULL)) != -1) {
 		switch (c) {
+		case 'h':
+			printf("usage: pipectl dlq replay RUN [--stage ID] [-f FILE | --state DB] [-q]\n");
+			json_decref(payloads);
+			return EXIT_OK;
 		case 's': opt_state = optarg; break;
 		case 'f': opt_file = optarg; break;
 		case 'S': opt_stage = optarg; break;
@@ -603,7 +608,7 @@ void resume_plan_print(struct state *st, const struct spec *s, const struct dag 
 		else
 			printf(" did not finish");
 		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && j > 0)
-			printf("; %lld responses from the journal", (long long)j);
+			printf("; %lld response%s from the journal", (long long)j, j == 1 ? "" : "s");
 		printf("\n");
 	}
 	stage_rows_free(rows, n);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <jansson.h>
 
 #include "cmd.h"
@@ -398,6 +399,11 @@ int cmd_gc(int argc, char **argv)
 			                   "ms, s, m, h or d", age);
 	}
 	path = state_path_for(state, file);
+	if (access(path, F_OK) != 0) {
+		fprintf(stderr, "pipectl: no state database at %s\n", path);
+		free(path);
+		return EXIT_STATE;
+	}
 	st = state_open(path, false, &err);
 	free(path);
 	if (!st) {

@@ -354,12 +354,23 @@ static void journal_add(struct request *r, const struct http_result *res)
 	h = json_object();
 	for (i = 0; i < res->n_headers; i++)
 		json_object_set_new(h, res->headers[i].name, json_string(res->headers[i].value));
-	j->e.headers = jsonw_dumps(h);
+	{
+		/* Secrets (env values a template read) never reach the state
+		 * database, even when a server echoes them back. */
+		char *hs = jsonw_dumps(h);
+		j->e.headers = redact(hs);
+		free(hs);
+	}
 	json_decref(h);
-	j->e.body = xmalloc(res->body_len + 1);
-	memcpy(j->e.body, res->body, res->body_len);
-	j->e.body[res->body_len] = '\0';
-	j->e.body_len = res->body_len;
+	if (strlen(res->body) == res->body_len) {
+		j->e.body = redact(res->body);
+		j->e.body_len = strlen(j->e.body);
+	} else {
+		j->e.body = xmalloc(res->body_len + 1);
+		memcpy(j->e.body, res->body, res->body_len);
+		j->e.body[res->body_len] = '\0';
+		j->e.body_len = res->body_len;
+	}
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -409,6 +420,9 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 	}
 	if (res->status != 0 && (res->status < 200 || res->status > 299)) {
 		int n = (int)(res->body_len > 200 ? 200 : res->body_len);
+		while (n > 0 && (res->body[n - 1] == '\n' || res->body[n - 1] == '\r' ||
+		                 res->body[n - 1] == ' '))
+			n--;
 		*msg = xasprintf("HTTP %ld%s%s%.*s", res->status, reason(res->status),
 		                 n ? ": " : "", n, res->body);
 		return ATTEMPT_HTTP;
@@ -468,7 +482,8 @@ static void log_breaker(struct pool *p, const char *stage, enum breaker_state be
 
 /* After a failed attempt: schedule the next one, or finish. */
 static void attempt_failed(struct request *r, enum attempt_class c, long status,
-                           const char *msg, const struct http_result *res)
+                           const char *msg, const struct http_result *res,
+                           double at_least)
 {
 	double delay;
 	char *final;
@@ -481,6 +496,9 @@ static void attempt_failed(struct request *r, enum attempt_class c, long status,
 			if (sd >= 0)
 				delay = (r->retry.max > 0 && sd > r->retry.max) ? r->retry.max : sd;
 		}
+		/* An open breaker: try again once it lets a trial through. */
+		if (delay < at_least)
+			delay = at_least;
 		log_debug("%s %s: %s; attempt %d of %d in %.3fs", r->method, r->url, msg,
 		          r->attempt + 1, r->retry.attempts, delay);
 		r->wait_before = delay;
@@ -537,7 +555,7 @@ static void on_http_done(void *arg, const struct http_result *res)
 	else if (res->error == HTTP_ERR_CANCELLED)
 		finish(r, false, "cancelled", res);
 	else
-		attempt_failed(r, c, status, msg, res);
+		attempt_failed(r, c, status, msg, res, 0);
 	free(msg);
 }
 
@@ -554,7 +572,7 @@ static void send_attempt(struct request *r)
 		r->attempt++;
 		r->started = now_wall();
 		record_attempt(r, 0, msg, 0);
-		attempt_failed(r, ATTEMPT_CONNECT, 0, msg, NULL);
+		attempt_failed(r, ATTEMPT_CONNECT, 0, msg, NULL, retry_in);
 		free(msg);
 		return;
 	}

@@ -240,6 +240,11 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 	}
 	if (!j->url)
 		goto fail;
+	if (c->sink && strncasecmp(j->url, "file://", 7) == 0) {
+		*err = xasprintf("url \"%s\": an http load sends to http:// or https:// URLs",
+		                 j->url);
+		return -1;
+	}
 	if (!scheme_ok(j->url)) {
 		*err = xasprintf("url \"%s\": only http://, https:// and file:// URLs are supported",
 		                 j->url);
@@ -532,7 +537,8 @@ static void fh_done(void *arg, const struct request_result *r)
 		job_end(j);
 		return;
 	}
-	st->stats.records_in += docs;
+	if (!c->fanout)                /* fan-out: the engine counted the input records */
+		st->stats.records_in += docs;
 	next = next_page(st, j, res, doc, &err);
 	json_decref(doc);
 	if (err) {
