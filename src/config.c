@@ -1026,7 +1026,13 @@ static struct pos scalar_offset_pos(struct cfg *c, const struct ynode *n, size_t
 static void check_template(struct cfg *c, const struct ynode *node, const char *src,
                            const char *label)
 {
-	const struct expr_check *k = check_expr(c, src, true);
+	const struct expr_check *k;
+
+	/* A constant string has nothing to check; skipping it keeps the cache
+	 * (searched linearly) small for files listing thousands of URLs. */
+	if (expr_template_is_const(src))
+		return;
+	k = check_expr(c, src, true);
 
 	if (k->err)
 		diags_add(c->d, scalar_offset_pos(c, node, k->err_offset),
