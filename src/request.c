@@ -531,22 +531,25 @@ static void on_http_done(void *arg, const struct http_result *res)
 	long status = res->status;
 
 	p->inflight--;
+	c = classify(r, res, &msg);
+	/* Also for a request nobody waits for any more: the answer still tells
+	 * about the host, and a half-open breaker waits for its trial's. */
+	if (res->error != HTTP_ERR_CANCELLED) {
+		bool failure = c == ATTEMPT_CONNECT || c == ATTEMPT_TIMEOUT ||
+		               c == ATTEMPT_NETWORK || (c == ATTEMPT_HTTP && status >= 500);
+		breaker_record(&p->br, !failure, now_mono());
+		log_breaker(p, r->stage, before);
+	}
 	if (r->cancelled) {
 		/* Nobody waits for it any more, but the server did the work: keep
 		 * the answer so a resume does not ask (or deliver) again. */
 		if (res->error == HTTP_OK && (res->status == 0 ||
 		    (res->status >= 200 && res->status <= 299)))
 			journal_add(r, res);
+		free(msg);
 		request_free(r);
 		pool_pump(p);
 		return;
-	}
-	c = classify(r, res, &msg);
-	if (res->error != HTTP_ERR_CANCELLED) {
-		bool failure = c == ATTEMPT_CONNECT || c == ATTEMPT_TIMEOUT ||
-		               c == ATTEMPT_NETWORK || (c == ATTEMPT_HTTP && status >= 500);
-		breaker_record(&p->br, !failure, now_mono());
-		log_breaker(p, r->stage, before);
 	}
 	record_attempt(r, status, c == ATTEMPT_OK ? NULL : msg, res->duration);
 	pool_pump(p);

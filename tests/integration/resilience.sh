@@ -598,4 +598,39 @@ d=$(stq "SELECT finished - started FROM runs WHERE id = $LAST")
 between "$d" 0.25 2.0
 ok $? "run_timeout: the run stopped after about 300ms, not 3s ($d)"
 
+# =====================================================================
+# 16. A half-open breaker's trial whose stage stops (here: stage_timeout)
+# still reports its answer: other stages using the host go on.
+case_dir breaker_trial
+cat >p.yaml <<YAML
+pipeline: breaker_trial
+hosts:
+  "127.0.0.1:$MOCK_PORT": {breaker: {failures: 1, cooldown: 300ms}}
+stages:
+  a:
+    stage_timeout: 1500ms
+    fetch:
+      url: "http://127.0.0.1:$MOCK_PORT/seq/trial16?codes=500,200&delay=1000"
+      retry: {attempts: 5, initial: 10ms, jitter: none}
+  src:
+    fetch:
+      url: "http://localhost:$MOCK_PORT/json/1?delay=1700"
+  b:
+    needs: src
+    fetch:
+      url: "http://127.0.0.1:$MOCK_PORT/json/\${.id}?c=16"
+      retry: {attempts: 30, backoff: constant, initial: 100ms, jitter: none}
+  out:
+    needs: b
+    load:
+      file: {path: out.jsonl}
+YAML
+run_pl p.yaml
+is "$(stq "SELECT group_concat(stage || '=' || status, ' ') FROM
+	(SELECT * FROM stage_runs WHERE run_id = $LAST ORDER BY seq)")" \
+	"a=failed src=succeeded b=succeeded out=succeeded" \
+	"breaker: the trial of a stopped stage closes the breaker for the others"
+is "$(cat out.jsonl 2>/dev/null)" '{"id":1,"name":"item-1","price":19.99,"qty":3,"tags":["a","b"]}' \
+	"breaker: the other stage's record is loaded"
+
 done_testing
