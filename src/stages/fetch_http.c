@@ -218,6 +218,31 @@ static void job_free(struct job *j)
 	free(j);
 }
 
+/* dlq replay of a page of a counter pagination: the counter (and the
+ * pages already fetched) from the stored URL's parameter, so the next
+ * page follows it instead of starting over. */
+static void replay_counter(struct stage *st, struct job *j)
+{
+	const struct paginate_spec *pg = &fspec(st)->paginate;
+	const char *q = strchr(j->url, '?'), *end = strchr(j->url, '#');
+	size_t n = strlen(pg->param.s);
+
+	while (q && *q && (!end || q < end)) {
+		q++;
+		if (strncmp(q, pg->param.s, n) == 0 && q[n] == '=') {
+			char *e;
+			long long v = strtoll(q + n + 1, &e, 10);
+			if (e != q + n + 1) {
+				j->counter = v;
+				if (pg->step != 0 && (v - pg->start) / pg->step >= 0)
+					j->page = (int)((v - pg->start) / pg->step);
+			}
+			return;
+		}
+		q = strchr(q, '&');
+	}
+}
+
 /* Renders what the job sends (url from url_t[which]) with input as `.`.
  * Returns 0, or -1 with *err. */
 static int job_render(struct stage *st, struct job *j, size_t which, char **err)
@@ -271,6 +296,8 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 			j->body = xstrdup(b);
 			j->body_len = strlen(b);
 		}
+		if (fspec(st)->paginate.kind == PAGE_COUNTER)
+			replay_counter(st, j);
 		return 0;              /* pages continue from the stored URL */
 	} else if (c->body_t) {
 		if (!(j->body = expr_render(c->body_t, j->input, &msg)))

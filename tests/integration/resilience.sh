@@ -633,4 +633,31 @@ is "$(stq "SELECT group_concat(stage || '=' || status, ' ') FROM
 is "$(cat out.jsonl 2>/dev/null)" '{"id":1,"name":"item-1","price":19.99,"qty":3,"tags":["a","b"]}' \
 	"breaker: the other stage's record is loaded"
 
+# =====================================================================
+# 17. dlq replay of a failed page of a counter pagination goes on from that
+# page (not from the first one again).
+case_dir replay_counter
+cat >p.yaml <<YAML
+pipeline: replay_counter
+stages:
+  s:
+    on_error: dlq
+    fetch:
+      url: "$MOCK_URL/pages?per=10&total=55&fail=3"
+      records: '.items[]'
+      paginate: {param: page, stop: '.items | length == 0'}
+  out:
+    needs: s
+    load:
+      file: {path: out.jsonl}
+YAML
+mark
+run_pl p.yaml
+is "$RC:$(wc -l <out.jsonl)" "0:20" "replay counter: the run loads pages 1 and 2, page 3 is dead-lettered"
+"$PIPECTL" dlq replay -q 1 >/dev/null 2>"$T_TMP/err.replay"
+is "$?" 0 "replay counter: dlq replay exits 0"
+is "$(wc -l <out.jsonl)" 35 "replay counter: the replay loads pages 3 to 6 (35 records)"
+is "$(logq perparam '^/pages' page)" "1:1 2:1 3:2 4:1 5:1 6:1 7:1" \
+	"replay counter: the replay asks for page 3 and the pages after it, not page 1 again"
+
 done_testing
