@@ -64,6 +64,7 @@ struct fetch_http {
 	struct request_spec rs;        /* shared settings */
 	size_t next_url;               /* source: next URL template to start */
 	struct job *pend_head, *pend_tail; /* fan-out: jobs not started yet */
+	struct job *park_head, *park_tail; /* next pages held while downstream is full */
 	struct job *jobs;              /* every live job (freed at destroy) */
 	int outstanding;               /* jobs started, not finished */
 	int waiting;                   /* of those, in backoff (maintained by request.c) */
@@ -578,6 +579,17 @@ static void fh_done(void *arg, const struct request_result *r)
 	if (next && !c->stopped) {
 		free(j->url);
 		j->url = next;
+		if (!engine_may_emit(st)) {
+			/* Downstream is full: the next page waits (fh_pump sends
+			 * it once there is room), the job stays outstanding. */
+			j->next = NULL;
+			if (c->park_tail)
+				c->park_tail->next = j;
+			else
+				c->park_head = j;
+			c->park_tail = j;
+			return;
+		}
 		job_send(j);
 		return;
 	}
@@ -602,6 +614,15 @@ static void fh_pump(struct stage *st)
 
 	if (c->stopped || st->status >= ST_SUCCEEDED)
 		return;
+	while (c->park_head && engine_may_emit(st)) {
+		struct job *j = c->park_head;
+		c->park_head = j->next;
+		if (!c->park_head)
+			c->park_tail = NULL;
+		job_send(j);
+		if (c->stopped || st->status >= ST_SUCCEEDED)
+			return;
+	}
 	while (c->outstanding - c->waiting < c->concurrency && c->outstanding < cap) {
 		struct job *j;
 		char *err = NULL;
@@ -712,6 +733,7 @@ static void fh_stop(struct stage *st)
 	(void)j;
 	(void)n;
 	c->pend_head = c->pend_tail = NULL;
+	c->park_head = c->park_tail = NULL;
 }
 
 static void fh_destroy(struct stage *st)

@@ -660,4 +660,39 @@ is "$(wc -l <out.jsonl)" 35 "replay counter: the replay loads pages 3 to 6 (35 r
 is "$(logq perparam '^/pages' page)" "1:1 2:1 3:2 4:1 5:1 6:1 7:1" \
 	"replay counter: the replay asks for page 3 and the pages after it, not page 1 again"
 
+# =====================================================================
+# 18. Pagination pauses while downstream is full: a paging source feeding a
+# slow fan-out asks for its next page only as the fan-out catches up.
+case_dir paginate_backpressure
+cat >p.yaml <<YAML
+pipeline: paginate_backpressure
+settings: {queue: 20, batch_size: 10}
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/pages?page=1&per=10&total=300"
+      records: '.items[]'
+      paginate: {next: '.next'}
+  e:
+    needs: s
+    fetch:
+      concurrency: 2
+      url: "$MOCK_URL/json/\${.id}?delay=5&c=18"
+  out:
+    needs: e
+    load:
+      file: {path: out.jsonl}
+YAML
+mark
+run_pl p.yaml
+is "$RC:$(wc -l <out.jsonl)" "0:300" "paginate backpressure: 300 records"
+is "$($PY - "$MOCK_LOG" "$MARK" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()[int(sys.argv[2]):]]
+last = max(i for i, d in enumerate(rows) if d["path"] == "/pages")
+fan = sum(1 for i, d in enumerate(rows) if "c=18" in d["query"] and i < last)
+print("ok" if fan >= 200 else "only %d fan-out requests before the last page" % fan)
+PY
+)" ok "paginate backpressure: the last page is asked for only once most records went on"
+
 done_testing
