@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
-#include "config.h"
+#include "spec.h"
 #include "dag.h"
 #include "engine.h"
 #include "expr.h"

@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "cmd.h"
-#include "config.h"
+#include "spec.h"
 #include "dag.h"
 #include "jsonw.h"
 #include "state.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cmd.h"
-#include "config.h"
+#include "spec.h"
 #include "dag.h"
 
 int cmd_validate(int argc, char **argv)

@@ -5,7 +5,7 @@
  * YAML aliases and tags are rejected. jq expressions and ${...} templates are
  * compiled once each (cached by text) to check them, then freed.
  */
-#include "config.h"
+#include "spec.h"
 
 #include <ctype.h>
 #include <errno.h>

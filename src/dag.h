@@ -7,7 +7,7 @@
 #define PIPECTL_DAG_H
 
 #include <stddef.h>
-#include "config.h"
+#include "spec.h"
 #include "diag.h"
 
 struct dag {

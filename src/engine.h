@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <ev.h>
 #include <jansson.h>
-#include "config.h"
+#include "spec.h"
 #include "dag.h"
 #include "expr.h"
 #include "stage.h"

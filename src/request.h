@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <ev.h>
 #include <jansson.h>
-#include "config.h"
+#include "spec.h"
 #include "expr.h"
 #include "http.h"
 #include "policy.h"

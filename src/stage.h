@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <ev.h>
 #include <jansson.h>
-#include "config.h"
+#include "spec.h"
 #include "queue.h"
 #include "state.h"
 

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <ev.h>
 #include <jansson.h>
-#include "config.h"
+#include "spec.h"
 #include "expr.h"
 #include "stage.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../src/config.h"
+#include "../../src/spec.h"
 #include "tap.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
