@@ -314,6 +314,8 @@ int state_status_parse(const char *name)
 /* Replaces the handle's message with the formatted text, followed by
  * ": <sqlite message>" when with_db. */
 static void state_vfail(struct state *st, bool with_db, const char *fmt, va_list ap)
+	PRINTF_LIKE(3, 0);
+static void state_vfail(struct state *st, bool with_db, const char *fmt, va_list ap)
 {
 	char *what = xvasprintf(fmt, ap);
 

@@ -27,7 +27,7 @@ void xgrow(void *pp, size_t *cap, size_t need, size_t sz);
 char *xstrdup(const char *s);          /* NULL in, NULL out */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
-char *xvasprintf(const char *fmt, va_list ap);
+char *xvasprintf(const char *fmt, va_list ap) PRINTF_LIKE(1, 0);
 
 /* A growable byte buffer; data is always NUL-terminated. */
 struct buf {
