@@ -862,49 +862,88 @@ char *http_url_set_param(const char *url, const char *name, const char *value)
 	return r;
 }
 
+/* The end of the quoted string that starts at q (its closing quote, or
+ * end when it is not closed). */
+static const char *http_link_quote_end(const char *q, const char *end)
+{
+	for (q++; q < end && *q != '"'; q++)
+		;
+	return q;
+}
+
+/* True when the relation types in v[0, vend) (space-separated) hold "next". */
+static bool http_link_rel_next(const char *v, const char *vend)
+{
+	while (v < vend) {
+		const char *t;
+		while (v < vend && (*v == ' ' || *v == '\t'))
+			v++;
+		t = v;
+		while (v < vend && *v != ' ' && *v != '\t')
+			v++;
+		if (v - t == 4 && strncasecmp(t, "next", 4) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Link: <https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"
- * (RFC 8288). rel may hold several space-separated relation types. */
+ * (RFC 8288). rel may hold several space-separated relation types. Only a
+ * parameter named rel counts: not one whose name merely ends in "rel", nor
+ * "rel=next" inside another parameter's quoted value (a title). */
 char *http_link_next(const char *link)
 {
 	const char *p = link;
 
 	while (p && *p) {
-		const char *lt = strchr(p, '<'), *gt, *end, *rel;
+		const char *lt = strchr(p, '<'), *gt, *end, *q;
 		if (!lt || !(gt = strchr(lt, '>')))
 			return NULL;
 		end = gt + 1;
 		/* Parameters run to the next ',' outside quotes. */
 		{
-			bool q = false;
-			while (*end && (q || *end != ',')) {
+			bool in_q = false;
+			while (*end && (in_q || *end != ',')) {
 				if (*end == '"')
-					q = !q;
+					in_q = !in_q;
 				end++;
 			}
 		}
-		for (rel = gt + 1; rel < end; rel++) {
-			if (strncasecmp(rel, "rel", 3) != 0)
+		/* Each parameter is ";" name ["=" value], value a token or quoted. */
+		for (q = gt + 1; q < end; ) {
+			const char *name, *v, *vend;
+			if (*q == '"') {
+				q = http_link_quote_end(q, end) + 1;
 				continue;
-			{
-				const char *v = rel + 3;
-				while (v < end && (*v == ' ' || *v == '\t'))
-					v++;
-				if (v >= end || *v != '=')
-					continue;
-				v++;
-				while (v < end && (*v == ' ' || *v == '"'))
-					v++;
-				/* Look for the token "next" among the relation types. */
-				while (v < end && *v != '"' && *v != ';' && *v != ',') {
-					const char *t = v;
-					while (v < end && *v != ' ' && *v != '"' && *v != ';' && *v != ',')
-						v++;
-					if (v - t == 4 && strncasecmp(t, "next", 4) == 0)
-						return xstrndup(lt + 1, (size_t)(gt - lt - 1));
-					while (v < end && *v == ' ')
-						v++;
-				}
 			}
+			if (*q++ != ';')
+				continue;
+			while (q < end && (*q == ' ' || *q == '\t'))
+				q++;
+			name = q;
+			while (q < end && *q != '=' && *q != ';' && *q != '"' && *q != ' ' && *q != '\t')
+				q++;
+			if (q - name != 3 || strncasecmp(name, "rel", 3) != 0)
+				continue;
+			while (q < end && (*q == ' ' || *q == '\t'))
+				q++;
+			if (q >= end || *q != '=')
+				continue;
+			q++;
+			while (q < end && (*q == ' ' || *q == '\t'))
+				q++;
+			if (q < end && *q == '"') {
+				v = q + 1;
+				vend = http_link_quote_end(q, end);
+				q = vend < end ? vend + 1 : end;
+			} else {
+				v = q;
+				while (q < end && *q != ';' && *q != ' ' && *q != '\t')
+					q++;
+				vend = q;
+			}
+			if (http_link_rel_next(v, vend))
+				return xstrndup(lt + 1, (size_t)(gt - lt - 1));
 		}
 		p = *end ? end + 1 : end;
 	}

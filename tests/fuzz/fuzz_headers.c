@@ -8,13 +8,17 @@
  * the rest is the header value (up to a NUL, as libcurl hands it over).
  *
  * Checks: a Link target is the text between a '<' and the next '>' of the
- * value; a delay is -1 (unparseable) or a finite number >= 0.
+ * value, followed by a parameter named rel (";" rel "=", outside quoted
+ * strings, before the next link); a delay is -1 (unparseable) or a finite
+ * number >= 0.
  */
 #include "fuzz.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http.h"
 #include "policy.h"
@@ -28,18 +32,50 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* True when the parameters after '>' at gt (up to the next ',' outside
+ * quotes) include one named rel: ";" [ws] "rel" [ws] "=", outside quotes. */
+static bool has_rel_param(const char *gt)
+{
+	const char *q = gt + 1, *n;
+	bool in_q = false;
+
+	for (; *q && (in_q || *q != ','); q++) {
+		if (*q == '"')
+			in_q = !in_q;
+		if (in_q || *q != ';')
+			continue;
+		for (n = q + 1; *n == ' ' || *n == '\t'; n++)
+			;
+		if (strncasecmp(n, "rel", 3) != 0)
+			continue;
+		for (n += 3; *n == ' ' || *n == '\t'; n++)
+			;
+		if (*n == '=')
+			return true;
+	}
+	return false;
+}
+
 static void link_case(const char *value)
 {
 	char *next = http_link_next(value), *url, *host;
 	const char *at;
+	size_t n;
+	bool slice = false, rel = false;
 
 	if (!next)
 		return;
-	/* The target is a slice <...> of the value, without its brackets. */
-	for (at = strchr(value, '<'); at; at = strchr(at + 1, '<'))
-		if (strncmp(at + 1, next, strlen(next)) == 0 && at[1 + strlen(next)] == '>')
-			break;
-	FUZZ_CHECK(at != NULL, "Link target is not a <...> slice of the value");
+	/* The target is a slice <...> of the value, without its brackets,
+	 * and that link has a rel parameter. */
+	n = strlen(next);
+	for (at = strchr(value, '<'); at; at = strchr(at + 1, '<')) {
+		if (strncmp(at + 1, next, n) == 0 && at[1 + n] == '>') {
+			slice = true;
+			rel = rel || has_rel_param(at + 1 + n);
+		}
+	}
+	FUZZ_CHECK(slice, "Link target is not a <...> slice of the value");
+	FUZZ_CHECK(rel, "Link target's link has no rel parameter");
 	FUZZ_CHECK(strchr(next, '>') == NULL, "Link target holds a '>'");
 	url = http_url_resolve(BASE_URL, next);
 	if (url) {

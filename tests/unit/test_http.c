@@ -862,12 +862,39 @@ static void test_url_helpers(void)
 	free(s);
 }
 
+/* Only a parameter named rel selects the next page, the property that
+ * tests/fuzz/fuzz_headers.c checks on every Link value. */
+static void test_link_params(void)
+{
+	char *s;
+
+	s = http_link_next("<https://a/x?page=9>; title=\"see rel=next\"; rel=\"last\"");
+	ok(s == NULL, "Link: rel=next inside a quoted title is not a relation");
+	free(s);
+	s = http_link_next("<https://a/x?page=9>; rel=last; x=\"<https://a/y>; rel=next\"");
+	ok(s == NULL, "Link: a quoted link inside a parameter is not a link");
+	free(s);
+	s = http_link_next("<https://a/x?page=9>; prerel=next");
+	ok(s == NULL, "Link: a parameter whose name ends in rel is not rel");
+	free(s);
+	s = http_link_next("<https://a/x?page=9>; title=\"rel=next\", <https://a/x?page=2>;REL = next");
+	is_str(s, "https://a/x?page=2", "Link: the real rel=next after a decoy (any case, spaces)");
+	free(s);
+	s = http_link_next("<https://a/x?page=2>;rel=\"nextpage next\"");
+	is_str(s, "https://a/x?page=2", "Link: next among other relation types");
+	free(s);
+	s = http_link_next("<https://a/x?page=2>; rel=\"nextpage\"");
+	ok(s == NULL, "Link: a relation type that starts with next is not next");
+	free(s);
+}
+
 int main(void)
 {
 	const char *bin = getenv("MOCKAPI");
 	struct http *h;
 
 	test_url_helpers();
+	test_link_params();
 	if (!bin || !*bin) {
 		printf("# SKIP the rest: MOCKAPI not set\n");
 		return done_testing();
