@@ -177,12 +177,21 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 			continue;
 		}
 		path = path_join(s->dir, sp->u.load.path.s);
-		if (sp->u.load.target == LOAD_SQLITE)
-			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n"
-			        "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n",
+		if (sp->u.load.target == LOAD_SQLITE) {
+			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n",
 			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
-			        path, path, sp->u.load.table.s);
-		else
+			        path);
+			/* Without a record the sink can create the table only from the
+			 * columns the pipeline declares. */
+			if (rows[i].stats.records_out == 0)
+				fprintf(stderr, "  0 records loaded: %s\n",
+				        sp->u.load.n_key || sp->u.load.n_columns ?
+				        "the table exists, with at least the columns of key and columns:" :
+				        "a table that did not exist was not created, as its columns are "
+				        "unknown (declare them with columns:)");
+			fprintf(stderr, "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n", path,
+			        sp->u.load.table.s);
+		} else
 			fprintf(stderr, "%s: %lld records in %s\n  look: head %s\n", rows[i].stage,
 			        (long long)rows[i].stats.records_out, path, path);
 		free(path);

@@ -705,9 +705,31 @@ fail:
 	free(err);
 }
 
+/* No record reached the table: create it anyway when its columns are known
+ * (key, columns:), so that queries on it work and find no rows. */
 static void ls_finish(struct stage *st)
 {
+	struct load_sqlite *c = st->ctx;
+	const struct load_spec *l = &st->spec->u.load;
+	char *err = NULL;
+
+	if (!c->table_ready && (c->n_key || l->n_columns)) {
+		if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
+			goto fail;
+		if (ensure_table(st, NULL, &err) != 0) {
+			char *ignored = NULL;
+			exec_sql(c, "ROLLBACK", &ignored);
+			free(ignored);
+			goto fail;
+		}
+		if (exec_sql(c, "COMMIT", &err) != 0)
+			goto fail;
+	}
 	engine_stage_done(st);
+	return;
+fail:
+	engine_stage_fail(st, "%s", err);
+	free(err);
 }
 
 static void ls_destroy(struct stage *st)

@@ -161,4 +161,52 @@ printf '    on_error: skip\n' >>case4.yaml
 is "$?" 0 "on_error: skip: the run goes on"
 is "$(sq case.db 'SELECT group_concat(id) FROM t WHERE id >= 5')" 6 "only the clashing record is skipped"
 
+# --- A load that receives no records.
+: >empty.jsonl
+cat >empty.yaml <<'YAML'
+pipeline: empty
+stages:
+  src:
+    fetch: { file: empty.jsonl, format: jsonl }
+  keyed:
+    needs: src
+    load:
+      sqlite: { path: empty.db, table: k, key: id, columns: [name, price] }
+  declared:
+    needs: src
+    load:
+      sqlite: { path: empty.db, table: d, columns: [a, b] }
+  unknown:
+    needs: src
+    load:
+      sqlite: { path: empty.db, table: u }
+YAML
+"$PIPECTL" run empty.yaml >/dev/null 2>err
+is "$?" 0 "a load without records succeeds"
+is "$(sq empty.db "SELECT group_concat(name) FROM pragma_table_info('k')")" "id,name,price" \
+	"key and columns: the table is created with them"
+is "$(sq empty.db 'SELECT count(*) FROM k')" 0 "and a query on it finds no rows"
+is "$(sq empty.db "SELECT group_concat(name) FROM pragma_table_info('d')")" "a,b,_pipectl_row" \
+	"columns without a key: created with them and the row identity column"
+is "$(sq empty.db "SELECT count(*) FROM sqlite_master WHERE name = 'u'")" 0 \
+	"no key and no columns: no table (its columns are unknown)"
+grep -A1 '^keyed: 0 records' err | grep -q '0 records loaded: the table exists'
+ok $? "the summary says 0 records were loaded into the declared table"
+grep -A1 '^unknown: 0 records' err | grep -q '0 records loaded: a table that did not exist was not created.*columns:'
+ok $? "the summary says why no table was created, and how to get one"
+# Declared columns are added to an existing table, and kept when records lack them.
+printf '{"id":1,"name":"n"}\n' >one.jsonl
+sq decl.db 'CREATE TABLE t (id INTEGER PRIMARY KEY, name)'
+pipe decl one.jsonl '{ path: decl.db, table: t, key: id, columns: [name, price, Stock] }'
+"$PIPECTL" run -q decl.yaml >/dev/null 2>&1
+is "$(sq decl.db "SELECT group_concat(name) FROM pragma_table_info('t')")" "id,name,price,Stock" \
+	"columns: the existing table gains the declared columns it lacks"
+is "$(sq decl.db "SELECT id, name, ifnull(price, 'NULL') FROM t")" "1|n|NULL" \
+	"a declared column the record lacks is NULL"
+printf '{"id":2,"stock":5}\n' >two.jsonl
+pipe decl2 two.jsonl '{ path: decl.db, table: t, key: id, columns: [name, price, Stock] }'
+"$PIPECTL" run -q decl2.yaml >/dev/null 2>&1
+is "$(sq decl.db "SELECT Stock FROM t WHERE id = 2")" 5 \
+	"a record key in another case goes into the declared column"
+
 done_testing
