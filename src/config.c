@@ -1603,6 +1603,13 @@ static void read_table(struct cfg *c, const struct ynode *m, struct load_spec *l
 	read_on_conflict(c, m, l);
 }
 
+/* A sink's path: a template (params, run, env), rendered once per run. */
+static void read_load_path(struct cfg *c, const struct ynode *m, struct load_spec *l)
+{
+	if (read_str(c, m, "path", &l->path) && l->path.s)
+		check_template(c, map_get(m, "path", NULL), l->path.s, "\"path\"");
+}
+
 static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *m,
                       struct load_spec *l)
 {
@@ -1643,7 +1650,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 			missing(c, map_pos(c, tk, tv), "path", "in sqlite");
 		if (!map_get(tv, "table", NULL))
 			missing(c, map_pos(c, tk, tv), "table", "in sqlite");
-		read_str(c, tv, "path", &l->path);
+		read_load_path(c, tv, l);
 		read_table(c, tv, l);
 		break;
 	case LOAD_FILE:
@@ -1651,7 +1658,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 			return;
 		if (!map_get(tv, "path", NULL))
 			missing(c, map_pos(c, tk, tv), "path", "in file");
-		read_str(c, tv, "path", &l->path);
+		read_load_path(c, tv, l);
 		read_enum(c, tv, "format", load_formats, NULL);
 		break;
 	case LOAD_STDOUT:

@@ -71,6 +71,11 @@ struct http *engine_http(struct engine *e);
 const struct expr_scope *engine_scope(struct engine *e);
 const struct spec *engine_spec(struct engine *e);
 int engine_batch_size(struct engine *e);
+/* A sink's path: the template tmpl rendered in the run's scope (params,
+ * run, env; `.` is null) and joined to the pipeline's directory. Returns it
+ * malloc'd, or NULL with *err set (malloc'd). The same for every part of a
+ * run, as run.started is when the run was created. */
+char *engine_render_path(struct engine *e, const char *tmpl, char **err);
 bool engine_stopping(struct engine *e);
 
 /* Sends batch (a json array, stolen) to every stage downstream. Empty batches

@@ -172,7 +172,8 @@ static int ls_create(struct stage *st, char **err)
 	st->ctx = c;
 	buf_init(&c->sql);
 	buf_init(&c->tmp);
-	c->path = path_join(engine_spec(st->eng)->dir, l->path.s);
+	if (!(c->path = engine_render_path(st->eng, l->path.s, err)))
+		return -1;
 	c->run_id = (long long)json_integer_value(json_object_get(engine_scope(st->eng)->run, "id"));
 	c->table = xstrdup(l->table.s);
 	c->n_key = l->n_key;

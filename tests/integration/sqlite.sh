@@ -209,4 +209,75 @@ pipe decl2 two.jsonl '{ path: decl.db, table: t, key: id, columns: [name, price,
 is "$(sq decl.db "SELECT Stock FROM t WHERE id = 2")" 5 \
 	"a record key in another case goes into the declared column"
 
+# --- Templated paths of sinks.
+printf '{"id":1}\n{"id":2}\n' >tp.jsonl
+cat >tp.yaml <<'YAML'
+pipeline: tp
+params: { region: eu }
+stages:
+  src:
+    fetch: { file: tp.jsonl, format: jsonl }
+  db:
+    needs: src
+    load:
+      sqlite: { path: 'out/snap-${run.id}-${params.region}.db', table: t, key: id }
+  file:
+    needs: src
+    load:
+      file: { path: 'out/${run.date}/snap-${run.id}.jsonl' }
+YAML
+"$PIPECTL" run --state tpstate.db tp.yaml -p region=us >/dev/null 2>err
+is "$?" 0 "templated sink paths: exit 0"
+is "$(sq out/snap-1-us.db 'SELECT count(*) FROM t')" 2 "sqlite path: run id and params are rendered"
+today=$(date -u +%Y-%m-%d)
+is "$(cat "out/$today/snap-1.jsonl" 2>/dev/null | wc -l | tr -d ' ')" 2 \
+	"file path: run.date (the run's start, UTC) is rendered"
+is "$(find . -name '*${*' | wc -l | tr -d ' ')" 0 "no file has a literal \${ in its name"
+grep -q "^db: 2 records in table \"t\" of out/snap-1-us.db" err
+ok $? "the summary shows the rendered path"
+
+# A resumed run renders the same paths: the run id is kept, and run.date is
+# the day the run started (here moved back to 2001-02-03), not the resume's.
+cat >tr.yaml <<'YAML'
+pipeline: tr
+stages:
+  src:
+    fetch: { file: tr.jsonl, format: jsonl }
+  db:
+    needs: src
+    load:
+      sqlite: { path: 'res/r-${run.id}-${run.date}.db', table: t, key: id }
+YAML
+"$PIPECTL" run -q --state st.db tr.yaml >/dev/null 2>&1
+is "$?" 1 "resume case: the first part fails (its input is missing)"
+sq st.db "UPDATE runs SET started = 981158400.5 WHERE id = 1"
+cp tp.jsonl tr.jsonl
+"$PIPECTL" resume -q --state st.db --last >/dev/null 2>err
+is "$?" 0 "resume case: the resumed run succeeds"
+is "$(sq res/r-1-2001-02-03.db 'SELECT count(*) FROM t' 2>&1)" 2 \
+	"the resumed run loads into the path of the run's start date"
+
+# A ${ that is not a valid template is a validate error with its position.
+cat >tbad.yaml <<'YAML'
+pipeline: tbad
+stages:
+  src:
+    fetch: { file: tp.jsonl, format: jsonl }
+  db:
+    needs: src
+    load:
+      sqlite: { path: 'out/snap-${run.id.db', table: t }
+  file:
+    needs: src
+    load:
+      file:
+        path: out/x-${}.jsonl
+YAML
+"$PIPECTL" validate tbad.yaml >/dev/null 2>err
+is "$?" 2 "an invalid template in a sink path: validate fails"
+is "$(cat err)" 'tbad.yaml:8:33: invalid template in "path": unterminated "${" in template
+tbad.yaml:13:21: invalid template in "path": empty "${}" in template' \
+	"each error points at its \${"
+is "$(ls out | grep -c 'x-')" 0 "no file is created from it"
+
 done_testing
