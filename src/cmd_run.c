@@ -190,12 +190,18 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 			        path);
 			/* Without a record the sink can create the table only from the
 			 * columns the pipeline declares. */
-			if (rows[i].stats.records_out == 0)
-				fprintf(stderr, "  0 records loaded: %s\n",
-				        sp->u.load.n_key || sp->u.load.n_columns ?
-				        "the table exists, with at least the columns of key and columns:" :
+			if (rows[i].stats.records_out == 0) {
+				char *cols = NULL;
+				bool known = sp->u.load.n_key || sp->u.load.n_columns ||
+				             state_sink_columns_get(st, s->name, sp->id, sp->u.load.table.s,
+				                                    &cols) == 1;
+				free(cols);
+				fprintf(stderr, "  0 records loaded: %s\n", known ?
+				        "the table exists, with the columns known from key, columns: or "
+				        "an earlier run" :
 				        "a table that did not exist was not created, as its columns are "
 				        "unknown (declare them with columns:)");
+			}
 			fprintf(stderr, "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n", path,
 			        sp->u.load.table.s);
 		} else

@@ -857,3 +857,32 @@ char *engine_render_path(struct engine *e, const char *tmpl, char **err)
 		return p;
 	}
 }
+
+json_t *engine_sink_columns(struct stage *st, const char *table)
+{
+	struct engine *e = st->eng;
+	char *text = NULL;
+	json_t *cols = NULL;
+
+	if (state_sink_columns_get(e->state, e->spec->name, st->spec->id, table, &text) == 1)
+		cols = json_loads(text, 0, NULL);
+	free(text);
+	if (cols && !json_is_array(cols)) {
+		json_decref(cols);
+		cols = NULL;
+	}
+	return cols;
+}
+
+void engine_sink_columns_save(struct stage *st, const char *table, const json_t *cols)
+{
+	struct engine *e = st->eng;
+	char *text = jsonw_dumps(cols);
+
+	/* Only a later run without records needs this: a failure to record it
+	 * is worth a warning, not the stage. */
+	if (state_sink_columns_put(e->state, e->spec->name, st->spec->id, table, text,
+	                           now_wall()) != 0)
+		log_warn("stage %s: %s", st->spec->id, state_errmsg(e->state));
+	free(text);
+}

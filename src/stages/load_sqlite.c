@@ -51,6 +51,8 @@ struct load_sqlite {
 	sqlite3_stmt *ins;             /* prepared for the current column set */
 	bool table_ready;
 	bool created;                  /* this stage created the table */
+	json_t *prev_cols;             /* without records: the columns the table had
+	                                  after the last successful run, or NULL */
 	size_t rejected;               /* records of the current batch skipped or dead-lettered */
 	struct buf sql, tmp;
 };
@@ -358,6 +360,10 @@ static int ensure_table(struct stage *st, json_t *first, char **err)
 		json_object_foreach(first, k, v)
 			if (!has_col(c, k))
 				add_col_name(c, k);
+	json_array_foreach(c->prev_cols, i, v)
+		if (json_is_string(v) && *json_string_value(v) &&
+		    strcmp(json_string_value(v), ROW_COL) != 0 && !has_col(c, json_string_value(v)))
+			add_col_name(c, json_string_value(v));
 	/* One integer key column becomes the rowid: no separate index to keep,
 	 * and lookups on it are the table's own order. */
 	int_key = c->n_key == 1 && first &&
@@ -706,15 +712,32 @@ fail:
 	free(err);
 }
 
+/* Records the table's columns for a later run that receives no records. */
+static void save_columns(struct stage *st)
+{
+	struct load_sqlite *c = st->ctx;
+	json_t *cols = json_array();
+	size_t i;
+
+	for (i = 0; i < c->n_cols; i++)
+		if (strcmp(c->cols[i], ROW_COL) != 0)
+			json_array_append_new(cols, json_string(c->cols[i]));
+	engine_sink_columns_save(st, c->table, cols);
+	json_decref(cols);
+}
+
 /* No record reached the table: create it anyway when its columns are known
- * (key, columns:), so that queries on it work and find no rows. */
+ * (key, columns:, or those it had after the last successful run), so that
+ * queries on it work and find no rows. */
 static void ls_finish(struct stage *st)
 {
 	struct load_sqlite *c = st->ctx;
 	const struct load_spec *l = &st->spec->u.load;
 	char *err = NULL;
 
-	if (!c->table_ready && (c->n_key || l->n_columns)) {
+	if (!c->table_ready)
+		c->prev_cols = engine_sink_columns(st, c->table);
+	if (!c->table_ready && (c->n_key || l->n_columns || json_array_size(c->prev_cols))) {
 		if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 			goto fail;
 		if (ensure_table(st, NULL, &err) != 0) {
@@ -726,6 +749,8 @@ static void ls_finish(struct stage *st)
 		if (exec_sql(c, "COMMIT", &err) != 0)
 			goto fail;
 	}
+	if (c->table_ready)
+		save_columns(st);
 	engine_stage_done(st);
 	return;
 fail:
@@ -749,6 +774,7 @@ static void ls_destroy(struct stage *st)
 		free(c->cols[i]);
 	free(c->cols);
 	free(c->vals);
+	json_decref(c->prev_cols);
 	free(c->path);
 	free(c->table);
 	buf_free(&c->sql);

@@ -194,6 +194,28 @@ grep -A1 '^keyed: 0 records' err | grep -q '0 records loaded: the table exists'
 ok $? "the summary says 0 records were loaded into the declared table"
 grep -A1 '^unknown: 0 records' err | grep -q '0 records loaded: a table that did not exist was not created.*columns:'
 ok $? "the summary says why no table was created, and how to get one"
+# Without key and columns, the columns of the last successful run are used:
+# a new database (a templated path) still gets the table.
+printf '{"a":1,"b":"x"}\n' >day1.jsonl
+cat >prev.yaml <<'YAML'
+pipeline: prev
+params: { day: d1, input: day1.jsonl }
+stages:
+  src:
+    fetch: { file: '${params.input}', format: jsonl }
+  db:
+    needs: src
+    load:
+      sqlite: { path: 'days/${params.day}.db', table: t }
+YAML
+"$PIPECTL" run -q prev.yaml >/dev/null 2>&1
+is "$(sq days/d1.db 'SELECT a, b FROM t')" "1|x" "previous-run case: the first run loads its record"
+"$PIPECTL" run prev.yaml -p day=d2 -p input=empty.jsonl >/dev/null 2>err
+is "$?" 0 "a later run without records succeeds"
+is "$(sq days/d2.db "SELECT group_concat(name) FROM pragma_table_info('t')")" "a,b,_pipectl_row" \
+	"it creates the table with the columns of the previous run"
+grep -A1 '^db: 0 records' err | grep -q '0 records loaded: the table exists'
+ok $? "and the summary says so"
 # Declared columns are added to an existing table, and kept when records lack them.
 printf '{"id":1,"name":"n"}\n' >one.jsonl
 sq decl.db 'CREATE TABLE t (id INTEGER PRIMARY KEY, name)'
