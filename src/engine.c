@@ -833,6 +833,9 @@ char *engine_render_path(struct engine *e, const char *tmpl, char **err)
 	char *msg = NULL, *rel;
 	size_t off;
 
+	/* Compiling a jq program costs milliseconds: a plain path needs none. */
+	if (expr_template_is_const(tmpl) && !strstr(tmpl, "$${"))
+		return path_join(e->spec->dir, tmpl);
 	t = expr_template(tmpl, &e->scope, &msg, &off);
 	if (!t) {
 		*err = xasprintf("invalid template in \"path\": %s", msg);
