@@ -135,6 +135,8 @@ static void register_secrets(const struct spec *s)
 			add_refs(&st->u.transform.jq, names);
 			add_refs(&st->u.transform.dedupe, names);
 		}
+		if (st->type == STAGE_LOAD)
+			add_refs(&st->u.load.path, names);
 	}
 	json_array_foreach(names, i, n) {
 		const char *v = getenv(json_string_value(n));
@@ -145,10 +147,11 @@ static void register_secrets(const struct spec *s)
 }
 
 static void print_summary(const struct spec *s, const struct dag *g, struct state *st,
-                          int64_t run_id)
+                          struct engine *e, int64_t run_id)
 {
 	struct stage_row *rows = NULL;
 	int n = state_stages_list(st, run_id, &rows), i;
+	char *err = NULL;
 
 	if (n <= 0)
 		return;
@@ -176,13 +179,32 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 			        sp->u.load.http.urls ? sp->u.load.http.urls[0].s : "");
 			continue;
 		}
-		path = path_join(s->dir, sp->u.load.path.s);
-		if (sp->u.load.target == LOAD_SQLITE)
-			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n"
-			        "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n",
+		/* The path as this run rendered it (the stage succeeded, so it did). */
+		if (!(path = engine_render_path(e, sp->u.load.path.s, &err))) {
+			free(err);
+			continue;
+		}
+		if (sp->u.load.target == LOAD_SQLITE) {
+			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n",
 			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
-			        path, path, sp->u.load.table.s);
-		else
+			        path);
+			/* Without a record the sink can create the table only from the
+			 * columns the pipeline declares. */
+			if (rows[i].stats.records_out == 0) {
+				char *cols = NULL;
+				bool known = sp->u.load.n_key || sp->u.load.n_columns ||
+				             state_sink_columns_get(st, s->name, sp->id, sp->u.load.table.s,
+				                                    &cols) == 1;
+				free(cols);
+				fprintf(stderr, "  0 records loaded: %s\n", known ?
+				        "the table exists, with the columns known from key, columns: or "
+				        "an earlier run" :
+				        "a table that did not exist was not created, as its columns are "
+				        "unknown (declare them with columns:)");
+			}
+			fprintf(stderr, "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n", path,
+			        sp->u.load.table.s);
+		} else
 			fprintf(stderr, "%s: %lld records in %s\n  look: head %s\n", rows[i].stage,
 			        (long long)rows[i].stats.records_out, path, path);
 		free(path);
@@ -283,7 +305,7 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		free(run_err);
 	}
 	if (!quiet)
-		print_summary(s, g, st, run_id);
+		print_summary(s, g, st, e, run_id);
 	if (result == ST_SUCCEEDED) {
 		log_info("run %lld succeeded in %.2fs", (long long)run_id, now_mono() - t0);
 	} else if (result == ST_INTERRUPTED) {

@@ -1053,7 +1053,9 @@ static const char *const loadhttp_keys[] = {
 	"retry", "tls_verify", NULL
 };
 static const char *const http_methods[] = { "POST", "PUT", "PATCH", NULL };
-static const char *const sqlite_keys[] = { "path", "table", "key", NULL };
+static const char *const sqlite_keys[] = {
+	"path", "table", "key", "on_conflict", "columns", NULL
+};
 static const char *const loadfile_keys[] = { "path", "format", NULL };
 static const char *const stdout_keys[] = { "format", NULL };
 static const char *const stage_keys[] = {
@@ -1091,6 +1093,8 @@ static const char *const breaker_keys[] = { "failures", "cooldown", "successes",
 static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
 static const char *const fetch_formats[] = { "json", "jsonl", NULL };
 static const char *const load_formats[] = { "jsonl", NULL };
+/* In the order of enum on_conflict. */
+static const char *const on_conflicts[] = { "replace", "merge", "ignore", NULL };
 
 
 /* ------------------------------------------------------------ resilience */
@@ -1529,6 +1533,52 @@ static void read_transform(struct cfg *c, const struct ynode *k, const struct yn
 		          "transform needs at least one of \"jq\" or \"dedupe\"");
 }
 
+/* True when a and b are equal ignoring ASCII case, as SQLite compares
+ * identifiers. */
+static bool ident_eq(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++)
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return false;
+	return *a == *b;
+}
+
+/* sqlite columns: a column name or a sequence of them (SQLite compares them without
+ * regard to case, so "Name" and "name" are the same column). */
+static void read_columns(struct cfg *c, const struct ynode *m, struct load_spec *l)
+{
+	size_t i, j;
+
+	read_str_list(c, m, "columns", &l->columns, &l->n_columns);
+	for (i = 0; i < l->n_columns; i++) {
+		if (!*l->columns[i].s) {
+			diags_add(c->d, l->columns[i].pos, "\"columns\" names must not be empty");
+			continue;
+		}
+		for (j = 0; j < i; j++)
+			if (ident_eq(l->columns[i].s, l->columns[j].s)) {
+				diags_add(c->d, l->columns[i].pos, "duplicate column \"%s\" in "
+				          "\"columns\" (SQLite column names ignore case)",
+				          l->columns[i].s);
+				break;
+			}
+	}
+}
+
+static void read_on_conflict(struct cfg *c, const struct ynode *m, struct load_spec *l)
+{
+	struct sval sv = { NULL, { NULL, 0, 0 } };
+	int v = read_enum(c, m, "on_conflict", on_conflicts, &sv);
+
+	if (v < 0)
+		return;
+	l->on_conflict = (enum on_conflict)v;
+	if (!l->n_key)
+		diags_add(c->d, sv.pos, "\"on_conflict\" needs a \"key\": without one every "
+		          "record is a new row");
+	free(sv.s);
+}
+
 static void read_table(struct cfg *c, const struct ynode *m, struct load_spec *l)
 {
 	size_t i;
@@ -1543,12 +1593,21 @@ static void read_table(struct cfg *c, const struct ynode *m, struct load_spec *l
 		if (!*l->key[i].s)
 			diags_add(c->d, l->key[i].pos, "\"key\" column names must not be empty");
 		for (j = 0; j < i; j++)
-			if (strcmp(l->key[i].s, l->key[j].s) == 0) {
+			if (ident_eq(l->key[i].s, l->key[j].s)) {
 				diags_add(c->d, l->key[i].pos, "duplicate column \"%s\" in \"key\"",
 				          l->key[i].s);
 				break;
 			}
 	}
+	read_columns(c, m, l);
+	read_on_conflict(c, m, l);
+}
+
+/* A sink's path: a template (params, run, env), rendered once per run. */
+static void read_load_path(struct cfg *c, const struct ynode *m, struct load_spec *l)
+{
+	if (read_str(c, m, "path", &l->path) && l->path.s)
+		check_template(c, map_get(m, "path", NULL), l->path.s, "\"path\"");
 }
 
 static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *m,
@@ -1591,7 +1650,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 			missing(c, map_pos(c, tk, tv), "path", "in sqlite");
 		if (!map_get(tv, "table", NULL))
 			missing(c, map_pos(c, tk, tv), "table", "in sqlite");
-		read_str(c, tv, "path", &l->path);
+		read_load_path(c, tv, l);
 		read_table(c, tv, l);
 		break;
 	case LOAD_FILE:
@@ -1599,7 +1658,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 			return;
 		if (!map_get(tv, "path", NULL))
 			missing(c, map_pos(c, tk, tv), "path", "in file");
-		read_str(c, tv, "path", &l->path);
+		read_load_path(c, tv, l);
 		read_enum(c, tv, "format", load_formats, NULL);
 		break;
 	case LOAD_STDOUT:
@@ -2010,6 +2069,9 @@ static void stage_free(struct stage_spec *st)
 		for (i = 0; i < st->u.load.n_key; i++)
 			sval_free(&st->u.load.key[i]);
 		free(st->u.load.key);
+		for (i = 0; i < st->u.load.n_columns; i++)
+			sval_free(&st->u.load.columns[i]);
+		free(st->u.load.columns);
 		break;
 	}
 }

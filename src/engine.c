@@ -632,9 +632,20 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	{
 		/* run.dir: absolute, so file:// URLs can be built from it. */
 		char *abs = realpath(s->dir, NULL);
+		struct run_row rr = { 0 };
+		char started[32];
 		e->run_obj = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)o->run_id,
 		                       "pipeline", s->name, "dir", abs ? abs : s->dir);
 		free(abs);
+		/* run.started and run.date: when the run was created, as recorded,
+		 * so that a resumed run renders the same paths as its first part. */
+		if (state_run_get(o->state, o->run_id, &rr) == 1 && rr.started > 0) {
+			fmt_time(rr.started, started, sizeof(started));
+			json_object_set_new(e->run_obj, "started", json_string(started));
+			started[10] = '\0';
+			json_object_set_new(e->run_obj, "date", json_string(started));
+		}
+		run_row_free(&rr);
 	}
 	e->scope.params = o->params;
 	e->scope.run = e->run_obj;
@@ -814,4 +825,67 @@ const char *engine_first_error(const struct engine *e, const char **stage)
 		}
 	}
 	return NULL;
+}
+
+char *engine_render_path(struct engine *e, const char *tmpl, char **err)
+{
+	struct expr *t;
+	char *msg = NULL, *rel;
+	size_t off;
+
+	/* Compiling a jq program costs milliseconds: a plain path needs none. */
+	if (expr_template_is_const(tmpl) && !strstr(tmpl, "$${"))
+		return path_join(e->spec->dir, tmpl);
+	t = expr_template(tmpl, &e->scope, &msg, &off);
+	if (!t) {
+		*err = xasprintf("invalid template in \"path\": %s", msg);
+		free(msg);
+		return NULL;
+	}
+	rel = expr_render(t, NULL, &msg);
+	expr_free(t);
+	if (!rel) {
+		*err = xasprintf("cannot render \"path\" %s: %s", tmpl, msg);
+		free(msg);
+		return NULL;
+	}
+	if (!*rel) {
+		*err = xasprintf("\"path\" %s renders as an empty string", tmpl);
+		free(rel);
+		return NULL;
+	}
+	{
+		char *p = path_join(e->spec->dir, rel);
+		free(rel);
+		return p;
+	}
+}
+
+json_t *engine_sink_columns(struct stage *st, const char *table)
+{
+	struct engine *e = st->eng;
+	char *text = NULL;
+	json_t *cols = NULL;
+
+	if (state_sink_columns_get(e->state, e->spec->name, st->spec->id, table, &text) == 1)
+		cols = json_loads(text, 0, NULL);
+	free(text);
+	if (cols && !json_is_array(cols)) {
+		json_decref(cols);
+		cols = NULL;
+	}
+	return cols;
+}
+
+void engine_sink_columns_save(struct stage *st, const char *table, const json_t *cols)
+{
+	struct engine *e = st->eng;
+	char *text = jsonw_dumps(cols);
+
+	/* Only a later run without records needs this: a failure to record it
+	 * is worth a warning, not the stage. */
+	if (state_sink_columns_put(e->state, e->spec->name, st->spec->id, table, text,
+	                           now_wall()) != 0)
+		log_warn("stage %s: %s", st->spec->id, state_errmsg(e->state));
+	free(text);
 }

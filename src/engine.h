@@ -71,6 +71,16 @@ struct http *engine_http(struct engine *e);
 const struct expr_scope *engine_scope(struct engine *e);
 const struct spec *engine_spec(struct engine *e);
 int engine_batch_size(struct engine *e);
+/* A sink's path: the template tmpl rendered in the run's scope (params,
+ * run, env; `.` is null) and joined to the pipeline's directory. Returns it
+ * malloc'd, or NULL with *err set (malloc'd). The same for every part of a
+ * run, as run.started is when the run was created. */
+char *engine_render_path(struct engine *e, const char *tmpl, char **err);
+/* SQLite sinks: the columns (a JSON array of names, new reference) that
+ * table had when st last succeeded in a run of this pipeline, or NULL; and
+ * recording them (cols borrowed; a failure is logged as a warning). */
+json_t *engine_sink_columns(struct stage *st, const char *table);
+void engine_sink_columns_save(struct stage *st, const char *table, const json_t *cols);
 bool engine_stopping(struct engine *e);
 
 /* Sends batch (a json array, stolen) to every stage downstream. Empty batches

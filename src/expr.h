@@ -7,7 +7,8 @@
  *   .          the current record (or document, for fetch `records:`)
  *   params     the run's parameters (object), e.g. params.country
  *   env        the process environment (jq builtin), e.g. env.API_KEY
- *   run        {"id": <run id>, "pipeline": <name>, "dir": <absolute dir of the pipeline file>}
+ *   run        {"id": <run id>, "pipeline": <name>, "dir": <absolute dir of the pipeline file>,
+ *               "started": "<UTC ISO 8601>", "date": "<YYYY-MM-DD>"} (the run's creation)
  * These are bound at compile time: compile after the run id is known.
  *
  * Numbers: jq 1.6 computes with doubles. Integral results come back as JSON

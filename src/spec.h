@@ -111,12 +111,23 @@ struct transform_spec {
 
 enum load_target { LOAD_SQLITE = 0, LOAD_FILE, LOAD_STDOUT, LOAD_HTTP };
 
+/* sqlite on_conflict: what a record whose key is already in the table does. */
+enum on_conflict {
+	ON_CONFLICT_REPLACE = 0,       /* the row becomes the record (absent columns NULL) */
+	ON_CONFLICT_MERGE,             /* only the columns present in the record change */
+	ON_CONFLICT_IGNORE,            /* the existing row stays as it is */
+};
+
 struct load_spec {
 	enum load_target target;
 	struct sval path;              /* sqlite, file: relative to the pipeline dir */
 	struct sval table;             /* sqlite */
 	struct sval *key;              /* sqlite: upsert key columns */
 	size_t n_key;
+	enum on_conflict on_conflict;  /* sqlite, with a key */
+	struct sval *columns;          /* sqlite: columns the table has even before
+	                                  (or without) a record with them */
+	size_t n_columns;
 	enum data_format format;       /* file, stdout: FMT_JSONL only for now */
 	/* http: records sent as JSON request bodies (one record, or an array of
 	 * `batch` records). Uses urls[0] (a template: `.` is the record, or the

@@ -110,14 +110,36 @@ static const char SQL_SCHEMA_V3[] =
 	" PRIMARY KEY (run_id, stage, fingerprint)) WITHOUT ROWID;"
 	"PRAGMA user_version = 3;";
 
+/* sink_columns: the columns a SQLite sink's table had when the stage last
+ * succeeded, per pipeline, stage and table, so that a later run that
+ * receives no records can still create the table (at a path of its own,
+ * say). Not tied to a run: gc leaves it. */
+static const char SQL_MIGRATE_SINK_COLUMNS[] =
+	"CREATE TABLE sink_columns ("
+	" pipeline TEXT NOT NULL,"
+	" stage TEXT NOT NULL,"
+	" tbl TEXT NOT NULL,"
+	" columns TEXT NOT NULL,"
+	" at REAL NOT NULL,"
+	" PRIMARY KEY (pipeline, stage, tbl)) WITHOUT ROWID;"
+	"PRAGMA user_version = 4;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
 	SQL_SCHEMA_V3,
+	SQL_MIGRATE_SINK_COLUMNS,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
 static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_SINK_COLUMNS_PUT[] =
+	"INSERT INTO sink_columns (pipeline, stage, tbl, columns, at)"
+	" VALUES (?1, ?2, ?3, ?4, ?5)"
+	" ON CONFLICT (pipeline, stage, tbl) DO UPDATE SET columns = excluded.columns,"
+	" at = excluded.at";
+static const char SQL_SINK_COLUMNS_GET[] =
+	"SELECT columns FROM sink_columns WHERE pipeline = ?1 AND stage = ?2 AND tbl = ?3";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
@@ -236,6 +258,8 @@ enum state_stmt {
 	STMT_JOURNAL_COUNT,
 	STMT_GC,
 	STMT_FOREIGN_KEYS,
+	STMT_SINK_COLUMNS_PUT,
+	STMT_SINK_COLUMNS_GET,
 	STMT_COUNT
 };
 
@@ -266,6 +290,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_JOURNAL_COUNT] = SQL_JOURNAL_COUNT,
 	[STMT_GC] = SQL_GC,
 	[STMT_FOREIGN_KEYS] = SQL_FOREIGN_KEYS,
+	[STMT_SINK_COLUMNS_PUT] = SQL_SINK_COLUMNS_PUT,
+	[STMT_SINK_COLUMNS_GET] = SQL_SINK_COLUMNS_GET,
 };
 
 /* ------------------------------------------------------------------ handle */
@@ -1548,4 +1574,56 @@ int state_gc(struct state *st, double before, int64_t *runs_deleted)
 		return -1;
 	*runs_deleted = n;
 	return 0;
+}
+
+/* Records the columns (JSON array text) of a sink's table, replacing what
+ * was recorded for (pipeline, stage, table). Returns 0 or -1. */
+int state_sink_columns_put(struct state *st, const char *pipeline, const char *stage,
+                           const char *table, const char *columns, double at)
+{
+	sqlite3_stmt *s = st->stmt[STMT_SINK_COLUMNS_PUT];
+	char *what = xasprintf("cannot record the columns of table '%s' of stage '%s'",
+	                       table, stage);
+	int rc;
+
+	if (bind_text(s, 1, pipeline) != SQLITE_OK || bind_text(s, 2, stage) != SQLITE_OK ||
+	    bind_text(s, 3, table) != SQLITE_OK || bind_text(s, 4, columns) != SQLITE_OK ||
+	    sqlite3_bind_double(s, 5, at) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		free(what);
+		return -1;
+	}
+	rc = stmt_exec(st, s, what);
+	free(what);
+	return rc;
+}
+
+/* The columns recorded for (pipeline, stage, table): 1 with *columns set
+ * (malloc'd JSON array text), 0 when none, -1 on an error. */
+int state_sink_columns_get(struct state *st, const char *pipeline, const char *stage,
+                           const char *table, char **columns)
+{
+	sqlite3_stmt *s = st->stmt[STMT_SINK_COLUMNS_GET];
+	int rc, ret;
+
+	*columns = NULL;
+	rc = bind_text(s, 1, pipeline);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, stage);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 3, table);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*columns = xstrdup((const char *)sqlite3_column_text(s, 0));
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		state_fail(st, "cannot read the columns of table '%s' of stage '%s'", table, stage);
+		ret = -1;
+	}
+	stmt_done(s);
+	return ret;
 }

@@ -159,6 +159,14 @@ int state_journal_put(struct state *st, int64_t run_id, const char *stage,
 int state_journal_get(struct state *st, int64_t run_id, const char *stage,
                       const char *fingerprint, struct journal_entry *e);
 void journal_entry_free(struct journal_entry *e);
+
+/* ---- sink_columns: the columns of a SQLite sink's table when its stage
+ * last succeeded, per (pipeline, stage, table); a JSON array of names. */
+int state_sink_columns_put(struct state *st, const char *pipeline, const char *stage,
+                           const char *table, const char *columns, double at);
+/* 1 found (*columns malloc'd), 0 not found, -1 error. */
+int state_sink_columns_get(struct state *st, const char *pipeline, const char *stage,
+                           const char *table, char **columns);
 /* Entries of a run (stage NULL = all). Returns the count or -1. */
 int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage);
 

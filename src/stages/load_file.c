@@ -68,7 +68,8 @@ static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 		c->f = stdout;
 		return 0;
 	}
-	c->path = path_join(engine_spec(st->eng)->dir, st->spec->u.load.path.s);
+	if (!(c->path = engine_render_path(st->eng, st->spec->u.load.path.s, err)))
+		return -1;
 	dir = path_dir(c->path);
 	if (mkdir_p(dir, 0755) != 0) {
 		*err = xasprintf("cannot create directory %s: %s", dir, strerror(errno));

@@ -2,8 +2,12 @@
  * load.sqlite: writes records into a SQLite table, one transaction per batch.
  * The table is created on the first batch with one untyped column per record
  * key (so values keep their JSON types: 19.99 is stored as the REAL 19.99),
- * and a key given in the pipeline becomes its primary key; rows are then
- * upserted on it. Keys that appear later add columns. Identifiers are quoted,
+ * and a key given in the pipeline becomes its primary key (INTEGER PRIMARY
+ * KEY, the rowid, when it is one column holding an integer); rows are then
+ * upserted on it as on_conflict says (replace, merge or ignore). Keys that
+ * appear later add columns. Column names are matched without regard to ASCII
+ * case, as SQLite matches them, so a record with keys that differ only in
+ * case is refused before it can reach the table. Identifiers are quoted,
  * values are always bound.
  *
  * This is the one sink that includes sqlite3.h; the run state has its own
@@ -39,10 +43,16 @@ struct load_sqlite {
 	char *table;
 	char **key;
 	size_t n_key;
+	enum on_conflict on_conflict;
 	char **cols;                   /* columns the table has */
 	size_t n_cols, cap_cols;
+	const json_t **vals;           /* the current record's value per column (borrowed) */
+	size_t cap_vals;
 	sqlite3_stmt *ins;             /* prepared for the current column set */
 	bool table_ready;
+	bool created;                  /* this stage created the table */
+	json_t *prev_cols;             /* without records: the columns the table had
+	                                  after the last successful run, or NULL */
 	size_t rejected;               /* records of the current batch skipped or dead-lettered */
 	struct buf sql, tmp;
 };
@@ -106,12 +116,44 @@ static int exec_sql(struct load_sqlite *c, const char *sql, char **err)
 	return 0;
 }
 
-static bool has_col(struct load_sqlite *c, const char *name)
+/* The index of column name (compared as SQLite compares identifiers,
+ * without regard to ASCII case), or -1. */
+static long col_index(struct load_sqlite *c, const char *name)
 {
 	size_t i;
 
 	for (i = 0; i < c->n_cols; i++)
-		if (strcmp(c->cols[i], name) == 0)
+		if (sqlite3_stricmp(c->cols[i], name) == 0)
+			return (long)i;
+	return -1;
+}
+
+static bool has_col(struct load_sqlite *c, const char *name)
+{
+	return col_index(c, name) >= 0;
+}
+
+/* rec's value for column name: the key of that name, else one that differs
+ * only in case (borrowed), or NULL. */
+static json_t *rec_get(json_t *rec, const char *name)
+{
+	json_t *v = json_object_get(rec, name);
+	const char *k;
+
+	if (v)
+		return v;
+	json_object_foreach(rec, k, v)
+		if (sqlite3_stricmp(k, name) == 0)
+			return v;
+	return NULL;
+}
+
+static bool is_key(struct load_sqlite *c, const char *col)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_key; i++)
+		if (sqlite3_stricmp(col, c->key[i]) == 0)
 			return true;
 	return false;
 }
@@ -132,10 +174,12 @@ static int ls_create(struct stage *st, char **err)
 	st->ctx = c;
 	buf_init(&c->sql);
 	buf_init(&c->tmp);
-	c->path = path_join(engine_spec(st->eng)->dir, l->path.s);
+	if (!(c->path = engine_render_path(st->eng, l->path.s, err)))
+		return -1;
 	c->run_id = (long long)json_integer_value(json_object_get(engine_scope(st->eng)->run, "id"));
 	c->table = xstrdup(l->table.s);
 	c->n_key = l->n_key;
+	c->on_conflict = l->on_conflict;
 	c->key = xcalloc(c->n_key ? c->n_key : 1, sizeof(*c->key));
 	for (i = 0; i < c->n_key; i++)
 		c->key[i] = xstrdup(l->key[i].s);
@@ -182,35 +226,53 @@ static int read_columns(struct load_sqlite *c, char **err)
 	return found;
 }
 
-/* True when a unique index (or primary key) covers exactly the key columns. */
+/* Adds the rows of s (one column: a column name) to *n, counting in *matched
+ * those that are key columns. Returns false on an error. */
+static bool count_key_cols(struct load_sqlite *c, sqlite3_stmt *s, size_t *n, size_t *matched)
+{
+	int rc;
+
+	*n = *matched = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *col = (const char *)sqlite3_column_text(s, 0);
+		(*n)++;
+		if (col && is_key(c, col))   /* NULL: an expression in an index */
+			(*matched)++;
+	}
+	return rc == SQLITE_DONE;
+}
+
+/* True when the table's PRIMARY KEY (also an INTEGER PRIMARY KEY, which is
+ * the rowid and has no index of its own) or a UNIQUE index that is not
+ * partial covers exactly the key columns: what ON CONFLICT (key) needs. */
 static bool has_unique_key(struct load_sqlite *c)
 {
-	sqlite3_stmt *il, *ii;
+	sqlite3_stmt *pk = NULL, *il = NULL, *ii = NULL;
+	size_t n, matched;
 	bool ok = false;
 
-	if (sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_index_list(?1) WHERE \"unique\"",
-	                       -1, &il, NULL) != SQLITE_OK)
-		return false;
-	if (sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_index_info(?1)", -1, &ii,
-	                       NULL) != SQLITE_OK) {
-		sqlite3_finalize(il);
-		return false;
+	if (sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_table_info(?1) WHERE pk > 0",
+	                       -1, &pk, NULL) != SQLITE_OK)
+		goto done;
+	sqlite3_bind_text(pk, 1, c->table, -1, SQLITE_STATIC);
+	if (count_key_cols(c, pk, &n, &matched) && n == c->n_key && matched == c->n_key) {
+		ok = true;
+		goto done;
 	}
+	if (sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_index_list(?1) "
+	                       "WHERE \"unique\" AND NOT partial", -1, &il, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(c->db, "SELECT name FROM pragma_index_info(?1)", -1, &ii,
+	                       NULL) != SQLITE_OK)
+		goto done;
 	sqlite3_bind_text(il, 1, c->table, -1, SQLITE_STATIC);
 	while (!ok && sqlite3_step(il) == SQLITE_ROW) {
-		size_t n = 0, matched = 0, i;
 		sqlite3_reset(ii);
 		sqlite3_bind_text(ii, 1, (const char *)sqlite3_column_text(il, 0), -1,
 		                  SQLITE_TRANSIENT);
-		while (sqlite3_step(ii) == SQLITE_ROW) {
-			const char *col = (const char *)sqlite3_column_text(ii, 0);
-			n++;
-			for (i = 0; col && i < c->n_key; i++)
-				if (strcmp(col, c->key[i]) == 0)
-					matched++;
-		}
-		ok = n == c->n_key && matched == c->n_key;
+		ok = count_key_cols(c, ii, &n, &matched) && n == c->n_key && matched == c->n_key;
 	}
+done:
+	sqlite3_finalize(pk);
 	sqlite3_finalize(il);
 	sqlite3_finalize(ii);
 	return ok;
@@ -241,10 +303,28 @@ static int ensure_row_col(struct load_sqlite *c, char **err)
 	return exec_sql(c, c->sql.data, err);
 }
 
-/* Creates the table from the first record, or checks the existing one. */
+/* Adds a column named name to the table. */
+static int alter_add(struct load_sqlite *c, const char *name, char **err)
+{
+	buf_reset(&c->sql);
+	buf_adds(&c->sql, "ALTER TABLE ");
+	quote_ident(&c->sql, c->table);
+	buf_adds(&c->sql, " ADD COLUMN ");
+	quote_ident(&c->sql, name);
+	if (exec_sql(c, c->sql.data, err) != 0)
+		return -1;
+	add_col_name(c, name);
+	return 0;
+}
+
+/* Creates the table, or checks the existing one. Its columns: the key, the
+ * declared columns, and the keys of first (the first record; NULL when
+ * there is none, for a load that received no records). */
 static int ensure_table(struct stage *st, json_t *first, char **err)
 {
 	struct load_sqlite *c = st->ctx;
+	const struct load_spec *l = &st->spec->u.load;
+	bool int_key;
 	const char *k;
 	json_t *v;
 	size_t i;
@@ -258,21 +338,36 @@ static int ensure_table(struct stage *st, json_t *first, char **err)
 			buf_init(&b);
 			for (i = 0; i < c->n_key; i++)
 				buf_printf(&b, "%s%s", i ? ", " : "", c->key[i]);
-			*err = xasprintf("%s: table \"%s\" exists without a unique index on (%s), so "
-			                 "rows cannot be upserted on the key; add one with CREATE "
-			                 "UNIQUE INDEX, or load into a new table",
-			                 c->path, c->table, b.data);
+			*err = xasprintf("%s: table \"%s\" exists without a PRIMARY KEY or UNIQUE "
+			                 "index on exactly (%s), so rows cannot be upserted on the "
+			                 "key; add one with CREATE UNIQUE INDEX, or load into a new "
+			                 "table", c->path, c->table, b.data);
 			buf_free(&b);
 			return -1;
 		}
+		for (i = 0; i < l->n_columns; i++)
+			if (!has_col(c, l->columns[i].s) && alter_add(c, l->columns[i].s, err) != 0)
+				return -1;
 		c->table_ready = true;
 		return c->n_key ? 0 : ensure_row_col(c, err);
 	}
 	for (i = 0; i < c->n_key; i++)
 		add_col_name(c, c->key[i]);
-	json_object_foreach(first, k, v)
-		if (!has_col(c, k))
-			add_col_name(c, k);
+	for (i = 0; i < l->n_columns; i++)
+		if (!has_col(c, l->columns[i].s))
+			add_col_name(c, l->columns[i].s);
+	if (first)
+		json_object_foreach(first, k, v)
+			if (!has_col(c, k))
+				add_col_name(c, k);
+	json_array_foreach(c->prev_cols, i, v)
+		if (json_is_string(v) && *json_string_value(v) &&
+		    strcmp(json_string_value(v), ROW_COL) != 0 && !has_col(c, json_string_value(v)))
+			add_col_name(c, json_string_value(v));
+	/* One integer key column becomes the rowid: no separate index to keep,
+	 * and lookups on it are the table's own order. */
+	int_key = c->n_key == 1 && first &&
+	          json_is_integer(rec_get(first, c->key[0]));
 	buf_reset(&c->sql);
 	buf_adds(&c->sql, "CREATE TABLE IF NOT EXISTS ");
 	quote_ident(&c->sql, c->table);
@@ -281,8 +376,10 @@ static int ensure_table(struct stage *st, json_t *first, char **err)
 		if (i)
 			buf_adds(&c->sql, ", ");
 		quote_ident(&c->sql, c->cols[i]);
+		if (int_key && i == 0)
+			buf_adds(&c->sql, " INTEGER PRIMARY KEY");
 	}
-	if (c->n_key) {
+	if (c->n_key && !int_key) {
 		buf_adds(&c->sql, ", PRIMARY KEY (");
 		for (i = 0; i < c->n_key; i++) {
 			if (i)
@@ -295,13 +392,20 @@ static int ensure_table(struct stage *st, json_t *first, char **err)
 	if (exec_sql(c, c->sql.data, err) != 0)
 		return -1;
 	c->table_ready = true;
+	c->created = true;
 	return c->n_key ? 0 : ensure_row_col(c, err);
 }
 
-/* Prepares INSERT ... [ON CONFLICT (key) DO UPDATE SET ...] for all columns. */
+/*
+ * Prepares INSERT ... ON CONFLICT for all columns: parameters 1..n are the
+ * values. With a key, on_conflict decides the DO part: replace sets every
+ * other column from the record (absent ones NULL), merge only those present
+ * in it (parameter n + 1 + i is 1 when column i is present), ignore does
+ * nothing.
+ */
 static int prepare_insert(struct load_sqlite *c, char **err)
 {
-	size_t i, j;
+	size_t i;
 	bool any_update = false;
 
 	sqlite3_finalize(c->ins);
@@ -327,16 +431,22 @@ static int prepare_insert(struct load_sqlite *c, char **err)
 			quote_ident(&c->sql, c->key[i]);
 		}
 		buf_adds(&c->sql, ") DO ");
-		for (i = 0; i < c->n_cols; i++) {
-			bool is_key = false;
-			for (j = 0; j < c->n_key; j++)
-				is_key |= strcmp(c->cols[i], c->key[j]) == 0;
-			if (is_key)
+		for (i = 0; c->on_conflict != ON_CONFLICT_IGNORE && i < c->n_cols; i++) {
+			if (is_key(c, c->cols[i]))
 				continue;
 			buf_adds(&c->sql, any_update ? ", " : "UPDATE SET ");
 			quote_ident(&c->sql, c->cols[i]);
-			buf_adds(&c->sql, " = excluded.");
-			quote_ident(&c->sql, c->cols[i]);
+			if (c->on_conflict == ON_CONFLICT_MERGE) {
+				/* Unqualified, a column is the row's current value. */
+				buf_printf(&c->sql, " = CASE WHEN ?%zu THEN excluded.", c->n_cols + i + 1);
+				quote_ident(&c->sql, c->cols[i]);
+				buf_adds(&c->sql, " ELSE ");
+				quote_ident(&c->sql, c->cols[i]);
+				buf_adds(&c->sql, " END");
+			} else {
+				buf_adds(&c->sql, " = excluded.");
+				quote_ident(&c->sql, c->cols[i]);
+			}
 			any_update = true;
 		}
 		if (!any_update)
@@ -361,20 +471,14 @@ static int add_columns(struct load_sqlite *c, json_t *rec, char **err)
 	json_object_foreach(rec, k, v) {
 		if (has_col(c, k))
 			continue;
-		buf_reset(&c->sql);
-		buf_adds(&c->sql, "ALTER TABLE ");
-		quote_ident(&c->sql, c->table);
-		buf_adds(&c->sql, " ADD COLUMN ");
-		quote_ident(&c->sql, k);
-		if (exec_sql(c, c->sql.data, err) != 0)
+		if (alter_add(c, k, err) != 0)
 			return -1;
-		add_col_name(c, k);
 		added = 1;
 	}
 	return added;
 }
 
-static void bind_value(struct load_sqlite *c, int idx, json_t *v)
+static void bind_value(struct load_sqlite *c, int idx, const json_t *v)
 {
 	if (!v) {                      /* a column this record does not have */
 		sqlite3_bind_null(c->ins, idx);
@@ -408,6 +512,50 @@ static void bind_value(struct load_sqlite *c, int idx, json_t *v)
 	}
 }
 
+static bool has_upper(const char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			return true;
+	return false;
+}
+
+/* Two keys of rec that differ only in ASCII case would be one SQLite column:
+ * says which, and how to rename one (malloc'd), or NULL. */
+static char *case_clash(json_t *rec)
+{
+	const char *k, *k2;
+	json_t *v, *v2;
+
+	json_object_foreach(rec, k, v) {
+		if (!has_upper(k))         /* of two such keys, one has a capital */
+			continue;
+		json_object_foreach(rec, k2, v2) {
+			json_t *from, *to;
+			char *fs, *ts, *msg, *nk;
+			if (strcmp(k, k2) == 0 || sqlite3_stricmp(k, k2) != 0)
+				continue;
+			nk = xasprintf("%s_2", k);
+			from = json_string(k);
+			to = json_string(nk);
+			fs = jsonw_dumps(from);
+			ts = jsonw_dumps(to);
+			msg = xasprintf("record keys \"%s\" and \"%s\" differ only in case, but "
+			                "SQLite column names ignore case, so both would be column "
+			                "\"%s\"; rename one in a transform before this stage, e.g. "
+			                "jq: 'with_entries(if .key == %s then .key = %s else . end)'",
+			                k2, k, k2, fs, ts);
+			json_decref(from);
+			json_decref(to);
+			free(fs);
+			free(ts);
+			free(nk);
+			return msg;
+		}
+	}
+	return NULL;
+}
+
 /* Why rec cannot be a row (malloc'd), or NULL when it can. */
 static char *record_problem(struct load_sqlite *c, json_t *rec)
 {
@@ -418,11 +566,48 @@ static char *record_problem(struct load_sqlite *c, json_t *rec)
 		                 "columns", json_is_array(rec) ? "array" : json_is_string(rec) ?
 		                 "string" : json_is_null(rec) ? "null" : "scalar");
 	for (j = 0; j < c->n_key; j++) {
-		json_t *kv = json_object_get(rec, c->key[j]);
+		json_t *kv = rec_get(rec, c->key[j]);
 		if (!kv || json_is_null(kv))
 			return xasprintf("record has no value for key column \"%s\"", c->key[j]);
 	}
-	return NULL;
+	return case_clash(rec);
+}
+
+/* Sets c->vals[i] to rec's value for column i, or NULL; a key matches the
+ * column of its name in any case (case_clash made sure only one does). */
+static void map_values(struct load_sqlite *c, json_t *rec)
+{
+	const char *k;
+	json_t *v;
+	size_t i, found = 0;
+
+	xgrow(&c->vals, &c->cap_vals, c->n_cols, sizeof(*c->vals));
+	for (i = 0; i < c->n_cols; i++)
+		if ((c->vals[i] = json_object_get(rec, c->cols[i])))
+			found++;
+	if (found == json_object_size(rec))
+		return;
+	json_object_foreach(rec, k, v) {
+		long j = col_index(c, k);
+		if (j >= 0 && !c->vals[j])
+			c->vals[j] = v;
+	}
+}
+
+/* A record the table cannot take (an INTEGER PRIMARY KEY is given something
+ * that is not an integer): says what (malloc'd). */
+static char *mismatch_problem(struct load_sqlite *c, json_t *rec)
+{
+	size_t j;
+
+	for (j = 0; j < c->n_key; j++) {
+		json_t *kv = rec_get(rec, c->key[j]);
+		if (kv && !json_is_integer(kv))
+			return xasprintf("key \"%s\" is not an integer, but column \"%s\" of "
+			                 "table \"%s\" is an INTEGER PRIMARY KEY, which holds only "
+			                 "integers", c->key[j], c->key[j], c->table);
+	}
+	return xasprintf("table \"%s\": %s", c->table, sqlite3_errmsg(c->db));
 }
 
 /* Writes the batch's rows. Returns 0, -1 with *err (a database error), or
@@ -452,6 +637,7 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 			return -1;
 		if ((rc || !c->ins) && prepare_insert(c, err) != 0)
 			return -1;
+		map_values(c, rec);
 		if (!c->n_key) {
 			/* Content hash and occurrence: a deterministic row identity. */
 			char hex[65], *id;
@@ -467,16 +653,29 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 				if (strcmp(c->cols[j], ROW_COL) == 0)
 					sqlite3_bind_text(c->ins, (int)j + 1, id, -1, SQLITE_TRANSIENT);
 				else
-					bind_value(c, (int)j + 1, json_object_get(rec, c->cols[j]));
+					bind_value(c, (int)j + 1, c->vals[j]);
 			}
 			free(id);
 		} else {
-			for (j = 0; j < c->n_cols; j++)
-				bind_value(c, (int)j + 1, json_object_get(rec, c->cols[j]));
+			for (j = 0; j < c->n_cols; j++) {
+				bind_value(c, (int)j + 1, c->vals[j]);
+				if (c->on_conflict == ON_CONFLICT_MERGE && !is_key(c, c->cols[j]))
+					sqlite3_bind_int(c->ins, (int)(c->n_cols + j + 1), c->vals[j] != NULL);
+			}
 		}
 		rc = sqlite3_step(c->ins);
 		sqlite3_reset(c->ins);
 		sqlite3_clear_bindings(c->ins);
+		if (rc == SQLITE_MISMATCH) {
+			/* Only this statement was undone; on_error decides. */
+			char *why = mismatch_problem(c, rec);
+			int r = engine_record_failure(st, rec, why, NULL);
+			free(why);
+			if (r != 0)
+				return -2;
+			c->rejected++;
+			continue;
+		}
 		if (rc != SQLITE_DONE) {
 			*err = xasprintf("%s: insert into \"%s\": %s", c->path, c->table,
 			                 sqlite3_errmsg(c->db));
@@ -513,9 +712,50 @@ fail:
 	free(err);
 }
 
+/* Records the table's columns for a later run that receives no records. */
+static void save_columns(struct stage *st)
+{
+	struct load_sqlite *c = st->ctx;
+	json_t *cols = json_array();
+	size_t i;
+
+	for (i = 0; i < c->n_cols; i++)
+		if (strcmp(c->cols[i], ROW_COL) != 0)
+			json_array_append_new(cols, json_string(c->cols[i]));
+	engine_sink_columns_save(st, c->table, cols);
+	json_decref(cols);
+}
+
+/* No record reached the table: create it anyway when its columns are known
+ * (key, columns:, or those it had after the last successful run), so that
+ * queries on it work and find no rows. */
 static void ls_finish(struct stage *st)
 {
+	struct load_sqlite *c = st->ctx;
+	const struct load_spec *l = &st->spec->u.load;
+	char *err = NULL;
+
+	if (!c->table_ready)
+		c->prev_cols = engine_sink_columns(st, c->table);
+	if (!c->table_ready && (c->n_key || l->n_columns || json_array_size(c->prev_cols))) {
+		if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
+			goto fail;
+		if (ensure_table(st, NULL, &err) != 0) {
+			char *ignored = NULL;
+			exec_sql(c, "ROLLBACK", &ignored);
+			free(ignored);
+			goto fail;
+		}
+		if (exec_sql(c, "COMMIT", &err) != 0)
+			goto fail;
+	}
+	if (c->table_ready)
+		save_columns(st);
 	engine_stage_done(st);
+	return;
+fail:
+	engine_stage_fail(st, "%s", err);
+	free(err);
 }
 
 static void ls_destroy(struct stage *st)
@@ -533,6 +773,8 @@ static void ls_destroy(struct stage *st)
 	for (i = 0; i < c->n_cols; i++)
 		free(c->cols[i]);
 	free(c->cols);
+	free(c->vals);
+	json_decref(c->prev_cols);
 	free(c->path);
 	free(c->table);
 	buf_free(&c->sql);

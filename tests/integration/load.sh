@@ -34,8 +34,8 @@ is "$(sq -separator '|' $db 'SELECT id, name, price, ok, meta, none IS NULL, ext
 is "$(sq $db 'SELECT typeof(id), typeof(price) FROM items WHERE id = 3')" "integer|integer" \
 	"integers stay integers"
 is "$(sq $db "SELECT \"odd \"\"col\"\"\" FROM items WHERE id = 1")" q "odd column names are quoted"
-is "$(sq $db "SELECT count(*) FROM pragma_index_list('items') WHERE \"unique\"")" 1 \
-	"the key becomes a unique primary key"
+is "$(sq $db "SELECT group_concat(name) FROM pragma_table_info('items') WHERE pk")" id \
+	"the key becomes the primary key"
 
 # Change the input and run again: upsert updates, plain inserts again.
 sed -i 's/"one"/"uno"/' a.jsonl
@@ -65,7 +65,7 @@ sqlite3 legacy.db 'CREATE TABLE t (a, b, v); INSERT INTO t VALUES (9, "z", 9);'
 sed 's/comp.db/legacy.db/' comp.yaml >legacy.yaml
 "$PIPECTL" run legacy.yaml >/dev/null 2>"$T_TMP/err"
 is "$?" 1 "table without a unique key: run fails"
-grep -q 'exists without a unique index on (a, b)' "$T_TMP/err"
+grep -q 'exists without a PRIMARY KEY or UNIQUE index on exactly (a, b)' "$T_TMP/err"
 ok $? "the message explains the missing unique index"
 is "$(sq legacy.db 'SELECT count(*) FROM t')" 1 "the table is left untouched"
 

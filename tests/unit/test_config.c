@@ -781,6 +781,72 @@ static void test_resilience_errors(void)
 	diags_free(&d);
 }
 
+/* sqlite on_conflict and columns; templated sink paths. */
+static void test_sqlite_keys(void)
+{
+	struct diags d = { 0 };
+	struct spec *s = load(
+		"pipeline: demo\n"
+		"stages:\n"
+		"  a:\n"
+		"    fetch: {url: http://x/}\n"
+		"  m:\n"                                            /* 5 */
+		"    needs: a\n"
+		"    load:\n"
+		"      sqlite: {path: 'out/${run.date}.db', table: t, key: id, on_conflict: merge, columns: [Name, price]}\n"
+		"  i:\n"
+		"    needs: a\n"                                    /* 10 */
+		"    load: {sqlite: {path: x.db, table: t, key: id, on_conflict: ignore, columns: one}}\n"
+		"  r:\n"
+		"    needs: a\n"
+		"    load: {sqlite: {path: x.db, table: t, key: id}}\n", &d);
+	const struct load_spec *l;
+
+	if (!ok(s != NULL, "on_conflict and columns parse")) {
+		diags_free(&d);
+		return;
+	}
+	l = &s->stages[1].u.load;
+	is_int(l->on_conflict, ON_CONFLICT_MERGE, "on_conflict: merge");
+	is_int((long long)l->n_columns, 2, "two columns");
+	is_str(l->columns[0].s, "Name", "columns keep their case");
+	is_str(l->path.s, "out/${run.date}.db", "the path is kept as its template");
+	l = &s->stages[2].u.load;
+	is_int(l->on_conflict, ON_CONFLICT_IGNORE, "on_conflict: ignore");
+	is_int((long long)l->n_columns, 1, "one column as a string");
+	is_int(s->stages[3].u.load.on_conflict, ON_CONFLICT_REPLACE, "replace is the default");
+	spec_free(s);
+	diags_free(&d);
+
+	s = load(
+		"pipeline: demo\n"
+		"stages:\n"
+		"  a:\n"
+		"    fetch: {url: http://x/}\n"
+		"  b:\n"                                            /* 5 */
+		"    needs: a\n"
+		"    load:\n"
+		"      sqlite:\n"
+		"        path: 'x-${run.id'\n"
+		"        table: t\n"                                /* 10 */
+		"        key: [id, ID]\n"
+		"        on_conflict: upsert\n"
+		"        columns: [a, '', A]\n"
+		"  c:\n"
+		"    needs: a\n"                                    /* 15 */
+		"    load: {sqlite: {path: x.db, table: t, on_conflict: ignore}}\n", &d);
+	ok(s == NULL, "bad on_conflict, columns, key and path give errors");
+	diag_at(&d, "invalid template in \"path\": unterminated", 9, 18);
+	diag_at(&d, "duplicate column \"ID\" in \"key\"", 11, 19);
+	diag_at(&d, "invalid on_conflict \"upsert\"", 12, 22);
+	diag_at(&d, "\"columns\" names must not be empty", 13, 22);
+	diag_at(&d, "duplicate column \"A\" in \"columns\"", 13, 26);
+	diag_at(&d, "\"on_conflict\" needs a \"key\"", 16, 56);
+	is_int((long long)d.n, 6, "six errors, nothing else");
+	spec_free(s);
+	diags_free(&d);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -795,6 +861,7 @@ int main(void)
 	test_resilience();
 	test_rates();
 	test_resilience_errors();
+	test_sqlite_keys();
 	unlink(write_file("pipeline.yaml", ""));
 	rmdir(tmpdir);
 	return done_testing();

@@ -462,7 +462,7 @@ static void test_refusals(void)
 	free(err);
 	err = NULL;
 	state_close(st);
-	is_int(header_user_version(newer), 3, "fresh database has user_version 3");
+	is_int(header_user_version(newer), 4, "fresh database has user_version 4");
 	ok(write_at(newer, 60, v99, 4) == 0, "set user_version to 99 in the header");
 	st = state_open(newer, false, &err);
 	ok(st == NULL, "newer schema refused");
@@ -490,7 +490,7 @@ static void test_refusals(void)
 	ok(st != NULL, "read-write open initialises an empty file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(empty), 3, "and migrates it to version 3");
+	is_int(header_user_version(empty), 4, "and migrates it to version 4");
 
 	free(missing);
 	free(junk);
@@ -932,7 +932,7 @@ static void test_migration(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
+	is_int(raw_int(path, "PRAGMA user_version"), 4, "now at user_version 4");
 	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
 	               " AND name IN ('attempts', 'dlq', 'events')"), 3,
 	       "the three new tables exist");
@@ -998,7 +998,7 @@ static void test_migration(void)
 	ok(st != NULL, "reopen the migrated file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 3, "still version 3 (no migration twice)");
+	is_int(header_user_version(path), 4, "still version 4 (no migration twice)");
 	free(path);
 }
 
@@ -1075,6 +1075,29 @@ static struct journal_entry mk_entry(long status, const char *headers,
 	e.body = (char *)body;
 	e.body_len = len;
 	return e;
+}
+
+/* sink_columns: put replaces, get finds per (pipeline, stage, table). */
+static void test_sink_columns(struct state *st)
+{
+	char *cols = (char *)"unset";
+
+	is_int(state_sink_columns_get(st, "p", "db", "t", &cols), 0, "no columns recorded yet");
+	ok(cols == NULL, "and none returned");
+	ok(state_sink_columns_put(st, "p", "db", "t", "[\"id\",\"a\"]", 100) == 0,
+	   "record columns");
+	ok(state_sink_columns_put(st, "p", "db", "u", "[\"x\"]", 100) == 0,
+	   "record another table's");
+	is_int(state_sink_columns_get(st, "p", "db", "t", &cols), 1, "found");
+	is_str(cols, "[\"id\",\"a\"]", "as recorded");
+	free(cols);
+	ok(state_sink_columns_put(st, "p", "db", "t", "[\"id\",\"a\",\"b\"]", 200) == 0,
+	   "record them again");
+	is_int(state_sink_columns_get(st, "p", "db", "t", &cols), 1, "found again");
+	is_str(cols, "[\"id\",\"a\",\"b\"]", "the later record replaces the earlier");
+	free(cols);
+	is_int(state_sink_columns_get(st, "q", "db", "t", &cols), 0,
+	       "another pipeline's stage of the same name has none");
 }
 
 static void test_journal(struct state *st, const char *path)
@@ -1458,7 +1481,7 @@ static void test_migration_v2(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
+	is_int(raw_int(path, "PRAGMA user_version"), 4, "now at user_version 4");
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " pragma_table_info('journal')");
 	is_str(text, "run_id,stage,fingerprint,status,headers,body,at", "journal columns");
@@ -1520,7 +1543,7 @@ static void test_migration_v2(void)
 	ok(st != NULL, "read-only open now works: %s", err ? err : "ok");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 3, "still version 3");
+	is_int(header_user_version(path), 4, "still version 4");
 	free(path);
 }
 
@@ -1558,6 +1581,7 @@ int main(void)
 		test_source(st);
 		test_run_reopen(st);
 		test_journal(st, path);
+		test_sink_columns(st);
 		state_close(st);
 	}
 	test_close_rolls_back(path);
