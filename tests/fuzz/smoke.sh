@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/fuzz/smoke.sh SRCDIR BUILDDIR TARGET...: `make fuzz-smoke`. Runs each
 # libFuzzer target for FUZZ_TIME seconds (default 25) from its seed corpus
-# and prints executions and executions per second. Exits 1 when any target
+# and prints executions and executions per second, then "# PASS:  N" and
+# "# FAIL:  N" lines as automake's test driver does. Exits 1 when any target
 # crashed, leaked, hit undefined behaviour, timed out on an input or failed
 # a check; the input that did it is kept as tests/fuzz/out/TARGET/crash-*
 # (or leak-*, timeout-*) in the build directory. Corpora are rebuilt from
@@ -15,6 +16,8 @@ builddir=$2
 shift 2
 time=${FUZZ_TIME:-25}
 status=0
+passed=0
+failed=0
 
 # run OUTDIR TARGET JQMODE ARGS...: one libFuzzer run, its output in
 # OUTDIR/log; JQMODE is PIPECTL_FUZZ_JQ (stub or real).
@@ -39,9 +42,11 @@ run() {
 # report NAME OUTDIR STATUS TEXT
 report() {
 	if [ "$3" -eq 0 ]; then
+		passed=$((passed + 1))
 		echo "PASS: $1: $4"
 	else
 		status=1
+		failed=$((failed + 1))
 		echo "FAIL: $1: libFuzzer exit status $3 (log: $2/log)"
 		ls "$2"/crash-* "$2"/leak-* "$2"/timeout-* "$2"/oom-* 2>/dev/null | sed 's/^/  input: /'
 		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*fuzz check failed|.*runtime error)' "$2/log" |
@@ -87,4 +92,8 @@ for target in "$@"; do
 		report "$name (PIPECTL_FUZZ_JQ=real, seeds)" "$out/real" $rc "${execs:-?} inputs"
 	fi
 done
+# The summary lines of automake's test driver, for scripts that add them up.
+echo "# TOTAL: $((passed + failed))"
+echo "# PASS:  $passed"
+echo "# FAIL:  $failed"
 exit $status
