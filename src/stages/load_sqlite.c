@@ -50,7 +50,6 @@ struct load_sqlite {
 	size_t cap_vals;
 	sqlite3_stmt *ins;             /* prepared for the current column set */
 	bool table_ready;
-	bool created;                  /* this stage created the table */
 	json_t *prev_cols;             /* without records: the columns the table had
 	                                  after the last successful run, or NULL */
 	size_t rejected;               /* records of the current batch skipped or dead-lettered */
@@ -392,7 +391,6 @@ static int ensure_table(struct stage *st, json_t *first, char **err)
 	if (exec_sql(c, c->sql.data, err) != 0)
 		return -1;
 	c->table_ready = true;
-	c->created = true;
 	return c->n_key ? 0 : ensure_row_col(c, err);
 }
 
