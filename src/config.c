@@ -19,6 +19,9 @@
 #include "expr.h"
 
 #define CONFIG_MAX_DEPTH 256
+/* A pipeline file is read whole into memory: bigger files are refused with a
+ * clear error before any parsing (documented in pipectl.yaml(5)). */
+#define CONFIG_MAX_FILE_MIB 16
 
 /* ------------------------------------------------------------ node tree */
 
@@ -29,6 +32,7 @@ struct ynode {
 	int line, col;                 /* 1-based start (YN_BAD: where reported) */
 	yaml_scalar_style_t style;     /* scalars */
 	bool anchored;                 /* had an &anchor: start mark is the anchor's */
+	bool dup;                      /* a mapping key repeating an earlier one (reported) */
 	char *s;                       /* scalar value (NUL-terminated), len bytes */
 	size_t len;
 	struct ynode **kids;           /* map: key, value, key, value...; seq: items */
@@ -170,25 +174,66 @@ struct builder {
 	int docs;
 };
 
-static void builder_check_map(struct builder *b, const struct ynode *m)
-{
-	size_t i, j;
+/* One scalar key of a mapping and its place among the keys, for sorting. */
+struct key_ref {
+	const struct ynode *k;
+	size_t i;
+};
 
-	for (i = 0; i < m->n; i += 2) {
-		const struct ynode *k = m->kids[i];
-		if (k->kind != YN_SCALAR)
+static int key_ref_cmp(const void *a, const void *b)
+{
+	const struct key_ref *x = a, *y = b;
+	size_t n = x->k->len < y->k->len ? x->k->len : y->k->len;
+	int c = memcmp(x->k->s, y->k->s, n);
+
+	if (c)
+		return c;
+	if (x->k->len != y->k->len)
+		return x->k->len < y->k->len ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * Reports each key of m that repeats an earlier one. libyaml accepts
+ * duplicates silently. The keys are sorted (by text, then by place), so equal
+ * keys sit together with the first definition first: O(n log n) whatever the
+ * keys are, where comparing each key with all earlier ones made a mapping of
+ * many keys quadratic.
+ */
+static void builder_check_map(struct builder *b, struct ynode *m)
+{
+	struct key_ref *v;
+	const struct ynode **first;    /* per key index: the key it repeats, or NULL */
+	size_t i, n = 0, n_keys = m->n / 2;
+
+	if (n_keys < 2)
+		return;
+	v = xcalloc(n_keys, sizeof(*v));
+	first = xcalloc(n_keys, sizeof(*first));
+	for (i = 0; i < n_keys; i++) {
+		if (m->kids[2 * i]->kind != YN_SCALAR)
 			continue;
-		for (j = 0; j < i; j += 2) {
-			const struct ynode *o = m->kids[j];
-			if (o->kind == YN_SCALAR && o->len == k->len &&
-			    memcmp(o->s, k->s, k->len) == 0) {
-				diags_add(b->d, cpos(b->c, k),
-				          "duplicate key \"%s\" (first defined at line %d)",
-				          k->s, o->line);
-				break;
-			}
-		}
+		v[n].k = m->kids[2 * i];
+		v[n].i = i;
+		n++;
 	}
+	qsort(v, n, sizeof(*v), key_ref_cmp);
+	for (i = 1; i < n; i++) {
+		const struct key_ref *p = &v[i - 1];
+		if (p->k->len == v[i].k->len && memcmp(p->k->s, v[i].k->s, p->k->len) == 0)
+			first[v[i].i] = first[p->i] ? first[p->i] : p->k;
+	}
+	/* in file order, as before */
+	for (i = 0; i < n_keys; i++) {
+		if (!first[i])
+			continue;
+		m->kids[2 * i]->dup = true;
+		diags_add(b->d, cpos(b->c, m->kids[2 * i]),
+		          "duplicate key \"%s\" (first defined at line %d)",
+		          m->kids[2 * i]->s, first[i]->line);
+	}
+	free(first);
+	free(v);
 }
 
 /* Attaches n to the open collection (or makes it the root). Takes n. */
@@ -1242,7 +1287,7 @@ static void read_paginate(struct cfg *c, const struct ynode *m, struct paginate_
 			continue;
 		for (t = 0; page_kinds[t] && strcmp(key->s, page_kinds[t]) != 0; t++)
 			;
-		if (!page_kinds[t] || map_get(v, key->s, NULL) != v->kids[i + 1])
+		if (!page_kinds[t] || key->dup)
 			continue;
 		if (!kind_k) {
 			kind_k = key;
@@ -1362,7 +1407,7 @@ static void read_hosts(struct cfg *c, const struct ynode *v)
 	c->s->hosts = xcalloc(v->n / 2 + 1, sizeof(*c->s->hosts));
 	for (i = 0; i + 1 < v->n; i += 2) {
 		const struct ynode *k = v->kids[i];
-		if (k->kind != YN_SCALAR || map_get(v, k->s, NULL) != v->kids[i + 1])
+		if (k->kind != YN_SCALAR || k->dup)
 			continue;               /* bad or duplicate key: reported already */
 		read_host(c, k, v->kids[i + 1], &c->s->hosts[c->s->n_hosts++]);
 	}
@@ -1426,15 +1471,9 @@ static void read_headers(struct cfg *c, const struct ynode *m, struct fetch_spec
 	for (i = 0; i + 1 < v->n; i += 2) {
 		const struct ynode *hk = v->kids[i], *hv = v->kids[i + 1];
 		struct sval sv = { NULL, { NULL, 0, 0 } };
-		size_t j;
-		bool dup = false;
 		char *label;
 
-		if (hk->kind != YN_SCALAR)
-			continue;
-		for (j = 0; j < i; j += 2)
-			dup |= v->kids[j]->kind == YN_SCALAR && strcmp(v->kids[j]->s, hk->s) == 0;
-		if (dup)
+		if (hk->kind != YN_SCALAR || hk->dup)
 			continue;
 		if (!token_ok(hk->s))
 			diags_add(c->d, cpos(c, hk),
@@ -1567,7 +1606,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 			continue;
 		for (t = 0; load_keys[t] && strcmp(key->s, load_keys[t]) != 0; t++)
 			;
-		if (!load_keys[t] || map_get(m, key->s, NULL) != m->kids[i + 1])
+		if (!load_keys[t] || key->dup)
 			continue;
 		if (tk) {
 			diags_add(c->d, cpos(c, key), "load cannot have both \"%s\" and \"%s\"",
@@ -1668,7 +1707,7 @@ static void read_stage(struct cfg *c, const struct ynode *k, const struct ynode 
 			continue;
 		for (t = 0; kind_names[t] && strcmp(key->s, kind_names[t]) != 0; t++)
 			;
-		if (!kind_names[t] || map_get(m, key->s, NULL) != m->kids[i + 1])
+		if (!kind_names[t] || key->dup)
 			continue;
 		if (kind_k) {
 			diags_add(c->d, cpos(c, key), "stage \"%s\" has both %s and %s", st->id,
@@ -1764,7 +1803,7 @@ static void read_stages(struct cfg *c, const struct ynode *k, const struct ynode
 	c->needs_bad = xcalloc(m->n / 2, sizeof(*c->needs_bad));
 	for (i = 0; i + 1 < m->n; i += 2) {
 		const struct ynode *key = m->kids[i];
-		if (key->kind != YN_SCALAR || map_get(m, key->s, NULL) != m->kids[i + 1])
+		if (key->kind != YN_SCALAR || key->dup)
 			continue;               /* bad or duplicate key: reported already */
 		read_stage(c, key, m->kids[i + 1], n++);
 		c->s->n_stages = n;
@@ -1806,7 +1845,7 @@ static void read_params(struct cfg *c, const struct ynode *m)
 	for (i = 0; i + 1 < m->n; i += 2) {
 		const struct ynode *k = m->kids[i], *v = m->kids[i + 1];
 		json_t *j;
-		if (k->kind != YN_SCALAR || map_get(m, k->s, NULL) != v)
+		if (k->kind != YN_SCALAR || k->dup)
 			continue;
 		if (!name_ok(k->s, false, ""))
 			diags_add(c->d, cpos(c, k), "invalid parameter name \"%s\": must start "
@@ -1924,10 +1963,14 @@ struct spec *config_load(const char *path, struct diags *d)
 	s->path = xstrdup(path);
 	s->dir = path_dir(path);
 	spec_defaults(s);
-	s->text = read_file(path, &s->text_len);
+	s->text = read_file_max(path, (size_t)CONFIG_MAX_FILE_MIB << 20, &s->text_len);
 	if (!s->text) {
 		struct pos p = { s->path, 0, 0 };
-		diags_add(d, p, "cannot read: %s", strerror(errno));
+		if (errno == EFBIG)
+			diags_add(d, p, "file too large: a pipeline file may hold at most "
+			          "%d MiB (%d bytes)", CONFIG_MAX_FILE_MIB, CONFIG_MAX_FILE_MIB << 20);
+		else
+			diags_add(d, p, "cannot read: %s", strerror(errno));
 		spec_free(s);
 		return NULL;
 	}
