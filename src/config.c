@@ -338,26 +338,71 @@ static void diags_move(struct diags *dst, struct diags *src)
 	src->n = src->cap = 0;
 }
 
+/* What a libyaml error context opens, when the error means it was not closed
+ * where it should have been: "while parsing a flow mapping" -> "{". */
+static const char *syntax_opener(const char *context)
+{
+	static const char *const opened[][2] = {
+		{ "while parsing a flow mapping", "{" },
+		{ "while parsing a flow sequence", "[" },
+		{ "while scanning a quoted scalar", "quote" },
+	};
+	size_t i;
+
+	for (i = 0; context && i < ARRAY_LEN(opened); i++)
+		if (strcmp(context, opened[i][0]) == 0)
+			return opened[i][1];
+	return NULL;
+}
+
+/*
+ * Reports the error that stopped the parser. Positions: a reader error (bytes
+ * that are not UTF-8) is at the first byte of the bad sequence (libyaml gives
+ * the offset of the bad trailing byte, one column late for a Latin-1 byte
+ * followed by ASCII); an unclosed { [ or quote is reported both where it was
+ * opened and where the parser noticed, which can be many lines later.
+ */
 static void report_syntax_error(struct cfg *c, yaml_parser_t *p)
 {
-	struct pos at;
+	struct pos at, from;
 	const char *problem = p->problem ? p->problem : "cannot parse";
-	const char *hint = "";
+	const char *hint = "", *opener;
 	size_t off;
 
 	if (p->error == YAML_READER_ERROR) {
-		at = offset_pos(c, p->problem_offset);
-		diags_add(c->d, at, "YAML syntax error: %s", problem);
+		const unsigned char *t = (const unsigned char *)c->s->text;
+		off = p->problem_offset;
+		if (p->problem && strcmp(p->problem, "invalid trailing UTF-8 octet") == 0) {
+			/* back to the leading byte of the sequence */
+			while (off > 0 && off <= c->s->text_len && (t[off - 1] & 0xC0) == 0x80)
+				off--;
+			if (off > 0)
+				off--;
+		}
+		at = offset_pos(c, off);
+		if (strstr(problem, "UTF-8") && off < c->s->text_len)
+			diags_add(c->d, at, "YAML syntax error: invalid UTF-8 (byte 0x%02X); "
+			          "the file must be UTF-8 (is it Latin-1?)", t[off]);
+		else
+			diags_add(c->d, at, "YAML syntax error: %s", problem);
 		return;
 	}
 	at = mark_pos(c, p->problem_mark);
 	off = text_offset(c, at.line, at.col);
 	if (off != (size_t)-1 && off < c->s->text_len && c->s->text[off] == '\t')
 		hint = "; tabs cannot be used for indentation";
-	if (p->context)
+	opener = syntax_opener(p->context);
+	from = mark_pos(c, p->context_mark);
+	if (opener && (from.line != at.line || from.col != at.col)) {
+		diags_add(c->d, from, "YAML syntax error: this %s is not closed (%s at line %d, "
+		          "column %d)", opener, problem, at.line, at.col);
+		diags_add(c->d, at, "YAML syntax error: %s (%s opened at line %d, column %d)%s",
+		          problem, p->context, from.line, from.col, hint);
+	} else if (p->context) {
 		diags_add(c->d, at, "YAML syntax error: %s (%s)%s", problem, p->context, hint);
-	else
+	} else {
 		diags_add(c->d, at, "YAML syntax error: %s%s", problem, hint);
+	}
 }
 
 /* Parses the text into a tree. Returns the root of the first document, or
@@ -404,7 +449,8 @@ static struct ynode *parse_tree(struct cfg *c)
 	free(b.d);
 	if (!b.root || (b.root->kind == YN_SCALAR && b.root->len == 0 &&
 	                b.root->style == YAML_PLAIN_SCALAR_STYLE)) {
-		struct pos p = { c->s->path, 0, 0 };
+		/* at 1:1, so editors and the compiler-like format still get a position */
+		struct pos p = { c->s->path, 1, 1 };
 		diags_add(c->d, p, "empty pipeline file");
 		ynode_free(b.root);
 		return NULL;

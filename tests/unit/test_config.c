@@ -397,12 +397,54 @@ static void test_errors(void)
 	spec_free(s);
 	diags_free(&d);
 
-	/* a syntax error hides everything else */
+	/* a syntax error hides everything else; an unclosed [ is reported both
+	 * where it opened and where the parser noticed */
 	s = load("pipeline: demo\nstages: [a\nbogus: 1\npipeline: x\n", &d);
 	ok(s == NULL, "syntax error gives NULL");
-	is_int(d.n, 1, "only the syntax error");
-	ok(d.n == 1 && strncmp(d.v[0].msg, "YAML syntax error: ", 19) == 0,
-	   "message starts with YAML syntax error");
+	is_int(d.n, 2, "only the syntax error (both its ends)");
+	ok(d.n == 2 && strncmp(d.v[0].msg, "YAML syntax error: ", 19) == 0 &&
+	   strncmp(d.v[1].msg, "YAML syntax error: ", 19) == 0,
+	   "messages start with YAML syntax error");
+	diag_at(&d, "this [ is not closed (did not find expected ',' or ']' at line 3, column 6)",
+	        2, 9);
+	diag_at(&d, "(while parsing a flow sequence opened at line 2, column 9)", 3, 6);
+	diags_free(&d);
+
+	/* unclosed { and quotes: where they opened, and where it was noticed */
+	s = load("pipeline: demo\nstages: {a: {fetch: {url: x}}\n", &d);
+	diag_at(&d, "this { is not closed", 2, 9);
+	diag_at(&d, "(while parsing a flow mapping opened at line 2, column 9)", 3, 1);
+	is_int(d.n, 2, "unclosed {: two diagnostics");
+	diags_free(&d);
+	s = load("pipeline: demo\ndescription: 'it\n\n  goes on\nstages: {}\n", &d);
+	diag_at(&d, "this quote is not closed (found unexpected end of stream at line 6, "
+	        "column 1)", 2, 14);
+	diag_at(&d, "(while scanning a quoted scalar opened at line 2, column 14)", 6, 1);
+	diags_free(&d);
+	s = load("pipeline: \"demo\nstages: {}\n", &d);
+	diag_at(&d, "this quote is not closed", 1, 11);
+	diags_free(&d);
+	/* an error whose context is not something left open: one diagnostic */
+	s = load("pipeline: demo\nstages:\n  a: 1\n b: 2\n", &d);
+	is_int(d.n, 1, "a block mapping error is one diagnostic");
+	ok(find_diag(&d, "not closed") == NULL, "not called unclosed");
+	diags_free(&d);
+
+	/* bytes that are not UTF-8: at the bad byte, counting characters */
+	s = load("pipeline: caf\xe9s\nstages: {}\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 1, 14);
+	diags_free(&d);
+	s = load("pipeline: \xc3\xa9t\xe9t\nstages: {}\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 1, 13);
+	diags_free(&d);
+	s = load("pipeline: d\ndescription: \xe9\xa9x\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 2, 14);
+	diags_free(&d);
+	s = load("pipeline: ab\xff\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xFF)", 1, 13);
+	diags_free(&d);
+	s = load("pipeline: caf\xe9", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 1, 14);
 	diags_free(&d);
 
 	/* a missing file */
@@ -451,10 +493,15 @@ static void test_errors(void)
 	s = load("", &d);
 	ok(s == NULL && d.n == 1 && strcmp(d.v[0].msg, "empty pipeline file") == 0,
 	   "empty file");
+	diag_at(&d, "empty pipeline file", 1, 1);
 	diags_free(&d);
 	s = load("---\n", &d);
 	ok(s == NULL && d.n == 1 && strcmp(d.v[0].msg, "empty pipeline file") == 0,
 	   "document with nothing in it");
+	diag_at(&d, "empty pipeline file", 1, 1);
+	diags_free(&d);
+	s = load("# only a comment\n\n", &d);
+	diag_at(&d, "empty pipeline file", 1, 1);
 	diags_free(&d);
 	s = load("pipeline: a\nstages: {a: {fetch: {url: x}}}\n---\nfoo: 1\n", &d);
 	diag_at(&d, "multiple YAML documents", 3, 1);
