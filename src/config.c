@@ -1162,7 +1162,7 @@ static const char *const defaults_keys[] = {
 	"stage_timeout", NULL
 };
 static const char *const retry_keys[] = {
-	"attempts", "backoff", "initial", "max", "jitter", "on", "when", NULL
+	"attempts", "backoff", "initial", "max", "jitter", "on", "retry_on", "when", NULL
 };
 /* in the order of enum backoff_kind, enum jitter_kind */
 static const char *const backoffs[] = { "constant", "linear", "exponential", NULL };
@@ -1186,14 +1186,33 @@ static const char *const load_formats[] = { "jsonl", NULL };
 
 /* ------------------------------------------------------------ resilience */
 
-/* retry.on: words and HTTP status codes into p (replacing the default set). */
+/*
+ * retry.retry_on (or its older name retry.on): words and HTTP status codes
+ * into p (replacing the default set). YAML 1.1 loaders (PyYAML's safe_load,
+ * many editors) read the key on as the boolean true, so retry_on is the name
+ * to use; on keeps working for pipectl, which reads YAML 1.2 scalars.
+ */
 static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_policy *p)
 {
 	struct sval *v = NULL;
 	size_t n = 0, i, j;
 	bool too_many = false;
+	const struct ynode *k_on = NULL, *k_retry_on = NULL;
+	const char *name = "retry_on";
 
-	if (!read_str_list(c, m, "on", &v, &n))
+	map_get(m, "on", &k_on);
+	map_get(m, "retry_on", &k_retry_on);
+	if (k_on && k_retry_on) {
+		const struct ynode *later = k_on->line > k_retry_on->line ||
+		        (k_on->line == k_retry_on->line && k_on->col > k_retry_on->col) ?
+		        k_on : k_retry_on;
+		diags_add(c->d, cpos(c, later), "retry cannot have both \"retry_on\" and "
+		          "\"on\" (the same list under two names; use \"retry_on\")");
+		return;
+	}
+	if (k_on)
+		name = "on";
+	if (!read_str_list(c, m, name, &v, &n))
 		return;
 	p->on = 0;
 	p->n_codes = 0;
@@ -1203,7 +1222,7 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 		for (j = 0; j < i && strcmp(v[j].s, w) != 0; j++)
 			;
 		if (j < i) {
-			diags_add(c->d, v[i].pos, "duplicate \"%s\" in \"on\"", w);
+			diags_add(c->d, v[i].pos, "duplicate \"%s\" in \"%s\"", w, name);
 			continue;
 		}
 		for (j = 0; retry_words[j] && strcmp(retry_words[j], w) != 0; j++)
@@ -1214,22 +1233,23 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 		}
 		if (!is_int_text(w)) {
 			const char *sug = suggest(w, retry_words, ARRAY_LEN(retry_bits));
-			diags_add(c->d, v[i].pos, "invalid retry condition \"%s\" in \"on\": expected "
+			diags_add(c->d, v[i].pos, "invalid retry condition \"%s\" in \"%s\": expected "
 			          "connect, timeout, network, 5xx, 4xx or an HTTP status code%s%s%s",
-			          w, sug ? " (did you mean \"" : "", sug ? sug : "", sug ? "\"?)" : "");
+			          w, name, sug ? " (did you mean \"" : "", sug ? sug : "",
+			          sug ? "\"?)" : "");
 			continue;
 		}
 		errno = 0;
 		code = strtoll(w, NULL, 10);
 		if (errno || code < 100 || code > 599) {
-			diags_add(c->d, v[i].pos, "invalid HTTP status code %s in \"on\": expected "
-			          "an integer from 100 to 599", w);
+			diags_add(c->d, v[i].pos, "invalid HTTP status code %s in \"%s\": expected "
+			          "an integer from 100 to 599", w, name);
 			continue;
 		}
 		if (p->n_codes == (int)ARRAY_LEN(p->codes)) {
 			if (!too_many)
-				diags_add(c->d, v[i].pos, "too many HTTP status codes in \"on\": "
-				          "at most %zu", ARRAY_LEN(p->codes));
+				diags_add(c->d, v[i].pos, "too many HTTP status codes in \"%s\": "
+				          "at most %zu", name, ARRAY_LEN(p->codes));
 			too_many = true;
 			continue;
 		}

@@ -827,6 +827,71 @@ static void test_resilience_errors(void)
 	diags_free(&d);
 }
 
+/* retry_on: the list under a name no YAML version reads as a boolean; on is
+ * its older name, still read; both at once is an error. */
+static void test_retry_on(void)
+{
+	struct diags d = { 0 };
+	struct retry_policy def;
+	struct spec *s;
+
+	retry_policy_default(&def);
+	s = load("pipeline: r\n"
+	         "defaults:\n"
+	         "  retry: {attempts: 3, retry_on: [connect, 4xx, 503]}\n"
+	         "stages:\n"
+	         "  a:\n"                                             /* 5 */
+	         "    fetch:\n"
+	         "      url: http://x/\n"
+	         "      retry: {on: [timeout, \"429\"]}\n"
+	         "  b:\n"
+	         "    fetch:\n"                                       /* 10 */
+	         "      url: http://x/\n"
+	         "      retry: {attempts: 2}\n", &d);
+	if (!ok(s != NULL, "retry_on and on load")) {
+		diags_print(&d, stdout);
+		diags_free(&d);
+		return;
+	}
+	is_int(s->retry.p.on, RETRY_ON_CONNECT | RETRY_ON_4XX, "retry_on: connect, 4xx");
+	ok(s->retry.p.n_codes == 1 && s->retry.p.codes[0] == 503, "retry_on: 503");
+	is_int(s->stages[0].u.fetch.retry.p.on, RETRY_ON_TIMEOUT, "on (older name): timeout");
+	ok(s->stages[0].u.fetch.retry.p.n_codes == 1 &&
+	   s->stages[0].u.fetch.retry.p.codes[0] == 429, "on (older name): 429");
+	is_int(s->stages[1].u.fetch.retry.p.on, def.on, "neither: the default list");
+	spec_free(s);
+	diags_free(&d);
+
+	s = load("pipeline: r\n"
+	         "defaults:\n"
+	         "  retry:\n"
+	         "    on: [5xx]\n"
+	         "    retry_on: [5xx]\n"                              /* 5 */
+	         "stages:\n"
+	         "  a:\n"
+	         "    fetch:\n"
+	         "      url: http://x/\n"
+	         "      retry: {retry_on: [timout, 600, 5xx, 5xx], on: []}\n", &d);  /* 10 */
+	ok(s == NULL, "both names: an error");
+	diag_at(&d, "retry cannot have both \"retry_on\" and \"on\" (the same list under "
+	        "two names; use \"retry_on\")", 5, 5);
+	is_int(d.n, 2, "both names: one error each, the lists are not read");
+	ok(d.n == 2 && d.v[1].line == 10 && d.v[1].col == 50 &&
+	   strncmp(d.v[1].msg, "retry cannot have both", 22) == 0,
+	   "both names: reported at the later key (10:50)");
+	diags_free(&d);
+
+	s = load("pipeline: r\n"
+	         "defaults:\n"
+	         "  retry: {retry_on: [timout, 600, 5xx, 5xx]}\n"
+	         "stages: {a: {fetch: {url: http://x/}}}\n", &d);
+	diag_at(&d, "invalid retry condition \"timout\" in \"retry_on\"", 3, 22);
+	diag_at(&d, "invalid HTTP status code 600 in \"retry_on\"", 3, 30);
+	diag_at(&d, "duplicate \"5xx\" in \"retry_on\"", 3, 40);
+	spec_free(s);
+	diags_free(&d);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -841,6 +906,7 @@ int main(void)
 	test_resilience();
 	test_rates();
 	test_resilience_errors();
+	test_retry_on();
 	unlink(write_file("pipeline.yaml", ""));
 	rmdir(tmpdir);
 	return done_testing();
