@@ -87,7 +87,7 @@ with open("faults.yaml", "w") as f:
     f.write("pipeline: bench-faults\nsettings: { concurrency: 64 }\n"
             "defaults:\n  concurrency: 64\n"
             "  retry: { attempts: 3, backoff: exponential, initial: 100ms, max: 5s,"
-            " jitter: full, on: [connect, timeout, network, 5xx, 429] }\n"
+            " jitter: full, retry_on: [connect, timeout, network, 5xx, 429] }\n"
             "stages:\n  api:\n    fetch:\n      url:\n")
     for i in range(1, n + 1):
         if i % 20 < 4:      # 20%: one 503 first

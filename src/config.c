@@ -19,6 +19,9 @@
 #include "expr.h"
 
 #define CONFIG_MAX_DEPTH 256
+/* A pipeline file is read whole into memory: bigger files are refused with a
+ * clear error before any parsing (documented in pipectl.yaml(5)). */
+#define CONFIG_MAX_FILE_MIB 16
 
 /* ------------------------------------------------------------ node tree */
 
@@ -29,6 +32,7 @@ struct ynode {
 	int line, col;                 /* 1-based start (YN_BAD: where reported) */
 	yaml_scalar_style_t style;     /* scalars */
 	bool anchored;                 /* had an &anchor: start mark is the anchor's */
+	bool dup;                      /* a mapping key repeating an earlier one (reported) */
 	char *s;                       /* scalar value (NUL-terminated), len bytes */
 	size_t len;
 	struct ynode **kids;           /* map: key, value, key, value...; seq: items */
@@ -170,25 +174,66 @@ struct builder {
 	int docs;
 };
 
-static void builder_check_map(struct builder *b, const struct ynode *m)
-{
-	size_t i, j;
+/* One scalar key of a mapping and its place among the keys, for sorting. */
+struct key_ref {
+	const struct ynode *k;
+	size_t i;
+};
 
-	for (i = 0; i < m->n; i += 2) {
-		const struct ynode *k = m->kids[i];
-		if (k->kind != YN_SCALAR)
+static int key_ref_cmp(const void *a, const void *b)
+{
+	const struct key_ref *x = a, *y = b;
+	size_t n = x->k->len < y->k->len ? x->k->len : y->k->len;
+	int c = memcmp(x->k->s, y->k->s, n);
+
+	if (c)
+		return c;
+	if (x->k->len != y->k->len)
+		return x->k->len < y->k->len ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * Reports each key of m that repeats an earlier one. libyaml accepts
+ * duplicates silently. The keys are sorted (by text, then by place), so equal
+ * keys sit together with the first definition first: O(n log n) whatever the
+ * keys are, where comparing each key with all earlier ones made a mapping of
+ * many keys quadratic.
+ */
+static void builder_check_map(struct builder *b, struct ynode *m)
+{
+	struct key_ref *v;
+	const struct ynode **first;    /* per key index: the key it repeats, or NULL */
+	size_t i, n = 0, n_keys = m->n / 2;
+
+	if (n_keys < 2)
+		return;
+	v = xcalloc(n_keys, sizeof(*v));
+	first = xcalloc(n_keys, sizeof(*first));
+	for (i = 0; i < n_keys; i++) {
+		if (m->kids[2 * i]->kind != YN_SCALAR)
 			continue;
-		for (j = 0; j < i; j += 2) {
-			const struct ynode *o = m->kids[j];
-			if (o->kind == YN_SCALAR && o->len == k->len &&
-			    memcmp(o->s, k->s, k->len) == 0) {
-				diags_add(b->d, cpos(b->c, k),
-				          "duplicate key \"%s\" (first defined at line %d)",
-				          k->s, o->line);
-				break;
-			}
-		}
+		v[n].k = m->kids[2 * i];
+		v[n].i = i;
+		n++;
 	}
+	qsort(v, n, sizeof(*v), key_ref_cmp);
+	for (i = 1; i < n; i++) {
+		const struct key_ref *p = &v[i - 1];
+		if (p->k->len == v[i].k->len && memcmp(p->k->s, v[i].k->s, p->k->len) == 0)
+			first[v[i].i] = first[p->i] ? first[p->i] : p->k;
+	}
+	/* in file order, as before */
+	for (i = 0; i < n_keys; i++) {
+		if (!first[i])
+			continue;
+		m->kids[2 * i]->dup = true;
+		diags_add(b->d, cpos(b->c, m->kids[2 * i]),
+		          "duplicate key \"%s\" (first defined at line %d)",
+		          m->kids[2 * i]->s, first[i]->line);
+	}
+	free(first);
+	free(v);
 }
 
 /* Attaches n to the open collection (or makes it the root). Takes n. */
@@ -293,26 +338,71 @@ static void diags_move(struct diags *dst, struct diags *src)
 	src->n = src->cap = 0;
 }
 
+/* What a libyaml error context opens, when the error means it was not closed
+ * where it should have been: "while parsing a flow mapping" -> "{". */
+static const char *syntax_opener(const char *context)
+{
+	static const char *const opened[][2] = {
+		{ "while parsing a flow mapping", "{" },
+		{ "while parsing a flow sequence", "[" },
+		{ "while scanning a quoted scalar", "quote" },
+	};
+	size_t i;
+
+	for (i = 0; context && i < ARRAY_LEN(opened); i++)
+		if (strcmp(context, opened[i][0]) == 0)
+			return opened[i][1];
+	return NULL;
+}
+
+/*
+ * Reports the error that stopped the parser. Positions: a reader error (bytes
+ * that are not UTF-8) is at the first byte of the bad sequence (libyaml gives
+ * the offset of the bad trailing byte, one column late for a Latin-1 byte
+ * followed by ASCII); an unclosed { [ or quote is reported both where it was
+ * opened and where the parser noticed, which can be many lines later.
+ */
 static void report_syntax_error(struct cfg *c, yaml_parser_t *p)
 {
-	struct pos at;
+	struct pos at, from;
 	const char *problem = p->problem ? p->problem : "cannot parse";
-	const char *hint = "";
+	const char *hint = "", *opener;
 	size_t off;
 
 	if (p->error == YAML_READER_ERROR) {
-		at = offset_pos(c, p->problem_offset);
-		diags_add(c->d, at, "YAML syntax error: %s", problem);
+		const unsigned char *t = (const unsigned char *)c->s->text;
+		off = p->problem_offset;
+		if (p->problem && strcmp(p->problem, "invalid trailing UTF-8 octet") == 0) {
+			/* back to the leading byte of the sequence */
+			while (off > 0 && off <= c->s->text_len && (t[off - 1] & 0xC0) == 0x80)
+				off--;
+			if (off > 0)
+				off--;
+		}
+		at = offset_pos(c, off);
+		if (strstr(problem, "UTF-8") && off < c->s->text_len)
+			diags_add(c->d, at, "YAML syntax error: invalid UTF-8 (byte 0x%02X); "
+			          "the file must be UTF-8 (is it Latin-1?)", t[off]);
+		else
+			diags_add(c->d, at, "YAML syntax error: %s", problem);
 		return;
 	}
 	at = mark_pos(c, p->problem_mark);
 	off = text_offset(c, at.line, at.col);
 	if (off != (size_t)-1 && off < c->s->text_len && c->s->text[off] == '\t')
 		hint = "; tabs cannot be used for indentation";
-	if (p->context)
+	opener = syntax_opener(p->context);
+	from = mark_pos(c, p->context_mark);
+	if (opener && (from.line != at.line || from.col != at.col)) {
+		diags_add(c->d, from, "YAML syntax error: this %s is not closed (%s at line %d, "
+		          "column %d)", opener, problem, at.line, at.col);
+		diags_add(c->d, at, "YAML syntax error: %s (%s opened at line %d, column %d)%s",
+		          problem, p->context, from.line, from.col, hint);
+	} else if (p->context) {
 		diags_add(c->d, at, "YAML syntax error: %s (%s)%s", problem, p->context, hint);
-	else
+	} else {
 		diags_add(c->d, at, "YAML syntax error: %s%s", problem, hint);
+	}
 }
 
 /* Parses the text into a tree. Returns the root of the first document, or
@@ -359,7 +449,8 @@ static struct ynode *parse_tree(struct cfg *c)
 	free(b.d);
 	if (!b.root || (b.root->kind == YN_SCALAR && b.root->len == 0 &&
 	                b.root->style == YAML_PLAIN_SCALAR_STYLE)) {
-		struct pos p = { c->s->path, 0, 0 };
+		/* at 1:1, so editors and the compiler-like format still get a position */
+		struct pos p = { c->s->path, 1, 1 };
 		diags_add(c->d, p, "empty pipeline file");
 		ynode_free(b.root);
 		return NULL;
@@ -1073,7 +1164,7 @@ static const char *const defaults_keys[] = {
 	"stage_timeout", NULL
 };
 static const char *const retry_keys[] = {
-	"attempts", "backoff", "initial", "max", "jitter", "on", "when", NULL
+	"attempts", "backoff", "initial", "max", "jitter", "on", "retry_on", "when", NULL
 };
 /* in the order of enum backoff_kind, enum jitter_kind */
 static const char *const backoffs[] = { "constant", "linear", "exponential", NULL };
@@ -1099,14 +1190,33 @@ static const char *const on_conflicts[] = { "replace", "merge", "ignore", NULL }
 
 /* ------------------------------------------------------------ resilience */
 
-/* retry.on: words and HTTP status codes into p (replacing the default set). */
+/*
+ * retry.retry_on (or its older name retry.on): words and HTTP status codes
+ * into p (replacing the default set). YAML 1.1 loaders (PyYAML's safe_load,
+ * many editors) read the key on as the boolean true, so retry_on is the name
+ * to use; on keeps working for pipectl, which reads YAML 1.2 scalars.
+ */
 static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_policy *p)
 {
 	struct sval *v = NULL;
 	size_t n = 0, i, j;
 	bool too_many = false;
+	const struct ynode *k_on = NULL, *k_retry_on = NULL;
+	const char *name = "retry_on";
 
-	if (!read_str_list(c, m, "on", &v, &n))
+	map_get(m, "on", &k_on);
+	map_get(m, "retry_on", &k_retry_on);
+	if (k_on && k_retry_on) {
+		const struct ynode *later = k_on->line > k_retry_on->line ||
+		        (k_on->line == k_retry_on->line && k_on->col > k_retry_on->col) ?
+		        k_on : k_retry_on;
+		diags_add(c->d, cpos(c, later), "retry cannot have both \"retry_on\" and "
+		          "\"on\" (the same list under two names; use \"retry_on\")");
+		return;
+	}
+	if (k_on)
+		name = "on";
+	if (!read_str_list(c, m, name, &v, &n))
 		return;
 	p->on = 0;
 	p->n_codes = 0;
@@ -1116,7 +1226,7 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 		for (j = 0; j < i && strcmp(v[j].s, w) != 0; j++)
 			;
 		if (j < i) {
-			diags_add(c->d, v[i].pos, "duplicate \"%s\" in \"on\"", w);
+			diags_add(c->d, v[i].pos, "duplicate \"%s\" in \"%s\"", w, name);
 			continue;
 		}
 		for (j = 0; retry_words[j] && strcmp(retry_words[j], w) != 0; j++)
@@ -1127,22 +1237,23 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 		}
 		if (!is_int_text(w)) {
 			const char *sug = suggest(w, retry_words, ARRAY_LEN(retry_bits));
-			diags_add(c->d, v[i].pos, "invalid retry condition \"%s\" in \"on\": expected "
+			diags_add(c->d, v[i].pos, "invalid retry condition \"%s\" in \"%s\": expected "
 			          "connect, timeout, network, 5xx, 4xx or an HTTP status code%s%s%s",
-			          w, sug ? " (did you mean \"" : "", sug ? sug : "", sug ? "\"?)" : "");
+			          w, name, sug ? " (did you mean \"" : "", sug ? sug : "",
+			          sug ? "\"?)" : "");
 			continue;
 		}
 		errno = 0;
 		code = strtoll(w, NULL, 10);
 		if (errno || code < 100 || code > 599) {
-			diags_add(c->d, v[i].pos, "invalid HTTP status code %s in \"on\": expected "
-			          "an integer from 100 to 599", w);
+			diags_add(c->d, v[i].pos, "invalid HTTP status code %s in \"%s\": expected "
+			          "an integer from 100 to 599", w, name);
 			continue;
 		}
 		if (p->n_codes == (int)ARRAY_LEN(p->codes)) {
 			if (!too_many)
-				diags_add(c->d, v[i].pos, "too many HTTP status codes in \"on\": "
-				          "at most %zu", ARRAY_LEN(p->codes));
+				diags_add(c->d, v[i].pos, "too many HTTP status codes in \"%s\": "
+				          "at most %zu", name, ARRAY_LEN(p->codes));
 			too_many = true;
 			continue;
 		}
@@ -1246,7 +1357,7 @@ static void read_paginate(struct cfg *c, const struct ynode *m, struct paginate_
 			continue;
 		for (t = 0; page_kinds[t] && strcmp(key->s, page_kinds[t]) != 0; t++)
 			;
-		if (!page_kinds[t] || map_get(v, key->s, NULL) != v->kids[i + 1])
+		if (!page_kinds[t] || key->dup)
 			continue;
 		if (!kind_k) {
 			kind_k = key;
@@ -1366,7 +1477,7 @@ static void read_hosts(struct cfg *c, const struct ynode *v)
 	c->s->hosts = xcalloc(v->n / 2 + 1, sizeof(*c->s->hosts));
 	for (i = 0; i + 1 < v->n; i += 2) {
 		const struct ynode *k = v->kids[i];
-		if (k->kind != YN_SCALAR || map_get(v, k->s, NULL) != v->kids[i + 1])
+		if (k->kind != YN_SCALAR || k->dup)
 			continue;               /* bad or duplicate key: reported already */
 		read_host(c, k, v->kids[i + 1], &c->s->hosts[c->s->n_hosts++]);
 	}
@@ -1430,15 +1541,9 @@ static void read_headers(struct cfg *c, const struct ynode *m, struct fetch_spec
 	for (i = 0; i + 1 < v->n; i += 2) {
 		const struct ynode *hk = v->kids[i], *hv = v->kids[i + 1];
 		struct sval sv = { NULL, { NULL, 0, 0 } };
-		size_t j;
-		bool dup = false;
 		char *label;
 
-		if (hk->kind != YN_SCALAR)
-			continue;
-		for (j = 0; j < i; j += 2)
-			dup |= v->kids[j]->kind == YN_SCALAR && strcmp(v->kids[j]->s, hk->s) == 0;
-		if (dup)
+		if (hk->kind != YN_SCALAR || hk->dup)
 			continue;
 		if (!token_ok(hk->s))
 			diags_add(c->d, cpos(c, hk),
@@ -1626,7 +1731,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 			continue;
 		for (t = 0; load_keys[t] && strcmp(key->s, load_keys[t]) != 0; t++)
 			;
-		if (!load_keys[t] || map_get(m, key->s, NULL) != m->kids[i + 1])
+		if (!load_keys[t] || key->dup)
 			continue;
 		if (tk) {
 			diags_add(c->d, cpos(c, key), "load cannot have both \"%s\" and \"%s\"",
@@ -1727,7 +1832,7 @@ static void read_stage(struct cfg *c, const struct ynode *k, const struct ynode 
 			continue;
 		for (t = 0; kind_names[t] && strcmp(key->s, kind_names[t]) != 0; t++)
 			;
-		if (!kind_names[t] || map_get(m, key->s, NULL) != m->kids[i + 1])
+		if (!kind_names[t] || key->dup)
 			continue;
 		if (kind_k) {
 			diags_add(c->d, cpos(c, key), "stage \"%s\" has both %s and %s", st->id,
@@ -1823,7 +1928,7 @@ static void read_stages(struct cfg *c, const struct ynode *k, const struct ynode
 	c->needs_bad = xcalloc(m->n / 2, sizeof(*c->needs_bad));
 	for (i = 0; i + 1 < m->n; i += 2) {
 		const struct ynode *key = m->kids[i];
-		if (key->kind != YN_SCALAR || map_get(m, key->s, NULL) != m->kids[i + 1])
+		if (key->kind != YN_SCALAR || key->dup)
 			continue;               /* bad or duplicate key: reported already */
 		read_stage(c, key, m->kids[i + 1], n++);
 		c->s->n_stages = n;
@@ -1865,7 +1970,7 @@ static void read_params(struct cfg *c, const struct ynode *m)
 	for (i = 0; i + 1 < m->n; i += 2) {
 		const struct ynode *k = m->kids[i], *v = m->kids[i + 1];
 		json_t *j;
-		if (k->kind != YN_SCALAR || map_get(m, k->s, NULL) != v)
+		if (k->kind != YN_SCALAR || k->dup)
 			continue;
 		if (!name_ok(k->s, false, ""))
 			diags_add(c->d, cpos(c, k), "invalid parameter name \"%s\": must start "
@@ -1983,10 +2088,14 @@ struct spec *config_load(const char *path, struct diags *d)
 	s->path = xstrdup(path);
 	s->dir = path_dir(path);
 	spec_defaults(s);
-	s->text = read_file(path, &s->text_len);
+	s->text = read_file_max(path, (size_t)CONFIG_MAX_FILE_MIB << 20, &s->text_len);
 	if (!s->text) {
 		struct pos p = { s->path, 0, 0 };
-		diags_add(d, p, "cannot read: %s", strerror(errno));
+		if (errno == EFBIG)
+			diags_add(d, p, "file too large: a pipeline file may hold at most "
+			          "%d MiB (%d bytes)", CONFIG_MAX_FILE_MIB, CONFIG_MAX_FILE_MIB << 20);
+		else
+			diags_add(d, p, "cannot read: %s", strerror(errno));
 		spec_free(s);
 		return NULL;
 	}

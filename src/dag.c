@@ -152,12 +152,46 @@ static int cmp_size(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A stage's id and index. Sorted by id (then index), they let each need be
+ * found by binary search: looking every need up with spec_stage_index made a
+ * file of many stages quadratic. */
+struct stage_ref {
+	const char *id;
+	size_t i;
+};
+
+static int cmp_stage_ref(const void *a, const void *b)
+{
+	const struct stage_ref *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+
+	return c ? c : x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* The first stage (in file order) named id, or -1; by_id sorted by cmp_stage_ref. */
+static int find_stage(const struct stage_ref *by_id, size_t n, const char *id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(by_id[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < n && strcmp(by_id[lo].id, id) == 0)
+		return (int)by_id[lo].i;
+	return -1;
+}
+
 struct dag *dag_build(const struct spec *s, struct diags *d)
 {
 	struct dag *g = xcalloc(1, sizeof(*g));
 	size_t n = s->n_stages, i, j, placed = 0;
 	size_t *indeg = xcalloc(n ? n : 1, sizeof(*indeg));
 	struct heap h = { xcalloc(n ? n : 1, sizeof(size_t)), 0 };
+	struct stage_ref *by_id = xcalloc(n ? n : 1, sizeof(*by_id));
 	bool failed = false;
 
 	g->n = n;
@@ -168,9 +202,14 @@ struct dag *dag_build(const struct spec *s, struct diags *d)
 	g->n_up = xcalloc(n ? n : 1, sizeof(*g->n_up));
 
 	for (i = 0; i < n; i++) {
+		by_id[i].id = s->stages[i].id;
+		by_id[i].i = i;
+	}
+	qsort(by_id, n, sizeof(*by_id), cmp_stage_ref);
+	for (i = 0; i < n; i++) {
 		const struct stage_spec *st = &s->stages[i];
 		for (j = 0; j < st->n_needs; j++) {
-			int k = spec_stage_index(s, st->needs[j].s);
+			int k = find_stage(by_id, n, st->needs[j].s);
 			if (k < 0) {
 				const char *m = dag_suggest(s, st->needs[j].s);
 				if (m)
@@ -232,6 +271,7 @@ struct dag *dag_build(const struct spec *s, struct diags *d)
 	}
 	free(indeg);
 	free(h.v);
+	free(by_id);
 	if (failed) {
 		dag_free(g);
 		return NULL;

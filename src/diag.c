@@ -22,7 +22,6 @@ void diags_add(struct diags *d, struct pos p, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Insertion sort: stable, and diagnostic lists are short. */
 static int diag_before(const struct diag *a, const struct diag *b)
 {
 	int c = strcmp(a->file, b->file);
@@ -34,15 +33,32 @@ static int diag_before(const struct diag *a, const struct diag *b)
 	return a->col < b->col;
 }
 
+/* Stable merge sort of v[0..n) using tmp (n entries): a file can yield a
+ * diagnostic per key, so the list may be long and must not sort in O(n^2). */
+static void diag_sort(struct diag *v, struct diag *tmp, size_t n)
+{
+	size_t mid = n / 2, i = 0, j = mid, k = 0;
+
+	if (n < 2)
+		return;
+	diag_sort(v, tmp, mid);
+	diag_sort(v + mid, tmp, n - mid);
+	while (i < mid && j < n)
+		tmp[k++] = diag_before(&v[j], &v[i]) ? v[j++] : v[i++];
+	while (i < mid)
+		tmp[k++] = v[i++];
+	/* v[j..n) is already in place */
+	memcpy(v, tmp, k * sizeof(*v));
+}
+
 void diags_print(struct diags *d, FILE *out)
 {
-	size_t i, j;
+	size_t i;
 
-	for (i = 1; i < d->n; i++) {
-		struct diag t = d->v[i];
-		for (j = i; j > 0 && diag_before(&t, &d->v[j - 1]); j--)
-			d->v[j] = d->v[j - 1];
-		d->v[j] = t;
+	if (d->n > 1) {
+		struct diag *tmp = xcalloc(d->n, sizeof(*tmp));
+		diag_sort(d->v, tmp, d->n);
+		free(tmp);
 	}
 	for (i = 0; i < d->n; i++) {
 		const struct diag *g = &d->v[i];

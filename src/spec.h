@@ -195,7 +195,8 @@ struct spec {
  * every error found is appended to d (so callers print them all). Checks:
  * YAML syntax, duplicate keys, unknown keys (with a suggestion), types,
  * required keys, durations/sizes, stage references, cycles (dag.c), jq
- * expressions and ${...} templates (expr.c).
+ * expressions and ${...} templates (expr.c). A file larger than 16 MiB is
+ * refused unread ("file too large").
  */
 struct spec *config_load(const char *path, struct diags *d);
 void spec_free(struct spec *s);

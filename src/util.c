@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,11 @@ void fmt_time(double t, char *out, size_t n)
 
 char *read_file(const char *path, size_t *len)
 {
+	return read_file_max(path, SIZE_MAX, len);
+}
+
+char *read_file_max(const char *path, size_t max, size_t *len)
+{
 	FILE *f = fopen(path, "rb");
 	struct buf b;
 	char chunk[65536];
@@ -201,8 +207,15 @@ char *read_file(const char *path, size_t *len)
 		return NULL;
 	buf_init(&b);
 	buf_reserve(&b, 0);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (n > max - b.len) {
+			fclose(f);
+			buf_free(&b);
+			errno = EFBIG;
+			return NULL;
+		}
 		buf_add(&b, chunk, n);
+	}
 	if (ferror(f)) {
 		saved = errno;
 		fclose(f);

@@ -51,6 +51,10 @@ void fmt_time(double t, char *out, size_t n);
 /* Reads a whole file. Returns malloc'd data (NUL-terminated, length in *len)
  * or NULL with errno set. */
 char *read_file(const char *path, size_t *len);
+/* Like read_file, but gives up with errno EFBIG as soon as the file turns out
+ * to hold more than max bytes (it reads at most max + 64 KiB, so this also
+ * bounds reading an endless file such as /dev/zero). */
+char *read_file_max(const char *path, size_t max, size_t *len);
 /* Directory part of path ("." when none). Caller frees. */
 char *path_dir(const char *path);
 /* base joined to rel unless rel is absolute. Caller frees. */

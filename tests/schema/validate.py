@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 # tests/schema/validate.py: checks pipeline files against schemas/pipeline.schema.json
 # (JSON Schema 2020-12) for tests/schema/schema.sh. YAML is read with the scalar
-# typing pipectl uses (YAML 1.2 core), not PyYAML's YAML 1.1 rules.
+# typing pipectl uses (YAML 1.2 core), not PyYAML's YAML 1.1 rules: that is the
+# loader the schema assumes. --yaml11 reads the files with PyYAML's safe_load
+# (YAML 1.1: on, off, yes, no are booleans, 1_000 and 0x1F numbers,
+# 2024-01-01 a date) instead, as many editors do; the shipped pipelines must pass both.
 #
 #   validate.py --check-schema SCHEMA    the schema is a valid 2020-12 schema
 #   validate.py --lint SCHEMA            every property and $def has a description
 #   validate.py --keys SCHEMA            prints every property name, one a line
 #   validate.py SCHEMA FILE...           one line per file, tab-separated:
 #                                        valid|invalid|yaml-error FILE MESSAGE
+#   validate.py --yaml11 SCHEMA FILE...  the same, read with yaml.safe_load
 # Exit status: 0 when the checks ran (whatever the verdicts), 1 when a
 # --check-schema or --lint check fails, 2 on a usage error.
 
@@ -163,12 +167,12 @@ def error_path(e):
 	return "/" + "/".join(str(p) for p in e.absolute_path)
 
 
-def validate_files(schema, files):
+def validate_files(schema, files, loader=PipelineLoader):
 	validator = jsonschema.Draft202012Validator(schema)
 	for path in files:
 		try:
 			with open(path, encoding="utf-8") as f:
-				doc = yaml.load(f, Loader=PipelineLoader)
+				doc = yaml.load(f, Loader=loader)
 		except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
 			print("yaml-error\t%s\t%s" % (path, one_line(e)))
 			continue
@@ -190,9 +194,12 @@ def main(argv):
 		return lint(load_schema(argv[2]))
 	if len(argv) == 3 and argv[1] == "--keys":
 		return keys(load_schema(argv[2]))
+	if len(argv) >= 3 and argv[1] == "--yaml11":
+		return validate_files(load_schema(argv[2]), argv[3:], yaml.SafeLoader)
 	if len(argv) >= 2 and not argv[1].startswith("--"):
 		return validate_files(load_schema(argv[1]), argv[2:])
-	sys.stderr.write("usage: validate.py [--check-schema|--lint|--keys] SCHEMA | SCHEMA FILE...\n")
+	sys.stderr.write("usage: validate.py [--check-schema|--lint|--keys] SCHEMA"
+	                 " | [--yaml11] SCHEMA FILE...\n")
 	return 2
 
 

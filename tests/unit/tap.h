@@ -6,9 +6,12 @@
 #ifndef PIPECTL_TAP_H
 #define PIPECTL_TAP_H
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 static int tap_n, tap_failed;
 
@@ -42,6 +45,27 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
 	int c_ = (g_ && w_) ? strcmp(g_, w_) == 0 : g_ == w_; \
 	if (!tap_ok(c_, __FILE__, __LINE__, __VA_ARGS__)) \
 		printf("#   got \"%s\"\n#   want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
+} while (0)
+
+/* lives_ok(STATEMENT, DESCRIPTION...): runs STATEMENT in a child process and
+ * passes when the child exits normally with status 0, so a statement that
+ * crashes (or that a sanitizer reports) fails this one case instead of
+ * taking the whole test program down with it. */
+#define lives_ok(stmt, ...) do { \
+	int st_ = -1; \
+	pid_t pid_; \
+	fflush(NULL); \
+	pid_ = fork(); \
+	if (pid_ == 0) { \
+		stmt; \
+		_exit(0); \
+	} \
+	if (pid_ > 0) \
+		while (waitpid(pid_, &st_, 0) < 0 && errno == EINTR) \
+			; \
+	if (!tap_ok(pid_ > 0 && WIFEXITED(st_) && WEXITSTATUS(st_) == 0, \
+		    __FILE__, __LINE__, __VA_ARGS__)) \
+		printf("#   child status %d\n", st_); \
 } while (0)
 
 static inline int done_testing(void)

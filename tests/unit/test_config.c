@@ -397,12 +397,54 @@ static void test_errors(void)
 	spec_free(s);
 	diags_free(&d);
 
-	/* a syntax error hides everything else */
+	/* a syntax error hides everything else; an unclosed [ is reported both
+	 * where it opened and where the parser noticed */
 	s = load("pipeline: demo\nstages: [a\nbogus: 1\npipeline: x\n", &d);
 	ok(s == NULL, "syntax error gives NULL");
-	is_int(d.n, 1, "only the syntax error");
-	ok(d.n == 1 && strncmp(d.v[0].msg, "YAML syntax error: ", 19) == 0,
-	   "message starts with YAML syntax error");
+	is_int(d.n, 2, "only the syntax error (both its ends)");
+	ok(d.n == 2 && strncmp(d.v[0].msg, "YAML syntax error: ", 19) == 0 &&
+	   strncmp(d.v[1].msg, "YAML syntax error: ", 19) == 0,
+	   "messages start with YAML syntax error");
+	diag_at(&d, "this [ is not closed (did not find expected ',' or ']' at line 3, column 6)",
+	        2, 9);
+	diag_at(&d, "(while parsing a flow sequence opened at line 2, column 9)", 3, 6);
+	diags_free(&d);
+
+	/* unclosed { and quotes: where they opened, and where it was noticed */
+	s = load("pipeline: demo\nstages: {a: {fetch: {url: x}}\n", &d);
+	diag_at(&d, "this { is not closed", 2, 9);
+	diag_at(&d, "(while parsing a flow mapping opened at line 2, column 9)", 3, 1);
+	is_int(d.n, 2, "unclosed {: two diagnostics");
+	diags_free(&d);
+	s = load("pipeline: demo\ndescription: 'it\n\n  goes on\nstages: {}\n", &d);
+	diag_at(&d, "this quote is not closed (found unexpected end of stream at line 6, "
+	        "column 1)", 2, 14);
+	diag_at(&d, "(while scanning a quoted scalar opened at line 2, column 14)", 6, 1);
+	diags_free(&d);
+	s = load("pipeline: \"demo\nstages: {}\n", &d);
+	diag_at(&d, "this quote is not closed", 1, 11);
+	diags_free(&d);
+	/* an error whose context is not something left open: one diagnostic */
+	s = load("pipeline: demo\nstages:\n  a: 1\n b: 2\n", &d);
+	is_int(d.n, 1, "a block mapping error is one diagnostic");
+	ok(find_diag(&d, "not closed") == NULL, "not called unclosed");
+	diags_free(&d);
+
+	/* bytes that are not UTF-8: at the bad byte, counting characters */
+	s = load("pipeline: caf\xe9s\nstages: {}\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 1, 14);
+	diags_free(&d);
+	s = load("pipeline: \xc3\xa9t\xe9t\nstages: {}\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 1, 13);
+	diags_free(&d);
+	s = load("pipeline: d\ndescription: \xe9\xa9x\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 2, 14);
+	diags_free(&d);
+	s = load("pipeline: ab\xff\n", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xFF)", 1, 13);
+	diags_free(&d);
+	s = load("pipeline: caf\xe9", &d);
+	diag_at(&d, "invalid UTF-8 (byte 0xE9)", 1, 14);
 	diags_free(&d);
 
 	/* a missing file */
@@ -451,17 +493,21 @@ static void test_errors(void)
 	s = load("", &d);
 	ok(s == NULL && d.n == 1 && strcmp(d.v[0].msg, "empty pipeline file") == 0,
 	   "empty file");
+	diag_at(&d, "empty pipeline file", 1, 1);
 	diags_free(&d);
 	s = load("---\n", &d);
 	ok(s == NULL && d.n == 1 && strcmp(d.v[0].msg, "empty pipeline file") == 0,
 	   "document with nothing in it");
+	diag_at(&d, "empty pipeline file", 1, 1);
+	diags_free(&d);
+	s = load("# only a comment\n\n", &d);
+	diag_at(&d, "empty pipeline file", 1, 1);
 	diags_free(&d);
 	s = load("pipeline: a\nstages: {a: {fetch: {url: x}}}\n---\nfoo: 1\n", &d);
 	diag_at(&d, "multiple YAML documents", 3, 1);
 	is_int(d.n, 1, "second document is not read");
 	diags_free(&d);
-	spec_free(NULL);
-	ok(1, "spec_free(NULL) is a no-op");
+	lives_ok(spec_free(NULL), "spec_free(NULL) is a no-op");
 }
 
 static const char resilience_yaml[] =
@@ -847,6 +893,71 @@ static void test_sqlite_keys(void)
 	diags_free(&d);
 }
 
+/* retry_on: the list under a name no YAML version reads as a boolean; on is
+ * its older name, still read; both at once is an error. */
+static void test_retry_on(void)
+{
+	struct diags d = { 0 };
+	struct retry_policy def;
+	struct spec *s;
+
+	retry_policy_default(&def);
+	s = load("pipeline: r\n"
+	         "defaults:\n"
+	         "  retry: {attempts: 3, retry_on: [connect, 4xx, 503]}\n"
+	         "stages:\n"
+	         "  a:\n"                                             /* 5 */
+	         "    fetch:\n"
+	         "      url: http://x/\n"
+	         "      retry: {on: [timeout, \"429\"]}\n"
+	         "  b:\n"
+	         "    fetch:\n"                                       /* 10 */
+	         "      url: http://x/\n"
+	         "      retry: {attempts: 2}\n", &d);
+	if (!ok(s != NULL, "retry_on and on load")) {
+		diags_print(&d, stdout);
+		diags_free(&d);
+		return;
+	}
+	is_int(s->retry.p.on, RETRY_ON_CONNECT | RETRY_ON_4XX, "retry_on: connect, 4xx");
+	ok(s->retry.p.n_codes == 1 && s->retry.p.codes[0] == 503, "retry_on: 503");
+	is_int(s->stages[0].u.fetch.retry.p.on, RETRY_ON_TIMEOUT, "on (older name): timeout");
+	ok(s->stages[0].u.fetch.retry.p.n_codes == 1 &&
+	   s->stages[0].u.fetch.retry.p.codes[0] == 429, "on (older name): 429");
+	is_int(s->stages[1].u.fetch.retry.p.on, def.on, "neither: the default list");
+	spec_free(s);
+	diags_free(&d);
+
+	s = load("pipeline: r\n"
+	         "defaults:\n"
+	         "  retry:\n"
+	         "    on: [5xx]\n"
+	         "    retry_on: [5xx]\n"                              /* 5 */
+	         "stages:\n"
+	         "  a:\n"
+	         "    fetch:\n"
+	         "      url: http://x/\n"
+	         "      retry: {retry_on: [timout, 600, 5xx, 5xx], on: []}\n", &d);  /* 10 */
+	ok(s == NULL, "both names: an error");
+	diag_at(&d, "retry cannot have both \"retry_on\" and \"on\" (the same list under "
+	        "two names; use \"retry_on\")", 5, 5);
+	is_int(d.n, 2, "both names: one error each, the lists are not read");
+	ok(d.n == 2 && d.v[1].line == 10 && d.v[1].col == 50 &&
+	   strncmp(d.v[1].msg, "retry cannot have both", 22) == 0,
+	   "both names: reported at the later key (10:50)");
+	diags_free(&d);
+
+	s = load("pipeline: r\n"
+	         "defaults:\n"
+	         "  retry: {retry_on: [timout, 600, 5xx, 5xx]}\n"
+	         "stages: {a: {fetch: {url: http://x/}}}\n", &d);
+	diag_at(&d, "invalid retry condition \"timout\" in \"retry_on\"", 3, 22);
+	diag_at(&d, "invalid HTTP status code 600 in \"retry_on\"", 3, 30);
+	diag_at(&d, "duplicate \"5xx\" in \"retry_on\"", 3, 40);
+	spec_free(s);
+	diags_free(&d);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -862,6 +973,7 @@ int main(void)
 	test_rates();
 	test_resilience_errors();
 	test_sqlite_keys();
+	test_retry_on();
 	unlink(write_file("pipeline.yaml", ""));
 	rmdir(tmpdir);
 	return done_testing();

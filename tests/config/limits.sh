@@ -1,0 +1,85 @@
+#!/bin/sh
+# tests/config/limits.sh: pipeline files of the largest sizes pipectl accepts.
+# Mappings of 100,000 keys (params, headers, stages chained by needs,
+# duplicated keys) validate, with every duplicate reported; a file above the
+# documented maximum of 16 MiB, /dev/zero included, is refused with
+# "file: file too large: ..." and exit status 2. Reading these files used to
+# compare each key with every other one (minutes of CPU at this size); no check
+# here measures time: each pipectl runs under a generous CPU-time ceiling
+# (ulimit -t) only so that a quadratic regression fails instead of hanging.
+
+. "$TOP_SRCDIR/tests/lib.sh"
+cd "$T_TMP" || exit 1
+
+N=100000
+CPU=120                 # seconds of CPU per command: a safety net, not a bound
+
+# validate FILE: runs pipectl validate under the CPU ceiling; sets RC, OUT, ERR.
+validate() {
+	(ulimit -t $CPU && exec "$PIPECTL" validate "$1") >out 2>err
+	RC=$?
+	OUT=$(cat out)
+	ERR=$(head -c 2000 err)
+}
+
+awk -v n=$N 'BEGIN {
+	print "pipeline: params"
+	print "params:"
+	for (i = 0; i < n; i++) printf "  p%d: v%d\n", i, i
+	print "stages:\n  a:\n    fetch: {url: \"http://example.com/${params.p99999}\"}"
+}' >params.yaml
+validate params.yaml
+is "$RC" 0 "$N params: exit 0"
+is "$OUT" "params.yaml: ok (1 stages)" "$N params: ok"
+[ -z "$ERR" ] || diag "$ERR"
+
+awk -v n=$N 'BEGIN {
+	print "pipeline: headers\nstages:\n  a:\n    fetch:\n      url: http://example.com/\n      headers:"
+	for (i = 0; i < n; i++) printf "        X-H%d: v%d\n", i, i
+}' >headers.yaml
+validate headers.yaml
+is "$RC" 0 "$N headers: exit 0"
+is "$OUT" "headers.yaml: ok (1 stages)" "$N headers: ok"
+[ -z "$ERR" ] || diag "$ERR"
+
+awk -v n=$N 'BEGIN {
+	print "pipeline: chain\nstages:\n  s0:\n    fetch: {url: http://example.com/}"
+	for (i = 1; i < n; i++) printf "  s%d:\n    needs: s%d\n    transform: {jq: .}\n", i, i - 1
+}' >stages.yaml
+validate stages.yaml
+is "$RC" 0 "$N stages, each needing the one before: exit 0"
+is "$OUT" "stages.yaml: ok ($N stages)" "$N stages: ok"
+[ -z "$ERR" ] || diag "$ERR"
+
+# Every key twice: each second copy is reported once, pointing at the first.
+awk -v n=$N 'BEGIN {
+	print "pipeline: dups\nparams:"
+	for (i = 0; i < n / 2; i++) printf "  p%d: 1\n", i
+	for (i = 0; i < n / 2; i++) printf "  p%d: 2\n", i
+	print "stages:\n  a:\n    fetch: {url: http://example.com/}"
+}' >dups.yaml
+validate dups.yaml
+is "$RC" 2 "$N keys, each twice: exit 2"
+is "$(grep -c 'duplicate key' err)" $((N / 2)) "$N keys, each twice: every second copy is reported"
+is "$(sed -n '1p;$p' err)" "dups.yaml:$((N / 2 + 3)):3: duplicate key \"p0\" (first defined at line 3)
+dups.yaml:$((N + 2)):3: duplicate key \"p$((N / 2 - 1))\" (first defined at line $((N / 2 + 2)))" \
+	"$N keys, each twice: in file order, each naming the line of the first copy"
+
+# The documented maximum: 16 MiB. Exactly that much is read (and rejected
+# for what it holds: here a comment, so an empty file); one byte more is not.
+max=$((16 * 1024 * 1024))
+awk -v n=$max 'BEGIN { s = "#"; while (length(s) < 65536) s = s s; s = substr(s, 1, 65535) "\n"
+	for (i = 0; i + 65536 <= n; i += 65536) printf "%s", s }' >max.yaml
+is "$(wc -c <max.yaml | tr -d ' ')" $max "max.yaml is 16 MiB"
+validate max.yaml
+is "$RC.$ERR" "2.max.yaml: empty pipeline file" "a file of exactly 16 MiB is read"
+printf '#' >>max.yaml
+validate max.yaml
+is "$RC.$ERR" "2.max.yaml: file too large: a pipeline file may hold at most 16 MiB (16777216 bytes)" \
+	"a file of 16 MiB and one byte: file too large, exit 2"
+
+validate /dev/zero
+is "$RC.$ERR" "2./dev/zero: file too large: a pipeline file may hold at most 16 MiB (16777216 bytes)" \
+	"/dev/zero: file too large, exit 2 (not out of memory)"
+
+done_testing
