@@ -21,17 +21,26 @@
  * trial's outcome is not known in advance, so this is a polling interval. */
 #define BREAKER_TRIAL_POLL 0.25
 
+/*
+ * The defaults retry what is transient, as the AWS and Google API clients
+ * do: failures to connect, timeouts, dropped connections, 429 and the
+ * gateway/unavailable 5xx codes. Other 5xx (500 Internal Server Error, 501)
+ * usually repeat the same answer, so they are not retried unless asked for.
+ */
 void retry_policy_default(struct retry_policy *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->attempts = 1;
+	p->attempts = 3;
 	p->backoff = BACKOFF_EXPONENTIAL;
 	p->initial = 0.25;
 	p->max = 30.0;
 	p->jitter = JITTER_FULL;
-	p->on = RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK | RETRY_ON_5XX;
+	p->on = RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK;
 	p->codes[0] = 429;
-	p->n_codes = 1;
+	p->codes[1] = 502;
+	p->codes[2] = 503;
+	p->codes[3] = 504;
+	p->n_codes = 4;
 }
 
 /*

@@ -35,8 +35,10 @@ struct retry_policy {
 	int n_codes;
 };
 
-/* The defaults: attempts 1 (no retries), exponential, 250ms initial, 30s max,
- * full jitter, on connect|timeout|network|5xx|429. */
+/* The defaults, used when no retry: is given and for the keys a retry:
+ * leaves out: 3 attempts, exponential, 250ms initial, 30s max (also the cap
+ * on Retry-After), full jitter, on connect|timeout|network and the codes
+ * 429, 502, 503, 504. */
 void retry_policy_default(struct retry_policy *p);
 
 /* Outcome of one attempt, as the retry logic sees it. */

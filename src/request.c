@@ -416,7 +416,9 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 	case HTTP_ERR_TIMEOUT: *msg = xstrdup(res->error_msg); return ATTEMPT_TIMEOUT;
 	case HTTP_ERR_TOO_BIG: *msg = xstrdup(res->error_msg); return ATTEMPT_FATAL;
 	case HTTP_ERR_CANCELLED: *msg = xstrdup("cancelled"); return ATTEMPT_FATAL;
-	case HTTP_ERR_OTHER: *msg = xstrdup(res->error_msg); return ATTEMPT_NETWORK;
+	case HTTP_ERR_OTHER:
+		*msg = xstrdup(res->error_msg);
+		return res->permanent ? ATTEMPT_FATAL : ATTEMPT_NETWORK;
 	}
 	if (res->status != 0 && (res->status < 200 || res->status > 299)) {
 		int n = (int)(res->body_len > 200 ? 200 : res->body_len);

@@ -646,6 +646,7 @@ stages:
       url: "$MOCK_URL/pages?per=10&total=55&fail=3"
       records: '.items[]'
       paginate: {param: page, stop: '.items | length == 0'}
+      retry: {attempts: 1}
   out:
     needs: s
     load:

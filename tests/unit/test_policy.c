@@ -37,15 +37,24 @@ static void test_default(void)
 	struct retry_policy p;
 
 	retry_policy_default(&p);
-	is_int(p.attempts, 1, "default: 1 attempt");
+	is_int(p.attempts, 3, "default: 3 attempts");
 	is_int(p.backoff, BACKOFF_EXPONENTIAL, "default: exponential");
 	is_num(p.initial, 0.25, "default: initial 250ms");
 	is_num(p.max, 30, "default: max 30s");
 	is_int(p.jitter, JITTER_FULL, "default: full jitter");
-	is_int(p.on, RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK | RETRY_ON_5XX,
-	       "default: connect|timeout|network|5xx");
-	ok(p.n_codes == 1 && p.codes[0] == 429, "default: code 429");
+	is_int(p.on, RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK,
+	       "default: connect|timeout|network");
+	ok(p.n_codes == 4 && p.codes[0] == 429 && p.codes[1] == 502 && p.codes[2] == 503 &&
+	   p.codes[3] == 504, "default: codes 429, 502, 503, 504");
 	ok(retry_should(&p, ATTEMPT_HTTP, 429), "default retries 429");
+	ok(retry_should(&p, ATTEMPT_HTTP, 502), "default retries 502");
+	ok(retry_should(&p, ATTEMPT_HTTP, 503), "default retries 503");
+	ok(retry_should(&p, ATTEMPT_HTTP, 504), "default retries 504");
+	ok(!retry_should(&p, ATTEMPT_HTTP, 500), "default does not retry 500");
+	ok(!retry_should(&p, ATTEMPT_HTTP, 501), "default does not retry 501");
+	ok(retry_should(&p, ATTEMPT_CONNECT, 0) && retry_should(&p, ATTEMPT_TIMEOUT, 0) &&
+	   retry_should(&p, ATTEMPT_NETWORK, 0), "default retries connect, timeout, network");
+	ok(!retry_should(&p, ATTEMPT_FATAL, 0), "default never retries a fatal error");
 	ok(!retry_should(&p, ATTEMPT_HTTP, 404), "default does not retry 404");
 }
 
