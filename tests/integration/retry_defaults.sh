@@ -69,8 +69,9 @@ one_fetch p.yaml "$MOCK_URL/seq/dra?codes=429,200&retry_after=1"
 run_pl p.yaml
 is "$RC" 0 "default: 429 with Retry-After: 1: exit 0"
 is "$(seen dra)" 2 "default: 429 with Retry-After: 2 requests"
-is "$(stq "SELECT attempt, wait FROM attempts WHERE run_id = $LAST ORDER BY rowid")" "1|0.0
-2|1.0" "default: the retry waited the 1s the server asked for"
+is "$(stq "SELECT attempt, wait_retry_after, wait_backoff FROM attempts
+	WHERE run_id = $LAST ORDER BY rowid")" "1|0.0|0.0
+2|1.0|0.0" "default: the retry waited the 1s the server asked for, and no backoff"
 
 case_dir connect
 
