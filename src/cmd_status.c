@@ -104,14 +104,68 @@ static void print_json(json_t *v)
 	json_decref(v);
 }
 
+/* The reasons an attempt waits, in the order they are shown. */
+enum wait_reason { W_BACKOFF, W_RETRY_AFTER, W_RATE, W_CONCURRENCY, W_BREAKER, W_N };
+
+static const char *const wait_keys[W_N] = {
+	"backoff", "retry_after", "rate", "concurrency", "breaker"
+};
+static const char *const wait_names[W_N] = {
+	"backoff", "retry-after", "rate", "concurrency", "breaker"
+};
+
+/* a's waits by reason into w. */
+static void attempt_waits(const struct attempt_row *a, double w[W_N])
+{
+	w[W_BACKOFF] = a->wait_backoff;
+	w[W_RETRY_AFTER] = a->wait_retry_after;
+	w[W_RATE] = a->wait_rate;
+	w[W_CONCURRENCY] = a->wait_concurrency;
+	w[W_BREAKER] = a->wait_breaker;
+}
+
+/* {"backoff": s, ...} for w (a new reference), with "total" when total >= 0. */
+static json_t *waits_json(const double w[W_N], double total)
+{
+	json_t *o = json_object();
+	int i;
+
+	for (i = 0; i < W_N; i++)
+		json_object_set_new(o, wait_keys[i], json_real(w[i]));
+	if (total >= 0)
+		json_object_set_new(o, "total", json_real(total));
+	return o;
+}
+
 static json_t *attempt_json(const struct attempt_row *a)
 {
-	return json_pack("{s:s, s:i, s:s, s:s, s:I, s:o, s:f, s:f, s:f, s:s}",
+	double w[W_N];
+
+	attempt_waits(a, w);
+	return json_pack("{s:s, s:i, s:s, s:s, s:I, s:o, s:f, s:f, s:f, s:o, s:s}",
 	                 "stage", a->stage, "attempt", a->attempt, "method", a->method,
 	                 "url", a->url, "http_status", (json_int_t)a->http_status,
 	                 "error", a->error ? json_string(a->error) : json_null(),
 	                 "started", a->started, "duration", a->duration, "wait", a->wait,
-	                 "fingerprint", a->fingerprint);
+	                 "waits", waits_json(w, -1), "fingerprint", a->fingerprint);
+}
+
+/* The reasons with a wait, joined by "+" into buf ("-" when none). Waits
+ * below 5ms are shown as 0.00s, so they do not name a reason either. */
+static void wait_reasons(const double w[W_N], char *buf, size_t sz)
+{
+	size_t n = 0;
+	int i;
+
+	buf[0] = '\0';
+	for (i = 0; i < W_N; i++) {
+		if (!(w[i] >= 0.005))
+			continue;
+		n += (size_t)snprintf(buf + n, n < sz ? sz - n : 0, "%s%s", n ? "+" : "",
+		                      wait_names[i]);
+	}
+	if (n == 0)
+		snprintf(buf, sz, "-");
 }
 
 /* The attempts of one stage (or all) and the run's events. */
@@ -120,6 +174,7 @@ static int show_attempts(struct state *st, int64_t run, const char *stage, bool 
 	struct attempt_row *a = NULL;
 	struct event_row *ev = NULL;
 	int n = state_attempts_list(st, run, stage, &a), ne, i;
+	double sum[W_N] = { 0 }, total = 0;
 
 	if (n < 0)
 		return -1;
@@ -127,6 +182,14 @@ static int show_attempts(struct state *st, int64_t run, const char *stage, bool 
 	if (ne < 0) {
 		attempt_rows_free(a, n);
 		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		double w[W_N];
+		int k;
+		attempt_waits(&a[i], w);
+		for (k = 0; k < W_N; k++)
+			sum[k] += w[k];
+		total += a[i].wait;
 	}
 	if (json) {
 		json_t *out = json_object(), *arr = json_array(), *evs = json_array();
@@ -138,24 +201,33 @@ static int show_attempts(struct state *st, int64_t run, const char *stage, bool 
 				                      "stage", ev[i].stage, "kind", ev[i].kind,
 				                      "message", ev[i].message, "at", ev[i].at));
 		json_object_set_new(out, "attempts", arr);
+		json_object_set_new(out, "waited", waits_json(sum, total));
 		json_object_set_new(out, "events", evs);
 		print_json(out);
 	} else {
 		printf("\nattempts of %s:\n", stage ? stage : "every stage");
-		printf("  %-4s %-6s %8s %8s  %s\n", "#", "STATUS", "WAITED", "TOOK", "REQUEST / ERROR");
+		printf("  %-4s %-6s %8s  %-16s %8s  %s\n", "#", "STATUS", "WAITED", "FOR", "TOOK",
+		       "REQUEST / ERROR");
 		for (i = 0; i < n; i++) {
-			char code[16];
+			char code[16], why[96];
+			double w[W_N];
 			if (a[i].http_status)
 				snprintf(code, sizeof(code), "%ld", a[i].http_status);
 			else
 				snprintf(code, sizeof(code), "-");
-			printf("  %-4d %-6s %7.2fs %7.2fs  %s %s\n", a[i].attempt, code, a[i].wait,
-			       a[i].duration, a[i].method, a[i].url);
+			attempt_waits(&a[i], w);
+			wait_reasons(w, why, sizeof(why));
+			printf("  %-4d %-6s %7.2fs  %-16s %7.2fs  %s %s\n", a[i].attempt, code,
+			       a[i].wait, why, a[i].duration, a[i].method, a[i].url);
 			if (a[i].error)
-				printf("  %-4s %-6s %8s %8s  %s\n", "", "", "", "", a[i].error);
+				printf("  %-4s %-6s %8s  %-16s %8s  %s\n", "", "", "", "", "", a[i].error);
 		}
 		if (n == 0)
 			printf("  (none)\n");
+		else
+			printf("  waited %.2fs in all: backoff %.2fs, retry-after %.2fs, rate %.2fs, "
+			       "concurrency %.2fs, breaker %.2fs\n", total, sum[W_BACKOFF],
+			       sum[W_RETRY_AFTER], sum[W_RATE], sum[W_CONCURRENCY], sum[W_BREAKER]);
 		for (i = 0; i < ne; i++) {
 			char t[32];
 			if (stage && (!ev[i].stage || strcmp(ev[i].stage, stage) != 0))

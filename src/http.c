@@ -392,6 +392,31 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 	}
 }
 
+/* True when libcurl's rc says the same request will fail the same way:
+ * retrying it only delays the error. */
+static bool http_rc_permanent(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_NOT_BUILT_IN:
+	case CURLE_REMOTE_ACCESS_DENIED:
+	case CURLE_FILE_COULDNT_READ_FILE:
+	case CURLE_TOO_MANY_REDIRECTS:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_LOGIN_DENIED:
+	case CURLE_BAD_CONTENT_ENCODING:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Runs x's callback and frees x (its easy handle goes back to the free
  * list). x is no longer in any list. With transport, the result comes from
  * libcurl (rc, the response); otherwise it is err/err_msg with no response. */
@@ -406,6 +431,7 @@ static void xfer_finish(struct http_xfer *x, bool transport, CURLcode rc,
 	memset(&res, 0, sizeof(res));
 	if (transport) {
 		res.error = classify(x, rc, msg, sizeof(msg), &res.error_msg);
+		res.permanent = res.error == HTTP_ERR_OTHER && http_rc_permanent(rc);
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 		res.status = status;
 		res.body = x->resp.data ? x->resp.data : "";

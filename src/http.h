@@ -56,6 +56,9 @@ struct http_result {
 	size_t n_headers;
 	double duration;               /* seconds, submit-to-completion excluded queueing */
 	const char *url;               /* effective URL as requested */
+	bool permanent;                /* HTTP_ERR_OTHER that no retry can cure: a bad or
+	                                  refused URL or scheme, a missing file, a failed
+	                                  TLS verification, too many redirects */
 };
 
 typedef void (*http_done_fn)(void *arg, const struct http_result *res);

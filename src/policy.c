@@ -21,17 +21,26 @@
  * trial's outcome is not known in advance, so this is a polling interval. */
 #define BREAKER_TRIAL_POLL 0.25
 
+/*
+ * The defaults retry what is transient, as the AWS and Google API clients
+ * do: failures to connect, timeouts, dropped connections, 429 and the
+ * gateway/unavailable 5xx codes. Other 5xx (500 Internal Server Error, 501)
+ * usually repeat the same answer, so they are not retried unless asked for.
+ */
 void retry_policy_default(struct retry_policy *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->attempts = 1;
+	p->attempts = 3;
 	p->backoff = BACKOFF_EXPONENTIAL;
 	p->initial = 0.25;
 	p->max = 30.0;
 	p->jitter = JITTER_FULL;
-	p->on = RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK | RETRY_ON_5XX;
+	p->on = RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK;
 	p->codes[0] = 429;
-	p->n_codes = 1;
+	p->codes[1] = 502;
+	p->codes[2] = 503;
+	p->codes[3] = 504;
+	p->n_codes = 4;
 }
 
 /*
@@ -409,6 +418,19 @@ double parse_ratelimit_reset(const char *value, double now_wall)
 
 /* ---- token bucket */
 
+/* The tokens b would hold at now (refilled, capped at the burst). */
+static double bucket_level(const struct token_bucket *b, double now)
+{
+	double t = b->tokens;
+
+	if (now > b->last) {
+		t += (now - b->last) * b->rate;
+		if (t > b->burst)
+			t = b->burst;
+	}
+	return t;
+}
+
 void bucket_init(struct token_bucket *b, double rate, double burst, double now)
 {
 	b->rate = rate;
@@ -423,9 +445,7 @@ double bucket_take(struct token_bucket *b, double now)
 		return 0;
 	/* Time never runs backwards for the bucket: an earlier `now` adds nothing. */
 	if (now > b->last) {
-		b->tokens += (now - b->last) * b->rate;
-		if (b->tokens > b->burst)
-			b->tokens = b->burst;
+		b->tokens = bucket_level(b, now);
 		b->last = now;
 	}
 	/* The tolerance absorbs rounding when a caller waits exactly the time
@@ -437,6 +457,19 @@ double bucket_take(struct token_bucket *b, double now)
 		return 0;
 	}
 	return (1 - b->tokens) / b->rate;
+}
+
+double bucket_wait(const struct token_bucket *b, double now)
+{
+	double t;
+
+	if (!(b->rate > 0))
+		return 0;
+	t = bucket_level(b, now);
+	/* the same tolerance as bucket_take */
+	if (t >= 1 - 1e-9)
+		return 0;
+	return (1 - t) / b->rate;
 }
 
 /* ---- circuit breaker */
@@ -459,6 +492,14 @@ static void breaker_open(struct breaker *br, double now)
 	br->consecutive_failures = 0;
 	br->half_open_successes = 0;
 	br->half_open_inflight = 0;
+}
+
+/* How long a refused caller waits before asking again during a half-open
+ * trial. */
+static double breaker_trial_poll(const struct breaker *br)
+{
+	return br->cooldown > 0 && br->cooldown < BREAKER_TRIAL_POLL ?
+	       br->cooldown : BREAKER_TRIAL_POLL;
 }
 
 /*
@@ -491,12 +532,39 @@ bool breaker_allow(struct breaker *br, double now, double *retry_in)
 	}
 	if (br->half_open_inflight > 0) {
 		if (retry_in)
-			*retry_in = br->cooldown > 0 && br->cooldown < BREAKER_TRIAL_POLL ?
-			            br->cooldown : BREAKER_TRIAL_POLL;
+			*retry_in = breaker_trial_poll(br);
 		return false;
 	}
 	br->half_open_inflight++;
 	return true;
+}
+
+bool breaker_blocked(const struct breaker *br, double now, double *retry_in)
+{
+	double wait;
+
+	if (br->failures_to_open <= 0)
+		return false;
+	switch (br->state) {
+	case BREAKER_CLOSED:
+		return false;
+	case BREAKER_OPEN:
+		wait = br->opened_at + br->cooldown - now;
+		if (wait > 0) {
+			if (retry_in)
+				*retry_in = wait;
+			return true;
+		}
+		return false;          /* breaker_allow would half-open it */
+	case BREAKER_HALF_OPEN:
+		if (br->half_open_inflight > 0) {
+			if (retry_in)
+				*retry_in = breaker_trial_poll(br);
+			return true;
+		}
+		return false;
+	}
+	return false;
 }
 
 /*

@@ -35,8 +35,10 @@ struct retry_policy {
 	int n_codes;
 };
 
-/* The defaults: attempts 1 (no retries), exponential, 250ms initial, 30s max,
- * full jitter, on connect|timeout|network|5xx|429. */
+/* The defaults, used when no retry: is given and for the keys a retry:
+ * leaves out: 3 attempts, exponential, 250ms initial, 30s max (also the cap
+ * on Retry-After), full jitter, on connect|timeout|network and the codes
+ * 429, 502, 503, 504. */
 void retry_policy_default(struct retry_policy *p);
 
 /* Outcome of one attempt, as the retry logic sees it. */
@@ -89,6 +91,9 @@ void bucket_init(struct token_bucket *b, double rate, double burst, double now);
 /* Takes one token if available: returns 0. Otherwise returns the seconds
  * until one will be (> 0) and takes nothing. */
 double bucket_take(struct token_bucket *b, double now);
+/* What bucket_take would return at now, without taking or refilling
+ * anything: 0 when a token is available, else the seconds until one is. */
+double bucket_wait(const struct token_bucket *b, double now);
 
 /* ---- circuit breaker */
 enum breaker_state { BREAKER_CLOSED = 0, BREAKER_OPEN, BREAKER_HALF_OPEN };
@@ -109,6 +114,10 @@ void breaker_init(struct breaker *br, int failures_to_open, double cooldown,
  * half-open, lets through one trial request at a time. Returns true/false;
  * when false, *retry_in is the seconds until it may be asked again. */
 bool breaker_allow(struct breaker *br, double now, double *retry_in);
+/* Would breaker_allow refuse at now? Changes nothing. Returns true when it
+ * would (open and cooling down, or half-open with its trial in flight), with
+ * the seconds until it is worth asking again in *retry_in (> 0). */
+bool breaker_blocked(const struct breaker *br, double now, double *retry_in);
 /* Reports the outcome of a request that breaker_allow let through. Returns
  * true when the state changed (callers log and record the transition). */
 bool breaker_record(struct breaker *br, bool success, double now);

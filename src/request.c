@@ -4,8 +4,16 @@
  * States: ADMIT (waiting in its pool's FIFO for a slot or a token), INFLIGHT
  * (an attempt is in http.c), BACKOFF (an ev_timer before the next attempt),
  * DONE. Only INFLIGHT holds a slot: the pool's and http.c's. The circuit
- * breaker is asked before every attempt; while it is open the attempt fails
- * at once without touching the network.
+ * breaker is asked before every attempt, like the concurrency and the rate:
+ * while it is open, requests wait in the FIFO for its cool-down and use up
+ * no attempt.
+ *
+ * Waiting is accounted by reason. A pool's FIFO is blocked for one reason
+ * at a time (its concurrency, its breaker, its rate), and the pool keeps the
+ * total time it spent blocked for each; a request's share is the growth of
+ * those totals while it was queued, since a FIFO keeps everyone behind the
+ * head waiting for the same thing. Backoff and Retry-After are the delays
+ * set on the request's own timer.
  */
 #include "request.h"
 
@@ -22,6 +30,10 @@
 
 enum req_state { R_ADMIT, R_INFLIGHT, R_BACKOFF, R_DONE };
 
+/* Why a pool's FIFO cannot start its head request. */
+enum pool_block { BLOCK_NONE = -1, BLOCK_CONCURRENCY = 0, BLOCK_BREAKER, BLOCK_RATE,
+                  BLOCK_N };
+
 struct pool {
 	struct requester *rq;
 	char *name;
@@ -32,6 +44,10 @@ struct pool {
 	struct breaker br;
 	struct request *q_head, *q_tail;   /* waiting for admission, FIFO */
 	ev_timer rate_timer;
+	ev_timer breaker_timer;        /* end of the breaker's cool-down */
+	enum pool_block blocked;       /* why the FIFO waits now */
+	double blocked_since;          /* monotonic */
+	double blocked_total[BLOCK_N]; /* seconds blocked per reason, before blocked_since */
 	struct pool *next;
 };
 
@@ -53,7 +69,10 @@ struct request {
 	void *arg;
 	void *owner;
 	int attempt;                   /* attempts made so far */
-	double wait_before;            /* backoff before the current attempt */
+	double wait_backoff;           /* before the next attempt: its own backoff, */
+	double wait_retry_after;       /* the delay the server asked for, */
+	double wait_block[BLOCK_N];    /* and time queued per pool_block reason */
+	double queued_at[BLOCK_N];     /* the pool's totals when it was queued */
 	double started;                /* of the current attempt, wall clock */
 	json_t *history;
 	char fingerprint[65];
@@ -133,15 +152,37 @@ static struct pool *pool_new(struct requester *rq, const char *name)
 
 	p->rq = rq;
 	p->name = xstrdup(name);
+	p->blocked = BLOCK_NONE;
 	breaker_init(&p->br, 0, 30, 1);
 	p->next = rq->pools;
 	rq->pools = p;
 	return p;
 }
 
-static void rate_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* Fires a pool's pump when its rate allows the next request or its
+ * breaker's cool-down is over. */
+static void pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	pool_pump(w->data);
+}
+
+/* Seconds p has spent blocked for reason b up to now. */
+static double pool_blocked_total(const struct pool *p, enum pool_block b, double now)
+{
+	double t = p->blocked_total[b];
+
+	if (p->blocked == b && now > p->blocked_since)
+		t += now - p->blocked_since;
+	return t;
+}
+
+/* From now on p is blocked for reason b (BLOCK_NONE: not blocked). */
+static void pool_set_blocked(struct pool *p, enum pool_block b, double now)
+{
+	if (p->blocked != BLOCK_NONE && now > p->blocked_since)
+		p->blocked_total[p->blocked] += now - p->blocked_since;
+	p->blocked = b;
+	p->blocked_since = now;
 }
 
 static struct pool *pool_get(struct requester *rq, const char *name)
@@ -225,6 +266,11 @@ static void request_free(struct request *r)
 
 static void q_push(struct pool *p, struct request *r)
 {
+	double now = now_mono();
+	int b;
+
+	for (b = 0; b < BLOCK_N; b++)
+		r->queued_at[b] = pool_blocked_total(p, (enum pool_block)b, now);
 	r->q_next = NULL;
 	if (p->q_tail)
 		p->q_tail->q_next = r;
@@ -269,12 +315,24 @@ static void record_attempt(struct request *r, long status, const char *error, do
 	a->error = error ? redact(error) : NULL;
 	a->started = r->started;
 	a->duration = dur;
-	a->wait = r->wait_before;
-	h = json_pack("{s:i, s:I, s:o, s:f, s:f}", "attempt", r->attempt,
-	              "status", (json_int_t)status,
+	a->wait_backoff = r->wait_backoff;
+	a->wait_retry_after = r->wait_retry_after;
+	a->wait_rate = r->wait_block[BLOCK_RATE];
+	a->wait_concurrency = r->wait_block[BLOCK_CONCURRENCY];
+	a->wait_breaker = r->wait_block[BLOCK_BREAKER];
+	a->wait = a->wait_backoff + a->wait_retry_after + a->wait_rate +
+	          a->wait_concurrency + a->wait_breaker;
+	h = json_pack("{s:i, s:I, s:o, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:f}}",
+	              "attempt", r->attempt, "status", (json_int_t)status,
 	              "error", a->error ? json_string(a->error) : json_null(),
-	              "duration", dur, "wait", r->wait_before);
+	              "duration", dur, "wait", a->wait,
+	              "waits", "backoff", a->wait_backoff, "retry_after", a->wait_retry_after,
+	              "rate", a->wait_rate, "concurrency", a->wait_concurrency,
+	              "breaker", a->wait_breaker);
 	json_array_append_new(r->history, h);
+	/* The waits belong to this attempt; the next one starts from zero. */
+	r->wait_backoff = r->wait_retry_after = 0;
+	memset(r->wait_block, 0, sizeof(r->wait_block));
 }
 
 static void record_event(struct requester *rq, const char *stage, const char *kind,
@@ -416,7 +474,9 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 	case HTTP_ERR_TIMEOUT: *msg = xstrdup(res->error_msg); return ATTEMPT_TIMEOUT;
 	case HTTP_ERR_TOO_BIG: *msg = xstrdup(res->error_msg); return ATTEMPT_FATAL;
 	case HTTP_ERR_CANCELLED: *msg = xstrdup("cancelled"); return ATTEMPT_FATAL;
-	case HTTP_ERR_OTHER: *msg = xstrdup(res->error_msg); return ATTEMPT_NETWORK;
+	case HTTP_ERR_OTHER:
+		*msg = xstrdup(res->error_msg);
+		return res->permanent ? ATTEMPT_FATAL : ATTEMPT_NETWORK;
 	}
 	if (res->status != 0 && (res->status < 200 || res->status > 299)) {
 		int n = (int)(res->body_len > 200 ? 200 : res->body_len);
@@ -482,26 +542,23 @@ static void log_breaker(struct pool *p, const char *stage, enum breaker_state be
 
 /* After a failed attempt: schedule the next one, or finish. */
 static void attempt_failed(struct request *r, enum attempt_class c, long status,
-                           const char *msg, const struct http_result *res,
-                           double at_least)
+                           const char *msg, const struct http_result *res)
 {
-	double delay;
+	double delay, sd;
 	char *final;
 
 	if (!r->cancelled && r->attempt < r->retry.attempts && r->retry_unsafe_ok &&
 	    retry_should(&r->retry, c, status)) {
-		delay = retry_delay(&r->retry, r->attempt + 1, drand48());
-		if (res) {
-			double sd = server_delay(res);
-			if (sd >= 0)
-				delay = (r->retry.max > 0 && sd > r->retry.max) ? r->retry.max : sd;
+		sd = res ? server_delay(res) : -1;
+		if (sd >= 0) {
+			delay = (r->retry.max > 0 && sd > r->retry.max) ? r->retry.max : sd;
+			r->wait_retry_after = delay;
+		} else {
+			delay = retry_delay(&r->retry, r->attempt + 1, drand48());
+			r->wait_backoff = delay;
 		}
-		/* An open breaker: try again once it lets a trial through. */
-		if (delay < at_least)
-			delay = at_least;
 		log_debug("%s %s: %s; attempt %d of %d in %.3fs", r->method, r->url, msg,
 		          r->attempt + 1, r->retry.attempts, delay);
-		r->wait_before = delay;
 		r->state = R_BACKOFF;
 		if (r->waiting)
 			(*r->waiting)++;
@@ -558,28 +615,16 @@ static void on_http_done(void *arg, const struct http_result *res)
 	else if (res->error == HTTP_ERR_CANCELLED)
 		finish(r, false, "cancelled", res);
 	else
-		attempt_failed(r, c, status, msg, res, 0);
+		attempt_failed(r, c, status, msg, res);
 	free(msg);
 }
 
-/* Makes an attempt now (the caller checked the pool's limits). */
+/* Makes an attempt now: pool_pump checked the pool's limits and its
+ * breaker let it through. */
 static void send_attempt(struct request *r)
 {
 	struct pool *p = r->pool;
-	double retry_in = 0;
-	enum breaker_state before = p->br.state;
 
-	if (!breaker_allow(&p->br, now_mono(), &retry_in)) {
-		char *msg = xasprintf("circuit breaker for %s is open", p->name);
-		log_breaker(p, r->stage, before);
-		r->attempt++;
-		r->started = now_wall();
-		record_attempt(r, 0, msg, 0);
-		attempt_failed(r, ATTEMPT_CONNECT, 0, msg, NULL, retry_in);
-		free(msg);
-		return;
-	}
-	log_breaker(p, r->stage, before);
 	p->inflight++;
 	r->attempt++;
 	r->state = R_INFLIGHT;
@@ -587,28 +632,61 @@ static void send_attempt(struct request *r)
 	http_submit(r->rq->http, &r->hreq, on_http_done, r);
 }
 
-/* Starts queued requests while the pool has room and tokens. */
+/* Arms p's timer w to pump p in `in` seconds, unless it is armed already. */
+static void pool_arm(struct pool *p, ev_timer *w, double in)
+{
+	if (ev_is_active(w))
+		return;
+	ev_timer_init(w, pool_timer_cb, in, 0);
+	w->data = p;
+	ev_timer_start(p->rq->loop, w);
+}
+
+/*
+ * Starts queued requests while the pool has room, its breaker lets requests
+ * through and its bucket has tokens. Limits are checked in that order and
+ * the first that holds the head back is the reason everyone queued waits.
+ * Nothing is taken (a token, a half-open trial) until all of them agree.
+ */
 static void pool_pump(struct pool *p)
 {
 	struct request *r;
+	double now = now_mono(), in = 0;
+	enum breaker_state before;
+	int b;
 
+	pool_set_blocked(p, BLOCK_NONE, now);
 	while ((r = p->q_head) != NULL) {
-		if (p->concurrency > 0 && p->inflight >= p->concurrency)
+		if (p->concurrency > 0 && p->inflight >= p->concurrency) {
+			pool_set_blocked(p, BLOCK_CONCURRENCY, now);
 			return;
-		if (p->has_bucket) {
-			double wait = bucket_take(&p->bucket, now_mono());
-			if (wait > 0) {
-				if (!ev_is_active(&p->rate_timer)) {
-					ev_timer_init(&p->rate_timer, rate_cb, wait, 0);
-					p->rate_timer.data = p;
-					ev_timer_start(p->rq->loop, &p->rate_timer);
-				}
-				return;
-			}
 		}
+		if (breaker_blocked(&p->br, now, &in)) {
+			pool_set_blocked(p, BLOCK_BREAKER, now);
+			pool_arm(p, &p->breaker_timer, in);
+			return;
+		}
+		if (p->has_bucket && (in = bucket_wait(&p->bucket, now)) > 0) {
+			pool_set_blocked(p, BLOCK_RATE, now);
+			pool_arm(p, &p->rate_timer, in);
+			return;
+		}
+		before = p->br.state;
+		if (!breaker_allow(&p->br, now, &in)) {
+			/* Not reached: breaker_blocked said no at the same now. */
+			pool_set_blocked(p, BLOCK_BREAKER, now);
+			pool_arm(p, &p->breaker_timer, in);
+			return;
+		}
+		log_breaker(p, r->stage, before);
+		if (p->has_bucket)
+			bucket_take(&p->bucket, now);
 		p->q_head = r->q_next;
 		if (!p->q_head)
 			p->q_tail = NULL;
+		for (b = 0; b < BLOCK_N; b++)
+			r->wait_block[b] += pool_blocked_total(p, (enum pool_block)b, now) -
+			                    r->queued_at[b];
 		send_attempt(r);
 	}
 }
@@ -828,6 +906,8 @@ void requester_destroy(struct requester *rq)
 		pn = p->next;
 		if (ev_is_active(&p->rate_timer))
 			ev_timer_stop(rq->loop, &p->rate_timer);
+		if (ev_is_active(&p->breaker_timer))
+			ev_timer_stop(rq->loop, &p->breaker_timer);
 		free(p->name);
 		free(p);
 	}

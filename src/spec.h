@@ -178,7 +178,7 @@ struct spec {
 	double connect_timeout;        /* default 10s */
 	int stage_concurrency;         /* default 16 */
 	long long max_body;            /* default 64MiB */
-	struct retry_spec retry;       /* default: attempts 1 (no retries) */
+	struct retry_spec retry;       /* default: retry_policy_default() */
 	enum on_error on_error;        /* default ON_ERROR_FAIL */
 	double stage_timeout;          /* default -1: none */
 

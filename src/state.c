@@ -124,11 +124,22 @@ static const char SQL_MIGRATE_SINK_COLUMNS[] =
 	" PRIMARY KEY (pipeline, stage, tbl)) WITHOUT ROWID;"
 	"PRAGMA user_version = 4;";
 
+/* Waits by reason: attempts.wait stays the total before the attempt, and
+ * these columns split it (rows recorded before this step keep 0 in each). */
+static const char SQL_MIGRATE_WAITS[] =
+	"ALTER TABLE attempts ADD COLUMN wait_backoff REAL NOT NULL DEFAULT 0;"
+	"ALTER TABLE attempts ADD COLUMN wait_retry_after REAL NOT NULL DEFAULT 0;"
+	"ALTER TABLE attempts ADD COLUMN wait_rate REAL NOT NULL DEFAULT 0;"
+	"ALTER TABLE attempts ADD COLUMN wait_concurrency REAL NOT NULL DEFAULT 0;"
+	"ALTER TABLE attempts ADD COLUMN wait_breaker REAL NOT NULL DEFAULT 0;"
+	"PRAGMA user_version = 5;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
 	SQL_SCHEMA_V3,
 	SQL_MIGRATE_SINK_COLUMNS,
+	SQL_MIGRATE_WAITS,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -181,11 +192,13 @@ static const char SQL_STAGES_LIST[] =
 /* v2. An http_status of NULL means no response; a NULL stage matches all. */
 static const char SQL_ATTEMPT_INSERT[] =
 	"INSERT INTO attempts (run_id, stage, fingerprint, method, url, attempt,"
-	" http_status, error, started, duration, wait)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+	" http_status, error, started, duration, wait, wait_backoff, wait_retry_after,"
+	" wait_rate, wait_concurrency, wait_breaker)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 static const char SQL_ATTEMPTS_LIST[] =
 	"SELECT run_id, stage, fingerprint, method, url, attempt, http_status,"
-	" error, started, duration, wait FROM attempts"
+	" error, started, duration, wait, wait_backoff, wait_retry_after, wait_rate,"
+	" wait_concurrency, wait_breaker FROM attempts"
 	" WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2) ORDER BY rowid";
 /* A NULL attempts list is stored as the empty array. */
 static const char SQL_DLQ_INSERT[] =
@@ -1016,6 +1029,16 @@ int state_attempt_add(struct state *st, const struct attempt_row *a)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_double(s, 11, a->wait);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(s, 12, a->wait_backoff);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(s, 13, a->wait_retry_after);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(s, 14, a->wait_rate);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(s, 15, a->wait_concurrency);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(s, 16, a->wait_breaker);
+	if (rc == SQLITE_OK)
 		rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE)
 		state_fail(st, "cannot record attempt %d of stage '%s' of run %lld",
@@ -1058,6 +1081,11 @@ int state_attempts_list(struct state *st, int64_t run_id, const char *stage,
 		r->started = sqlite3_column_double(s, 8);
 		r->duration = sqlite3_column_double(s, 9);
 		r->wait = sqlite3_column_double(s, 10);
+		r->wait_backoff = sqlite3_column_double(s, 11);
+		r->wait_retry_after = sqlite3_column_double(s, 12);
+		r->wait_rate = sqlite3_column_double(s, 13);
+		r->wait_concurrency = sqlite3_column_double(s, 14);
+		r->wait_breaker = sqlite3_column_double(s, 15);
 	}
 	if (rc != SQLITE_DONE)
 		state_fail(st, "cannot list attempts of run %lld", (long long)run_id);

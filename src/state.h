@@ -63,7 +63,12 @@ struct attempt_row {
 	char *error;                   /* NULL on success */
 	double started;                /* wall clock */
 	double duration;               /* seconds */
-	double wait;                   /* seconds waited before this attempt (backoff) */
+	double wait;                   /* seconds waited before this attempt: the sum of */
+	double wait_backoff;           /* the retry's own backoff, */
+	double wait_retry_after;       /* the delay the server asked for (Retry-After), */
+	double wait_rate;              /* the host's rate limit, */
+	double wait_concurrency;       /* a free slot of the host's concurrency, */
+	double wait_breaker;           /* the end of the host's breaker cool-down */
 };
 
 /* A dead letter (schema v2, table dlq): a record or request that failed for

@@ -156,14 +156,11 @@ static int fh_create(struct stage *st, char **err)
 	    !(c->page_stop = compile(st, f->paginate.stop.s, "paginate.stop", false, err)))
 		return -1;
 	{
+		/* Without any retry: the spec's policy is retry_policy_default(). */
 		const struct retry_spec *r = f->retry.set ? &f->retry : &s->retry;
-		if (r->set) {
-			c->retry = r->p;
-			if (r->when.s && !(c->when = compile(st, r->when.s, "retry.when", false, err)))
-				return -1;
-		} else {
-			c->retry.attempts = 1;
-		}
+		c->retry = r->p;
+		if (r->when.s && !(c->when = compile(st, r->when.s, "retry.when", false, err)))
+			return -1;
 	}
 	c->concurrency = f->concurrency > 0 ? f->concurrency : s->stage_concurrency;
 	c->rs.stage = st->spec->id;

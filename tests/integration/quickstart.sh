@@ -85,9 +85,21 @@ is "$(sq "$db" 'SELECT count(*) FROM products')" 18 "second run upserts: still 1
 "$PIPECTL" runs -f quickstart.yaml >"$T_TMP/runs.txt"
 is "$(grep -c 'quickstart' "$T_TMP/runs.txt")" 2 "runs lists both runs"
 
-# A parameter changes the data: currency is written into every row.
+# A parameter changes the data: -p currency=EUR converts every price (the
+# catalogue's USD at eur_to_usd, the supplier's EUR as they are).
 "$PIPECTL" run -q quickstart.yaml -p currency=EUR >/dev/null 2>&1
 is "$(sq "$db" "SELECT DISTINCT currency FROM products")" EUR "-p overrides a parameter"
+is "$(sq "$db" "SELECT group_concat(sku || '=' || price, ' ') FROM (SELECT sku, price FROM products
+	WHERE sku IN ('A-100', 'B-200', 'D-403', 'E-500', 'E-501', 'E-503') ORDER BY sku)")" \
+	"A-100=18.51 B-200=323.15 D-403=13.89 E-500=499 E-501=79.99 E-503=29" \
+	"-p currency=EUR: USD prices converted at eur_to_usd 1.08, EUR prices kept"
+"$PIPECTL" run -q quickstart.yaml -p currency=EUR -p eur_to_usd=2 >/dev/null 2>&1
+is "$(sq "$db" "SELECT price FROM products WHERE sku = 'B-200'")" 174.5 \
+	"-p eur_to_usd=2: the rate is used (349 USD = 174.5 EUR)"
+"$PIPECTL" run -q quickstart.yaml -p currency=GBP >/dev/null 2>"$T_TMP/err"
+is "$?" 1 "-p currency=GBP: the run fails"
+grep -q 'currency must be USD or EUR, not GBP' "$T_TMP/err"
+ok $? "-p currency=GBP: the error says which currencies work"
 "$PIPECTL" run -q quickstart.yaml -p nope=1 >/dev/null 2>"$T_TMP/err"
 is "$?" 2 "unknown parameter: exit 2"
 grep -q 'unknown parameter "nope"' "$T_TMP/err"

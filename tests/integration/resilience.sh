@@ -354,12 +354,14 @@ mw=$(logq maxwin 'c10=1' 1.0)
 ok "$([ "$mw" -le 11 ]; echo $?)" "rate 10/s burst 1: no second holds more than 11 requests ($mw)"
 
 # =====================================================================
-# 11. Circuit breaker.
+# 11. Circuit breaker. Requests that meet an open breaker wait for its
+# cool-down and use up no attempt: each of them is sent once, as a trial,
+# after the cool-down (a failed trial opens the breaker again).
 case_dir host_breaker
 mark
 {
 	echo "pipeline: breaker"
-	echo "hosts: {\"127.0.0.1:$MOCK_PORT\": {breaker: {failures: 3, cooldown: 2s}}}"
+	echo "hosts: {\"127.0.0.1:$MOCK_PORT\": {breaker: {failures: 2, cooldown: 1s}}}"
 	echo "stages:"
 	echo "  s:"
 	echo "    on_error: skip"
@@ -368,20 +370,50 @@ mark
 	echo "      retry: {attempts: 1}"
 	echo "      url:"
 	i=1
-	while [ $i -le 10 ]; do
+	while [ $i -le 5 ]; do
 		echo "        - $MOCK_URL/status/503?i=$i"
 		i=$((i + 1))
 	done
 } >p.yaml
 run_pl p.yaml
 is "$RC" 0 "breaker with on_error skip: exit 0"
-is "$(logq count '^/status/503\?i=')" 3 "breaker: the server saw only the 3 failures that opened it"
+is "$(logq count '^/status/503\?i=')" 5 \
+	"breaker: every request reaches the server once (none is used up by the open breaker)"
 is "$(stq "SELECT count(*) FROM events WHERE run_id = $LAST AND kind = 'breaker'
 	AND message LIKE '%closed -> open%'")" 1 "breaker: the transition to open is recorded"
-is "$(stq "SELECT errors FROM stage_runs WHERE run_id = $LAST AND stage = 's'")" 10 \
-	"breaker: the stage counts 10 errors"
-is "$(stq "SELECT count(*) FROM attempts WHERE run_id = $LAST AND error LIKE '%circuit breaker%open%'")" 7 \
-	"breaker: 7 attempts failed at once on the open breaker"
+is "$(stq "SELECT count(*) FROM events WHERE run_id = $LAST AND kind = 'breaker'
+	AND message LIKE '%open -> half-open%'")" 3 "breaker: each of the 3 later requests waited for a half-open"
+is "$(stq "SELECT errors FROM stage_runs WHERE run_id = $LAST AND stage = 's'")" 5 \
+	"breaker: the stage counts 5 errors"
+is "$(stq "SELECT count(*) FROM attempts WHERE run_id = $LAST AND error LIKE '%circuit breaker%'")" 0 \
+	"breaker: no attempt fails on the open breaker"
+is "$(stq "SELECT group_concat(wait_breaker > 0, '') FROM (SELECT wait_breaker FROM attempts
+	WHERE run_id = $LAST ORDER BY rowid)")" "00111" \
+	"breaker: the 3 requests after it opened waited for the breaker"
+
+# A retry that finds the breaker open waits for the cool-down and still
+# has its attempt (it used to fail at once: "circuit breaker is open").
+case_dir breaker_retry
+mark
+cat >p.yaml <<YAML
+pipeline: breaker_retry
+hosts: {"127.0.0.1:$MOCK_PORT": {breaker: {failures: 2, cooldown: 1s}}}
+stages:
+  s:
+    fetch:
+      url: $MOCK_URL/seq/b11?codes=503,503,200
+      retry: {attempts: 3, backoff: constant, initial: 10ms, jitter: none, on: [5xx]}
+YAML
+run_pl p.yaml
+is "$RC" 0 "breaker open before the last attempt: exit 0"
+is "$(logq count '^/seq/b11')" 3 "breaker open before the last attempt: the server saw all 3 attempts"
+is "$(stq "SELECT group_concat(attempt || ':' || http_status, ' ') FROM (SELECT * FROM attempts
+	WHERE run_id = $LAST ORDER BY rowid)")" "1:503 2:503 3:200" \
+	"breaker open before the last attempt: attempts 503, 503, 200"
+is "$(stq "SELECT wait_breaker > 0, abs(wait_backoff - 0.01) < 0.001,
+	abs(wait - (wait_backoff + wait_breaker)) < 0.000001
+	FROM attempts WHERE run_id = $LAST AND attempt = 3")" "1|1|1" \
+	"breaker open before the last attempt: it waited its backoff and then for the breaker"
 
 # =====================================================================
 # 12. on_error skip and dlq on a source fetch.
@@ -631,6 +663,7 @@ stages:
       url: "$MOCK_URL/pages?per=10&total=55&fail=3"
       records: '.items[]'
       paginate: {param: page, stop: '.items | length == 0'}
+      retry: {attempts: 1}
   out:
     needs: s
     load:

@@ -656,9 +656,11 @@ static void test_resilience(void)
 	f = &s->stages[2].u.fetch;
 	is_int(f->paginate.kind, PAGE_LINK, "link pagination");
 	ok(f->retry.set, "empty retry: is set");
-	is_int(f->retry.p.attempts, def.attempts, "empty retry keeps attempts 1");
+	is_int(f->retry.p.attempts, 3, "empty retry keeps the default 3 attempts");
 	is_int(f->retry.p.on, def.on, "empty retry keeps the default on");
-	ok(f->retry.p.n_codes == 1 && f->retry.p.codes[0] == 429, "default codes: 429");
+	ok(f->retry.p.n_codes == 4 && f->retry.p.codes[0] == 429 && f->retry.p.codes[1] == 502 &&
+	   f->retry.p.codes[2] == 503 && f->retry.p.codes[3] == 504,
+	   "default codes: 429, 502, 503, 504");
 	is_int(s->stages[3].on_error, ON_ERROR_SKIP, "load on_error skip");
 	spec_free(s);
 	diags_free(&d);
@@ -668,7 +670,7 @@ static void test_resilience(void)
 	if (ok(s != NULL, "minimal file loads")) {
 		ok(s->run_timeout == -1, "run_timeout unset is -1");
 		ok(!s->retry.set, "defaults.retry not set");
-		is_int(s->retry.p.attempts, 1, "default retry: attempts 1");
+		is_int(s->retry.p.attempts, 3, "default retry: 3 attempts");
 		is_int(s->retry.p.on, def.on, "default retry: default on");
 		is_int(s->on_error, ON_ERROR_FAIL, "default on_error is fail");
 		ok(s->stage_timeout == -1, "defaults.stage_timeout unset is -1");

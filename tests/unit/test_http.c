@@ -135,6 +135,7 @@ struct got {
 	char *url;
 	size_t n_headers;
 	double duration;
+	bool permanent;
 };
 
 static void got_cb(void *arg, const struct http_result *r)
@@ -163,6 +164,7 @@ static void got_cb(void *arg, const struct http_result *r)
 	g->url = xstrdup(r->url);
 	g->n_headers = r->n_headers;
 	g->duration = r->duration;
+	g->permanent = r->permanent;
 }
 
 static void got_free(struct got *g)
@@ -439,11 +441,13 @@ static void test_errors(struct http *h)
 	fetch(h, &r, &g);
 	is_int(g.err, HTTP_ERR_OTHER, "/close mid-body: HTTP_ERR_OTHER");
 	ok(g.msg && *g.msg, "/close: message (%s)", g.msg ? g.msg : "");
+	ok(!g.permanent, "/close mid-body: transient (a retry may get the whole body)");
 	free(u);
 
 	r = req_init("ftp://127.0.0.1:1/x");
 	fetch(h, &r, &g);
 	is_int(g.err, HTTP_ERR_OTHER, "ftp:// is not an allowed protocol");
+	ok(g.permanent, "ftp://: permanent (never retried)");
 	got_free(&g);
 }
 
@@ -506,6 +510,7 @@ static void test_file(struct http *h)
 	r = req_init(u);
 	fetch(h, &r, &g);
 	is_int(g.err, HTTP_ERR_OTHER, "missing file: HTTP_ERR_OTHER");
+	ok(g.permanent, "missing file: permanent (never retried)");
 	ok(g.msg && *g.msg, "missing file: message (%s)", g.msg ? g.msg : "");
 	is_str(g.body, "", "missing file: empty body, never NULL");
 	got_free(&g);

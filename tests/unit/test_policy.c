@@ -5,6 +5,8 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
+
 #include "policy.h"
 #include "tap.h"
 
@@ -37,15 +39,24 @@ static void test_default(void)
 	struct retry_policy p;
 
 	retry_policy_default(&p);
-	is_int(p.attempts, 1, "default: 1 attempt");
+	is_int(p.attempts, 3, "default: 3 attempts");
 	is_int(p.backoff, BACKOFF_EXPONENTIAL, "default: exponential");
 	is_num(p.initial, 0.25, "default: initial 250ms");
 	is_num(p.max, 30, "default: max 30s");
 	is_int(p.jitter, JITTER_FULL, "default: full jitter");
-	is_int(p.on, RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK | RETRY_ON_5XX,
-	       "default: connect|timeout|network|5xx");
-	ok(p.n_codes == 1 && p.codes[0] == 429, "default: code 429");
+	is_int(p.on, RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK,
+	       "default: connect|timeout|network");
+	ok(p.n_codes == 4 && p.codes[0] == 429 && p.codes[1] == 502 && p.codes[2] == 503 &&
+	   p.codes[3] == 504, "default: codes 429, 502, 503, 504");
 	ok(retry_should(&p, ATTEMPT_HTTP, 429), "default retries 429");
+	ok(retry_should(&p, ATTEMPT_HTTP, 502), "default retries 502");
+	ok(retry_should(&p, ATTEMPT_HTTP, 503), "default retries 503");
+	ok(retry_should(&p, ATTEMPT_HTTP, 504), "default retries 504");
+	ok(!retry_should(&p, ATTEMPT_HTTP, 500), "default does not retry 500");
+	ok(!retry_should(&p, ATTEMPT_HTTP, 501), "default does not retry 501");
+	ok(retry_should(&p, ATTEMPT_CONNECT, 0) && retry_should(&p, ATTEMPT_TIMEOUT, 0) &&
+	   retry_should(&p, ATTEMPT_NETWORK, 0), "default retries connect, timeout, network");
+	ok(!retry_should(&p, ATTEMPT_FATAL, 0), "default never retries a fatal error");
 	ok(!retry_should(&p, ATTEMPT_HTTP, 404), "default does not retry 404");
 }
 
@@ -451,6 +462,66 @@ static void test_bucket(void)
 	ok(bucket_take(&b, 0) == 0 && bucket_take(&b, 0) == 0, "negative rate: unlimited");
 }
 
+/* bucket_wait answers what bucket_take would, and changes nothing. */
+static void test_bucket_wait(void)
+{
+	struct token_bucket b, before;
+	double t;
+	int i, bad = 0;
+
+	bucket_init(&b, 2, 2, 100);
+	is_num(bucket_wait(&b, 100), 0, "full bucket: no wait");
+	before = b;
+	bucket_wait(&b, 100);
+	ok(memcmp(&b, &before, sizeof(b)) == 0, "bucket_wait takes nothing");
+	bucket_take(&b, 100);
+	bucket_take(&b, 100);
+	is_num(bucket_wait(&b, 100), 0.5, "empty: 1/rate to go");
+	is_num(bucket_wait(&b, 100.3), 0.2, "0.3s later: 0.2s to go");
+	before = b;
+	bucket_wait(&b, 150);
+	ok(memcmp(&b, &before, sizeof(b)) == 0, "nor refills");
+	is_num(bucket_wait(&b, 100.5), 0, "after the wait a token is there");
+
+	/* Over a sequence of takes at uneven times, wait and take agree. */
+	bucket_init(&b, 3, 1, 0);
+	for (i = 0, t = 0; i < 200; i++, t += (i % 7) * 0.05) {
+		double w = bucket_wait(&b, t);
+		if (bucket_take(&b, t) != w)
+			bad++;
+	}
+	is_int(bad, 0, "bucket_wait equals bucket_take's answer at every step");
+
+	bucket_init(&b, 0, 1, 0);
+	bucket_take(&b, 0);
+	is_num(bucket_wait(&b, 0), 0, "unlimited: never waits");
+}
+
+/* breaker_blocked says whether breaker_allow would refuse, without changing
+ * anything, so a queue can wait without taking a half-open trial. */
+static void test_breaker_blocked(void)
+{
+	struct breaker br, before;
+	double in = -1;
+
+	breaker_init(&br, 0, 10, 1);
+	ok(!breaker_blocked(&br, 0, &in), "disabled: never blocked");
+	breaker_init(&br, 1, 10, 1);
+	ok(!breaker_blocked(&br, 0, &in), "closed: not blocked");
+	breaker_record(&br, false, 5);
+	ok(breaker_blocked(&br, 6, &in), "open: blocked");
+	is_num(in, 9, "until the end of the cool-down");
+	before = br;
+	ok(!breaker_blocked(&br, 15, &in), "cool-down over: not blocked");
+	ok(memcmp(&br, &before, sizeof(br)) == 0, "and still open: blocked() moves nothing");
+	ok(breaker_allow(&br, 15, &in), "allow agrees: the trial goes");
+	ok(breaker_blocked(&br, 15, &in), "half-open with its trial in flight: blocked");
+	ok(in > 0 && in <= 0.25, "polled again soon (%g)", in);
+	ok(!breaker_allow(&br, 15, NULL), "allow agrees");
+	breaker_record(&br, true, 16);
+	ok(!breaker_blocked(&br, 16, &in), "closed by the trial: not blocked");
+}
+
 static void test_breaker_cycle(void)
 {
 	struct breaker br;
@@ -630,6 +701,8 @@ int main(void)
 	test_retry_after();
 	test_ratelimit_reset();
 	test_bucket();
+	test_bucket_wait();
+	test_breaker_blocked();
 	test_breaker_cycle();
 	test_breaker_reopen();
 	test_breaker_once();

@@ -73,6 +73,9 @@ static int write_file(const char *path, const char *text)
 	return fclose(f);
 }
 
+/* The newest schema version (migrations[] in state.c). */
+#define NEWEST 5
+
 /* PRAGMA user_version lives big-endian at byte 60 of the file header. */
 static long header_user_version(const char *path)
 {
@@ -462,7 +465,7 @@ static void test_refusals(void)
 	free(err);
 	err = NULL;
 	state_close(st);
-	is_int(header_user_version(newer), 4, "fresh database has user_version 4");
+	is_int(header_user_version(newer), NEWEST, "fresh database has the newest user_version");
 	ok(write_at(newer, 60, v99, 4) == 0, "set user_version to 99 in the header");
 	st = state_open(newer, false, &err);
 	ok(st == NULL, "newer schema refused");
@@ -490,7 +493,7 @@ static void test_refusals(void)
 	ok(st != NULL, "read-write open initialises an empty file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(empty), 4, "and migrates it to version 4");
+	is_int(header_user_version(empty), NEWEST, "and migrates it to the newest version");
 
 	free(missing);
 	free(junk);
@@ -598,6 +601,11 @@ static void test_attempts(struct state *st, const char *path)
 	a = mk_attempt(id, "zfetch", 2, 200, NULL);
 	a.fingerprint = (char *)"fp-2";
 	a.method = (char *)"POST";
+	a.wait_backoff = 0.125;
+	a.wait_retry_after = 0.25;
+	a.wait_rate = 0.0625;
+	a.wait_concurrency = 0.03125;
+	a.wait_breaker = 0.015625;
 	ok(state_attempt_add(st, &a) == 0, "add attempt: success");
 	a = mk_attempt(other, "zfetch", 1, 200, NULL);
 	ok(state_attempt_add(st, &a) == 0, "add attempt of another run");
@@ -621,6 +629,12 @@ static void test_attempts(struct state *st, const char *path)
 		ok(rows[2].started == 7002, "started round trip");
 		ok(rows[2].duration == 0.5, "duration round trip");
 		ok(rows[2].wait == 0.5 && rows[0].wait == 0, "wait round trip");
+		ok(rows[2].wait_backoff == 0.125 && rows[2].wait_retry_after == 0.25 &&
+		   rows[2].wait_rate == 0.0625 && rows[2].wait_concurrency == 0.03125 &&
+		   rows[2].wait_breaker == 0.015625, "waits by reason round trip");
+		ok(rows[0].wait_backoff == 0 && rows[0].wait_retry_after == 0 &&
+		   rows[0].wait_rate == 0 && rows[0].wait_concurrency == 0 &&
+		   rows[0].wait_breaker == 0, "waits by reason default to 0");
 	}
 	attempt_rows_free(rows, n);
 
@@ -932,7 +946,7 @@ static void test_migration(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 4, "now at user_version 4");
+	is_int(raw_int(path, "PRAGMA user_version"), NEWEST, "now at the newest user_version");
 	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
 	               " AND name IN ('attempts', 'dlq', 'events')"), 3,
 	       "the three new tables exist");
@@ -998,7 +1012,7 @@ static void test_migration(void)
 	ok(st != NULL, "reopen the migrated file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 4, "still version 4 (no migration twice)");
+	is_int(header_user_version(path), NEWEST, "still the newest version (no migration twice)");
 	free(path);
 }
 
@@ -1481,7 +1495,7 @@ static void test_migration_v2(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 4, "now at user_version 4");
+	is_int(raw_int(path, "PRAGMA user_version"), NEWEST, "now at the newest user_version");
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " pragma_table_info('journal')");
 	is_str(text, "run_id,stage,fingerprint,status,headers,body,at", "journal columns");
@@ -1508,6 +1522,8 @@ static void test_migration_v2(void)
 		is_int(arows[0].http_status, 503, "in order");
 		is_str(arows[0].error, "HTTP 503", "with their errors");
 		ok(arows[1].wait == 1, "and waits");
+		ok(arows[1].wait_backoff == 0 && arows[1].wait_rate == 0 &&
+		   arows[1].wait_breaker == 0, "with no split of their waits (0 by reason)");
 	}
 	attempt_rows_free(arows, n);
 	n = state_dlq_list(st, 2, NULL, &drows);
@@ -1543,7 +1559,7 @@ static void test_migration_v2(void)
 	ok(st != NULL, "read-only open now works: %s", err ? err : "ok");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 4, "still version 4");
+	is_int(header_user_version(path), NEWEST, "still the newest version");
 	free(path);
 }
 
