@@ -184,6 +184,12 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 			free(err);
 			continue;
 		}
+		{
+			/* A path may be built from env values: secrets. */
+			char *shown = redact(path);
+			free(path);
+			path = shown;
+		}
 		if (sp->u.load.target == LOAD_SQLITE) {
 			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n",
 			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
