@@ -195,7 +195,7 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
 			        path);
 			/* Without a record the sink can create the table only from the
-			 * columns the pipeline declares. */
+			 * columns the pipeline declares or an earlier run recorded. */
 			if (rows[i].stats.records_out == 0) {
 				char *cols = NULL;
 				bool known = sp->u.load.n_key || sp->u.load.n_columns ||
