@@ -184,12 +184,18 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 			free(err);
 			continue;
 		}
+		{
+			/* A path may be built from env values: secrets. */
+			char *shown = redact(path);
+			free(path);
+			path = shown;
+		}
 		if (sp->u.load.target == LOAD_SQLITE) {
 			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n",
 			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
 			        path);
 			/* Without a record the sink can create the table only from the
-			 * columns the pipeline declares. */
+			 * columns the pipeline declares or an earlier run recorded. */
 			if (rows[i].stats.records_out == 0) {
 				char *cols = NULL;
 				bool known = sp->u.load.n_key || sp->u.load.n_columns ||

@@ -279,6 +279,24 @@ is "$?" 0 "resume case: the resumed run succeeds"
 is "$(sq res/r-1-2001-02-03.db 'SELECT count(*) FROM t' 2>&1)" 2 \
 	"the resumed run loads into the path of the run's start date"
 
+# A path built from an env value (a secret) is rendered, but not shown.
+cat >tenv.yaml <<'YAML'
+pipeline: tenv
+stages:
+  src:
+    fetch: { file: tp.jsonl, format: jsonl }
+  db:
+    needs: src
+    load:
+      sqlite: { path: 'out/${env.SINK_SECRET}.db', table: t }
+YAML
+SINK_SECRET=hush-4711 "$PIPECTL" run --state tenv.state tenv.yaml >/dev/null 2>err
+is "$(sq out/hush-4711.db 'SELECT count(*) FROM t')" 2 "an env value in a path is rendered"
+grep -q 'hush-4711' err
+is "$?" 1 "the summary does not show it"
+grep -q 'of out/\*\*\*.db' err
+ok $? "it shows *** instead"
+
 # A ${ that is not a valid template is a validate error with its position.
 cat >tbad.yaml <<'YAML'
 pipeline: tbad
