@@ -72,7 +72,7 @@ awk -v n=$max 'BEGIN { s = "#"; while (length(s) < 65536) s = s s; s = substr(s,
 	for (i = 0; i + 65536 <= n; i += 65536) printf "%s", s }' >max.yaml
 is "$(wc -c <max.yaml | tr -d ' ')" $max "max.yaml is 16 MiB"
 validate max.yaml
-is "$RC.$ERR" "2.max.yaml: empty pipeline file" "a file of exactly 16 MiB is read"
+is "$RC.$ERR" "2.max.yaml:1:1: empty pipeline file" "a file of exactly 16 MiB is read"
 printf '#' >>max.yaml
 validate max.yaml
 is "$RC.$ERR" "2.max.yaml: file too large: a pipeline file may hold at most 16 MiB (16777216 bytes)" \
