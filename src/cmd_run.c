@@ -18,6 +18,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "secret.h"
 #include "state.h"
 #include "util.h"
 
@@ -139,9 +140,66 @@ static void register_secrets(const struct spec *s)
 	json_array_foreach(names, i, n) {
 		const char *v = getenv(json_string_value(n));
 		if (v)
-			log_add_secret(v);
+			secret_add(json_string_value(n), v);
 	}
 	json_decref(names);
+}
+
+/* Adds a diagnostic for each variable sv reads, without a default, that
+ * the environment does not have. */
+static void check_env_sval(const struct sval *sv, bool tmpl, const char *stage,
+                           const char *what, struct diags *d)
+{
+	json_t *names;
+	size_t i;
+	json_t *n;
+
+	if (!sv->s)
+		return;
+	names = json_array();
+	expr_env_undefaulted(sv->s, tmpl, names);
+	json_array_foreach(names, i, n) {
+		const char *name = json_string_value(n);
+		if (!getenv(name))
+			diags_add(d, sv->pos, "stage %s: environment variable %s is not set "
+			          "(read by %s; to allow it unset, give a default: "
+			          "${env.%s // \"\"})", stage, name, what, name);
+	}
+	json_decref(names);
+}
+
+/*
+ * An unset ${env.X} would render as "null" and be sent: every variable a
+ * request is built from must be set, unless its template gives a default.
+ * Returns 0, or -1 after printing each missing variable as file:line:col.
+ */
+static int check_env(const struct spec *s)
+{
+	struct diags d = { 0 };
+	size_t i, j;
+	int rc;
+
+	for (i = 0; i < s->n_stages; i++) {
+		const struct stage_spec *st = &s->stages[i];
+		const struct fetch_spec *f;
+		if (st->type == STAGE_FETCH)
+			f = &st->u.fetch;
+		else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP)
+			f = &st->u.load.http;
+		else
+			continue;
+		for (j = 0; j < f->n_urls; j++)
+			check_env_sval(&f->urls[j], true, st->id, "\"url\"", &d);
+		for (j = 0; j < f->n_headers; j++)
+			check_env_sval(&f->headers[j].value, true, st->id, "a header", &d);
+		check_env_sval(&f->file, true, st->id, "\"file\"", &d);
+		check_env_sval(&f->body, true, st->id, "\"body\"", &d);
+		check_env_sval(&f->json, false, st->id, "\"json\"", &d);
+	}
+	rc = d.n ? -1 : 0;
+	diags_print(&d, stderr);
+	diags_free(&d);
+	return rc;
 }
 
 static void print_summary(const struct spec *s, const struct dag *g, struct state *st,
@@ -219,6 +277,10 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	double t0;
 	int rc = EXIT_OK;
 
+	if (check_env(s) != 0) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
 	register_secrets(s);
 	st = state_open(state_path, false, &err);
 	if (!st) {
@@ -464,7 +526,22 @@ int cmd_dlq_replay(int argc, char **argv)
 		json_t *p;
 		if (rows[i].replayed || strcmp(rows[i].stage, stage) != 0)
 			continue;
-		p = json_loads(rows[i].payload, JSON_DECODE_ANY, NULL);
+		{
+			/* The letter keeps ${env.NAME} placeholders, not secrets:
+			 * render them with this process's environment. */
+			char *msg = NULL;
+			char *text = secret_unseal(rows[i].payload, strlen(rows[i].payload), NULL,
+			                           &msg);
+			if (!text) {
+				rc = usage_error("dlq replay", "dead letter %lld of stage %s cannot "
+				                 "be sent again: %s", (long long)rows[i].id,
+				                 rows[i].stage, msg);
+				free(msg);
+				goto out;
+			}
+			p = json_loads(text, JSON_DECODE_ANY, NULL);
+			free(text);
+		}
 		if (!p) {
 			log_error("dead letter %lld has an unreadable payload", (long long)rows[i].id);
 			rc = EXIT_STATE;
