@@ -202,8 +202,28 @@ static int check_env(const struct spec *s)
 	return rc;
 }
 
+/* The URL of an http load for the summary (malloc'd, redacted): the
+ * template rendered with the run's params and environment; one that
+ * depends on the record stays a template. */
+static char *summary_url(struct engine *e, const char *tpl)
+{
+	char *err = NULL, *url = NULL, *r;
+	size_t off;
+	struct expr *x;
+
+	if (expr_input_ref(tpl, true) == (size_t)-1 &&
+	    (x = expr_template(tpl, engine_scope(e), &err, &off))) {
+		url = expr_render(x, NULL, &err);
+		expr_free(x);
+	}
+	free(err);
+	r = redact(url ? url : tpl);
+	free(url);
+	return r;
+}
+
 static void print_summary(const struct spec *s, const struct dag *g, struct state *st,
-                          int64_t run_id)
+                          int64_t run_id, struct engine *e)
 {
 	struct stage_row *rows = NULL;
 	int n = state_stages_list(st, run_id, &rows), i;
@@ -228,10 +248,12 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 		if (sp->type != STAGE_LOAD || sp->u.load.target == LOAD_STDOUT)
 			continue;
 		if (sp->u.load.target == LOAD_HTTP) {
+			char *url = summary_url(e, sp->u.load.http.urls ?
+			                        sp->u.load.http.urls[0].s : "");
 			fprintf(stderr, "%s: %lld records delivered (%s %s)\n", rows[i].stage,
 			        (long long)rows[i].stats.records_out,
-			        sp->u.load.http.method.s ? sp->u.load.http.method.s : "POST",
-			        sp->u.load.http.urls ? sp->u.load.http.urls[0].s : "");
+			        sp->u.load.http.method.s ? sp->u.load.http.method.s : "POST", url);
+			free(url);
 			continue;
 		}
 		path = path_join(s->dir, sp->u.load.path.s);
@@ -247,6 +269,46 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 	}
 	(void)g;
 	stage_rows_free(rows, n);
+}
+
+/* Returns s quoted for a POSIX shell when it needs it (malloc'd). */
+static char *shell_quote(const char *s)
+{
+	struct buf b;
+
+	if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                 "0123456789/._-+:,@%") == strlen(s))
+		return xstrdup(s);
+	buf_init(&b);
+	buf_addc(&b, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			buf_adds(&b, "'\\''");
+		else
+			buf_addc(&b, *s);
+	}
+	buf_addc(&b, '\'');
+	return buf_steal(&b);
+}
+
+/* The command that shows run_id, runnable from any directory: the state
+ * database is given by its absolute path (malloc'd). */
+static char *status_command(int64_t run_id, const char *state_path)
+{
+	char *abs = NULL, *q, *cmd;
+
+	if (state_path[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		if (cwd)
+			abs = path_join(cwd, strncmp(state_path, "./", 2) == 0 ? state_path + 2 :
+			                state_path);
+		free(cwd);
+	}
+	q = shell_quote(abs ? abs : state_path);
+	cmd = xasprintf("pipectl status %lld --state %s", (long long)run_id, q);
+	free(q);
+	free(abs);
+	return cmd;
 }
 
 static const struct option run_opts[] = {
@@ -345,15 +407,17 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		free(run_err);
 	}
 	if (!quiet)
-		print_summary(s, g, st, run_id);
+		print_summary(s, g, st, run_id, e);
 	if (result == ST_SUCCEEDED) {
 		log_info("run %lld succeeded in %.2fs", (long long)run_id, now_mono() - t0);
 	} else if (result == ST_INTERRUPTED) {
 		log_warn("run %lld interrupted after %.2fs", (long long)run_id, now_mono() - t0);
 		rc = 128 + engine_signal(e);
 	} else {
-		log_error("run %lld failed after %.2fs (details: pipectl status %lld)",
-		          (long long)run_id, now_mono() - t0, (long long)run_id);
+		char *cmd = status_command(run_id, state_path);
+		log_error("run %lld failed after %.2fs (details: %s)", (long long)run_id,
+		          now_mono() - t0, cmd);
+		free(cmd);
 		if (rc == EXIT_OK)
 			rc = EXIT_RUN_FAILED;
 	}
