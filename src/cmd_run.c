@@ -171,13 +171,10 @@ static void check_env_sval(const struct sval *sv, bool tmpl, const char *stage,
 /*
  * An unset ${env.X} would render as "null" and be sent: every variable a
  * request is built from must be set, unless its template gives a default.
- * Returns 0, or -1 after printing each missing variable as file:line:col.
  */
-static int check_env(const struct spec *s)
+size_t env_check(const struct spec *s, struct diags *d)
 {
-	struct diags d = { 0 };
-	size_t i, j;
-	int rc;
+	size_t i, j, n0 = d->n;
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
@@ -189,14 +186,22 @@ static int check_env(const struct spec *s)
 		else
 			continue;
 		for (j = 0; j < f->n_urls; j++)
-			check_env_sval(&f->urls[j], true, st->id, "\"url\"", &d);
+			check_env_sval(&f->urls[j], true, st->id, "\"url\"", d);
 		for (j = 0; j < f->n_headers; j++)
-			check_env_sval(&f->headers[j].value, true, st->id, "a header", &d);
-		check_env_sval(&f->file, true, st->id, "\"file\"", &d);
-		check_env_sval(&f->body, true, st->id, "\"body\"", &d);
-		check_env_sval(&f->json, false, st->id, "\"json\"", &d);
+			check_env_sval(&f->headers[j].value, true, st->id, "a header", d);
+		check_env_sval(&f->file, true, st->id, "\"file\"", d);
+		check_env_sval(&f->body, true, st->id, "\"body\"", d);
+		check_env_sval(&f->json, false, st->id, "\"json\"", d);
 	}
-	rc = d.n ? -1 : 0;
+	return d->n - n0;
+}
+
+/* Returns 0, or -1 after printing each missing variable as file:line:col. */
+static int check_env(const struct spec *s)
+{
+	struct diags d = { 0 };
+	int rc = env_check(s, &d) ? -1 : 0;
+
 	diags_print(&d, stderr);
 	diags_free(&d);
 	return rc;

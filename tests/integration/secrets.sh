@@ -255,6 +255,11 @@ stages:
     load:
       file: {path: out.jsonl}
 YAML
+env -u PIPECTL_TEST_UNSET_KEY "$PIPECTL" validate p.yaml >out.validate 2>err.validate
+is "$?" 0 "unset: validate exits 0 (the file is valid)"
+grep -q '^p.yaml:5:12: warning: stage s: environment variable PIPECTL_TEST_UNSET_KEY is not set' \
+	err.validate
+ok $? "unset: validate warns that run would refuse to start"
 env -u PIPECTL_TEST_UNSET_KEY -u PIPECTL_TEST_UNSET_OPT "$PIPECTL" run --state st.db p.yaml \
 	>/dev/null 2>err.run
 is "$?" 2 "unset: run exits 2"
