@@ -38,6 +38,11 @@ struct dag;
 void resume_plan_print(struct state *st, const struct spec *s, const struct dag *g,
                        int64_t run);
 
+struct diags;
+/* Adds to d one diagnostic per environment variable that a stage builds its
+ * requests from, without a default, and that is not set. Returns how many. */
+size_t env_check(const struct spec *s, struct diags *d);
+
 /* Prints "pipectl CMD: message" to stderr and returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

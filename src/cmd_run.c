@@ -18,6 +18,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "secret.h"
 #include "state.h"
 #include "util.h"
 
@@ -141,9 +142,91 @@ static void register_secrets(const struct spec *s)
 	json_array_foreach(names, i, n) {
 		const char *v = getenv(json_string_value(n));
 		if (v)
-			log_add_secret(v);
+			secret_add(json_string_value(n), v);
 	}
 	json_decref(names);
+}
+
+/* Adds a diagnostic for each variable sv reads, without a default, that
+ * the environment does not have. */
+static void check_env_sval(const struct sval *sv, bool tmpl, const char *stage,
+                           const char *what, struct diags *d)
+{
+	json_t *names;
+	size_t i;
+	json_t *n;
+
+	if (!sv->s)
+		return;
+	names = json_array();
+	expr_env_undefaulted(sv->s, tmpl, names);
+	json_array_foreach(names, i, n) {
+		const char *name = json_string_value(n);
+		if (!getenv(name))
+			diags_add(d, sv->pos, "stage %s: environment variable %s is not set "
+			          "(read by %s; to allow it unset, give a default: "
+			          "${env.%s // \"\"})", stage, name, what, name);
+	}
+	json_decref(names);
+}
+
+/*
+ * An unset ${env.X} would render as "null" and be sent: every variable a
+ * request is built from must be set, unless its template gives a default.
+ */
+size_t env_check(const struct spec *s, struct diags *d)
+{
+	size_t i, j, n0 = d->n;
+
+	for (i = 0; i < s->n_stages; i++) {
+		const struct stage_spec *st = &s->stages[i];
+		const struct fetch_spec *f;
+		if (st->type == STAGE_FETCH)
+			f = &st->u.fetch;
+		else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP)
+			f = &st->u.load.http;
+		else
+			continue;
+		for (j = 0; j < f->n_urls; j++)
+			check_env_sval(&f->urls[j], true, st->id, "\"url\"", d);
+		for (j = 0; j < f->n_headers; j++)
+			check_env_sval(&f->headers[j].value, true, st->id, "a header", d);
+		check_env_sval(&f->file, true, st->id, "\"file\"", d);
+		check_env_sval(&f->body, true, st->id, "\"body\"", d);
+		check_env_sval(&f->json, false, st->id, "\"json\"", d);
+	}
+	return d->n - n0;
+}
+
+/* Returns 0, or -1 after printing each missing variable as file:line:col. */
+static int check_env(const struct spec *s)
+{
+	struct diags d = { 0 };
+	int rc = env_check(s, &d) ? -1 : 0;
+
+	diags_print(&d, stderr);
+	diags_free(&d);
+	return rc;
+}
+
+/* The URL of an http load for the summary (malloc'd, redacted): the
+ * template rendered with the run's params and environment; one that
+ * depends on the record stays a template. */
+static char *summary_url(struct engine *e, const char *tpl)
+{
+	char *err = NULL, *url = NULL, *r;
+	size_t off;
+	struct expr *x;
+
+	if (expr_input_ref(tpl, true) == (size_t)-1 &&
+	    (x = expr_template(tpl, engine_scope(e), &err, &off))) {
+		url = expr_render(x, NULL, &err);
+		expr_free(x);
+	}
+	free(err);
+	r = redact(url ? url : tpl);
+	free(url);
+	return r;
 }
 
 static void print_summary(const struct spec *s, const struct dag *g, struct state *st,
@@ -173,10 +256,12 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 		if (sp->type != STAGE_LOAD || sp->u.load.target == LOAD_STDOUT)
 			continue;
 		if (sp->u.load.target == LOAD_HTTP) {
+			char *url = summary_url(e, sp->u.load.http.urls ?
+			                        sp->u.load.http.urls[0].s : "");
 			fprintf(stderr, "%s: %lld records delivered (%s %s)\n", rows[i].stage,
 			        (long long)rows[i].stats.records_out,
-			        sp->u.load.http.method.s ? sp->u.load.http.method.s : "POST",
-			        sp->u.load.http.urls ? sp->u.load.http.urls[0].s : "");
+			        sp->u.load.http.method.s ? sp->u.load.http.method.s : "POST", url);
+			free(url);
 			continue;
 		}
 		/* The path as this run rendered it (the stage succeeded, so it did). */
@@ -219,6 +304,46 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 	stage_rows_free(rows, n);
 }
 
+/* Returns s quoted for a POSIX shell when it needs it (malloc'd). */
+static char *shell_quote(const char *s)
+{
+	struct buf b;
+
+	if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                 "0123456789/._-+:,@%") == strlen(s))
+		return xstrdup(s);
+	buf_init(&b);
+	buf_addc(&b, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			buf_adds(&b, "'\\''");
+		else
+			buf_addc(&b, *s);
+	}
+	buf_addc(&b, '\'');
+	return buf_steal(&b);
+}
+
+/* The command that shows run_id, runnable from any directory: the state
+ * database is given by its absolute path (malloc'd). */
+static char *status_command(int64_t run_id, const char *state_path)
+{
+	char *abs = NULL, *q, *cmd;
+
+	if (state_path[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		if (cwd)
+			abs = path_join(cwd, strncmp(state_path, "./", 2) == 0 ? state_path + 2 :
+			                state_path);
+		free(cwd);
+	}
+	q = shell_quote(abs ? abs : state_path);
+	cmd = xasprintf("pipectl status %lld --state %s", (long long)run_id, q);
+	free(q);
+	free(abs);
+	return cmd;
+}
+
 static const struct option run_opts[] = {
 	{ "param", required_argument, NULL, 'p' },
 	{ "state", required_argument, NULL, 's' },
@@ -247,6 +372,10 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	double t0;
 	int rc = EXIT_OK;
 
+	if (check_env(s) != 0) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
 	register_secrets(s);
 	st = state_open(state_path, false, &err);
 	if (!st) {
@@ -318,8 +447,10 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		log_warn("run %lld interrupted after %.2fs", (long long)run_id, now_mono() - t0);
 		rc = 128 + engine_signal(e);
 	} else {
-		log_error("run %lld failed after %.2fs (details: pipectl status %lld)",
-		          (long long)run_id, now_mono() - t0, (long long)run_id);
+		char *cmd = status_command(run_id, state_path);
+		log_error("run %lld failed after %.2fs (details: %s)", (long long)run_id,
+		          now_mono() - t0, cmd);
+		free(cmd);
 		if (rc == EXIT_OK)
 			rc = EXIT_RUN_FAILED;
 	}
@@ -492,7 +623,22 @@ int cmd_dlq_replay(int argc, char **argv)
 		json_t *p;
 		if (rows[i].replayed || strcmp(rows[i].stage, stage) != 0)
 			continue;
-		p = json_loads(rows[i].payload, JSON_DECODE_ANY, NULL);
+		{
+			/* The letter keeps ${env.NAME} placeholders, not secrets:
+			 * render them with this process's environment. */
+			char *msg = NULL;
+			char *text = secret_unseal(rows[i].payload, strlen(rows[i].payload), NULL,
+			                           &msg);
+			if (!text) {
+				rc = usage_error("dlq replay", "dead letter %lld of stage %s cannot "
+				                 "be sent again: %s", (long long)rows[i].id,
+				                 rows[i].stage, msg);
+				free(msg);
+				goto out;
+			}
+			p = json_loads(text, JSON_DECODE_ANY, NULL);
+			free(text);
+		}
 		if (!p) {
 			log_error("dead letter %lld has an unreadable payload", (long long)rows[i].id);
 			rc = EXIT_STATE;

@@ -38,8 +38,18 @@ int cmd_validate(int argc, char **argv)
 		if (!s || !g || d.n) {
 			diags_print(&d, stderr);
 			rc = EXIT_USAGE;
-		} else if (!quiet) {
-			printf("%s: ok (%zu stages)\n", argv[i], s->n_stages);
+		} else {
+			/* Not an error of the file (the environment of the run may
+			 * differ), but run would refuse to start here. */
+			struct diags env = { 0 };
+			size_t k;
+			env_check(s, &env);
+			for (k = 0; k < env.n; k++)
+				fprintf(stderr, "%s:%d:%d: warning: %s\n", env.v[k].file,
+				        env.v[k].line, env.v[k].col, env.v[k].msg);
+			diags_free(&env);
+			if (!quiet)
+				printf("%s: ok (%zu stages)\n", argv[i], s->n_stages);
 		}
 		dag_free(g);
 		spec_free(s);

@@ -1483,12 +1483,60 @@ static void read_hosts(struct cfg *c, const struct ynode *v)
 	}
 }
 
+static const struct ynode *url_item(const struct ynode *seq, const struct sval *sv);
+
+/* A source stage (no needs) renders its request with no input record: a
+ * record reference in node's template or jq program (src) would render as
+ * "null". */
+static void check_no_record(struct cfg *c, const struct ynode *node, const char *src,
+                            bool tmpl, const char *label, const char *stage)
+{
+	size_t off, n;
+
+	if (!node || !src || (tmpl && expr_template_is_const(src)) ||
+	    check_expr(c, src, tmpl)->err)
+		return;                /* nothing to render, or reported already */
+	off = expr_input_ref(src, tmpl);
+	if (off == (size_t)-1)
+		return;
+	for (n = 1; src[off + n] && n < 40 &&
+	     (strchr("_.[]\"", src[off + n]) || isalnum((unsigned char)src[off + n])); n++)
+		;
+	diags_add(c->d, scalar_offset_pos(c, node, off),
+	          "%s refers to the input record (%.*s), but stage \"%s\" has no needs: "
+	          "a stage without needs has no input record", label, (int)n, src + off, stage);
+}
+
+/* The record references of a source fetch (no needs), m its fetch: mapping. */
+static void check_source_records(struct cfg *c, const struct stage_spec *st,
+                                 const struct ynode *m)
+{
+	const struct fetch_spec *f = &st->u.fetch;
+	const struct ynode *url = map_get(m, "url", NULL), *hs = map_get(m, "headers", NULL);
+	size_t i;
+
+	for (i = 0; url && i < f->n_urls; i++)
+		check_no_record(c, url->kind == YN_SEQ ? url_item(url, &f->urls[i]) : url,
+		                f->urls[i].s, true, "\"url\"", st->id);
+	for (i = 0; hs && hs->kind == YN_MAP && i < f->n_headers; i++) {
+		char *label = xasprintf("header \"%s\"", f->headers[i].name);
+		check_no_record(c, map_get(hs, f->headers[i].name, NULL), f->headers[i].value.s,
+		                true, label, st->id);
+		free(label);
+	}
+	check_no_record(c, map_get(m, "file", NULL), f->file.s, true, "\"file\"", st->id);
+	check_no_record(c, map_get(m, "body", NULL), f->body.s, true, "\"body\"", st->id);
+	check_no_record(c, map_get(m, "json", NULL), f->json.s, false, "\"json\"", st->id);
+}
+
 /* Fan-out rules of a fetch stage (m: its fetch: mapping). */
 static void check_fanout(struct cfg *c, size_t idx, const struct ynode *m)
 {
 	const struct stage_spec *st = &c->s->stages[idx];
 	const struct ynode *k = NULL, *v;
 
+	if (st->n_needs == 0 && !c->needs_bad[idx] && m->kind == YN_MAP)
+		check_source_records(c, st, m);
 	if (st->n_needs > 0) {
 		v = map_get(m, "url", NULL);
 		if (v && v->kind == YN_SEQ)

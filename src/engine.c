@@ -23,6 +23,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "request.h"
+#include "secret.h"
 
 /* Batches processed per check callback before yielding to I/O. */
 #define SCHED_BUDGET 64
@@ -228,9 +229,15 @@ int engine_record_failure(struct stage *st, const json_t *payload, const char *e
 		p = payload ? jsonw_dumps(payload) : xstrdup("null");
 		a = attempts ? jsonw_dumps(attempts) : xstrdup("[]");
 		{
-			char *rp = redact(p);
+			/* The payload is what a replay sends again: secrets become
+			 * ${env.NAME} placeholders, rendered again from the
+			 * environment of the replaying process (never "***"). The
+			 * attempts are a record of what happened: redacted. */
+			char *sp = secret_seal(p, strlen(p), NULL), *ra = redact(a);
 			free(p);
-			p = rp;
+			free(a);
+			p = sp;
+			a = ra;
 		}
 		if (state_dlq_add(e->state, e->run_id, st->spec->id, p, msg, a, now_wall(),
 		                  NULL) != 0) {

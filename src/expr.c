@@ -712,6 +712,8 @@ void expr_free(struct expr *e)
 
 /* ------------------------------------------------------------ env refs */
 
+static void expr_env_scan(const char *src, json_t *names, bool undefaulted);
+
 static bool expr_is_ident(char c, bool first)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
@@ -768,6 +770,78 @@ static size_t expr_env_name(const char *s, const char **name)
  * env.NAME, $ENV.NAME, env["NAME"] or $ENV["NAME"]. Best effort. */
 void expr_env_refs(const char *src, json_t *names)
 {
+	expr_env_scan(src, names, false);
+}
+
+/* Names that the jq expression src reads without a default: a reference
+ * is defaulted when "//" follows it in the expression. */
+static void expr_env_scan_undefaulted(const char *src, json_t *names)
+{
+	expr_env_scan(src, names, true);
+}
+
+/* Appends to names the env variables src (a template when tmpl, else a jq
+ * program) reads without a default ("${env.X // \"\"}"). */
+void expr_env_undefaulted(const char *src, bool tmpl, json_t *names)
+{
+	struct tpl_part *parts = NULL;
+	size_t nparts = 0, i, off;
+	struct buf prog;
+	char *err = NULL;
+
+	if (!tmpl) {
+		expr_env_scan_undefaulted(src, names);
+		return;
+	}
+	buf_init(&prog);
+	if (expr_tpl_parse(src, &prog, &parts, &nparts, &err, &off) == 0) {
+		for (i = 0; i < nparts; i++) {
+			char *part = xstrndup(src + parts[i].start, parts[i].end - parts[i].start);
+			expr_env_scan_undefaulted(part, names);
+			free(part);
+		}
+	}
+	free(err);
+	free(parts);
+	buf_free(&prog);
+}
+
+/* True when the expression going on at s (just after a reference) gives
+ * it a default: a "//" before the term ends (a ',' or '|' at its level, or
+ * the bracket that encloses it). */
+static bool expr_ref_defaulted(const char *s)
+{
+	int depth = 0;
+	size_t i = 0, k;
+
+	while (s[i]) {
+		char c = s[i];
+		if (c == '"') {
+			k = expr_scan_string(s, i);
+			if (k == EXPR_NPOS)
+				return false;
+			i = k;
+			continue;
+		}
+		if (c == '/' && s[i + 1] == '/' && depth == 0)
+			return true;
+		if (c == '(' || c == '[' || c == '{') {
+			depth++;
+		} else if (c == ')' || c == ']' || c == '}') {
+			if (--depth < 0)
+				return false;
+		} else if ((c == ',' || c == '|') && depth == 0) {
+			return false;
+		}
+		i++;
+	}
+	return false;
+}
+
+/* The scan behind expr_env_refs: with undefaulted, only references that no
+ * "//" follows. */
+static void expr_env_scan(const char *src, json_t *names, bool undefaulted)
+{
 	const char *name;
 	size_t i, n, len;
 	char prev;
@@ -783,8 +857,91 @@ void expr_env_refs(const char *src, json_t *names)
 		if (expr_is_ident(prev, false) || expr_is_ident(src[i + len], false))
 			continue;
 		n = expr_env_name(src + i + len, &name);
-		if (n > 0)
+		if (n > 0 && !(undefaulted && expr_ref_defaulted(name + n)))
 			expr_add_name(names, name, n);
 		i += len - 1;
 	}
+}
+
+/* ------------------------------------------------------------ input refs */
+
+#define EXPR_MAX_NEST 64
+
+/*
+ * The offset in e (a jq expression, n bytes) of the first reference to the
+ * input ("." starting a path: .id, .[0], ..), or EXPR_NPOS. Only where "."
+ * surely is the input: at the top of the expression or in groupings,
+ * arrays, objects and indexes, before any "|" at that level; not in
+ * function arguments (map(.x)), not after a pipe (params | .x), not in
+ * string literals.
+ */
+static size_t expr_input_ref_in(const char *e, size_t n)
+{
+	bool ctx[EXPR_MAX_NEST];
+	size_t i = 0, d = 0, k;
+	char pc = '\0';
+
+	ctx[0] = true;
+	while (i < n) {
+		char c = e[i];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			i++;
+			continue;
+		}
+		if (c == '"') {
+			k = expr_scan_string(e, i);
+			if (k == EXPR_NPOS || k > n)
+				return EXPR_NPOS;
+			i = k;
+			pc = '"';
+			continue;
+		}
+		if (c == '#') {
+			while (i < n && e[i] != '\n')
+				i++;
+			continue;
+		}
+		if (c == '(' || c == '[' || c == '{') {
+			bool inherit = c != '(' || !expr_is_ident(pc, false);
+			if (d + 1 >= EXPR_MAX_NEST)
+				return EXPR_NPOS;
+			ctx[d + 1] = inherit && ctx[d];
+			d++;
+		} else if (c == ')' || c == ']' || c == '}') {
+			if (d > 0)
+				d--;
+		} else if (c == '|') {
+			ctx[d] = false;
+		} else if (c == '.' && ctx[d] && !expr_is_ident(pc, false) &&
+		           !strchr(")]}\"?.$", pc ? pc : 'x')) {
+			return i;
+		}
+		pc = c;
+		i++;
+	}
+	return EXPR_NPOS;
+}
+
+/* Offset in src of the first reference to the input record, or -1. */
+size_t expr_input_ref(const char *src, bool tmpl)
+{
+	struct tpl_part *parts = NULL;
+	size_t nparts = 0, i, off, r = EXPR_NPOS;
+	struct buf prog;
+	char *err = NULL;
+
+	if (!tmpl)
+		return expr_input_ref_in(src, strlen(src));
+	buf_init(&prog);
+	if (expr_tpl_parse(src, &prog, &parts, &nparts, &err, &off) == 0) {
+		for (i = 0; i < nparts && r == EXPR_NPOS; i++) {
+			off = expr_input_ref_in(src + parts[i].start, parts[i].end - parts[i].start);
+			if (off != EXPR_NPOS)
+				r = parts[i].start + off;
+		}
+	}
+	free(err);
+	free(parts);
+	buf_free(&prog);
+	return r;
 }

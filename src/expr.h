@@ -76,4 +76,17 @@ void expr_free(struct expr *e);
  * to redact secret values from logs and state. */
 void expr_env_refs(const char *src, json_t *names);
 
+/* Names of env variables src (a ${...} template when tmpl, else a jq
+ * program) reads without giving a default: a reference followed by "//" in
+ * its ${...} part (or program), as in ${env.X // ""}, has one. Appended to
+ * names (json array of strings), each once. Best effort, like
+ * expr_env_refs. */
+void expr_env_undefaulted(const char *src, bool tmpl, json_t *names);
+
+/* The byte offset in src (a template when tmpl, else a jq program) of the
+ * first reference to the input record (".id" in "${.id}"), or (size_t)-1
+ * when there is none. Conservative: "." in function arguments (map(.x)) or
+ * after a pipe (params | .x) is not counted. */
+size_t expr_input_ref(const char *src, bool tmpl);
+
 #endif

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "secret.h"
+
 static enum log_level cur_level = LOG_INFO;
 static bool json_mode;
-static char **secrets;
-static size_t n_secrets, cap_secrets;
 
 void log_set_level(enum log_level l) { cur_level = l; }
 enum log_level log_get_level(void) { return cur_level; }
@@ -21,54 +21,17 @@ void log_set_json(bool on) { json_mode = on; }
 
 void log_add_secret(const char *value)
 {
-	size_t i;
-
-	if (!value || strlen(value) < 4)
-		return;
-	for (i = 0; i < n_secrets; i++)
-		if (strcmp(secrets[i], value) == 0)
-			return;
-	xgrow(&secrets, &cap_secrets, n_secrets + 1, sizeof(*secrets));
-	secrets[n_secrets++] = xstrdup(value);
+	secret_add(NULL, value);
 }
 
 void log_free_secrets(void)
 {
-	size_t i;
-
-	for (i = 0; i < n_secrets; i++)
-		free(secrets[i]);
-	free(secrets);
-	secrets = NULL;
-	n_secrets = cap_secrets = 0;
+	secret_clear();
 }
 
 char *redact(const char *s)
 {
-	struct buf b;
-	const char *p = s;
-	size_t i;
-
-	if (!s)
-		return NULL;
-	if (n_secrets == 0)
-		return xstrdup(s);
-	buf_init(&b);
-	while (*p) {
-		size_t best_len = 0;
-		for (i = 0; i < n_secrets; i++) {
-			size_t l = strlen(secrets[i]);
-			if (l > best_len && strncmp(p, secrets[i], l) == 0)
-				best_len = l;
-		}
-		if (best_len) {
-			buf_adds(&b, "***");
-			p += best_len;
-		} else {
-			buf_addc(&b, *p++);
-		}
-	}
-	return buf_steal(&b);
+	return secret_redact(s);
 }
 
 static const char *level_name[] = { "error", "warning", "info", "debug" };

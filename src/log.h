@@ -20,11 +20,13 @@ void log_msg(enum log_level l, const char *fmt, ...) PRINTF_LIKE(2, 3);
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 
-/* Registers a secret value (copied); values shorter than 4 bytes are ignored
- * to avoid redacting common words. */
+/* Registers a secret value without a variable name (see secret_add, which
+ * callers that know the name use instead). */
 void log_add_secret(const char *value);
-/* Returns a malloc'd copy of s with every secret replaced by "***". */
+/* Returns a malloc'd copy of s with every secret, in every encoding
+ * pipectl produces, replaced by "***" (secret_redact). */
 char *redact(const char *s);
+/* Forgets every secret (secret_clear). */
 void log_free_secrets(void);
 
 #endif

@@ -26,6 +26,7 @@
 
 #include "jsonw.h"
 #include "log.h"
+#include "secret.h"
 #include "util.h"
 
 enum req_state { R_ADMIT, R_INFLIGHT, R_BACKOFF, R_DONE };
@@ -118,13 +119,24 @@ void request_fingerprint(const char *method, const char *url, const char *body,
                          size_t body_len, char out[65])
 {
 	struct buf b;
+	char *su, *sb = NULL;
+	size_t sb_len = 0;
 
-	buf_init(&b);
-	buf_printf(&b, "%s\n%s\n", method ? method : "GET", url);
+	/* Over the sealed text (secrets as ${env.NAME}): a request's identity
+	 * does not depend on a secret's value, so a key rotated between a run
+	 * and its resume still finds the journal, and no hash of a secret is
+	 * stored. */
+	su = secret_seal(url, strlen(url), NULL);
 	if (body)
-		buf_add(&b, body, body_len);
+		sb = secret_seal(body, body_len, &sb_len);
+	buf_init(&b);
+	buf_printf(&b, "%s\n%s\n", method ? method : "GET", su);
+	if (sb)
+		buf_add(&b, sb, sb_len);
 	sha256_hex(b.data, b.len, out);
 	buf_free(&b);
+	free(su);
+	free(sb);
 }
 
 static const char *reason(long status)
@@ -345,7 +357,7 @@ static void record_event(struct requester *rq, const char *stage, const char *ki
 	e->run_id = rq->run_id;
 	e->stage = xstrdup(stage);
 	e->kind = xstrdup(kind);
-	e->message = xstrdup(msg);
+	e->message = redact(msg);
 	e->at = now_wall();
 }
 
@@ -414,21 +426,16 @@ static void journal_add(struct request *r, const struct http_result *res)
 		json_object_set_new(h, res->headers[i].name, json_string(res->headers[i].value));
 	{
 		/* Secrets (env values a template read) never reach the state
-		 * database, even when a server echoes them back. */
+		 * database, even when a server echoes them back. A resume
+		 * serves these responses as if they came from the server (a
+		 * next-page link holding the key is followed): they are sealed,
+		 * not redacted, and rendered again when served. */
 		char *hs = jsonw_dumps(h);
-		j->e.headers = redact(hs);
+		j->e.headers = secret_seal(hs, strlen(hs), NULL);
 		free(hs);
 	}
 	json_decref(h);
-	if (strlen(res->body) == res->body_len) {
-		j->e.body = redact(res->body);
-		j->e.body_len = strlen(j->e.body);
-	} else {
-		j->e.body = xmalloc(res->body_len + 1);
-		memcpy(j->e.body, res->body, res->body_len);
-		j->e.body[res->body_len] = '\0';
-		j->e.body_len = res->body_len;
-	}
+	j->e.body = secret_seal(res->body, res->body_len, &j->e.body_len);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -701,11 +708,30 @@ static void journal_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		struct request *r = rq->jq_head;
 		struct http_result res;
 		struct http_header *hs = NULL;
-		size_t n = 0, i = 0;
-		json_t *h = json_loads(r->jentry.headers ? r->jentry.headers : "{}", 0, NULL), *v;
+		size_t n = 0, i = 0, body_len = 0;
+		char *err = NULL, *htext, *body = NULL;
+		json_t *h = NULL, *v;
 		const char *k;
 
 		rq->jq_head = r->q_next;
+		/* Stored sealed: secrets come back from this environment. */
+		htext = r->jentry.headers ? secret_unseal(r->jentry.headers,
+		                                          strlen(r->jentry.headers), NULL, &err) :
+		                            xstrdup("{}");
+		if (htext)
+			body = secret_unseal(r->jentry.body ? r->jentry.body : "", r->jentry.body_len,
+			                     &body_len, &err);
+		if (!body) {
+			char *msg = xasprintf("cannot serve the journaled response: %s", err);
+			r->attempt = 0;
+			finish(r, false, msg, NULL);
+			free(msg);
+			free(err);
+			free(htext);
+			continue;
+		}
+		h = json_loads(htext, 0, NULL);
+		free(htext);
 		if (h) {
 			hs = xcalloc(json_object_size(h) + 1, sizeof(*hs));
 			json_object_foreach(h, k, v) {
@@ -718,14 +744,15 @@ static void journal_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		memset(&res, 0, sizeof(res));
 		res.error = HTTP_OK;
 		res.status = r->jentry.status;
-		res.body = r->jentry.body;
-		res.body_len = r->jentry.body_len;
+		res.body = body;
+		res.body_len = body_len;
 		res.headers = hs;
 		res.n_headers = n;
 		res.url = r->url;
 		r->attempt = 0;
 		finish(r, true, NULL, &res);
 		free(hs);
+		free(body);
 		json_decref(h);
 	}
 }

@@ -486,15 +486,16 @@ static void job_failed(struct job *j, const char *error, const json_t *history)
 	if (c->fanout && engine_on_error(st) == ON_ERROR_PASS) {
 		json_t *rec = json_is_object(j->input) ? json_deep_copy(j->input) : json_object();
 		json_t *errs = json_object_get(rec, "_errors");
-		char *msg = redact(error);
+		char *msg = redact(error), *url = redact(j->url);
 		if (!json_is_array(errs)) {
 			errs = json_array();
 			json_object_set_new(rec, "_errors", errs);
 		}
 		json_array_append_new(errs, json_pack("{s:s, s:s, s:s}", "stage", st->spec->id,
-		                                      "url", j->url, "error", msg));
+		                                      "url", url, "error", msg));
 		st->stats.errors++;
 		free(msg);
+		free(url);
 		emit_out(c, rec);
 	} else {
 		json_t *payload = c->fanout ? json_incref(j->input) :

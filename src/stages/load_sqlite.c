@@ -559,10 +559,22 @@ static char *record_problem(struct load_sqlite *c, json_t *rec)
 {
 	size_t j;
 
-	if (!json_is_object(rec))
-		return xasprintf("record is not a JSON object (a %s): a SQLite row needs named "
-		                 "columns", json_is_array(rec) ? "array" : json_is_string(rec) ?
-		                 "string" : json_is_null(rec) ? "null" : "scalar");
+	if (!json_is_object(rec)) {
+		/* Say what came, and the usual cause: a response that is a
+		 * list of rows, taken as one record. */
+		char *text = jsonw_dumps(rec), *msg;
+		size_t n = strlen(text);
+		msg = xasprintf("record is %s, not a JSON object: a SQLite row needs named "
+		                "columns (received: %.*s%s)%s",
+		                json_is_array(rec) ? "an array" : json_is_string(rec) ? "a string" :
+		                json_is_null(rec) ? "null" : json_is_boolean(rec) ? "a boolean" :
+		                "a number", n > 80 ? 77 : (int)n, text, n > 80 ? "..." : "",
+		                json_is_array(rec) ? "; if the array holds the rows, split it into "
+		                "records with records: '.[]' in the fetch stage" :
+		                "; make an object of it, e.g. with a transform jq: '{value: .}'");
+		free(text);
+		return msg;
+	}
 	for (j = 0; j < c->n_key; j++) {
 		json_t *kv = rec_get(rec, c->key[j]);
 		if (!kv || json_is_null(kv))

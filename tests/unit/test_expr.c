@@ -437,8 +437,46 @@ static void test_env_refs(void)
 	json_decref(names);
 }
 
+static void test_env_undefaulted(void)
+{
+	json_t *names = json_array();
+	char *s;
+
+	expr_env_undefaulted("a=${env.A}&b=${env.B // \"\"}&c=${$ENV.C | @uri}"
+	                     "&d=${env.D // env.E}", true, names);
+	s = jsonw_dumps(names);
+	is_str(s, "[\"A\",\"C\",\"E\"]", "template: refs without a default");
+	free(s);
+	json_decref(names);
+	names = json_array();
+	expr_env_undefaulted("{token: env.T, opt: (env.O // null)}", false, names);
+	s = jsonw_dumps(names);
+	is_str(s, "[\"T\"]", "jq program: refs without a default");
+	free(s);
+	json_decref(names);
+}
+
+static void test_input_ref(void)
+{
+	is_int((long)expr_input_ref("http://x/${.id}", true), 11, "${.id}: at its dot");
+	is_int((long)expr_input_ref("a${params.x}b${\"p\" + .name}", true), 21,
+	       "second part: .name");
+	is_int((long)expr_input_ref("${[.a, .b]}", true), 3, "in an array");
+	is_int((long)expr_input_ref("${..}", true), 2, "recurse");
+	is_int((long)expr_input_ref("{id: .id}", false), 5, "jq program: in an object");
+	ok(expr_input_ref("${params.x}${env.Y}${run.id}${$ENV.Z}", true) == (size_t)-1,
+	   "params, env, run: no record");
+	ok(expr_input_ref("${params.list | map(.x) | join(\",\")}", true) == (size_t)-1,
+	   "after a pipe and in arguments: not the record");
+	ok(expr_input_ref("${\".id\"}${1.5}${(params).x}${params[\"a\"].b}", true) ==
+	   (size_t)-1, "strings, numbers, postfix paths: not the record");
+	ok(expr_input_ref("plain $${.id}", true) == (size_t)-1, "escaped $${ is text");
+}
+
 int main(void)
 {
+	test_env_undefaulted();
+	test_input_ref();
 	test_compile();
 	test_run();
 	test_eval1();
