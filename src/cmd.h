@@ -14,6 +14,7 @@ enum {
 	EXIT_RUN_FAILED = 1,  /* the run failed (a stage failed or was cancelled) */
 	EXIT_USAGE = 2,       /* bad command line, invalid pipeline, unknown run */
 	EXIT_STATE = 3,       /* the state database cannot be opened or written */
+	EXIT_BUSY = 4,        /* another live process owns the run or a file it writes */
 	/* 128 + N: the run was interrupted by signal N (130 SIGINT, 143 SIGTERM) */
 };
 

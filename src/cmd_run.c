@@ -17,6 +17,7 @@
 #include "expr.h"
 #include "http.h"
 #include "jsonw.h"
+#include "lease.h"
 #include "log.h"
 #include "state.h"
 #include "util.h"
@@ -201,15 +202,76 @@ static const struct option run_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* The lease key of the file a file load stage writes: "file:" and its
+ * absolute path (the directory resolved when it exists), so two spellings of
+ * one file are one key. Caller frees. */
+static char *sink_resource(const struct spec *s, const struct stage_spec *sp)
+{
+	char *path = path_join(s->dir, sp->u.load.path.s), *dir = path_dir(path);
+	const char *base = strrchr(path, '/');
+	char *real = realpath(dir, NULL), *key;
+
+	base = base ? base + 1 : path;
+	if (real) {
+		key = xasprintf("file:%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
+	} else if (path[0] == '/') {
+		key = xasprintf("file:%s", path);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+		key = xasprintf("file:%s/%s", cwd ? cwd : ".", path);
+		free(cwd);
+	}
+	free(real);
+	free(dir);
+	free(path);
+	return key;
+}
+
+/* What run_spec takes leases on: the run (when resumed) and every file a
+ * load stage writes. Strings malloc'd; free with wants_free. */
+static size_t wants_build(const struct spec *s, int64_t resume_id, struct lease_want **out)
+{
+	struct lease_want *w = xcalloc(s->n_stages + 1, sizeof(*w));
+	size_t n = 0, i;
+
+	if (resume_id > 0) {
+		w[n].resource = xasprintf("run:%lld", (long long)resume_id);
+		w[n].what = xasprintf("run %lld", (long long)resume_id);
+		n++;
+	}
+	for (i = 0; i < s->n_stages; i++) {
+		const struct stage_spec *sp = &s->stages[i];
+		if (sp->type != STAGE_LOAD || sp->u.load.target != LOAD_FILE || !sp->u.load.path.s)
+			continue;
+		w[n].resource = sink_resource(s, sp);
+		w[n].what = xasprintf("%s (written by stage %s)", w[n].resource + 5, sp->id);
+		n++;
+	}
+	*out = w;
+	return n;
+}
+
+static void wants_free(struct lease_want *w, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free((char *)w[i].resource);
+		free((char *)w[i].what);
+	}
+	free(w);
+}
+
 /*
  * Runs spec (already validated, graph built) with params, recording it in the
  * state database at state_path. A dlq replay passes replay_stage >= 0 and
- * the payloads. *run_id is set once the run is recorded. Returns the exit
- * code.
+ * the payloads. cmd names the command in messages; force lets it take over
+ * leases held by live processes. *run_id is set once the run is recorded.
+ * Returns the exit code.
  */
 static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
                     const char *state_path, bool quiet, int replay_stage, json_t *replay,
-                    int64_t resume_id, int64_t *run_id_out)
+                    int64_t resume_id, int64_t *run_id_out, const char *cmd, bool force)
 {
 	struct state *st = NULL;
 	struct engine *e = NULL;
@@ -217,8 +279,15 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	int64_t run_id = 0;
 	enum run_status result;
 	double t0;
-	int rc = EXIT_OK;
+	int rc = EXIT_OK, lr;
+	struct lease_row self;
+	struct lease_want *wants = NULL, run_want = { NULL, NULL };
+	size_t n_wants;
+	bool leased = false;
 
+	lease_self(&self);
+	self.command = xstrdup(cmd);
+	n_wants = wants_build(s, resume_id, &wants);
 	register_secrets(s);
 	st = state_open(state_path, false, &err);
 	if (!st) {
@@ -228,6 +297,22 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 	params_json = jsonw_dumps(params);
 	t0 = now_mono();
+	/* Check and take the leases, and record the run, in one transaction:
+	 * SQLite's write lock makes the check and the take one step. */
+	if (state_begin(st) != 0) {
+		log_error("%s", state_errmsg(st));
+		rc = EXIT_STATE;
+		goto out;
+	}
+	lr = lease_check(st, wants, n_wants, &self, cmd, force,
+	                resume_id > 0 ? "wait for it to finish, stop it, or take the run over "
+	                "with --force" : "wait for it to finish or stop it");
+	if (lr != 0) {
+		if (lr < 0)
+			log_error("%s", state_errmsg(st));
+		rc = lr < 0 ? EXIT_STATE : EXIT_BUSY;
+		goto out;
+	}
 	if (resume_id > 0) {
 		run_id = resume_id;
 		if (state_run_reopen(st, run_id, (long)getpid()) != 0) {
@@ -235,19 +320,30 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 			rc = EXIT_STATE;
 			goto out;
 		}
+	} else if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(),
+	                            &run_id) != 0 ||
+	           state_run_set_source(st, run_id, s->text, (long)getpid()) != 0) {
+		log_error("cannot record the run: %s", state_errmsg(st));
+		rc = EXIT_STATE;
+		goto out;
+	} else {
+		run_want.resource = xasprintf("run:%lld", (long long)run_id);
+	}
+	if (lease_put(st, wants, n_wants, run_id, &self) != 0 ||
+	    (run_want.resource && lease_put(st, &run_want, 1, run_id, &self) != 0) ||
+	    state_commit(st) != 0) {
+		log_error("cannot take the leases of run %lld: %s", (long long)run_id,
+		          state_errmsg(st));
+		rc = EXIT_STATE;   /* state_close rolls back what is left open */
+		goto out;
+	}
+	leased = true;
+	if (resume_id > 0)
 		log_info("run %lld of %s resumed (state: %s)", (long long)run_id, s->path,
 		         state_path);
-	} else {
-		if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(),
-		                     &run_id) != 0 ||
-		    state_run_set_source(st, run_id, s->text, (long)getpid()) != 0) {
-			log_error("cannot record the run: %s", state_errmsg(st));
-			rc = EXIT_STATE;
-			goto out;
-		}
+	else
 		log_info("run %lld of %s started (state: %s)", (long long)run_id, s->path,
 		         state_path);
-	}
 	if (run_id_out)
 		*run_id_out = run_id;
 
@@ -297,9 +393,15 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 out:
 	engine_destroy(e);
+	if (leased && state_lease_release(st, &self) != 0)
+		log_warn("cannot release the leases of run %lld: %s", (long long)run_id,
+		         state_errmsg(st));
 	state_close(st);
 	free(err);
 	free(params_json);
+	free((char *)run_want.resource);
+	wants_free(wants, n_wants);
+	lease_row_free(&self);
 	return rc;
 }
 
@@ -354,7 +456,7 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	state_path = state_path_for(opt_state, s->path);
-	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, 0, NULL);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, 0, NULL, "run", false);
 out:
 	json_decref(params);
 	dag_free(g);
@@ -494,7 +596,8 @@ int cmd_dlq_replay(int argc, char **argv)
 	/* The state database is opened again by the run. */
 	state_close(st);
 	st = NULL;
-	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, 0, &new_run);
+	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, 0, &new_run,
+	              "dlq replay", false);
 	if (rc == EXIT_OK) {
 		st = state_open(state_path, false, &err);
 		if (!st) {
@@ -688,11 +791,6 @@ int cmd_resume(int argc, char **argv)
 		rc = EXIT_STATE;
 		goto out;
 	}
-	if (rr.status == ST_RUNNING && pid > 0 && pid != (long)getpid() &&
-	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-		rc = usage_error("resume", "run %lld is still running (pid %ld)", (long long)run, pid);
-		goto out;
-	}
 	s = config_load(rr.path, &d);
 	if (!s || !(g = dag_build(s, &d))) {
 		diags_print(&d, stderr);
@@ -722,7 +820,7 @@ int cmd_resume(int argc, char **argv)
 		params = json_object();
 	state_close(st);
 	st = NULL;
-	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, NULL);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, NULL, "resume", force);
 out:
 	if (have_rr)
 		run_row_free(&rr);

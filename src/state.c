@@ -110,10 +110,27 @@ static const char SQL_SCHEMA_V3[] =
 	" PRIMARY KEY (run_id, stage, fingerprint)) WITHOUT ROWID;"
 	"PRAGMA user_version = 3;";
 
+/* Leases: which process owns a run, or a file a run writes. resource is
+ * "run:ID" or "file:/absolute/path"; a process is named by its pid, its
+ * start time (clock ticks after boot, /proc/PID/stat) and the host and boot
+ * it runs on, so a reused pid or a zombie is not taken for the owner. */
+static const char SQL_MIGRATE_LEASE[] =
+	"CREATE TABLE leases ("
+	" resource TEXT PRIMARY KEY,"
+	" run_id INTEGER REFERENCES runs(id) ON DELETE CASCADE,"
+	" pid INTEGER NOT NULL,"
+	" pid_start INTEGER NOT NULL,"
+	" host TEXT NOT NULL,"
+	" boot TEXT NOT NULL,"
+	" command TEXT NOT NULL,"
+	" acquired REAL NOT NULL);"
+	"PRAGMA user_version = 4;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
 	SQL_SCHEMA_V3,
+	SQL_MIGRATE_LEASE,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -207,6 +224,15 @@ static const char SQL_JOURNAL_COUNT[] =
 static const char SQL_GC[] =
 	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1";
 static const char SQL_FOREIGN_KEYS[] = "PRAGMA foreign_keys";
+static const char SQL_LEASE_GET[] =
+	"SELECT resource, run_id, pid, pid_start, host, boot, command, acquired"
+	" FROM leases WHERE resource = ?1";
+static const char SQL_LEASE_PUT[] =
+	"INSERT OR REPLACE INTO leases"
+	" (resource, run_id, pid, pid_start, host, boot, command, acquired)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char SQL_LEASE_RELEASE[] =
+	"DELETE FROM leases WHERE pid = ?1 AND pid_start = ?2 AND host = ?3 AND boot = ?4";
 
 /* The statements prepared at open, by index. */
 enum state_stmt {
@@ -236,6 +262,9 @@ enum state_stmt {
 	STMT_JOURNAL_COUNT,
 	STMT_GC,
 	STMT_FOREIGN_KEYS,
+	STMT_LEASE_GET,
+	STMT_LEASE_PUT,
+	STMT_LEASE_RELEASE,
 	STMT_COUNT
 };
 
@@ -266,6 +295,9 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_JOURNAL_COUNT] = SQL_JOURNAL_COUNT,
 	[STMT_GC] = SQL_GC,
 	[STMT_FOREIGN_KEYS] = SQL_FOREIGN_KEYS,
+	[STMT_LEASE_GET] = SQL_LEASE_GET,
+	[STMT_LEASE_PUT] = SQL_LEASE_PUT,
+	[STMT_LEASE_RELEASE] = SQL_LEASE_RELEASE,
 };
 
 /* ------------------------------------------------------------------ handle */
@@ -1546,4 +1578,92 @@ int state_gc(struct state *st, double before, int64_t *runs_deleted)
 		return -1;
 	*runs_deleted = n;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ leases */
+
+/* Reads the lease on resource. Returns 1 found (*out filled, free with
+ * lease_row_free), 0 none, -1 error. */
+int state_lease_get(struct state *st, const char *resource, struct lease_row *out)
+{
+	sqlite3_stmt *s = st->stmt[STMT_LEASE_GET];
+	int rc, ret;
+
+	memset(out, 0, sizeof(*out));
+	if (bind_text(s, 1, resource) != SQLITE_OK) {
+		state_fail(st, "cannot read the lease on %s", resource);
+		stmt_done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->resource = column_strdup(s, 0);
+		out->run_id = sqlite3_column_int64(s, 1);   /* NULL reads 0 */
+		out->pid = (long)sqlite3_column_int64(s, 2);
+		out->pid_start = (long long)sqlite3_column_int64(s, 3);
+		out->host = column_strdup(s, 4);
+		out->boot = column_strdup(s, 5);
+		out->command = column_strdup(s, 6);
+		out->acquired = sqlite3_column_double(s, 7);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		state_fail(st, "cannot read the lease on %s", resource);
+		ret = -1;
+	}
+	stmt_done(s);
+	return ret;
+}
+
+/* Writes l (replacing any lease on l->resource); a run_id of 0 stores NULL.
+ * Returns 0 or -1. */
+int state_lease_put(struct state *st, const struct lease_row *l)
+{
+	sqlite3_stmt *s = st->stmt[STMT_LEASE_PUT];
+
+	if (bind_text(s, 1, l->resource) != SQLITE_OK ||
+	    (l->run_id > 0 ? sqlite3_bind_int64(s, 2, l->run_id) :
+	                     sqlite3_bind_null(s, 2)) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, l->pid) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 4, l->pid_start) != SQLITE_OK ||
+	    bind_text(s, 5, l->host) != SQLITE_OK ||
+	    bind_text(s, 6, l->boot) != SQLITE_OK ||
+	    bind_text(s, 7, l->command) != SQLITE_OK ||
+	    sqlite3_bind_double(s, 8, l->acquired) != SQLITE_OK) {
+		state_fail(st, "cannot record the lease on %s", l->resource);
+		stmt_done(s);
+		return -1;
+	}
+	return stmt_exec(st, s, "cannot record a lease");
+}
+
+/* Deletes every lease held by the process named by owner (pid, pid_start,
+ * host, boot; the other fields are ignored): leases another process took
+ * over stay. Returns 0 or -1. */
+int state_lease_release(struct state *st, const struct lease_row *owner)
+{
+	sqlite3_stmt *s = st->stmt[STMT_LEASE_RELEASE];
+
+	if (sqlite3_bind_int64(s, 1, owner->pid) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, owner->pid_start) != SQLITE_OK ||
+	    bind_text(s, 3, owner->host) != SQLITE_OK ||
+	    bind_text(s, 4, owner->boot) != SQLITE_OK) {
+		state_fail(st, "cannot release leases");
+		stmt_done(s);
+		return -1;
+	}
+	return stmt_exec(st, s, "cannot release leases");
+}
+
+/* Frees the strings of a lease row (NULL-safe) and clears it. */
+void lease_row_free(struct lease_row *l)
+{
+	if (!l)
+		return;
+	free(l->resource);
+	free(l->host);
+	free(l->boot);
+	free(l->command);
+	memset(l, 0, sizeof(*l));
 }

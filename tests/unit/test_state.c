@@ -20,6 +20,7 @@
 
 #include <sqlite3.h>
 
+#include "lease.h"
 #include "state.h"
 #include "tap.h"
 #include "util.h"
@@ -462,7 +463,7 @@ static void test_refusals(void)
 	free(err);
 	err = NULL;
 	state_close(st);
-	is_int(header_user_version(newer), 3, "fresh database has user_version 3");
+	is_int(header_user_version(newer), 4, "fresh database has user_version 4");
 	ok(write_at(newer, 60, v99, 4) == 0, "set user_version to 99 in the header");
 	st = state_open(newer, false, &err);
 	ok(st == NULL, "newer schema refused");
@@ -490,7 +491,7 @@ static void test_refusals(void)
 	ok(st != NULL, "read-write open initialises an empty file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(empty), 3, "and migrates it to version 3");
+	is_int(header_user_version(empty), 4, "and migrates it to version 4");
 
 	free(missing);
 	free(junk);
@@ -932,7 +933,7 @@ static void test_migration(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
+	is_int(raw_int(path, "PRAGMA user_version"), 4, "now at user_version 4");
 	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
 	               " AND name IN ('attempts', 'dlq', 'events')"), 3,
 	       "the three new tables exist");
@@ -998,7 +999,7 @@ static void test_migration(void)
 	ok(st != NULL, "reopen the migrated file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 3, "still version 3 (no migration twice)");
+	is_int(header_user_version(path), 4, "still version 4 (no migration twice)");
 	free(path);
 }
 
@@ -1458,7 +1459,7 @@ static void test_migration_v2(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
+	is_int(raw_int(path, "PRAGMA user_version"), 4, "now at user_version 4");
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " pragma_table_info('journal')");
 	is_str(text, "run_id,stage,fingerprint,status,headers,body,at", "journal columns");
@@ -1520,8 +1521,59 @@ static void test_migration_v2(void)
 	ok(st != NULL, "read-only open now works: %s", err ? err : "ok");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 3, "still version 3");
+	is_int(header_user_version(path), 4, "still version 4");
 	free(path);
+}
+
+/* Leases: rows round-trip, release deletes only the owner's, and the owner
+ * check tells this process (alive) from a pid with another start time or
+ * no process at all (gone) and another host (unknown). */
+static void test_leases(struct state *st)
+{
+	struct lease_row self, l, other;
+	int64_t id;
+	const char *why = NULL;
+
+	lease_self(&self);
+	self.command = xstrdup("run");
+	ok(self.pid == (long)getpid() && self.pid_start > 0, "lease_self: pid and start time");
+	ok(state_run_create(st, "lease", "l.yaml", "h", "{}", 1, &id) == 0, "a run to lease");
+	l = self;
+	l.resource = (char *)"run:x";
+	l.run_id = id;
+	ok(state_lease_put(st, &l) == 0, "lease written");
+	is_int(state_lease_get(st, "run:x", &other), 1, "lease read back");
+	if (other.resource) {
+		is_int(other.pid, self.pid, "pid stored");
+		ok(other.pid_start == self.pid_start, "start time stored");
+		is_str(other.command, "run", "command stored");
+		is_int(other.run_id, id, "run id stored");
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_ALIVE, "owner alive");
+		other.pid_start++;
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_GONE,
+		       "another start time: the pid was reused");
+		ok(strstr(why, "another process") != NULL, "why: %s", why);
+		other.pid_start--;
+		free(other.host);
+		other.host = xstrdup("elsewhere.example");
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_UNKNOWN,
+		       "another host: unknown");
+		lease_row_free(&other);
+	}
+	l.resource = (char *)"run:y";
+	l.pid = 0x7ffffff0;   /* above any pid_max */
+	ok(state_lease_put(st, &l) == 0, "a lease of a process that does not exist");
+	is_int(state_lease_get(st, "run:y", &other), 1, "read back");
+	if (other.resource) {
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_GONE, "gone");
+		is_str(why, "has exited", "why: has exited");
+		lease_row_free(&other);
+	}
+	ok(state_lease_release(st, &self) == 0, "release");
+	is_int(state_lease_get(st, "run:x", &other), 0, "this process's lease is gone");
+	is_int(state_lease_get(st, "run:y", &other), 1, "the other one stays");
+	lease_row_free(&other);
+	lease_row_free(&self);
 }
 
 int main(void)
@@ -1558,6 +1610,7 @@ int main(void)
 		test_source(st);
 		test_run_reopen(st);
 		test_journal(st, path);
+		test_leases(st);
 		state_close(st);
 	}
 	test_close_rolls_back(path);
