@@ -72,6 +72,10 @@ const struct expr_scope *engine_scope(struct engine *e);
 const struct spec *engine_spec(struct engine *e);
 int engine_batch_size(struct engine *e);
 bool engine_stopping(struct engine *e);
+/* True in a dlq replay: the records are added to those of the run replayed,
+ * so a sink appends (a file sink keeps the target's lines) instead of
+ * replacing its output. */
+bool engine_replaying(const struct engine *e);
 
 /* Sends batch (a json array, stolen) to every stage downstream. Empty batches
  * are dropped. Counts records_out. */

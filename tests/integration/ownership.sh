@@ -149,4 +149,64 @@ grep -q -- "--force: taking run 2 over from pid $other on host elsewhere.example
 ok $? "after saying what it overrides"
 is "$(sq reuse/.pipectl/state.db "SELECT status FROM runs WHERE id = 2")" succeeded "run 2 succeeded"
 
+# ---- the file sink never follows a link planted at its temporary name
+mkdir -p link
+cat >link/p.yaml <<YAML
+pipeline: link
+stages:
+  src:
+    fetch:
+      url: $MOCK_URL/json/7
+  out:
+    needs: src
+    load:
+      file: { path: out.jsonl }
+YAML
+echo "precious" >link/victim
+# The shell's pid is the pipectl's after exec: the old temporary name.
+(cd link && sh -c 'ln -s "$PWD/victim" "out.jsonl.tmp.$$" && exec "$0" run -q p.yaml' "$PIPECTL")
+is "$?" 0 "run with a symlink planted at out.jsonl.tmp.PID succeeds"
+is "$(cat link/victim)" "precious" "the link's target is untouched"
+is "$(cat link/out.jsonl)" '{"id":7,"name":"item-7","price":19.99,"qty":3,"tags":["a","b"]}' \
+	"the output is written"
+test -f link/out.jsonl && ! test -L link/out.jsonl
+ok $? "and is a regular file, not a link"
+is "$(ls link | grep -c 'out.jsonl.tmp.[0-9]*\.')" 0 "no temporary file left"
+
+# ---- dlq replay adds to the file sink, as to the SQLite sink
+mkdir -p replay
+cat >replay/p.yaml <<YAML
+pipeline: replay
+stages:
+  src:
+    on_error: dlq
+    fetch:
+      retry: { attempts: 1 }
+      url:
+        - $MOCK_URL/json/1
+        - $MOCK_URL/json/2
+        - $MOCK_URL/json/3
+        - $MOCK_URL/seq/replay?codes=500,200
+  file:
+    needs: src
+    load:
+      file: { path: out.jsonl }
+  db:
+    needs: src
+    load:
+      sqlite: { path: out.db, table: t }
+YAML
+"$PIPECTL" run -q replay/p.yaml 2>/dev/null
+is "$?" 0 "a run that dead-letters one request"
+is "$(wc -l <replay/out.jsonl | tr -d ' '):$(sq replay/out.db 'SELECT COUNT(*) FROM t')" "3:3" \
+	"three records in the file and in the table"
+cp replay/out.jsonl replay/before.jsonl
+"$PIPECTL" dlq replay -q 1 -f replay/p.yaml >/dev/null 2>replay/err
+is "$?" 0 "dlq replay succeeds"
+is "$(wc -l <replay/out.jsonl | tr -d ' '):$(sq replay/out.db 'SELECT COUNT(*) FROM t')" "4:4" \
+	"the replayed record is added to the file (3 -> 4 lines) as to the table"
+is "$(head -n 3 replay/out.jsonl)" "$(cat replay/before.jsonl)" "the file's first lines are kept"
+is "$(tail -n 1 replay/out.jsonl)" '{"name":"replay","attempt":2}' "the last line is the replayed record"
+is "$(ls replay | grep -c 'out.jsonl.tmp')" 0 "no temporary file left"
+
 done_testing
