@@ -491,7 +491,7 @@ int cmd_dlq_replay(int argc, char **argv)
 	bool quiet = false;
 	int c, rc = EXIT_OK, n = 0, i, idx = -1;
 	int64_t run = 0, new_run = 0;
-	char *state_path = NULL, *err = NULL;
+	char *state_path = NULL, *err = NULL, *scope = NULL;
 	struct state *st = NULL;
 	struct run_row rr;
 	bool have_rr = false;
@@ -536,11 +536,15 @@ int cmd_dlq_replay(int argc, char **argv)
 		rc = EXIT_STATE;
 		goto out;
 	}
+	if (opt_file && !(scope = cmd_scope(st, "dlq replay", opt_file, &rc)))
+		goto out;
 	if ((i = state_run_get(st, run, &rr)) <= 0) {
 		rc = i < 0 ? EXIT_STATE : usage_error("dlq replay", "no run %lld", (long long)run);
 		goto out;
 	}
 	have_rr = true;
+	if ((rc = cmd_scope_check("dlq replay", scope, opt_file, &rr)) != EXIT_OK)
+		goto out;
 	n = state_dlq_list(st, run, opt_stage, &rows);
 	if (n < 0) {
 		log_error("%s", state_errmsg(st));
@@ -625,6 +629,7 @@ out:
 	diags_free(&d);
 	state_close(st);
 	free(err);
+	free(scope);
 	free(state_path);
 	log_free_secrets();
 	return rc;
@@ -729,7 +734,7 @@ int cmd_resume(int argc, char **argv)
 	bool last = false, force = false, dry = false, quiet = false;
 	int c, rc = EXIT_OK, found;
 	int64_t run = 0;
-	char *state_path = NULL, *err = NULL, *text = NULL;
+	char *state_path = NULL, *err = NULL, *text = NULL, *scope = NULL;
 	long pid = 0;
 	struct state *st = NULL;
 	struct run_row rr;
@@ -773,8 +778,13 @@ int cmd_resume(int argc, char **argv)
 		rc = EXIT_STATE;
 		goto out;
 	}
+	if (opt_file && !(scope = cmd_scope(st, "resume", opt_file, &rc)))
+		goto out;
 	if (last && !(run = last_resumable(st))) {
-		printf("no run to resume\n");
+		if (scope)
+			printf("no run of pipeline \"%s\" to resume\n", scope);
+		else
+			printf("no run to resume\n");
 		goto out;
 	}
 	if ((found = state_run_get(st, run, &rr)) <= 0) {
@@ -782,6 +792,8 @@ int cmd_resume(int argc, char **argv)
 		goto out;
 	}
 	have_rr = true;
+	if ((rc = cmd_scope_check("resume", scope, opt_file, &rr)) != EXIT_OK)
+		goto out;
 	if (rr.status == ST_SUCCEEDED) {
 		printf("run %lld already succeeded: nothing to resume\n", (long long)run);
 		goto out;
@@ -831,6 +843,7 @@ out:
 	diags_free(&d);
 	state_close(st);
 	free(err);
+	free(scope);
 	free(state_path);
 	log_free_secrets();
 	return rc;

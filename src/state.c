@@ -164,11 +164,14 @@ static const char SQL_STAGE_UPDATE[] =
 	"id, pipeline, path, hash, params, status, started, finished, error"
 static const char SQL_RUN_GET[] =
 	"SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1";
+/* The scope (state_set_scope) is bound as a pipeline name, NULL for all. */
 static const char SQL_RUN_LATEST[] =
-	"SELECT " RUN_COLUMNS " FROM runs ORDER BY id DESC LIMIT 1";
+	"SELECT " RUN_COLUMNS " FROM runs WHERE (?1 IS NULL OR pipeline = ?1)"
+	" ORDER BY id DESC LIMIT 1";
 /* A negative LIMIT means no limit. */
 static const char SQL_RUNS_LIST[] =
-	"SELECT " RUN_COLUMNS " FROM runs ORDER BY id DESC LIMIT ?1";
+	"SELECT " RUN_COLUMNS " FROM runs WHERE (?2 IS NULL OR pipeline = ?2)"
+	" ORDER BY id DESC LIMIT ?1";
 static const char SQL_STAGES_LIST[] =
 	"SELECT stage, kind, status, records_in, records_out, errors, requests,"
 	" started, finished, error FROM stage_runs WHERE run_id = ?1 ORDER BY seq";
@@ -190,6 +193,7 @@ static const char SQL_DLQ_INSERT[] =
 static const char SQL_DLQ_LIST[] =
 	"SELECT id, run_id, stage, payload, error, attempts, created, replayed"
 	" FROM dlq WHERE (?1 = 0 OR run_id = ?1) AND (?2 IS NULL OR stage = ?2)"
+	" AND (?3 IS NULL OR run_id IN (SELECT id FROM runs WHERE pipeline = ?3))"
 	" ORDER BY id";
 static const char SQL_DLQ_REPLAYED[] =
 	"UPDATE dlq SET replayed = 1 WHERE id = ?1";
@@ -222,7 +226,8 @@ static const char SQL_JOURNAL_COUNT[] =
 	"SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)";
 /* Deleting a run deletes its rows in every other table (ON DELETE CASCADE). */
 static const char SQL_GC[] =
-	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1";
+	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1"
+	" AND (?3 IS NULL OR pipeline = ?3)";
 static const char SQL_FOREIGN_KEYS[] = "PRAGMA foreign_keys";
 static const char SQL_LEASE_GET[] =
 	"SELECT resource, run_id, pid, pid_start, host, boot, command, acquired"
@@ -307,6 +312,7 @@ struct state {
 	char *path;
 	sqlite3_stmt *stmt[STMT_COUNT];
 	int depth;              /* state_begin nesting; >0 means a transaction is open */
+	char *scope;            /* pipeline name lists are limited to; NULL: all */
 	char *errmsg;           /* last error, malloc'd; NULL when none yet */
 };
 
@@ -623,6 +629,7 @@ void state_close(struct state *st)
 	sqlite3_close(st->db);
 	free(st->path);
 	free(st->errmsg);
+	free(st->scope);
 	free(st);
 }
 
@@ -834,6 +841,11 @@ int state_run_get(struct state *st, int64_t run_id, struct run_row *out)
 	memset(out, 0, sizeof(*out));
 	if (run_id == 0) {
 		s = st->stmt[STMT_RUN_LATEST];
+		if (bind_text(s, 1, st->scope) != SQLITE_OK) {
+			state_fail(st, "cannot read the latest run");
+			stmt_done(s);
+			return -1;
+		}
 	} else {
 		s = st->stmt[STMT_RUN_GET];
 		if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK) {
@@ -879,7 +891,8 @@ int state_runs_list(struct state *st, int limit, struct run_row **out)
 	int n = 0, rc;
 
 	*out = NULL;
-	if (sqlite3_bind_int(s, 1, limit > 0 ? limit : -1) != SQLITE_OK) {
+	if (sqlite3_bind_int(s, 1, limit > 0 ? limit : -1) != SQLITE_OK ||
+	    bind_text(s, 2, st->scope) != SQLITE_OK) {
 		state_fail(st, "cannot list runs");
 		stmt_done(s);
 		return -1;
@@ -1144,7 +1157,8 @@ int state_dlq_list(struct state *st, int64_t run_id, const char *stage,
 
 	*out = NULL;
 	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
-	    bind_text(s, 2, stage) != SQLITE_OK) {
+	    bind_text(s, 2, stage) != SQLITE_OK ||
+	    bind_text(s, 3, st->scope) != SQLITE_OK) {
 		state_fail(st, "cannot list dead letters");
 		stmt_done(s);
 		return -1;
@@ -1562,7 +1576,8 @@ int state_gc(struct state *st, double before, int64_t *runs_deleted)
 	if (state_begin(st) != 0)
 		return -1;
 	if (sqlite3_bind_double(s, 1, before) != SQLITE_OK ||
-	    bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK) {
+	    bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK ||
+	    bind_text(s, 3, st->scope) != SQLITE_OK) {
 		state_fail(st, "cannot delete old runs");
 		stmt_done(s);
 		state_abort(st);
@@ -1666,4 +1681,13 @@ void lease_row_free(struct lease_row *l)
 	free(l->boot);
 	free(l->command);
 	memset(l, 0, sizeof(*l));
+}
+
+/* Limits the latest run (state_run_get with 0), state_runs_list,
+ * state_dlq_list and state_gc to the runs of pipeline (copied; NULL lifts
+ * the limit). A run read by its id is not limited. */
+void state_set_scope(struct state *st, const char *pipeline)
+{
+	free(st->scope);
+	st->scope = xstrdup(pipeline);
 }

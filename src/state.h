@@ -190,6 +190,11 @@ int state_event_add(struct state *st, int64_t run_id, const char *stage,
 int state_events_list(struct state *st, int64_t run_id, struct event_row **out);
 void event_rows_free(struct event_row *rows, int n);
 
+/* Limits the latest run (state_run_get with 0), state_runs_list,
+ * state_dlq_list and state_gc to the runs of pipeline (copied; NULL lifts
+ * the limit). A run read by its id is not limited. */
+void state_set_scope(struct state *st, const char *pipeline);
+
 /* ---- leases (schema v4): one process owns a run, and each file a run
  * writes, at a time. See lease.h for the rules; these are the rows. */
 struct lease_row {
