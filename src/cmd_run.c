@@ -2,6 +2,7 @@
  * cmd_run: `pipectl run FILE`: validate, record a run in the state database,
  * run the engine, record the outcome and tell the user where the data went.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,10 +58,12 @@ static json_t *param_value(const char *name, const char *text, const json_t *dec
 	}
 }
 
-/* Applies NAME=VALUE overrides to a copy of the declared params. */
-static json_t *effective_params(const struct spec *s, char **overrides, int n, char **err)
+/* Applies NAME=VALUE overrides to a copy of base (the declared params, or
+ * those a run recorded); names and types are those s declares. */
+static json_t *params_override(const struct spec *s, const json_t *base, char **overrides,
+                               int n, char **err)
 {
-	json_t *p = json_deep_copy(s->params);
+	json_t *p = json_deep_copy(base);
 	int i;
 
 	for (i = 0; i < n; i++) {
@@ -73,7 +76,7 @@ static json_t *effective_params(const struct spec *s, char **overrides, int n, c
 			goto fail;
 		}
 		name = xstrndup(overrides[i], (size_t)(eq - overrides[i]));
-		decl = json_object_get(p, name);
+		decl = json_object_get(s->params, name);
 		if (!decl) {
 			struct buf b;
 			const char *k;
@@ -99,6 +102,97 @@ static json_t *effective_params(const struct spec *s, char **overrides, int n, c
 fail:
 	json_decref(p);
 	return NULL;
+}
+
+/* Applies NAME=VALUE overrides to a copy of the declared params. */
+static json_t *effective_params(const struct spec *s, char **overrides, int n, char **err)
+{
+	return params_override(s, s->params, overrides, n, err);
+}
+
+/* True when template text t refers to params.NAME (or params["NAME"]). */
+static bool text_uses_param(const char *t, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p;
+
+	for (p = t ? strstr(t, "params") : NULL; p; p = strstr(p + 6, "params")) {
+		const char *q = p + 6;
+		if (*q == '.' && strncmp(q + 1, name, nl) == 0 &&
+		    !(isalnum((unsigned char)q[1 + nl]) || q[1 + nl] == '_'))
+			return true;
+		if (*q == '[' && q[1] == '"' && strncmp(q + 2, name, nl) == 0 && q[2 + nl] == '"')
+			return true;
+	}
+	return false;
+}
+
+/* True when fetch stage sp builds its requests or records from params.NAME. */
+static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
+{
+	const struct fetch_spec *f = &sp->u.fetch;
+	size_t j;
+
+	for (j = 0; j < f->n_urls; j++)
+		if (text_uses_param(f->urls[j].s, name))
+			return true;
+	for (j = 0; j < f->n_headers; j++)
+		if (text_uses_param(f->headers[j].value.s, name))
+			return true;
+	return text_uses_param(f->file.s, name) || text_uses_param(f->body.s, name) ||
+	       text_uses_param(f->json.s, name) || text_uses_param(f->records.s, name) ||
+	       text_uses_param(f->merge.s, name) || text_uses_param(f->method.s, name) ||
+	       text_uses_param(f->paginate.next.s, name) ||
+	       text_uses_param(f->paginate.stop.s, name);
+}
+
+/*
+ * Prints, for cmd, the params that differ between old and cur ("  NAME:
+ * OLD -> NEW"). When st is not NULL (a resume of run), also says which
+ * fetch stages that already fetched something (succeeded, or responses in
+ * the journal) use a changed param; returns how many (0 when none or no
+ * st). Returns -1 when nothing changed.
+ */
+static int params_changes(const char *cmd, const struct spec *s, const json_t *old,
+                          const json_t *cur, struct state *st, int64_t run)
+{
+	const char *k;
+	json_t *v;
+	int changed = 0, affected = 0;
+	struct stage_row *rows = NULL;
+	int n = st ? state_stages_list(st, run, &rows) : 0, i;
+	size_t x;
+
+	json_object_foreach((json_t *)cur, k, v) {
+		json_t *o = json_object_get(old, k);
+		char *a, *b;
+		if (o && json_equal(o, v))
+			continue;
+		if (!changed++)
+			fprintf(stderr, "pipectl %s: params differ from those run %lld was started with:\n",
+			        cmd, (long long)run);
+		a = o ? jsonw_dumps(o) : xstrdup("(not set)");
+		b = jsonw_dumps(v);
+		fprintf(stderr, "  %s: %s -> %s\n", k, a, b);
+		free(a);
+		free(b);
+		for (x = 0; st && x < s->n_stages; x++) {
+			const struct stage_spec *sp = &s->stages[x];
+			bool done = false;
+			if (sp->type != STAGE_FETCH || !fetch_uses_param(sp, k))
+				continue;
+			for (i = 0; i < n; i++)
+				if (strcmp(rows[i].stage, sp->id) == 0)
+					done = rows[i].status == ST_SUCCEEDED;
+			if (!done && state_journal_count(st, run, sp->id) <= 0)
+				continue;
+			fprintf(stderr, "    stage %s fetched with the old value%s\n", sp->id,
+			        done ? " (it succeeded)" : " (responses in the journal)");
+			affected++;
+		}
+	}
+	stage_rows_free(rows, n);
+	return changed ? affected : -1;
 }
 
 static void add_refs(const struct sval *v, json_t *names)
@@ -315,7 +409,8 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 	if (resume_id > 0) {
 		run_id = resume_id;
-		if (state_run_reopen(st, run_id, (long)getpid()) != 0) {
+		if (state_run_reopen(st, run_id, (long)getpid()) != 0 ||
+		    state_run_set_params(st, run_id, params_json) != 0) {
 			log_error("cannot record the resume: %s", state_errmsg(st));
 			rc = EXIT_STATE;
 			goto out;
@@ -471,6 +566,7 @@ out:
 
 static const struct option replay_opts[] = {
 	{ "help", no_argument, NULL, 'h' },
+	{ "param", required_argument, NULL, 'p' },
 	{ "state", required_argument, NULL, 's' },
 	{ "file", required_argument, NULL, 'f' },
 	{ "stage", required_argument, NULL, 'S' },
@@ -501,23 +597,29 @@ int cmd_dlq_replay(int argc, char **argv)
 	struct dag *g = NULL;
 	json_t *params = NULL, *payloads = json_array();
 	const char *stage = NULL;
+	char **overrides = xcalloc((size_t)argc + 1, sizeof(char *));
+	int n_over = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:f:qh", replay_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:f:qh", replay_opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			printf("usage: pipectl dlq replay RUN [--stage ID] [-f FILE | --state DB] [-q]\n");
+			printf("usage: pipectl dlq replay RUN [--stage ID] [-p NAME=VALUE]... "
+			       "[-f FILE | --state DB] [-q]\n");
 			json_decref(payloads);
+			free(overrides);
 			return EXIT_OK;
+		case 'p': overrides[n_over++] = optarg; break;
 		case 's': opt_state = optarg; break;
 		case 'f': opt_file = optarg; break;
 		case 'S': opt_stage = optarg; break;
 		case 'q': quiet = true; log_set_level(LOG_WARN); break;
-		default: json_decref(payloads); return EXIT_USAGE;
+		default: json_decref(payloads); free(overrides); return EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1) {
 		json_decref(payloads);
+		free(overrides);
 		return usage_error("dlq replay", "expects one run id");
 	}
 	{
@@ -525,6 +627,7 @@ int cmd_dlq_replay(int argc, char **argv)
 		long long v = strtoll(argv[optind], &end, 10);
 		if (*end || v <= 0) {
 			json_decref(payloads);
+			free(overrides);
 			return usage_error("dlq replay", "invalid run id \"%s\"", argv[optind]);
 		}
 		run = v;
@@ -595,6 +698,16 @@ int cmd_dlq_replay(int argc, char **argv)
 	params = json_loads(rr.params, 0, NULL);
 	if (!params)
 		params = json_object();
+	if (n_over > 0) {
+		json_t *p = params_override(s, params, overrides, n_over, &err);
+		if (!p) {
+			rc = usage_error("dlq replay", "%s", err);
+			goto out;
+		}
+		params_changes("dlq replay", s, params, p, NULL, run);
+		json_decref(params);
+		params = p;
+	}
 	log_info("replaying %zu dead letters of run %lld through stage %s",
 	         json_array_size(payloads), (long long)run, stage);
 	/* The state database is opened again by the run. */
@@ -631,6 +744,7 @@ out:
 	free(err);
 	free(scope);
 	free(state_path);
+	free(overrides);
 	log_free_secrets();
 	return rc;
 }
@@ -676,6 +790,7 @@ static int64_t last_resumable(struct state *st)
 }
 
 static const struct option resume_opts[] = {
+	{ "param", required_argument, NULL, 'p' },
 	{ "state", required_argument, NULL, 's' },
 	{ "file", required_argument, NULL, 'f' },
 	{ "last", no_argument, NULL, 'L' },
@@ -743,10 +858,13 @@ int cmd_resume(int argc, char **argv)
 	struct spec *s = NULL;
 	struct dag *g = NULL;
 	json_t *params = NULL;
+	char **overrides = xcalloc((size_t)argc + 1, sizeof(char *));
+	int n_over = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:f:qvh", resume_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:f:qvh", resume_opts, NULL)) != -1) {
 		switch (c) {
+		case 'p': overrides[n_over++] = optarg; break;
 		case 's': opt_state = optarg; break;
 		case 'f': opt_file = optarg; break;
 		case 'L': last = true; break;
@@ -756,19 +874,25 @@ int cmd_resume(int argc, char **argv)
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h':
 			printf("usage: pipectl resume RUN | --last [--dry-run] [--force] "
-			       "[-f FILE | --state DB] [-q] [-v]\n");
+			       "[-p NAME=VALUE]... [-f FILE | --state DB] [-q] [-v]\n");
+			free(overrides);
 			return EXIT_OK;
 		default:
+			free(overrides);
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind > 1 || (argc - optind == 1) == last)
+	if (argc - optind > 1 || (argc - optind == 1) == last) {
+		free(overrides);
 		return usage_error("resume", "expects a run id or --last");
+	}
 	if (!last) {
 		char *end;
 		long long v = strtoll(argv[optind], &end, 10);
-		if (*end || v <= 0)
+		if (*end || v <= 0) {
+			free(overrides);
 			return usage_error("resume", "invalid run id \"%s\"", argv[optind]);
+		}
 		run = v;
 	}
 	state_path = state_path_for(opt_state, opt_file);
@@ -823,13 +947,33 @@ int cmd_resume(int argc, char **argv)
 		log_warn("%s changed since run %lld started; resuming anyway (--force)", rr.path,
 		         (long long)run);
 	}
+	params = json_loads(rr.params, 0, NULL);
+	if (!params)
+		params = json_object();
+	if (n_over > 0) {
+		json_t *p = params_override(s, params, overrides, n_over, &err);
+		int affected;
+		if (!p) {
+			rc = usage_error("resume", "%s", err);
+			goto out;
+		}
+		affected = params_changes("resume", s, params, p, st, run);
+		json_decref(params);
+		params = p;
+		if (affected > 0 && !force) {
+			fprintf(stderr, "resume with --force to go on with the new values (what was "
+			        "already fetched with the old ones is kept), or start a new run\n");
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		if (affected > 0)
+			log_warn("params changed what run %lld already fetched; resuming anyway "
+			         "(--force)", (long long)run);
+	}
 	if (dry) {
 		resume_plan_print(st, s, g, run);
 		goto out;
 	}
-	params = json_loads(rr.params, 0, NULL);
-	if (!params)
-		params = json_object();
 	state_close(st);
 	st = NULL;
 	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, NULL, "resume", force);
@@ -845,6 +989,7 @@ out:
 	free(err);
 	free(scope);
 	free(state_path);
+	free(overrides);
 	log_free_secrets();
 	return rc;
 }

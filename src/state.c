@@ -229,6 +229,8 @@ static const char SQL_GC[] =
 	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1"
 	" AND (?3 IS NULL OR pipeline = ?3)";
 static const char SQL_FOREIGN_KEYS[] = "PRAGMA foreign_keys";
+static const char SQL_RUN_SET_PARAMS[] =
+	"UPDATE runs SET params = ?2 WHERE id = ?1";
 static const char SQL_LEASE_GET[] =
 	"SELECT resource, run_id, pid, pid_start, host, boot, command, acquired"
 	" FROM leases WHERE resource = ?1";
@@ -267,6 +269,7 @@ enum state_stmt {
 	STMT_JOURNAL_COUNT,
 	STMT_GC,
 	STMT_FOREIGN_KEYS,
+	STMT_RUN_SET_PARAMS,
 	STMT_LEASE_GET,
 	STMT_LEASE_PUT,
 	STMT_LEASE_RELEASE,
@@ -300,6 +303,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_JOURNAL_COUNT] = SQL_JOURNAL_COUNT,
 	[STMT_GC] = SQL_GC,
 	[STMT_FOREIGN_KEYS] = SQL_FOREIGN_KEYS,
+	[STMT_RUN_SET_PARAMS] = SQL_RUN_SET_PARAMS,
 	[STMT_LEASE_GET] = SQL_LEASE_GET,
 	[STMT_LEASE_PUT] = SQL_LEASE_PUT,
 	[STMT_LEASE_RELEASE] = SQL_LEASE_RELEASE,
@@ -1690,4 +1694,21 @@ void state_set_scope(struct state *st, const char *pipeline)
 {
 	free(st->scope);
 	st->scope = xstrdup(pipeline);
+}
+
+/* Replaces the params (JSON text) recorded for a run (a resume with -p).
+ * Returns 0, or -1 on a database error or when there is no such run. */
+int state_run_set_params(struct state *st, int64_t run_id, const char *params_json)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_SET_PARAMS];
+	char what[64];
+
+	snprintf(what, sizeof(what), "cannot record the params of run %lld", (long long)run_id);
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	    bind_text(s, 2, params_json) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		return -1;
+	}
+	return run_update(st, s, what);
 }

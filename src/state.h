@@ -190,6 +190,10 @@ int state_event_add(struct state *st, int64_t run_id, const char *stage,
 int state_events_list(struct state *st, int64_t run_id, struct event_row **out);
 void event_rows_free(struct event_row *rows, int n);
 
+/* Replaces the params (JSON text) recorded for a run (a resume with -p).
+ * Returns 0 or -1. */
+int state_run_set_params(struct state *st, int64_t run_id, const char *params_json);
+
 /* Limits the latest run (state_run_get with 0), state_runs_list,
  * state_dlq_list and state_gc to the runs of pipeline (copied; NULL lifts
  * the limit). A run read by its id is not limited. */
