@@ -51,6 +51,13 @@ pipeline two g1
 "$PIPECTL" run two/p.yaml 2>/dev/null &
 first=$!
 gate_wait g1 1
+# Kill it once the journal holds the two answers (committed every 0.25s).
+i=0
+until [ "$(sq two/.pipectl/state.db 'SELECT COUNT(*) FROM journal' 2>/dev/null)" = 2 ]; do
+	i=$((i + 1))
+	[ $i -gt 2000 ] && { echo "Bail out! the journal never held two answers"; exit 1; }
+	sleep 0.05
+done
 kill -9 "$first"
 wait "$first"
 is "$?" 137 "first run killed with SIGKILL"
