@@ -14,6 +14,7 @@ enum {
 	EXIT_RUN_FAILED = 1,  /* the run failed (a stage failed or was cancelled) */
 	EXIT_USAGE = 2,       /* bad command line, invalid pipeline, unknown run */
 	EXIT_STATE = 3,       /* the state database cannot be opened or written */
+	EXIT_BUSY = 4,        /* another live process owns the run or a file it writes */
 	/* 128 + N: the run was interrupted by signal N (130 SIGINT, 143 SIGTERM) */
 };
 
@@ -34,6 +35,16 @@ char *state_path_for(const char *opt_state, const char *pipeline_path);
 struct state;
 struct spec;
 struct dag;
+struct run_row;
+
+/* With -f FILE: limits st to the runs of FILE's pipeline and returns its
+ * name (caller frees). NULL without -f, or (with *rc = EXIT_USAGE, the
+ * diagnostics printed) when FILE does not load. See cmd_scope.c. */
+char *cmd_scope(struct state *st, const char *cmd, const char *file, int *rc);
+/* 0 when run r belongs to scope (or scope is NULL); else prints why and
+ * returns EXIT_USAGE. */
+int cmd_scope_check(const char *cmd, const char *scope, const char *file,
+                    const struct run_row *r);
 /* Prints, stage by stage, what `pipectl resume RUN` would do. */
 void resume_plan_print(struct state *st, const struct spec *s, const struct dag *g,
                        int64_t run);

@@ -87,6 +87,22 @@ static int dlq_list(int argc, char **argv)
 		free(err);
 		return EXIT_STATE;
 	}
+	if (o.file) {
+		char *scope = cmd_scope(st, "dlq list", o.file, &rc);
+		struct run_row rr;
+		int found = 0;
+		if (scope && run > 0 && (found = state_run_get(st, run, &rr)) > 0) {
+			rc = cmd_scope_check("dlq list", scope, o.file, &rr);
+			run_row_free(&rr);
+		}
+		free(scope);
+		if (rc != 0 || found < 0) {
+			if (found < 0)
+				fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
+			state_close(st);
+			return found < 0 ? EXIT_STATE : rc;
+		}
+	}
 	n = state_dlq_list(st, run, o.stage, &rows);
 	if (n < 0) {
 		fprintf(stderr, "pipectl: %s\n", state_errmsg(st));

@@ -2,6 +2,7 @@
  * cmd_run: `pipectl run FILE`: validate, record a run in the state database,
  * run the engine, record the outcome and tell the user where the data went.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "expr.h"
 #include "http.h"
 #include "jsonw.h"
+#include "lease.h"
 #include "log.h"
 #include "secret.h"
 #include "state.h"
@@ -57,10 +59,12 @@ static json_t *param_value(const char *name, const char *text, const json_t *dec
 	}
 }
 
-/* Applies NAME=VALUE overrides to a copy of the declared params. */
-static json_t *effective_params(const struct spec *s, char **overrides, int n, char **err)
+/* Applies NAME=VALUE overrides to a copy of base (the declared params, or
+ * those a run recorded); names and types are those s declares. */
+static json_t *params_override(const struct spec *s, const json_t *base, char **overrides,
+                               int n, char **err)
 {
-	json_t *p = json_deep_copy(s->params);
+	json_t *p = json_deep_copy(base);
 	int i;
 
 	for (i = 0; i < n; i++) {
@@ -73,7 +77,7 @@ static json_t *effective_params(const struct spec *s, char **overrides, int n, c
 			goto fail;
 		}
 		name = xstrndup(overrides[i], (size_t)(eq - overrides[i]));
-		decl = json_object_get(p, name);
+		decl = json_object_get(s->params, name);
 		if (!decl) {
 			struct buf b;
 			const char *k;
@@ -99,6 +103,97 @@ static json_t *effective_params(const struct spec *s, char **overrides, int n, c
 fail:
 	json_decref(p);
 	return NULL;
+}
+
+/* Applies NAME=VALUE overrides to a copy of the declared params. */
+static json_t *effective_params(const struct spec *s, char **overrides, int n, char **err)
+{
+	return params_override(s, s->params, overrides, n, err);
+}
+
+/* True when template text t refers to params.NAME (or params["NAME"]). */
+static bool text_uses_param(const char *t, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p;
+
+	for (p = t ? strstr(t, "params") : NULL; p; p = strstr(p + 6, "params")) {
+		const char *q = p + 6;
+		if (*q == '.' && strncmp(q + 1, name, nl) == 0 &&
+		    !(isalnum((unsigned char)q[1 + nl]) || q[1 + nl] == '_'))
+			return true;
+		if (*q == '[' && q[1] == '"' && strncmp(q + 2, name, nl) == 0 && q[2 + nl] == '"')
+			return true;
+	}
+	return false;
+}
+
+/* True when fetch stage sp builds its requests or records from params.NAME. */
+static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
+{
+	const struct fetch_spec *f = &sp->u.fetch;
+	size_t j;
+
+	for (j = 0; j < f->n_urls; j++)
+		if (text_uses_param(f->urls[j].s, name))
+			return true;
+	for (j = 0; j < f->n_headers; j++)
+		if (text_uses_param(f->headers[j].value.s, name))
+			return true;
+	return text_uses_param(f->file.s, name) || text_uses_param(f->body.s, name) ||
+	       text_uses_param(f->json.s, name) || text_uses_param(f->records.s, name) ||
+	       text_uses_param(f->merge.s, name) || text_uses_param(f->method.s, name) ||
+	       text_uses_param(f->paginate.next.s, name) ||
+	       text_uses_param(f->paginate.stop.s, name);
+}
+
+/*
+ * Prints, for cmd, the params that differ between old and cur ("  NAME:
+ * OLD -> NEW"). When st is not NULL (a resume of run), also says which
+ * fetch stages that already fetched something (succeeded, or responses in
+ * the journal) use a changed param; returns how many (0 when none or no
+ * st). Returns -1 when nothing changed.
+ */
+static int params_changes(const char *cmd, const struct spec *s, const json_t *old,
+                          const json_t *cur, struct state *st, int64_t run)
+{
+	const char *k;
+	json_t *v;
+	int changed = 0, affected = 0;
+	struct stage_row *rows = NULL;
+	int n = st ? state_stages_list(st, run, &rows) : 0, i;
+	size_t x;
+
+	json_object_foreach((json_t *)cur, k, v) {
+		json_t *o = json_object_get(old, k);
+		char *a, *b;
+		if (o && json_equal(o, v))
+			continue;
+		if (!changed++)
+			fprintf(stderr, "pipectl %s: params differ from those run %lld was started with:\n",
+			        cmd, (long long)run);
+		a = o ? jsonw_dumps(o) : xstrdup("(not set)");
+		b = jsonw_dumps(v);
+		fprintf(stderr, "  %s: %s -> %s\n", k, a, b);
+		free(a);
+		free(b);
+		for (x = 0; st && x < s->n_stages; x++) {
+			const struct stage_spec *sp = &s->stages[x];
+			bool done = false;
+			if (sp->type != STAGE_FETCH || !fetch_uses_param(sp, k))
+				continue;
+			for (i = 0; i < n; i++)
+				if (strcmp(rows[i].stage, sp->id) == 0)
+					done = rows[i].status == ST_SUCCEEDED;
+			if (!done && state_journal_count(st, run, sp->id) <= 0)
+				continue;
+			fprintf(stderr, "    stage %s fetched with the old value%s\n", sp->id,
+			        done ? " (it succeeded)" : " (responses in the journal)");
+			affected++;
+		}
+	}
+	stage_rows_free(rows, n);
+	return changed ? affected : -1;
 }
 
 static void add_refs(const struct sval *v, json_t *names)
@@ -354,15 +449,76 @@ static const struct option run_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* The lease key of the file a file load stage writes: "file:" and its
+ * absolute path (the directory resolved when it exists), so two spellings of
+ * one file are one key. Caller frees. */
+static char *sink_resource(const struct spec *s, const struct stage_spec *sp)
+{
+	char *path = path_join(s->dir, sp->u.load.path.s), *dir = path_dir(path);
+	const char *base = strrchr(path, '/');
+	char *real = realpath(dir, NULL), *key;
+
+	base = base ? base + 1 : path;
+	if (real) {
+		key = xasprintf("file:%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
+	} else if (path[0] == '/') {
+		key = xasprintf("file:%s", path);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+		key = xasprintf("file:%s/%s", cwd ? cwd : ".", path);
+		free(cwd);
+	}
+	free(real);
+	free(dir);
+	free(path);
+	return key;
+}
+
+/* What run_spec takes leases on: the run (when resumed) and every file a
+ * load stage writes. Strings malloc'd; free with wants_free. */
+static size_t wants_build(const struct spec *s, int64_t resume_id, struct lease_want **out)
+{
+	struct lease_want *w = xcalloc(s->n_stages + 1, sizeof(*w));
+	size_t n = 0, i;
+
+	if (resume_id > 0) {
+		w[n].resource = xasprintf("run:%lld", (long long)resume_id);
+		w[n].what = xasprintf("run %lld", (long long)resume_id);
+		n++;
+	}
+	for (i = 0; i < s->n_stages; i++) {
+		const struct stage_spec *sp = &s->stages[i];
+		if (sp->type != STAGE_LOAD || sp->u.load.target != LOAD_FILE || !sp->u.load.path.s)
+			continue;
+		w[n].resource = sink_resource(s, sp);
+		w[n].what = xasprintf("%s (written by stage %s)", w[n].resource + 5, sp->id);
+		n++;
+	}
+	*out = w;
+	return n;
+}
+
+static void wants_free(struct lease_want *w, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free((char *)w[i].resource);
+		free((char *)w[i].what);
+	}
+	free(w);
+}
+
 /*
  * Runs spec (already validated, graph built) with params, recording it in the
  * state database at state_path. A dlq replay passes replay_stage >= 0 and
- * the payloads. *run_id is set once the run is recorded. Returns the exit
- * code.
+ * the payloads. cmd names the command in messages; force lets it take over
+ * leases held by live processes. *run_id is set once the run is recorded.
+ * Returns the exit code.
  */
 static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
                     const char *state_path, bool quiet, int replay_stage, json_t *replay,
-                    int64_t resume_id, int64_t *run_id_out)
+                    int64_t resume_id, int64_t *run_id_out, const char *cmd, bool force)
 {
 	struct state *st = NULL;
 	struct engine *e = NULL;
@@ -370,8 +526,15 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	int64_t run_id = 0;
 	enum run_status result;
 	double t0;
-	int rc = EXIT_OK;
+	int rc = EXIT_OK, lr;
+	struct lease_row self;
+	struct lease_want *wants = NULL, run_want = { NULL, NULL };
+	size_t n_wants;
+	bool leased = false;
 
+	lease_self(&self);
+	self.command = xstrdup(cmd);
+	n_wants = wants_build(s, resume_id, &wants);
 	if (check_env(s) != 0) {
 		rc = EXIT_USAGE;
 		goto out;
@@ -385,26 +548,54 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 	params_json = jsonw_dumps(params);
 	t0 = now_mono();
+	/* Check and take the leases, and record the run, in one transaction:
+	 * SQLite's write lock makes the check and the take one step. */
+	if (state_begin(st) != 0) {
+		log_error("%s", state_errmsg(st));
+		rc = EXIT_STATE;
+		goto out;
+	}
+	lr = lease_check(st, wants, n_wants, &self, cmd, force,
+	                resume_id > 0 ? "wait for it to finish, stop it, or take the run over "
+	                "with --force" : "wait for it to finish or stop it");
+	if (lr != 0) {
+		if (lr < 0)
+			log_error("%s", state_errmsg(st));
+		rc = lr < 0 ? EXIT_STATE : EXIT_BUSY;
+		goto out;
+	}
 	if (resume_id > 0) {
 		run_id = resume_id;
-		if (state_run_reopen(st, run_id, (long)getpid()) != 0) {
+		if (state_run_reopen(st, run_id, (long)getpid()) != 0 ||
+		    state_run_set_params(st, run_id, params_json) != 0) {
 			log_error("cannot record the resume: %s", state_errmsg(st));
 			rc = EXIT_STATE;
 			goto out;
 		}
+	} else if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(),
+	                            &run_id) != 0 ||
+	           state_run_set_source(st, run_id, s->text, (long)getpid()) != 0) {
+		log_error("cannot record the run: %s", state_errmsg(st));
+		rc = EXIT_STATE;
+		goto out;
+	} else {
+		run_want.resource = xasprintf("run:%lld", (long long)run_id);
+	}
+	if (lease_put(st, wants, n_wants, run_id, &self) != 0 ||
+	    (run_want.resource && lease_put(st, &run_want, 1, run_id, &self) != 0) ||
+	    state_commit(st) != 0) {
+		log_error("cannot take the leases of run %lld: %s", (long long)run_id,
+		          state_errmsg(st));
+		rc = EXIT_STATE;   /* state_close rolls back what is left open */
+		goto out;
+	}
+	leased = true;
+	if (resume_id > 0)
 		log_info("run %lld of %s resumed (state: %s)", (long long)run_id, s->path,
 		         state_path);
-	} else {
-		if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(),
-		                     &run_id) != 0 ||
-		    state_run_set_source(st, run_id, s->text, (long)getpid()) != 0) {
-			log_error("cannot record the run: %s", state_errmsg(st));
-			rc = EXIT_STATE;
-			goto out;
-		}
+	else
 		log_info("run %lld of %s started (state: %s)", (long long)run_id, s->path,
 		         state_path);
-	}
 	if (run_id_out)
 		*run_id_out = run_id;
 
@@ -456,9 +647,15 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 out:
 	engine_destroy(e);
+	if (leased && state_lease_release(st, &self) != 0)
+		log_warn("cannot release the leases of run %lld: %s", (long long)run_id,
+		         state_errmsg(st));
 	state_close(st);
 	free(err);
 	free(params_json);
+	free((char *)run_want.resource);
+	wants_free(wants, n_wants);
+	lease_row_free(&self);
 	return rc;
 }
 
@@ -513,7 +710,7 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	state_path = state_path_for(opt_state, s->path);
-	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, 0, NULL);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, 0, NULL, "run", false);
 out:
 	json_decref(params);
 	dag_free(g);
@@ -528,6 +725,7 @@ out:
 
 static const struct option replay_opts[] = {
 	{ "help", no_argument, NULL, 'h' },
+	{ "param", required_argument, NULL, 'p' },
 	{ "state", required_argument, NULL, 's' },
 	{ "file", required_argument, NULL, 'f' },
 	{ "stage", required_argument, NULL, 'S' },
@@ -548,7 +746,7 @@ int cmd_dlq_replay(int argc, char **argv)
 	bool quiet = false;
 	int c, rc = EXIT_OK, n = 0, i, idx = -1;
 	int64_t run = 0, new_run = 0;
-	char *state_path = NULL, *err = NULL;
+	char *state_path = NULL, *err = NULL, *scope = NULL;
 	struct state *st = NULL;
 	struct run_row rr;
 	bool have_rr = false;
@@ -558,23 +756,29 @@ int cmd_dlq_replay(int argc, char **argv)
 	struct dag *g = NULL;
 	json_t *params = NULL, *payloads = json_array();
 	const char *stage = NULL;
+	char **overrides = xcalloc((size_t)argc + 1, sizeof(char *));
+	int n_over = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:f:qh", replay_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:f:qh", replay_opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			printf("usage: pipectl dlq replay RUN [--stage ID] [-f FILE | --state DB] [-q]\n");
+			printf("usage: pipectl dlq replay RUN [--stage ID] [-p NAME=VALUE]... "
+			       "[-f FILE | --state DB] [-q]\n");
 			json_decref(payloads);
+			free(overrides);
 			return EXIT_OK;
+		case 'p': overrides[n_over++] = optarg; break;
 		case 's': opt_state = optarg; break;
 		case 'f': opt_file = optarg; break;
 		case 'S': opt_stage = optarg; break;
 		case 'q': quiet = true; log_set_level(LOG_WARN); break;
-		default: json_decref(payloads); return EXIT_USAGE;
+		default: json_decref(payloads); free(overrides); return EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1) {
 		json_decref(payloads);
+		free(overrides);
 		return usage_error("dlq replay", "expects one run id");
 	}
 	{
@@ -582,6 +786,7 @@ int cmd_dlq_replay(int argc, char **argv)
 		long long v = strtoll(argv[optind], &end, 10);
 		if (*end || v <= 0) {
 			json_decref(payloads);
+			free(overrides);
 			return usage_error("dlq replay", "invalid run id \"%s\"", argv[optind]);
 		}
 		run = v;
@@ -593,11 +798,15 @@ int cmd_dlq_replay(int argc, char **argv)
 		rc = EXIT_STATE;
 		goto out;
 	}
+	if (opt_file && !(scope = cmd_scope(st, "dlq replay", opt_file, &rc)))
+		goto out;
 	if ((i = state_run_get(st, run, &rr)) <= 0) {
 		rc = i < 0 ? EXIT_STATE : usage_error("dlq replay", "no run %lld", (long long)run);
 		goto out;
 	}
 	have_rr = true;
+	if ((rc = cmd_scope_check("dlq replay", scope, opt_file, &rr)) != EXIT_OK)
+		goto out;
 	n = state_dlq_list(st, run, opt_stage, &rows);
 	if (n < 0) {
 		log_error("%s", state_errmsg(st));
@@ -663,12 +872,23 @@ int cmd_dlq_replay(int argc, char **argv)
 	params = json_loads(rr.params, 0, NULL);
 	if (!params)
 		params = json_object();
+	if (n_over > 0) {
+		json_t *p = params_override(s, params, overrides, n_over, &err);
+		if (!p) {
+			rc = usage_error("dlq replay", "%s", err);
+			goto out;
+		}
+		params_changes("dlq replay", s, params, p, NULL, run);
+		json_decref(params);
+		params = p;
+	}
 	log_info("replaying %zu dead letters of run %lld through stage %s",
 	         json_array_size(payloads), (long long)run, stage);
 	/* The state database is opened again by the run. */
 	state_close(st);
 	st = NULL;
-	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, 0, &new_run);
+	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, 0, &new_run,
+	              "dlq replay", false);
 	if (rc == EXIT_OK) {
 		st = state_open(state_path, false, &err);
 		if (!st) {
@@ -696,7 +916,9 @@ out:
 	diags_free(&d);
 	state_close(st);
 	free(err);
+	free(scope);
 	free(state_path);
+	free(overrides);
 	log_free_secrets();
 	return rc;
 }
@@ -742,6 +964,7 @@ static int64_t last_resumable(struct state *st)
 }
 
 static const struct option resume_opts[] = {
+	{ "param", required_argument, NULL, 'p' },
 	{ "state", required_argument, NULL, 's' },
 	{ "file", required_argument, NULL, 'f' },
 	{ "last", no_argument, NULL, 'L' },
@@ -800,7 +1023,7 @@ int cmd_resume(int argc, char **argv)
 	bool last = false, force = false, dry = false, quiet = false;
 	int c, rc = EXIT_OK, found;
 	int64_t run = 0;
-	char *state_path = NULL, *err = NULL, *text = NULL;
+	char *state_path = NULL, *err = NULL, *text = NULL, *scope = NULL;
 	long pid = 0;
 	struct state *st = NULL;
 	struct run_row rr;
@@ -809,10 +1032,13 @@ int cmd_resume(int argc, char **argv)
 	struct spec *s = NULL;
 	struct dag *g = NULL;
 	json_t *params = NULL;
+	char **overrides = xcalloc((size_t)argc + 1, sizeof(char *));
+	int n_over = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:f:qvh", resume_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:f:qvh", resume_opts, NULL)) != -1) {
 		switch (c) {
+		case 'p': overrides[n_over++] = optarg; break;
 		case 's': opt_state = optarg; break;
 		case 'f': opt_file = optarg; break;
 		case 'L': last = true; break;
@@ -822,19 +1048,25 @@ int cmd_resume(int argc, char **argv)
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h':
 			printf("usage: pipectl resume RUN | --last [--dry-run] [--force] "
-			       "[-f FILE | --state DB] [-q] [-v]\n");
+			       "[-p NAME=VALUE]... [-f FILE | --state DB] [-q] [-v]\n");
+			free(overrides);
 			return EXIT_OK;
 		default:
+			free(overrides);
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind > 1 || (argc - optind == 1) == last)
+	if (argc - optind > 1 || (argc - optind == 1) == last) {
+		free(overrides);
 		return usage_error("resume", "expects a run id or --last");
+	}
 	if (!last) {
 		char *end;
 		long long v = strtoll(argv[optind], &end, 10);
-		if (*end || v <= 0)
+		if (*end || v <= 0) {
+			free(overrides);
 			return usage_error("resume", "invalid run id \"%s\"", argv[optind]);
+		}
 		run = v;
 	}
 	state_path = state_path_for(opt_state, opt_file);
@@ -844,8 +1076,13 @@ int cmd_resume(int argc, char **argv)
 		rc = EXIT_STATE;
 		goto out;
 	}
+	if (opt_file && !(scope = cmd_scope(st, "resume", opt_file, &rc)))
+		goto out;
 	if (last && !(run = last_resumable(st))) {
-		printf("no run to resume\n");
+		if (scope)
+			printf("no run of pipeline \"%s\" to resume\n", scope);
+		else
+			printf("no run to resume\n");
 		goto out;
 	}
 	if ((found = state_run_get(st, run, &rr)) <= 0) {
@@ -853,6 +1090,8 @@ int cmd_resume(int argc, char **argv)
 		goto out;
 	}
 	have_rr = true;
+	if ((rc = cmd_scope_check("resume", scope, opt_file, &rr)) != EXIT_OK)
+		goto out;
 	if (rr.status == ST_SUCCEEDED) {
 		printf("run %lld already succeeded: nothing to resume\n", (long long)run);
 		goto out;
@@ -860,11 +1099,6 @@ int cmd_resume(int argc, char **argv)
 	if (state_run_source(st, run, &text, &pid) < 0) {
 		log_error("%s", state_errmsg(st));
 		rc = EXIT_STATE;
-		goto out;
-	}
-	if (rr.status == ST_RUNNING && pid > 0 && pid != (long)getpid() &&
-	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-		rc = usage_error("resume", "run %lld is still running (pid %ld)", (long long)run, pid);
 		goto out;
 	}
 	s = config_load(rr.path, &d);
@@ -887,16 +1121,36 @@ int cmd_resume(int argc, char **argv)
 		log_warn("%s changed since run %lld started; resuming anyway (--force)", rr.path,
 		         (long long)run);
 	}
+	params = json_loads(rr.params, 0, NULL);
+	if (!params)
+		params = json_object();
+	if (n_over > 0) {
+		json_t *p = params_override(s, params, overrides, n_over, &err);
+		int affected;
+		if (!p) {
+			rc = usage_error("resume", "%s", err);
+			goto out;
+		}
+		affected = params_changes("resume", s, params, p, st, run);
+		json_decref(params);
+		params = p;
+		if (affected > 0 && !force) {
+			fprintf(stderr, "resume with --force to go on with the new values (what was "
+			        "already fetched with the old ones is kept), or start a new run\n");
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		if (affected > 0)
+			log_warn("params changed what run %lld already fetched; resuming anyway "
+			         "(--force)", (long long)run);
+	}
 	if (dry) {
 		resume_plan_print(st, s, g, run);
 		goto out;
 	}
-	params = json_loads(rr.params, 0, NULL);
-	if (!params)
-		params = json_object();
 	state_close(st);
 	st = NULL;
-	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, NULL);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, NULL, "resume", force);
 out:
 	if (have_rr)
 		run_row_free(&rr);
@@ -907,7 +1161,9 @@ out:
 	diags_free(&d);
 	state_close(st);
 	free(err);
+	free(scope);
 	free(state_path);
+	free(overrides);
 	log_free_secrets();
 	return rc;
 }

@@ -65,15 +65,22 @@ static int parse_read_opts(const char *cmd, int argc, char **argv, struct read_o
 	return optind;
 }
 
-static struct state *open_ro(const struct read_opts *o, int *rc)
+/* Opens the state database read-only; with -f, scoped to that pipeline
+ * (*scope set to its name, malloc'd). NULL with *rc set on failure. */
+static struct state *open_ro(const char *cmd, const struct read_opts *o, char **scope,
+                             int *rc)
 {
 	char *path = state_path_for(o->state, o->file), *err = NULL;
 	struct state *st = state_open(path, true, &err);
 
+	*scope = NULL;
 	if (!st) {
 		fprintf(stderr, "pipectl: %s\n", err);
 		free(err);
 		*rc = EXIT_STATE;
+	} else if (o->file && !(*scope = cmd_scope(st, cmd, o->file, rc))) {
+		state_close(st);
+		st = NULL;
 	}
 	free(path);
 	return st;
@@ -251,7 +258,7 @@ int cmd_status(int argc, char **argv)
 	int first = parse_read_opts("status", argc, argv, &o,
 	                            "status [RUN] [--stage ID] [-f FILE | --state DB] [--json]");
 	int rc = EXIT_OK, n, i, found;
-	char t1[32], t2[32];
+	char t1[32], t2[32], *scope = NULL;
 
 	if (first == -2)
 		return EXIT_OK;
@@ -266,7 +273,7 @@ int cmd_status(int argc, char **argv)
 			return usage_error("status", "invalid run id \"%s\"", argv[first]);
 		id = v;
 	}
-	st = open_ro(&o, &rc);
+	st = open_ro("status", &o, &scope, &rc);
 	if (!st)
 		return rc;
 	found = state_run_get(st, id, &run);
@@ -275,10 +282,21 @@ int cmd_status(int argc, char **argv)
 			fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
 		else if (id)
 			fprintf(stderr, "pipectl status: no run %lld\n", (long long)id);
+		else if (scope)
+			fprintf(stderr, "pipectl status: no runs of pipeline \"%s\" recorded yet\n",
+			        scope);
 		else
 			fprintf(stderr, "pipectl status: no runs recorded yet\n");
 		state_close(st);
+		free(scope);
 		return found < 0 ? EXIT_STATE : EXIT_USAGE;
+	}
+	rc = cmd_scope_check("status", scope, o.file, &run);
+	free(scope);
+	if (rc != EXIT_OK) {
+		run_row_free(&run);
+		state_close(st);
+		return rc;
 	}
 	n = state_stages_list(st, run.id, &rows);
 	if (n < 0) {
@@ -387,6 +405,7 @@ int cmd_runs(int argc, char **argv)
 	int first = parse_read_opts("runs", argc, argv, &o,
 	                            "runs [-n LIMIT] [-f FILE | --state DB] [--json]");
 	int rc = EXIT_OK, n, i;
+	char *scope = NULL;
 
 	if (first == -2)
 		return EXIT_OK;
@@ -394,9 +413,10 @@ int cmd_runs(int argc, char **argv)
 		return EXIT_USAGE;
 	if (argc - first > 0)
 		return usage_error("runs", "takes no operands");
-	st = open_ro(&o, &rc);
+	st = open_ro("runs", &o, &scope, &rc);
 	if (!st)
 		return rc;
+	free(scope);
 	n = state_runs_list(st, o.limit, &rows);
 	if (n < 0) {
 		fprintf(stderr, "pipectl: %s\n", state_errmsg(st));
@@ -482,6 +502,14 @@ int cmd_gc(int argc, char **argv)
 		fprintf(stderr, "pipectl: %s\n", err);
 		free(err);
 		return EXIT_STATE;
+	}
+	if (file) {
+		char *scope = cmd_scope(st, "gc", file, &rc);
+		if (!scope) {
+			state_close(st);
+			return rc;
+		}
+		free(scope);
 	}
 	if (state_gc(st, now_wall() - secs, &deleted) != 0) {
 		fprintf(stderr, "pipectl: %s\n", state_errmsg(st));

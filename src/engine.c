@@ -46,6 +46,7 @@ struct engine {
 	struct state *state;
 	int64_t run_id;
 	bool quiet;
+	bool replaying;                /* a dlq replay: sinks add to what is there */
 
 	struct stage *stages;          /* spec order */
 	size_t n;
@@ -146,6 +147,7 @@ const struct expr_scope *engine_scope(struct engine *e) { return &e->scope; }
 const struct spec *engine_spec(struct engine *e) { return e->spec; }
 int engine_batch_size(struct engine *e) { return e->spec->batch_size; }
 bool engine_stopping(struct engine *e) { return e->stopping; }
+bool engine_replaying(const struct engine *e) { return e->replaying; }
 int engine_signal(const struct engine *e) { return e->signal; }
 
 /* Every live downstream queue is below its high watermark. */
@@ -703,8 +705,10 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 		}
 	}
 	state_commit(e->state);
-	if (o->replay && o->replay_stage >= 0)
+	if (o->replay && o->replay_stage >= 0) {
+		e->replaying = true;
 		setup_replay(e, (size_t)o->replay_stage, o->replay);
+	}
 	requester_use_journal(e->rq, e->state, o->resume);
 	if (o->resume && setup_resume(e, err) != 0) {
 		engine_destroy(e);

@@ -82,6 +82,10 @@ char *engine_render_path(struct engine *e, const char *tmpl, char **err);
 json_t *engine_sink_columns(struct stage *st, const char *table);
 void engine_sink_columns_save(struct stage *st, const char *table, const json_t *cols);
 bool engine_stopping(struct engine *e);
+/* True in a dlq replay: the records are added to those of the run replayed,
+ * so a sink appends (a file sink keeps the target's lines) instead of
+ * replacing its output. */
+bool engine_replaying(const struct engine *e);
 
 /* Sends batch (a json array, stolen) to every stage downstream. Empty batches
  * are dropped. Counts records_out. */

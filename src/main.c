@@ -21,13 +21,13 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "run FILE [-p NAME=VALUE]... [--state DB] [-q] [-v] [--log-json]" },
-	{ "resume", cmd_resume, "resume RUN | --last [--dry-run] [--force] [-f FILE | --state DB]" },
+	{ "resume", cmd_resume, "resume RUN | --last [--dry-run] [--force] [-p NAME=VALUE]... [-f FILE | --state DB]" },
 	{ "validate", cmd_validate, "validate FILE..." },
 	{ "status", cmd_status, "status [RUN] [--stage ID] [-f FILE | --state DB] [--json]" },
 	{ "runs", cmd_runs, "runs [-n LIMIT] [-f FILE | --state DB] [--json]" },
 	{ "gc", cmd_gc, "gc --older-than AGE [-f FILE | --state DB]" },
 	{ "dlq", cmd_dlq, "dlq list [RUN] [--stage ID] [--all] [-f FILE | --state DB] [--json]\n"
-	                  "  pipectl dlq replay RUN [--stage ID] [-f FILE | --state DB]" },
+	                  "  pipectl dlq replay RUN [--stage ID] [-p NAME=VALUE]... [-f FILE | --state DB]" },
 };
 
 char *state_path_for(const char *opt_state, const char *pipeline_path)

@@ -134,12 +134,29 @@ static const char SQL_MIGRATE_WAITS[] =
 	"ALTER TABLE attempts ADD COLUMN wait_breaker REAL NOT NULL DEFAULT 0;"
 	"PRAGMA user_version = 5;";
 
+/* Leases: which process owns a run, or a file a run writes. resource is
+ * "run:ID" or "file:/absolute/path"; a process is named by its pid, its
+ * start time (clock ticks after boot, /proc/PID/stat) and the host and boot
+ * it runs on, so a reused pid or a zombie is not taken for the owner. */
+static const char SQL_MIGRATE_LEASE[] =
+	"CREATE TABLE leases ("
+	" resource TEXT PRIMARY KEY,"
+	" run_id INTEGER REFERENCES runs(id) ON DELETE CASCADE,"
+	" pid INTEGER NOT NULL,"
+	" pid_start INTEGER NOT NULL,"
+	" host TEXT NOT NULL,"
+	" boot TEXT NOT NULL,"
+	" command TEXT NOT NULL,"
+	" acquired REAL NOT NULL);"
+	"PRAGMA user_version = 6;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
 	SQL_SCHEMA_V3,
 	SQL_MIGRATE_SINK_COLUMNS,
 	SQL_MIGRATE_WAITS,
+	SQL_MIGRATE_LEASE,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -180,11 +197,14 @@ static const char SQL_STAGE_UPDATE[] =
 	"id, pipeline, path, hash, params, status, started, finished, error"
 static const char SQL_RUN_GET[] =
 	"SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1";
+/* The scope (state_set_scope) is bound as a pipeline name, NULL for all. */
 static const char SQL_RUN_LATEST[] =
-	"SELECT " RUN_COLUMNS " FROM runs ORDER BY id DESC LIMIT 1";
+	"SELECT " RUN_COLUMNS " FROM runs WHERE (?1 IS NULL OR pipeline = ?1)"
+	" ORDER BY id DESC LIMIT 1";
 /* A negative LIMIT means no limit. */
 static const char SQL_RUNS_LIST[] =
-	"SELECT " RUN_COLUMNS " FROM runs ORDER BY id DESC LIMIT ?1";
+	"SELECT " RUN_COLUMNS " FROM runs WHERE (?2 IS NULL OR pipeline = ?2)"
+	" ORDER BY id DESC LIMIT ?1";
 static const char SQL_STAGES_LIST[] =
 	"SELECT stage, kind, status, records_in, records_out, errors, requests,"
 	" started, finished, error FROM stage_runs WHERE run_id = ?1 ORDER BY seq";
@@ -208,6 +228,7 @@ static const char SQL_DLQ_INSERT[] =
 static const char SQL_DLQ_LIST[] =
 	"SELECT id, run_id, stage, payload, error, attempts, created, replayed"
 	" FROM dlq WHERE (?1 = 0 OR run_id = ?1) AND (?2 IS NULL OR stage = ?2)"
+	" AND (?3 IS NULL OR run_id IN (SELECT id FROM runs WHERE pipeline = ?3))"
 	" ORDER BY id";
 static const char SQL_DLQ_REPLAYED[] =
 	"UPDATE dlq SET replayed = 1 WHERE id = ?1";
@@ -240,8 +261,20 @@ static const char SQL_JOURNAL_COUNT[] =
 	"SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)";
 /* Deleting a run deletes its rows in every other table (ON DELETE CASCADE). */
 static const char SQL_GC[] =
-	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1";
+	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1"
+	" AND (?3 IS NULL OR pipeline = ?3)";
 static const char SQL_FOREIGN_KEYS[] = "PRAGMA foreign_keys";
+static const char SQL_RUN_SET_PARAMS[] =
+	"UPDATE runs SET params = ?2 WHERE id = ?1";
+static const char SQL_LEASE_GET[] =
+	"SELECT resource, run_id, pid, pid_start, host, boot, command, acquired"
+	" FROM leases WHERE resource = ?1";
+static const char SQL_LEASE_PUT[] =
+	"INSERT OR REPLACE INTO leases"
+	" (resource, run_id, pid, pid_start, host, boot, command, acquired)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char SQL_LEASE_RELEASE[] =
+	"DELETE FROM leases WHERE pid = ?1 AND pid_start = ?2 AND host = ?3 AND boot = ?4";
 
 /* The statements prepared at open, by index. */
 enum state_stmt {
@@ -273,6 +306,10 @@ enum state_stmt {
 	STMT_FOREIGN_KEYS,
 	STMT_SINK_COLUMNS_PUT,
 	STMT_SINK_COLUMNS_GET,
+	STMT_RUN_SET_PARAMS,
+	STMT_LEASE_GET,
+	STMT_LEASE_PUT,
+	STMT_LEASE_RELEASE,
 	STMT_COUNT
 };
 
@@ -314,6 +351,7 @@ struct state {
 	char *path;
 	sqlite3_stmt *stmt[STMT_COUNT];
 	int depth;              /* state_begin nesting; >0 means a transaction is open */
+	char *scope;            /* pipeline name lists are limited to; NULL: all */
 	char *errmsg;           /* last error, malloc'd; NULL when none yet */
 };
 
@@ -632,6 +670,7 @@ void state_close(struct state *st)
 	sqlite3_close(st->db);
 	free(st->path);
 	free(st->errmsg);
+	free(st->scope);
 	free(st);
 }
 
@@ -843,6 +882,11 @@ int state_run_get(struct state *st, int64_t run_id, struct run_row *out)
 	memset(out, 0, sizeof(*out));
 	if (run_id == 0) {
 		s = st->stmt[STMT_RUN_LATEST];
+		if (bind_text(s, 1, st->scope) != SQLITE_OK) {
+			state_fail(st, "cannot read the latest run");
+			stmt_done(s);
+			return -1;
+		}
 	} else {
 		s = st->stmt[STMT_RUN_GET];
 		if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK) {
@@ -888,7 +932,8 @@ int state_runs_list(struct state *st, int limit, struct run_row **out)
 	int n = 0, rc;
 
 	*out = NULL;
-	if (sqlite3_bind_int(s, 1, limit > 0 ? limit : -1) != SQLITE_OK) {
+	if (sqlite3_bind_int(s, 1, limit > 0 ? limit : -1) != SQLITE_OK ||
+	    bind_text(s, 2, st->scope) != SQLITE_OK) {
 		state_fail(st, "cannot list runs");
 		stmt_done(s);
 		return -1;
@@ -1168,7 +1213,8 @@ int state_dlq_list(struct state *st, int64_t run_id, const char *stage,
 
 	*out = NULL;
 	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
-	    bind_text(s, 2, stage) != SQLITE_OK) {
+	    bind_text(s, 2, stage) != SQLITE_OK ||
+	    bind_text(s, 3, st->scope) != SQLITE_OK) {
 		state_fail(st, "cannot list dead letters");
 		stmt_done(s);
 		return -1;
@@ -1586,7 +1632,8 @@ int state_gc(struct state *st, double before, int64_t *runs_deleted)
 	if (state_begin(st) != 0)
 		return -1;
 	if (sqlite3_bind_double(s, 1, before) != SQLITE_OK ||
-	    bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK) {
+	    bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK ||
+	    bind_text(s, 3, st->scope) != SQLITE_OK) {
 		state_fail(st, "cannot delete old runs");
 		stmt_done(s);
 		state_abort(st);
@@ -1654,4 +1701,118 @@ int state_sink_columns_get(struct state *st, const char *pipeline, const char *s
 	}
 	stmt_done(s);
 	return ret;
+}
+
+/* ------------------------------------------------------------------ leases */
+
+/* Reads the lease on resource. Returns 1 found (*out filled, free with
+ * lease_row_free), 0 none, -1 error. */
+int state_lease_get(struct state *st, const char *resource, struct lease_row *out)
+{
+	sqlite3_stmt *s = st->stmt[STMT_LEASE_GET];
+	int rc, ret;
+
+	memset(out, 0, sizeof(*out));
+	if (bind_text(s, 1, resource) != SQLITE_OK) {
+		state_fail(st, "cannot read the lease on %s", resource);
+		stmt_done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->resource = column_strdup(s, 0);
+		out->run_id = sqlite3_column_int64(s, 1);   /* NULL reads 0 */
+		out->pid = (long)sqlite3_column_int64(s, 2);
+		out->pid_start = (long long)sqlite3_column_int64(s, 3);
+		out->host = column_strdup(s, 4);
+		out->boot = column_strdup(s, 5);
+		out->command = column_strdup(s, 6);
+		out->acquired = sqlite3_column_double(s, 7);
+		ret = 1;
+	} else if (rc == SQLITE_DONE) {
+		ret = 0;
+	} else {
+		state_fail(st, "cannot read the lease on %s", resource);
+		ret = -1;
+	}
+	stmt_done(s);
+	return ret;
+}
+
+/* Writes l (replacing any lease on l->resource); a run_id of 0 stores NULL.
+ * Returns 0 or -1. */
+int state_lease_put(struct state *st, const struct lease_row *l)
+{
+	sqlite3_stmt *s = st->stmt[STMT_LEASE_PUT];
+
+	if (bind_text(s, 1, l->resource) != SQLITE_OK ||
+	    (l->run_id > 0 ? sqlite3_bind_int64(s, 2, l->run_id) :
+	                     sqlite3_bind_null(s, 2)) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, l->pid) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 4, l->pid_start) != SQLITE_OK ||
+	    bind_text(s, 5, l->host) != SQLITE_OK ||
+	    bind_text(s, 6, l->boot) != SQLITE_OK ||
+	    bind_text(s, 7, l->command) != SQLITE_OK ||
+	    sqlite3_bind_double(s, 8, l->acquired) != SQLITE_OK) {
+		state_fail(st, "cannot record the lease on %s", l->resource);
+		stmt_done(s);
+		return -1;
+	}
+	return stmt_exec(st, s, "cannot record a lease");
+}
+
+/* Deletes every lease held by the process named by owner (pid, pid_start,
+ * host, boot; the other fields are ignored): leases another process took
+ * over stay. Returns 0 or -1. */
+int state_lease_release(struct state *st, const struct lease_row *owner)
+{
+	sqlite3_stmt *s = st->stmt[STMT_LEASE_RELEASE];
+
+	if (sqlite3_bind_int64(s, 1, owner->pid) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, owner->pid_start) != SQLITE_OK ||
+	    bind_text(s, 3, owner->host) != SQLITE_OK ||
+	    bind_text(s, 4, owner->boot) != SQLITE_OK) {
+		state_fail(st, "cannot release leases");
+		stmt_done(s);
+		return -1;
+	}
+	return stmt_exec(st, s, "cannot release leases");
+}
+
+/* Frees the strings of a lease row (NULL-safe) and clears it. */
+void lease_row_free(struct lease_row *l)
+{
+	if (!l)
+		return;
+	free(l->resource);
+	free(l->host);
+	free(l->boot);
+	free(l->command);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Limits the latest run (state_run_get with 0), state_runs_list,
+ * state_dlq_list and state_gc to the runs of pipeline (copied; NULL lifts
+ * the limit). A run read by its id is not limited. */
+void state_set_scope(struct state *st, const char *pipeline)
+{
+	free(st->scope);
+	st->scope = xstrdup(pipeline);
+}
+
+/* Replaces the params (JSON text) recorded for a run (a resume with -p).
+ * Returns 0, or -1 on a database error or when there is no such run. */
+int state_run_set_params(struct state *st, int64_t run_id, const char *params_json)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_SET_PARAMS];
+	char what[64];
+
+	snprintf(what, sizeof(what), "cannot record the params of run %lld", (long long)run_id);
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	    bind_text(s, 2, params_json) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		return -1;
+	}
+	return run_update(st, s, what);
 }

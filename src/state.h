@@ -203,4 +203,30 @@ int state_event_add(struct state *st, int64_t run_id, const char *stage,
 int state_events_list(struct state *st, int64_t run_id, struct event_row **out);
 void event_rows_free(struct event_row *rows, int n);
 
+/* Replaces the params (JSON text) recorded for a run (a resume with -p).
+ * Returns 0 or -1. */
+int state_run_set_params(struct state *st, int64_t run_id, const char *params_json);
+
+/* Limits the latest run (state_run_get with 0), state_runs_list,
+ * state_dlq_list and state_gc to the runs of pipeline (copied; NULL lifts
+ * the limit). A run read by its id is not limited. */
+void state_set_scope(struct state *st, const char *pipeline);
+
+/* ---- leases (schema v4): one process owns a run, and each file a run
+ * writes, at a time. See lease.h for the rules; these are the rows. */
+struct lease_row {
+	char *resource;                /* "run:ID" or "file:/absolute/path" */
+	int64_t run_id;                /* 0 when none */
+	long pid;
+	long long pid_start;           /* start time of pid, clock ticks after boot; 0 unknown */
+	char *host;                    /* gethostname() */
+	char *boot;                    /* boot id of the host ("" when unknown) */
+	char *command;                 /* "run", "resume", "dlq replay" */
+	double acquired;               /* wall clock */
+};
+int state_lease_get(struct state *st, const char *resource, struct lease_row *out);
+int state_lease_put(struct state *st, const struct lease_row *l);
+int state_lease_release(struct state *st, const struct lease_row *owner);
+void lease_row_free(struct lease_row *l);
+
 #endif

@@ -2,14 +2,20 @@
  * load.file and load.stdout: JSON lines. The file sink writes to a temporary
  * file beside the target and renames it over the target only when the stage
  * succeeds, so readers see the old file or the complete new one, never a
- * partial one; a failed or interrupted run removes the temporary file.
+ * partial one; a failed or interrupted run removes the temporary file. The
+ * temporary file is always a new one (O_EXCL, O_NOFOLLOW, an unpredictable
+ * name), never something planted at its name. A dlq replay starts the
+ * temporary file with the target's lines, so replayed records are added.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -24,7 +30,8 @@ struct load_file {
 };
 
 /* Removes temporary files that a killed run left beside path: they are
- * named path.tmp.PID, and their process is gone. */
+ * named path.tmp.PID.SUFFIX (path.tmp.PID before), and their process is
+ * gone. unlink removes a link planted there, never what it points to. */
 static void remove_stale_temps(const char *path)
 {
 	char *dir = path_dir(path), *prefix;
@@ -43,7 +50,7 @@ static void remove_stale_temps(const char *path)
 			if (strncmp(de->d_name, prefix, plen) != 0)
 				continue;
 			pid = strtol(de->d_name + plen, &end, 10);
-			if (*end || pid <= 0 || pid == (long)getpid())
+			if ((*end && *end != '.') || pid <= 0 || pid == (long)getpid())
 				continue;
 			if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
 				char *p = path_join(dir, de->d_name);
@@ -55,6 +62,73 @@ static void remove_stale_temps(const char *path)
 	}
 	free(prefix);
 	free(dir);
+}
+
+/* Creates a new file "path.tmp.PID.SUFFIX" (SUFFIX: 12 random hex digits)
+ * for writing, with O_CREAT|O_EXCL|O_NOFOLLOW, so an existing file or a
+ * symlink at that name is never opened or followed (another name is tried).
+ * Mode 0666 less the umask, as fopen would. Returns the FILE and sets *tmp
+ * (malloc'd), or NULL with errno set. */
+static FILE *create_temp(const char *path, char **tmp)
+{
+	int tries, fd = -1;
+	FILE *f;
+
+	*tmp = NULL;
+	for (tries = 0; tries < 100; tries++) {
+		unsigned char r[6];
+		size_t i;
+		char hex[13];
+
+		if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+			/* no entropy yet: the clock still makes names hard to guess */
+			unsigned long long t = (unsigned long long)clock() ^
+			                       (unsigned long long)(now_wall() * 1e9);
+			for (i = 0; i < sizeof(r); i++)
+				r[i] = (unsigned char)(t >> (8 * i)) ^ (unsigned char)tries;
+		}
+		for (i = 0; i < sizeof(r); i++)
+			snprintf(hex + 2 * i, 3, "%02x", r[i]);
+		free(*tmp);
+		*tmp = xasprintf("%s.tmp.%ld.%s", path, (long)getpid(), hex);
+		fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (fd < 0 || !(f = fdopen(fd, "wb"))) {
+		int e = errno;
+		if (fd >= 0) {
+			close(fd);
+			unlink(*tmp);
+		}
+		errno = e;
+		return NULL;
+	}
+	return f;
+}
+
+/* Copies the target's content (when there is one) to the start of the
+ * temporary file f. Returns 0, or -1 with errno set. */
+static int copy_target(const char *path, FILE *f)
+{
+	FILE *in = fopen(path, "rb");
+	char chunk[65536];
+	size_t n;
+	int e = 0;
+
+	if (!in)
+		return errno == ENOENT ? 0 : -1;
+	while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0) {
+		if (fwrite(chunk, 1, n, f) != n) {
+			e = errno;
+			break;
+		}
+	}
+	if (!e && ferror(in))
+		e = errno ? errno : EIO;
+	fclose(in);
+	errno = e;
+	return e ? -1 : 0;
 }
 
 static int lf_create_common(struct stage *st, bool to_stdout, char **err)
@@ -78,13 +152,16 @@ static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 	}
 	free(dir);
 	remove_stale_temps(c->path);
-	c->tmp = xasprintf("%s.tmp.%ld", c->path, (long)getpid());
-	c->f = fopen(c->tmp, "wb");
+	c->f = create_temp(c->path, &c->tmp);
 	if (!c->f) {
 		*err = xasprintf("cannot create %s: %s", c->tmp, strerror(errno));
 		free(c->tmp);
 		c->tmp = NULL;
 		return -1;
+	}
+	if (engine_replaying(st->eng) && copy_target(c->path, c->f) != 0) {
+		*err = xasprintf("cannot copy %s to %s: %s", c->path, c->tmp, strerror(errno));
+		return -1;   /* lf_destroy removes the temporary file */
 	}
 	return 0;
 }

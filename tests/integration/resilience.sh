@@ -674,7 +674,7 @@ run_pl p.yaml
 is "$RC:$(wc -l <out.jsonl)" "0:20" "replay counter: the run loads pages 1 and 2, page 3 is dead-lettered"
 "$PIPECTL" dlq replay -q 1 >/dev/null 2>"$T_TMP/err.replay"
 is "$?" 0 "replay counter: dlq replay exits 0"
-is "$(wc -l <out.jsonl)" 35 "replay counter: the replay loads pages 3 to 6 (35 records)"
+is "$(wc -l <out.jsonl)" 55 "replay counter: the replay adds pages 3 to 6 (35 records) to the 20"
 is "$(logq perparam '^/pages' page)" "1:1 2:1 3:2 4:1 5:1 6:1 7:1" \
 	"replay counter: the replay asks for page 3 and the pages after it, not page 1 again"
 

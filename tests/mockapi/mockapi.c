@@ -333,6 +333,20 @@ static long long ctab_bump(struct ctab *t, const char *key)
 	return 0;
 }
 
+/* Returns the count for key (0 when absent) without changing it. */
+static long long ctab_get(const struct ctab *t, const char *key)
+{
+	const struct ctab_entry *e;
+
+	if (t->n_slots == 0)
+		return 0;
+	for (e = t->slots[ctab_hash(key) % t->n_slots]; e != NULL; e = e->next) {
+		if (strcmp(e->key, key) == 0)
+			return e->count;
+	}
+	return 0;
+}
+
 static void ctab_free(struct ctab *t)
 {
 	size_t i;
@@ -831,6 +845,7 @@ struct response {
 	double delay;               /* seconds before the response is sent */
 	bool no_log;                /* /stats: neither logged nor counted */
 	bool bad;                   /* a query parameter was invalid (400) */
+	char *gate;                 /* /gate/NAME while closed: held until opened */
 };
 
 static const char *reason(int status)
@@ -882,6 +897,7 @@ static void response_init(struct response *rs)
 
 static void response_free(struct response *rs)
 {
+	free(rs->gate);
 	buf_free(&rs->headers);
 	buf_free(&rs->body);
 }
@@ -954,6 +970,8 @@ struct server {
 	struct ctab by_path;
 	struct ctab seq;
 	struct ctab page_fail;      /* /pages?fail=P: requests for page P so far */
+	struct ctab gate_arrived;   /* /gate/NAME: requests so far, per NAME */
+	struct ctab gate_opened;    /* /gate-open/NAME seen: count > 0 */
 	struct conn *conns;         /* live connections */
 	struct conn *dead;          /* closed, freed by the reaper */
 	char *rbuf;                 /* MOCK_READ_SIZE scratch for read() */
@@ -976,6 +994,7 @@ struct conn {
 	struct buf out;
 	size_t out_off;
 	struct buf pending;         /* the delayed response */
+	char *gate;                 /* waiting for /gate-open/NAME, else NULL */
 	bool waiting;
 	bool closing;               /* no more requests; close once flushed */
 	bool lingering;             /* write side shut, draining input */
@@ -1250,6 +1269,64 @@ static void route_seq(struct server *s, const struct request *rq,
 		param_header(rq, rs, "retry_after", "Retry-After");
 }
 
+/* /gate/NAME: {"gate":NAME,"arrival":K} (K from 1, per NAME since start),
+ * held until some connection requests /gate-open/NAME; once open, answered
+ * at once. Lets a test keep a client's request in flight for as long as it
+ * needs, without timing. */
+static void route_gate(struct server *s, struct response *rs, const char *name)
+{
+	long long k = ctab_bump(&s->gate_arrived, name);
+
+	buf_adds(&rs->body, "{\"gate\":");
+	buf_json_str(&rs->body, name);
+	buf_printf(&rs->body, ",\"arrival\":%lld}", k + 1);
+	if (ctab_get(&s->gate_opened, name) == 0)
+		rs->gate = xstrndup(name, strlen(name));
+}
+
+/* /gate-open/NAME: opens the gate and sends the responses it holds (each on
+ * its connection's timer, so no other connection is touched from here). */
+static void route_gate_open(struct server *s, struct response *rs, const char *name)
+{
+	struct conn *c;
+	long long released = 0;
+
+	if (ctab_get(&s->gate_opened, name) == 0)
+		ctab_bump(&s->gate_opened, name);
+	for (c = s->conns; c != NULL; c = c->next) {
+		if (c->gate == NULL || strcmp(c->gate, name) != 0)
+			continue;
+		free(c->gate);
+		c->gate = NULL;
+		ev_timer_stop(s->loop, &c->timer);
+		ev_timer_set(&c->timer, 0, 0);
+		ev_timer_start(s->loop, &c->timer);
+		released++;
+	}
+	buf_adds(&rs->body, "{\"gate\":");
+	buf_json_str(&rs->body, name);
+	buf_printf(&rs->body, ",\"released\":%lld}", released);
+}
+
+/* /gate-status/NAME: {"gate":NAME,"arrived":N,"held":H,"open":B}; not
+ * logged or counted, so tests can poll it. */
+static void route_gate_status(struct server *s, struct response *rs, const char *name)
+{
+	const struct conn *c;
+	long long held = 0;
+
+	for (c = s->conns; c != NULL; c = c->next) {
+		if (c->gate != NULL && strcmp(c->gate, name) == 0)
+			held++;
+	}
+	buf_adds(&rs->body, "{\"gate\":");
+	buf_json_str(&rs->body, name);
+	buf_printf(&rs->body, ",\"arrived\":%lld,\"held\":%lld,\"open\":%s}",
+	           ctab_get(&s->gate_arrived, name), held,
+	           ctab_get(&s->gate_opened, name) ? "true" : "false");
+	rs->no_log = true;
+}
+
 static const char *file_type(const char *path)
 {
 	const char *dot = strrchr(path, '.');
@@ -1466,6 +1543,14 @@ static void route(struct server *s, const struct request *rq, struct response *r
 		route_files(s, rs, p + 7);
 	} else if (strcmp(p, "/stats") == 0) {
 		route_stats(s, rs);
+	} else if (strncmp(p, "/gate/", 6) == 0 && p[6] != '\0' && strchr(p + 6, '/') == NULL) {
+		route_gate(s, rs, p + 6);
+	} else if (strncmp(p, "/gate-open/", 11) == 0 && p[11] != '\0' &&
+	           strchr(p + 11, '/') == NULL) {
+		route_gate_open(s, rs, p + 11);
+	} else if (strncmp(p, "/gate-status/", 13) == 0 && p[13] != '\0' &&
+	           strchr(p + 13, '/') == NULL) {
+		route_gate_status(s, rs, p + 13);
 	} else {
 		size_t i;
 
@@ -1550,6 +1635,7 @@ static void conn_free(struct conn *c)
 	buf_free(&c->in);
 	buf_free(&c->out);
 	buf_free(&c->pending);
+	free(c->gate);
 	free(c);
 }
 
@@ -1630,7 +1716,15 @@ static void conn_respond(struct conn *c, const struct request *rq,
 	}
 	if (rs->close)
 		c->closing = true;
-	if (rs->delay > 0) {
+	if (rs->gate != NULL) {
+		/* held until /gate-open/NAME starts the timer */
+		c->pending.len = 0;
+		response_write(&c->pending, rq, rs);
+		c->waiting = true;
+		free(c->gate);
+		c->gate = rs->gate;
+		rs->gate = NULL;
+	} else if (rs->delay > 0) {
 		c->pending.len = 0;
 		response_write(&c->pending, rq, rs);
 		c->waiting = true;
@@ -2053,6 +2147,8 @@ static void server_free(struct server *s)
 	ctab_free(&s->by_path);
 	ctab_free(&s->seq);
 	ctab_free(&s->page_fail);
+	ctab_free(&s->gate_arrived);
+	ctab_free(&s->gate_opened);
 	buf_free(&s->scratch);
 	free(s->rbuf);
 }

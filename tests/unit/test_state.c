@@ -20,6 +20,7 @@
 
 #include <sqlite3.h>
 
+#include "lease.h"
 #include "state.h"
 #include "tap.h"
 #include "util.h"
@@ -74,7 +75,7 @@ static int write_file(const char *path, const char *text)
 }
 
 /* The newest schema version (migrations[] in state.c). */
-#define NEWEST 5
+#define NEWEST 6
 
 /* PRAGMA user_version lives big-endian at byte 60 of the file header. */
 static long header_user_version(const char *path)
@@ -1563,6 +1564,57 @@ static void test_migration_v2(void)
 	free(path);
 }
 
+/* Leases: rows round-trip, release deletes only the owner's, and the owner
+ * check tells this process (alive) from a pid with another start time or
+ * no process at all (gone) and another host (unknown). */
+static void test_leases(struct state *st)
+{
+	struct lease_row self, l, other;
+	int64_t id;
+	const char *why = NULL;
+
+	lease_self(&self);
+	self.command = xstrdup("run");
+	ok(self.pid == (long)getpid() && self.pid_start > 0, "lease_self: pid and start time");
+	ok(state_run_create(st, "lease", "l.yaml", "h", "{}", 1, &id) == 0, "a run to lease");
+	l = self;
+	l.resource = (char *)"run:x";
+	l.run_id = id;
+	ok(state_lease_put(st, &l) == 0, "lease written");
+	is_int(state_lease_get(st, "run:x", &other), 1, "lease read back");
+	if (other.resource) {
+		is_int(other.pid, self.pid, "pid stored");
+		ok(other.pid_start == self.pid_start, "start time stored");
+		is_str(other.command, "run", "command stored");
+		is_int(other.run_id, id, "run id stored");
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_ALIVE, "owner alive");
+		other.pid_start++;
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_GONE,
+		       "another start time: the pid was reused");
+		ok(strstr(why, "another process") != NULL, "why: %s", why);
+		other.pid_start--;
+		free(other.host);
+		other.host = xstrdup("elsewhere.example");
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_UNKNOWN,
+		       "another host: unknown");
+		lease_row_free(&other);
+	}
+	l.resource = (char *)"run:y";
+	l.pid = 0x7ffffff0;   /* above any pid_max */
+	ok(state_lease_put(st, &l) == 0, "a lease of a process that does not exist");
+	is_int(state_lease_get(st, "run:y", &other), 1, "read back");
+	if (other.resource) {
+		is_int(lease_owner_check(&other, &self, &why), LEASE_OWNER_GONE, "gone");
+		is_str(why, "has exited", "why: has exited");
+		lease_row_free(&other);
+	}
+	ok(state_lease_release(st, &self) == 0, "release");
+	is_int(state_lease_get(st, "run:x", &other), 0, "this process's lease is gone");
+	is_int(state_lease_get(st, "run:y", &other), 1, "the other one stays");
+	lease_row_free(&other);
+	lease_row_free(&self);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/pipectl-state-XXXXXX";
@@ -1598,6 +1650,7 @@ int main(void)
 		test_run_reopen(st);
 		test_journal(st, path);
 		test_sink_columns(st);
+		test_leases(st);
 		state_close(st);
 	}
 	test_close_rolls_back(path);
