@@ -638,10 +638,10 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		log_warn("run %lld interrupted after %.2fs", (long long)run_id, now_mono() - t0);
 		rc = 128 + engine_signal(e);
 	} else {
-		char *cmd = status_command(run_id, state_path);
+		char *hint = status_command(run_id, state_path);
 		log_error("run %lld failed after %.2fs (details: %s)", (long long)run_id,
-		          now_mono() - t0, cmd);
-		free(cmd);
+		          now_mono() - t0, hint);
+		free(hint);
 		if (rc == EXIT_OK)
 			rc = EXIT_RUN_FAILED;
 	}

@@ -342,6 +342,10 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_FOREIGN_KEYS] = SQL_FOREIGN_KEYS,
 	[STMT_SINK_COLUMNS_PUT] = SQL_SINK_COLUMNS_PUT,
 	[STMT_SINK_COLUMNS_GET] = SQL_SINK_COLUMNS_GET,
+	[STMT_RUN_SET_PARAMS] = SQL_RUN_SET_PARAMS,
+	[STMT_LEASE_GET] = SQL_LEASE_GET,
+	[STMT_LEASE_PUT] = SQL_LEASE_PUT,
+	[STMT_LEASE_RELEASE] = SQL_LEASE_RELEASE,
 };
 
 /* ------------------------------------------------------------------ handle */
