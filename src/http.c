@@ -52,6 +52,8 @@ struct http_xfer {
 	double timeout, connect_timeout;
 	long long max_body;
 	bool tls_verify;
+	char *origin;                   /* redirects are checked against it */
+	char **allow_hosts;             /* NULL-terminated, or NULL */
 	http_done_fn done;
 	void *arg;
 
@@ -60,6 +62,8 @@ struct http_xfer {
 	struct http_header *rh;
 	size_t n_rh, cap_rh;
 	bool too_big;
+	long hstatus;                   /* status of the response whose headers arrive */
+	char *refused;                  /* why a redirect was not followed */
 	CURLcode rc;                    /* for XFER_DONE */
 	enum http_error pend_err;       /* for XFER_PENDING */
 	const char *pend_msg;
@@ -174,10 +178,17 @@ static void xfer_clear_headers(struct http_xfer *x)
 
 static void xfer_free(struct http_xfer *x)
 {
+	size_t i;
+
 	xfer_clear_headers(x);
 	free(x->rh);
 	buf_free(&x->resp);
 	curl_slist_free_all(x->headers);
+	free(x->refused);
+	free(x->origin);
+	for (i = 0; x->allow_hosts && x->allow_hosts[i]; i++)
+		free(x->allow_hosts[i]);
+	free(x->allow_hosts);
 	free(x->method);
 	free(x->url);
 	free(x->body);
@@ -203,6 +214,28 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* A redirect's Location (v..end) that libcurl is about to follow: checked
+ * against the transfer's origin like any URL a server supplies. Returns
+ * true when it may be followed, else sets x->refused. */
+static bool http_redirect_ok(struct http_xfer *x, const char *v, const char *end)
+{
+	char *loc = xstrndup(v, (size_t)(end - v)), *cur = NULL, *target, *why;
+
+	curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &cur);
+	target = http_url_resolve(cur ? cur : x->url, loc);
+	why = target ? http_url_supplied_check(x->origin ? x->origin : x->url, target,
+	                                       (const char *const *)x->allow_hosts) :
+	               xstrdup("it does not parse");
+	if (why) {
+		free(x->refused);
+		x->refused = xasprintf("redirect to %s refused: %s", target ? target : loc, why);
+		free(why);
+	}
+	free(target);
+	free(loc);
+	return x->refused == NULL;
+}
+
 /* Keeps the headers of the final response: a status line starts afresh. */
 static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 {
@@ -215,7 +248,9 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	if (len == 0)
 		return n;
 	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		const char *sp = memchr(p, ' ', len);
 		xfer_clear_headers(x);
+		x->hstatus = sp ? strtol(sp + 1, NULL, 10) : 0;
 		return n;
 	}
 	if ((p[0] == ' ' || p[0] == '\t') && x->n_rh > 0) {
@@ -241,6 +276,9 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	end = p + len;
 	while (v < end && is_space(*v))
 		v++;
+	if (x->hstatus >= 300 && x->hstatus <= 399 && x->hstatus != 304 &&
+	    nl == 8 && strncasecmp(p, "Location", 8) == 0 && !http_redirect_ok(x, v, end))
+		return 0;       /* aborts the transfer: the redirect is not followed */
 	xgrow(&x->rh, &x->cap_rh, x->n_rh + 1, sizeof(*x->rh));
 	x->rh[x->n_rh].name = xstrndup(p, nl);
 	x->rh[x->n_rh].value = xstrndup(v, (size_t)(end - v));
@@ -354,6 +392,10 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 	double ct = 0, cto, to;
 
 	*out = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+	if (x->refused) {
+		*out = x->refused;
+		return HTTP_ERR_REFUSED;
+	}
 	if (x->too_big) {
 		fmt_bytes(x->max_body, a, sizeof(a));
 		snprintf(msg, sz, "response body exceeds %s (max_body)", a);
@@ -691,6 +733,15 @@ struct http_xfer *http_submit(struct http *h, const struct http_request *req,
 	x->connect_timeout = req->connect_timeout;
 	x->max_body = req->max_body;
 	x->tls_verify = req->tls_verify;
+	x->origin = req->origin ? xstrdup(req->origin) : NULL;
+	if (req->allow_hosts) {
+		size_t n = 0, i;
+		while (req->allow_hosts[n])
+			n++;
+		x->allow_hosts = xcalloc(n + 1, sizeof(*x->allow_hosts));
+		for (i = 0; i < n; i++)
+			x->allow_hosts[i] = xstrdup(req->allow_hosts[i]);
+	}
 	x->done = done;
 	x->arg = arg;
 	buf_init(&x->resp);
@@ -860,6 +911,102 @@ char *http_url_set_param(const char *url, const char *name, const char *value)
 	buf_free(&q);
 	curl_url_cleanup(u);
 	return r;
+}
+
+/* Scheme, host (lowercased) and port (the scheme's default when absent)
+ * of url into malloc'd strings (host and port NULL for file://). Returns 0,
+ * or -1 when url does not parse. */
+static int url_parts(const char *url, char **scheme, char **host, char **port)
+{
+	CURLU *u = curl_url();
+	char *s = NULL, *h = NULL, *p = NULL, *c;
+	int rc = -1;
+
+	*scheme = *host = *port = NULL;
+	if (!u)
+		return -1;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &s, 0) != CURLUE_OK)
+		goto fail;
+	*scheme = xstrdup(s);
+	for (c = *scheme; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	if (curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && h && *h) {
+		*host = xstrdup(h);
+		for (c = *host; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		if (curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK && p)
+			*port = xstrdup(p);
+	}
+	rc = 0;
+fail:
+	curl_free(s);
+	curl_free(h);
+	curl_free(p);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* Does the allow_hosts entry a match host (and port)? */
+static bool host_listed(const char *a, const char *host, const char *port)
+{
+	const char *colon = strrchr(a, ':');
+	size_t hl = strlen(host), al;
+
+	if (strcmp(a, "*") == 0)
+		return true;
+	if (colon && !strchr(colon, ']')) {
+		/* "host:port" */
+		al = (size_t)(colon - a);
+		if (!port || strcmp(colon + 1, port) != 0)
+			return false;
+	} else {
+		al = strlen(a);
+	}
+	if (al > 2 && a[0] == '*' && a[1] == '.')
+		return hl > al - 1 && strncasecmp(host + hl - (al - 1), a + 1, al - 1) == 0;
+	return al == hl && strncasecmp(a, host, al) == 0;
+}
+
+char *http_url_supplied_check(const char *origin, const char *url,
+                              const char *const *allow_hosts)
+{
+	char *os = NULL, *oh = NULL, *op = NULL, *s = NULL, *h = NULL, *p = NULL;
+	char *why = NULL;
+	size_t i;
+
+	if (url_parts(url, &s, &h, &p) != 0) {
+		why = xstrdup("it does not parse");
+		goto out;
+	}
+	if (url_parts(origin, &os, &oh, &op) != 0) {
+		why = xstrdup("the URL it came from does not parse");
+		goto out;
+	}
+	if (strcmp(s, os) != 0 && !(strcmp(os, "http") == 0 && strcmp(s, "https") == 0)) {
+		why = xasprintf("another scheme (%s://) than the stage's %s://", s, os);
+		goto out;
+	}
+	if (!h || !oh)
+		goto out;              /* file:// from file:// */
+	if (strcmp(h, oh) == 0 && (strcmp(s, os) != 0 || (p && op && strcmp(p, op) == 0)))
+		goto out;              /* same host (and port, or an upgrade to https) */
+	for (i = 0; allow_hosts && allow_hosts[i]; i++)
+		if (host_listed(allow_hosts[i], h, p))
+			goto out;
+	why = xasprintf("another host (%s%s%s) than the stage's (%s%s%s), not listed in "
+	                "allow_hosts", h, p ? ":" : "", p ? p : "", oh, op ? ":" : "",
+	                op ? op : "");
+out:
+	free(os);
+	free(oh);
+	free(op);
+	free(s);
+	free(h);
+	free(p);
+	return why;
 }
 
 /* Link: <https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"

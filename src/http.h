@@ -29,6 +29,11 @@ struct http_request {
 	double connect_timeout;        /* seconds; 0 = libcurl default */
 	long long max_body;            /* bytes; a larger body fails the transfer; 0 = no limit */
 	bool tls_verify;
+	/* Redirects are followed only where http_url_supplied_check allows,
+	 * from origin (NULL = url) with allow_hosts (NULL-terminated; may be
+	 * NULL); a refused one fails the transfer with HTTP_ERR_REFUSED. */
+	const char *origin;
+	const char *const *allow_hosts;
 };
 
 enum http_error {
@@ -37,6 +42,7 @@ enum http_error {
 	HTTP_ERR_TIMEOUT,              /* per-attempt or connect timeout fired */
 	HTTP_ERR_TOO_BIG,              /* body exceeded max_body */
 	HTTP_ERR_CANCELLED,            /* http_cancel_all / http_destroy */
+	HTTP_ERR_REFUSED,              /* a redirect to a URL that may not be followed */
 	HTTP_ERR_OTHER                 /* anything else libcurl reports (reset, TLS, ...) */
 };
 
@@ -91,6 +97,17 @@ char *http_url_host(const char *url);
 /* url with query parameter name set to value (replacing every existing
  * name=..., else appended). Malloc'd, or NULL when url does not parse. */
 char *http_url_set_param(const char *url, const char *name, const char *value);
+/*
+ * May a URL that a server supplied (a redirect's Location, a next page) be
+ * followed by a job that started from origin? Only with origin's scheme
+ * (or https from http), never to file:// or another scheme, and only to
+ * origin's host and port unless allow_hosts (NULL-terminated, may be NULL)
+ * lists the host: "host" (any port), "host:port", "*.domain" (its
+ * subdomains) or "*" (any host). Returns NULL when it may, else a
+ * malloc'd reason ("another host (h:p), not listed in allow_hosts").
+ */
+char *http_url_supplied_check(const char *origin, const char *url,
+                              const char *const *allow_hosts);
 /* The target of rel="next" in a Link header value, malloc'd, or NULL. */
 char *http_link_next(const char *link);
 

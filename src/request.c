@@ -43,6 +43,8 @@ struct request {
 	char *stage, *method, *url, *body;
 	size_t body_len;
 	char **headers;                /* NULL-terminated */
+	char *origin;
+	char **allow_hosts;            /* NULL-terminated, or NULL */
 	struct http_request hreq;
 	struct retry_policy retry;
 	struct expr *when;
@@ -214,6 +216,10 @@ static void request_free(struct request *r)
 	for (i = 0; r->headers && r->headers[i]; i++)
 		free(r->headers[i]);
 	free(r->headers);
+	for (i = 0; r->allow_hosts && r->allow_hosts[i]; i++)
+		free(r->allow_hosts[i]);
+	free(r->allow_hosts);
+	free(r->origin);
 	free(r->stage);
 	free(r->method);
 	free(r->url);
@@ -416,6 +422,7 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 	case HTTP_ERR_TIMEOUT: *msg = xstrdup(res->error_msg); return ATTEMPT_TIMEOUT;
 	case HTTP_ERR_TOO_BIG: *msg = xstrdup(res->error_msg); return ATTEMPT_FATAL;
 	case HTTP_ERR_CANCELLED: *msg = xstrdup("cancelled"); return ATTEMPT_FATAL;
+	case HTTP_ERR_REFUSED: *msg = xstrdup(res->error_msg); return ATTEMPT_FATAL;
 	case HTTP_ERR_OTHER: *msg = xstrdup(res->error_msg); return ATTEMPT_NETWORK;
 	}
 	if (res->status != 0 && (res->status < 200 || res->status > 299)) {
@@ -717,6 +724,17 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	r->hreq.connect_timeout = spec->connect_timeout;
 	r->hreq.max_body = spec->max_body;
 	r->hreq.tls_verify = spec->tls_verify;
+	r->origin = xstrdup(spec->origin ? spec->origin : r->url);
+	r->hreq.origin = r->origin;
+	if (spec->allow_hosts) {
+		n = 0;
+		while (spec->allow_hosts[n])
+			n++;
+		r->allow_hosts = xcalloc(n + 1, sizeof(*r->allow_hosts));
+		for (i = 0; i < n; i++)
+			r->allow_hosts[i] = xstrdup(spec->allow_hosts[i]);
+		r->hreq.allow_hosts = (const char *const *)r->allow_hosts;
+	}
 	if (spec->pool) {
 		r->pool = pool_get(rq, spec->pool);
 	} else {

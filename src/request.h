@@ -39,6 +39,10 @@ struct request_spec {
 	bool idempotent;               /* POST/PATCH retried (with Idempotency-Key) */
 	bool send_key;                 /* send Idempotency-Key whatever the method */
 	const char *pool;              /* hosts: entry; NULL = the URL's host */
+	const char *origin;            /* URL the job started from (redirects are
+	                                  checked against it); NULL = url */
+	const char *const *allow_hosts;/* other hosts a redirect may go to
+	                                  (NULL-terminated; may be NULL) */
 	void *owner;                   /* for request_cancel_owner (e.g. the stage) */
 	int *waiting;                  /* incremented while in backoff; may be NULL */
 	void (*on_wait)(void *arg);    /* called when the request starts waiting */

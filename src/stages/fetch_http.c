@@ -32,6 +32,8 @@ struct job {
 	struct stage *st;
 	json_t *input;                 /* fan-out: the input record; NULL for a source */
 	char *url;                     /* of the current page */
+	char *origin;                  /* the URL the job started from: next pages
+	                                  and redirects are checked against it */
 	char **headers;                /* rendered "Name: value", NULL-terminated */
 	char *body;
 	size_t body_len;
@@ -61,6 +63,7 @@ struct fetch_http {
 	struct expr *page_next, *page_stop;
 	struct retry_policy retry;
 	struct expr *when;
+	char **allow_hosts;            /* NULL-terminated copy of allow_hosts */
 	struct request_spec rs;        /* shared settings */
 	size_t next_url;               /* source: next URL template to start */
 	struct job *pend_head, *pend_tail; /* fan-out: jobs not started yet */
@@ -178,6 +181,10 @@ static int fh_create(struct stage *st, char **err)
 	c->rs.send_key = c->sink;
 	c->rs.pool = f->pool.s;
 	c->rs.waiting = &c->waiting;
+	c->allow_hosts = xcalloc(f->n_allow_hosts + 1, sizeof(*c->allow_hosts));
+	for (i = 0; i < f->n_allow_hosts; i++)
+		c->allow_hosts[i] = xstrdup(f->allow_hosts[i].s);
+	c->rs.allow_hosts = (const char *const *)c->allow_hosts;
 	return 0;
 }
 
@@ -212,6 +219,7 @@ static void job_free(struct job *j)
 		j->all_next->all_prev = j->all_prev;
 	json_decref(j->input);
 	free(j->url);
+	free(j->origin);
 	for (i = 0; j->headers && j->headers[i]; i++)
 		free(j->headers[i]);
 	free(j->headers);
@@ -299,6 +307,7 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 		}
 		if (fspec(st)->paginate.kind == PAGE_COUNTER)
 			replay_counter(st, j);
+		j->origin = xstrdup(j->url);
 		return 0;              /* pages continue from the stored URL */
 	} else if (c->body_t) {
 		if (!(j->body = expr_render(c->body_t, j->input, &msg)))
@@ -327,6 +336,7 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 		free(j->url);
 		j->url = u;
 	}
+	j->origin = xstrdup(j->url);
 	return 0;
 fail:
 	*err = xasprintf("cannot render the request: %s", msg);
@@ -349,6 +359,7 @@ static void job_send(struct job *j)
 	struct request_spec rs = c->rs;
 
 	rs.url = j->url;
+	rs.origin = j->origin;
 	rs.headers = (const char *const *)j->headers;
 	rs.body = j->body;
 	rs.body_len = j->body_len;
@@ -418,9 +429,30 @@ out:
 	return rc;
 }
 
-/* Next page URL for job j after a response (doc may be NULL), or NULL. */
+static char *next_page_url(struct stage *st, struct job *j, const struct http_result *res,
+                           json_t *doc, char **err);
+
+/* Next page URL for job j after a response (doc may be NULL), or NULL
+ * (with *err set when the pagination cannot go on). A URL the server
+ * supplied must keep to the job's scheme and host (or allow_hosts). */
 static char *next_page(struct stage *st, struct job *j, const struct http_result *res,
                        json_t *doc, char **err)
+{
+	struct fetch_http *c = st->ctx;
+	char *next = next_page_url(st, j, res, doc, err), *why;
+
+	if (next && (why = http_url_supplied_check(j->origin, next,
+	                                           (const char *const *)c->allow_hosts))) {
+		*err = xasprintf("%s: next page %s refused: %s", j->url, next, why);
+		free(why);
+		free(next);
+		next = NULL;
+	}
+	return next;
+}
+
+static char *next_page_url(struct stage *st, struct job *j, const struct http_result *res,
+                           json_t *doc, char **err)
 {
 	struct fetch_http *c = st->ctx;
 	const struct paginate_spec *pg = &fspec(st)->paginate;
@@ -763,6 +795,9 @@ static void fh_destroy(struct stage *st)
 	expr_free(c->page_next);
 	expr_free(c->page_stop);
 	expr_free(c->when);
+	for (i = 0; c->allow_hosts && c->allow_hosts[i]; i++)
+		free(c->allow_hosts[i]);
+	free(c->allow_hosts);
 	free(c->method);
 	free(c);
 	st->ctx = NULL;

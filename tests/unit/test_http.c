@@ -375,8 +375,28 @@ static void test_redirect(struct http *h)
 	u = murl("/status/302?location=file:///etc/hostname");
 	r.url = u;
 	fetch(h, &r, &g);
-	is_int(g.err, HTTP_ERR_OTHER, "redirect to file:// is refused");
+	is_int(g.err, HTTP_ERR_REFUSED, "redirect to file:// is refused");
+	ok(g.msg && strstr(g.msg, "redirect to file:///etc/hostname refused: another scheme"),
+	   "redirect to file://: the message names the URL and why");
 	got_free(&g);
+	free(u);
+
+	/* Another host (localhost is not 127.0.0.1) only with allow_hosts. */
+	u = xasprintf("http://127.0.0.1:%d/status/302?location=http://localhost:%d/json/7",
+	              mock_port, mock_port);
+	r.url = u;
+	fetch(h, &r, &g);
+	is_int(g.err, HTTP_ERR_REFUSED, "redirect to another host is refused");
+	got_free(&g);
+	{
+		const char *const allow[] = { "localhost", NULL };
+		r.allow_hosts = allow;
+		fetch(h, &r, &g);
+		is_int(g.err, HTTP_OK, "redirect to a host in allow_hosts is followed");
+		is_int(g.status, 200, "redirect to a host in allow_hosts: status 200");
+		got_free(&g);
+		r.allow_hosts = NULL;
+	}
 	free(u);
 }
 
@@ -860,6 +880,56 @@ static void test_url_helpers(void)
 	s = http_link_next("garbage");
 	ok(s == NULL, "a malformed Link gives NULL");
 	free(s);
+	{
+		const char *const allow[] = { "cdn.example.com", "b.example:8443", "*.img.example",
+		                              NULL };
+		const char *const any[] = { "*", NULL };
+		const char *o = "http://API.example.com/v1/items";
+		ok(!(s = http_url_supplied_check(o, "http://api.example.com:80/v1?p=2", NULL)),
+		   "supplied: same host, default port spelled out");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "https://api.example.com/v1?p=2", NULL)),
+		   "supplied: http to https on the same host");
+		free(s);
+		s = http_url_supplied_check("https://api.example.com/", "http://api.example.com/", NULL);
+		ok(s && strstr(s, "another scheme (http://)"), "supplied: https to http is refused");
+		free(s);
+		s = http_url_supplied_check(o, "file:///etc/passwd", any);
+		is_str(s, "another scheme (file://) than the stage's http://",
+		       "supplied: file:// is refused even with allow_hosts *");
+		free(s);
+		s = http_url_supplied_check(o, "http://api.example.com:8080/", NULL);
+		is_str(s, "another host (api.example.com:8080) than the stage's (api.example.com:80), "
+		       "not listed in allow_hosts", "supplied: another port is another host");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "http://CDN.example.com:9000/x", allow)),
+		   "supplied: a listed host, any port");
+		free(s);
+		s = http_url_supplied_check(o, "http://b.example:80/x", allow);
+		ok(s != NULL, "supplied: host:port lists that port only");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "https://b.example:8443/x", allow)),
+		   "supplied: host:port");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "http://a.img.example/x", allow)),
+		   "supplied: *.domain matches a subdomain");
+		free(s);
+		s = http_url_supplied_check(o, "http://img.example/x", allow);
+		ok(s != NULL, "supplied: *.domain does not match the domain itself");
+		free(s);
+		s = http_url_supplied_check(o, "http://evilimg.example/x", allow);
+		ok(s != NULL, "supplied: *.domain does not match a suffix that is not a label");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "http://elsewhere.example/x", any)),
+		   "supplied: * allows any host");
+		free(s);
+		ok(!(s = http_url_supplied_check("file:///data/p1.json", "file:///data/p2.json",
+		                                 NULL)), "supplied: file:// from a local file");
+		free(s);
+		s = http_url_supplied_check(o, "gopher://api.example.com/", NULL);
+		ok(s != NULL, "supplied: another scheme is refused");
+		free(s);
+	}
 }
 
 int main(void)

@@ -1,0 +1,166 @@
+#!/bin/sh
+# End to end against tests/mockapi: a server that misbehaves on purpose.
+# URLs it supplies (next pages, Link headers, redirects) keep to the stage's
+# scheme and host (or allow_hosts); bodies that are not JSON are a failure
+# class of their own (invalid_body) that retries can name; a pagination that
+# stops on an error never succeeds quietly; timeouts name the phase; large
+# bodies stay out of the journal and are fetched again on resume.
+. "$TOP_SRCDIR/tests/lib.sh"
+cd "$T_TMP" || exit 1
+start_mockapi
+PY=/usr/bin/python3
+
+# case_dir NAME: a fresh directory per case, so each has its own state database.
+case_dir() {
+	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
+}
+
+# run_pl FILE [ARGS]: runs the pipeline; RC is its exit status, ERR its stderr.
+run_pl() {
+	ERR="$T_TMP/err.$T_N"
+	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
+	RC=$?
+}
+
+stq() { sq .pipectl/state.db "$@"; }
+LAST='(SELECT max(id) FROM runs)'
+
+# mark: later log queries see only requests logged after this point.
+mark() { MARK=$(wc -l <"$MOCK_LOG"); }
+# logcount REGEX: requests since the mark whose "host path?query" matches.
+logcount() {
+	$PY - "$MOCK_LOG" "$MARK" "$1" <<'PY'
+import json, re, sys
+rows = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()[int(sys.argv[2]):]]
+print(sum(1 for d in rows
+          if re.search(sys.argv[3], d["headers"].get("host", "") + " " + d["path"] +
+                       ("?" + d["query"] if d["query"] else ""))))
+PY
+}
+
+# A local file a hostile server would like to read: it must never become
+# records, nor reach the journal.
+cat >"$T_TMP/secret.json" <<'JSON'
+{"items": [{"id": "LOCAL-SECRET-7d1c"}], "next": null}
+JSON
+SECRET_URL="file://$T_TMP/secret.json"
+
+# page_pl FILE URL PAGINATE [EXTRA-FETCH-LINE]: a paginated source into out.jsonl.
+page_pl() {
+	cat >"$1" <<YAML
+pipeline: hostile
+stages:
+  s:
+    fetch:
+      url: "$2"
+      records: '.items[]'
+      paginate: $3
+${4:+      $4}
+  out:
+    needs: s
+    load:
+      file: {path: out.jsonl}
+YAML
+}
+
+# =====================================================================
+# 1. URLs a server supplies.
+case_dir next_file
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=10&jump=$SECRET_URL" "{next: '.next'}"
+run_pl p.yaml
+is "$RC" 1 "next: file:// from a server: exit 1"
+grep -q "stage s failed: .*next page $SECRET_URL refused: another scheme (file://)" "$ERR"
+ok $? "next: file:// from a server: the error names the stage and the URL"
+is "$(cat out.jsonl 2>/dev/null | grep -c LOCAL-SECRET)" 0 "next: file:// from a server: the file does not become records"
+is "$(stq "SELECT count(*) FROM journal WHERE CAST(body AS TEXT) LIKE '%LOCAL-SECRET%'")" 0 \
+	"next: file:// from a server: the file is not in the journal"
+
+case_dir link_file
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=10&link=1&jump=$SECRET_URL" "{link: true}"
+run_pl p.yaml
+is "$RC" 1 "Link: file:// from a server: exit 1"
+grep -q "stage s failed: .*next page $SECRET_URL refused" "$ERR"
+ok $? "Link: file:// from a server: the error names the stage and the URL"
+is "$(stq "SELECT count(*) FROM journal WHERE CAST(body AS TEXT) LIKE '%LOCAL-SECRET%'")" 0 \
+	"Link: file:// from a server: the file is not in the journal"
+
+# Another host (localhost is not 127.0.0.1) unless allow_hosts lists it.
+OTHER="http://localhost:$MOCK_PORT/pages?page=1%26per=5%26total=5"
+case_dir next_host
+mark
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=10&jump=$OTHER" "{next: '.next'}"
+run_pl p.yaml
+is "$RC" 1 "next: another host: exit 1"
+grep -q "stage s failed: .*next page http://localhost:$MOCK_PORT/pages?page=1&per=5&total=5 refused: another host (localhost:$MOCK_PORT)" "$ERR"
+ok $? "next: another host: the error names the stage, the URL and the host"
+is "$(logcount '^localhost:')" 0 "next: another host: no request goes there"
+mark
+page_pl q.yaml "$MOCK_URL/pages?page=1&per=10&total=10&jump=$OTHER" "{next: '.next'}" \
+	"allow_hosts: [localhost]"
+run_pl q.yaml
+is "$RC:$(wc -l <out.jsonl)" "0:15" "next: a host in allow_hosts is followed (10 + 5 records)"
+page_pl r.yaml "$MOCK_URL/pages?page=1&per=10&total=10&link=1&jump=$OTHER" "{link: true}" \
+	"allow_hosts: ['*']"
+rm -f out.jsonl
+run_pl r.yaml
+is "$RC:$(wc -l <out.jsonl)" "0:15" "Link: allow_hosts '*' follows any host"
+page_pl s.yaml "$MOCK_URL/pages?page=1&per=10&total=10&jump=$SECRET_URL" "{next: '.next'}" \
+	"allow_hosts: ['*']"
+run_pl s.yaml
+is "$RC" 1 "next: allow_hosts '*' still refuses file://"
+
+# Redirects: another host is refused (file:// already was, by libcurl).
+case_dir redirect
+cat >p.yaml <<YAML
+pipeline: redirect
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/status/302?location=http://localhost:$MOCK_PORT/json/42"
+  out:
+    needs: s
+    load:
+      file: {path: out.jsonl}
+YAML
+mark
+run_pl p.yaml
+is "$RC" 1 "redirect to another host: exit 1"
+grep -q "stage s failed: .*redirect to http://localhost:$MOCK_PORT/json/42 refused: another host" "$ERR"
+ok $? "redirect to another host: the error names the stage and the URL"
+is "$(logcount ' /json/42')" 0 "redirect to another host: not followed"
+sed 's|^      url: .*|&\n      allow_hosts: localhost|' p.yaml >q.yaml
+mark
+run_pl q.yaml
+is "$RC:$(cat out.jsonl)" '0:{"id":42,"name":"item-42","price":19.99,"qty":3,"tags":["a","b"]}' \
+	"redirect to a host in allow_hosts is followed"
+cat >r.yaml <<YAML
+pipeline: redirect
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/status/307?location=/json/43"
+  out:
+    needs: s
+    load:
+      file: {path: out.jsonl}
+YAML
+run_pl r.yaml
+is "$RC:$(cat out.jsonl)" '0:{"id":43,"name":"item-43","price":19.99,"qty":3,"tags":["a","b"]}' \
+	"redirect on the same host is followed"
+
+# A bad allow_hosts entry is a config error with its position.
+case_dir allow_bad
+cat >p.yaml <<YAML
+pipeline: allow_bad
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/json/1"
+      allow_hosts: [ok.example, "https://x.example/"]
+YAML
+"$PIPECTL" validate p.yaml >/dev/null 2>"$T_TMP/err.v"
+is "$?:$(head -1 "$T_TMP/err.v")" \
+	'2:p.yaml:6:33: invalid host "https://x.example/" in "allow_hosts": expected a host name, host:port, *.domain or *' \
+	"allow_hosts: a URL is a config error at its position"
+
+done_testing
