@@ -1076,9 +1076,12 @@ static const char *const retry_keys[] = {
 /* in the order of enum backoff_kind, enum jitter_kind */
 static const char *const backoffs[] = { "constant", "linear", "exponential", NULL };
 static const char *const jitters[] = { "none", "full", "equal", NULL };
-static const char *const retry_words[] = { "connect", "timeout", "network", "5xx", "4xx", NULL };
+static const char *const retry_words[] = {
+	"connect", "timeout", "network", "5xx", "4xx", "invalid_body", NULL
+};
 static const unsigned retry_bits[] = {
-	RETRY_ON_CONNECT, RETRY_ON_TIMEOUT, RETRY_ON_NETWORK, RETRY_ON_5XX, RETRY_ON_4XX
+	RETRY_ON_CONNECT, RETRY_ON_TIMEOUT, RETRY_ON_NETWORK, RETRY_ON_5XX, RETRY_ON_4XX,
+	RETRY_ON_INVALID_BODY
 };
 /* in the order of enum on_error, from ON_ERROR_FAIL */
 static const char *const on_errors[] = { "fail", "skip", "dlq", "pass", NULL };
@@ -1124,7 +1127,8 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 		if (!is_int_text(w)) {
 			const char *sug = suggest(w, retry_words, ARRAY_LEN(retry_bits));
 			diags_add(c->d, v[i].pos, "invalid retry condition \"%s\" in \"on\": expected "
-			          "connect, timeout, network, 5xx, 4xx or an HTTP status code%s%s%s",
+			          "connect, timeout, network, invalid_body, 5xx, 4xx or an HTTP status "
+			          "code%s%s%s",
 			          w, sug ? " (did you mean \"" : "", sug ? sug : "", sug ? "\"?)" : "");
 			continue;
 		}

@@ -22,6 +22,7 @@ enum {
 	RETRY_ON_5XX = 1 << 2,
 	RETRY_ON_4XX = 1 << 3,
 	RETRY_ON_NETWORK = 1 << 4,     /* other transport errors: reset, closed mid-body */
+	RETRY_ON_INVALID_BODY = 1 << 5,/* a 2xx whose body does not parse (format json/jsonl) */
 };
 
 struct retry_policy {
@@ -36,7 +37,7 @@ struct retry_policy {
 };
 
 /* The defaults: attempts 1 (no retries), exponential, 250ms initial, 30s max,
- * full jitter, on connect|timeout|network|5xx|429. */
+ * full jitter, on connect|timeout|network|invalid_body|5xx|429. */
 void retry_policy_default(struct retry_policy *p);
 
 /* Outcome of one attempt, as the retry logic sees it. */
@@ -47,6 +48,7 @@ enum attempt_class {
 	ATTEMPT_NETWORK,
 	ATTEMPT_HTTP,                  /* a non-2xx status: see status */
 	ATTEMPT_PREDICATE,             /* 2xx but the user's retry predicate matched */
+	ATTEMPT_INVALID_BODY,          /* 2xx but the body is not the format expected */
 	ATTEMPT_FATAL,                 /* never retried (e.g. body too big) */
 };
 

@@ -48,6 +48,8 @@ struct request {
 	struct http_request hreq;
 	struct retry_policy retry;
 	struct expr *when;
+	enum request_body body_format;
+	json_t *doc;                   /* the last attempt's parsed body */
 	bool retry_unsafe_ok;          /* may retry this method */
 	int *waiting;
 	void (*on_wait)(void *arg);
@@ -225,6 +227,7 @@ static void request_free(struct request *r)
 	free(r->url);
 	free(r->body);
 	json_decref(r->history);
+	json_decref(r->doc);
 	journal_entry_free(&r->jentry);
 	free(r);
 }
@@ -397,6 +400,7 @@ static void finish(struct request *r, bool ok, const char *error,
 		out.history = r->history;
 		out.fingerprint = r->fingerprint;
 		out.url = r->url;
+		out.doc = ok ? r->doc : NULL;
 		r->done(r->arg, &out);
 	}
 	request_free(r);
@@ -409,6 +413,45 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (r->waiting)
 		(*r->waiting)--;
 	admit(r);
+}
+
+/* Checks a 2xx body against r->body_format: JSON is parsed into r->doc,
+ * every line of JSON lines is parsed and dropped. Returns 0, or -1 with
+ * *msg (malloc'd) saying where the body stops being valid. */
+static int check_body(struct request *r, const struct http_result *res, char **msg)
+{
+	json_error_t jerr;
+	const char *p = res->body, *end = res->body + res->body_len;
+	long line = 1;
+
+	if (r->body_format == REQUEST_BODY_ANY ||
+	    (strcmp(r->method, "HEAD") == 0 && res->body_len == 0))
+		return 0;
+	if (r->body_format == REQUEST_BODY_JSON) {
+		r->doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+		                    &jerr);
+		if (r->doc)
+			return 0;
+		*msg = xasprintf("invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+		                 jerr.text);
+		return -1;
+	}
+	for (; p < end; line++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end, *q;
+		for (q = p; q < e && (*q == ' ' || *q == '\t' || *q == '\r'); q++)
+			;
+		if (q < e) {
+			json_t *doc = json_loadb(p, (size_t)(e - p), JSON_DECODE_ANY | JSON_ALLOW_NUL,
+			                         &jerr);
+			if (!doc) {
+				*msg = xasprintf("line %ld: invalid JSON: %s", line, jerr.text);
+				return -1;
+			}
+			json_decref(doc);
+		}
+		p = nl ? nl + 1 : end;
+	}
+	return 0;
 }
 
 /* Classifies a finished attempt. *status is the HTTP status (0 if none). */
@@ -434,8 +477,13 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 		                 n ? ": " : "", n, res->body);
 		return ATTEMPT_HTTP;
 	}
+	json_decref(r->doc);
+	r->doc = NULL;
+	if (check_body(r, res, msg) != 0)
+		return ATTEMPT_INVALID_BODY;
 	if (r->when) {
-		json_t *doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL), *v;
+		json_t *doc = r->doc ? json_incref(r->doc) :
+		              json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL), *v;
 		char *err = NULL;
 		bool hit = false;
 		if (doc) {
@@ -550,8 +598,7 @@ static void on_http_done(void *arg, const struct http_result *res)
 	if (r->cancelled) {
 		/* Nobody waits for it any more, but the server did the work: keep
 		 * the answer so a resume does not ask (or deliver) again. */
-		if (res->error == HTTP_OK && (res->status == 0 ||
-		    (res->status >= 200 && res->status <= 299)))
+		if (c == ATTEMPT_OK)
 			journal_add(r, res);
 		free(msg);
 		request_free(r);
@@ -653,7 +700,20 @@ static void journal_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		res.n_headers = n;
 		res.url = r->url;
 		r->attempt = 0;
-		finish(r, true, NULL, &res);
+		{
+			/* A body journaled before it was checked (an older pipectl)
+			 * fails like the answer it was. */
+			char *msg = NULL;
+			if (check_body(r, &res, &msg) != 0) {
+				char *final = xasprintf("%s %s: %s (from the journal)", r->method,
+				                        r->url, msg);
+				finish(r, false, final, &res);
+				free(final);
+				free(msg);
+			} else {
+				finish(r, true, NULL, &res);
+			}
+		}
 		free(hs);
 		json_decref(h);
 	}
@@ -708,6 +768,7 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	if (r->retry.attempts < 1)
 		r->retry.attempts = 1;
 	r->when = spec->when;
+	r->body_format = spec->body_format;
 	r->retry_unsafe_ok = spec->idempotent || method_is_idempotent(r->method);
 	r->waiting = spec->waiting;
 	r->on_wait = spec->on_wait;

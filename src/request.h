@@ -24,6 +24,14 @@
 struct requester;
 struct request;
 
+/* What a 2xx body must be; one that is not fails the attempt as
+ * ATTEMPT_INVALID_BODY (retry.on: invalid_body). */
+enum request_body {
+	REQUEST_BODY_ANY = 0,          /* not looked at (an http load's answers) */
+	REQUEST_BODY_JSON,             /* one JSON document (parsed once: result.doc) */
+	REQUEST_BODY_JSONL             /* JSON lines (every line checked) */
+};
+
 struct request_spec {
 	const char *stage;             /* for records and messages */
 	const char *method;            /* NULL = GET */
@@ -36,6 +44,7 @@ struct request_spec {
 	bool tls_verify;
 	const struct retry_policy *retry;   /* NULL = a single attempt */
 	struct expr *when;             /* retry a 2xx when true on the body; may be NULL */
+	enum request_body body_format; /* checked on every 2xx (not for HEAD) */
 	bool idempotent;               /* POST/PATCH retried (with Idempotency-Key) */
 	bool send_key;                 /* send Idempotency-Key whatever the method */
 	const char *pool;              /* hosts: entry; NULL = the URL's host */
@@ -56,6 +65,8 @@ struct request_result {
 	const json_t *history;         /* array of {attempt, status, error, duration, wait} */
 	const char *fingerprint;
 	const char *url;
+	const json_t *doc;             /* body_format JSON and ok: the parsed body
+	                                  (borrowed; json_incref to keep it) */
 };
 
 typedef void (*request_done_fn)(void *arg, const struct request_result *r);

@@ -38,6 +38,7 @@ struct job {
 	char *body;
 	size_t body_len;
 	int page;                      /* pages fetched so far */
+	int emitted;                   /* pages whose records went on */
 	long long counter;             /* paginate param value of the current page */
 	struct job *next;              /* pending FIFO */
 	struct job *all_prev, *all_next;   /* every live job of the stage */
@@ -177,6 +178,10 @@ static int fh_create(struct stage *st, char **err)
 	c->rs.tls_verify = f->tls_verify != 0;
 	c->rs.retry = &c->retry;
 	c->rs.when = c->when;
+	/* A body that does not parse fails the attempt (invalid_body), so it
+	 * can be retried before any of its records went on. */
+	c->rs.body_format = c->sink ? REQUEST_BODY_ANY :
+	                    f->format == FMT_JSONL ? REQUEST_BODY_JSONL : REQUEST_BODY_JSON;
 	c->rs.idempotent = f->idempotent > 0;
 	c->rs.send_key = c->sink;
 	c->rs.pool = f->pool.s;
@@ -518,6 +523,15 @@ static void job_failed(struct job *j, const char *error, const json_t *history)
 	struct stage *st = j->st;
 	struct fetch_http *c = st->ctx;
 
+	if (j->emitted > 0 && fspec(st)->paginate.kind != PAGE_NONE &&
+	    engine_on_error(st) == ON_ERROR_SKIP) {
+		/* The pages after this one cannot be fetched: skipping it would
+		 * pass part of the pages off as all of them. */
+		engine_stage_fail(st, "%s (page %d of a pagination: on_error: skip does not skip "
+		                  "the rest of a pagination; on_error: dlq keeps the page for "
+		                  "dlq replay)", error, j->emitted + 1);
+		return;
+	}
 	if (c->fanout && engine_on_error(st) == ON_ERROR_PASS) {
 		json_t *rec = json_is_object(j->input) ? json_deep_copy(j->input) : json_object();
 		json_t *errs = json_object_get(rec, "_errors");
@@ -575,7 +589,8 @@ static void fh_done(void *arg, const struct request_result *r)
 		docs = 0;
 	} else if (fmt == FMT_JSON) {
 		json_error_t jerr;
-		doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+		doc = r->doc ? json_incref((json_t *)r->doc) :
+		      json_loadb(res->body, res->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 		if (!doc) {
 			err = xasprintf("%s: invalid JSON at line %d, column %d: %s", j->url,
 			                jerr.line, jerr.column, jerr.text);
@@ -599,6 +614,7 @@ static void fh_done(void *arg, const struct request_result *r)
 	}
 	if (!c->fanout)                /* fan-out: the engine counted the input records */
 		st->stats.records_in += docs;
+	j->emitted++;
 	next = next_page(st, j, res, doc, &err);
 	json_decref(doc);
 	if (err) {

@@ -163,4 +163,67 @@ is "$?:$(head -1 "$T_TMP/err.v")" \
 	'2:p.yaml:6:33: invalid host "https://x.example/" in "allow_hosts": expected a host name, host:port, *.domain or *' \
 	"allow_hosts: a URL is a config error at its position"
 
+# =====================================================================
+# 2. A 2xx body that is not JSON: the invalid_body failure class.
+case_dir invalid_body
+mark
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=35&invalid=3" "{next: '.next'}" \
+	"retry: {attempts: 3, initial: 10ms, jitter: none}"
+run_pl p.yaml
+is "$RC:$(wc -l <out.jsonl)" "0:35" "invalid body on page 3, retried (default on): all 35 records"
+is "$(logcount 'page=3&')" 2 "invalid body on page 3: page 3 asked for twice"
+is "$(stq "SELECT group_concat(coalesce(error, 'ok'), ' | ') FROM (SELECT error FROM attempts
+	WHERE run_id = $LAST AND url LIKE '%page=3&%' ORDER BY attempt)" | sed 's/ at line.*|/ |/')" \
+	"invalid JSON | ok" \
+	"invalid body on page 3: the attempts are recorded (invalid JSON, then ok)"
+mark
+page_pl q.yaml "$MOCK_URL/pages?page=1&per=10&total=36&invalid=2" "{next: '.next'}" \
+	"retry: {attempts: 3, initial: 10ms, jitter: none, on: [invalid_body]}"
+rm -f out.jsonl
+run_pl q.yaml
+is "$RC:$(wc -l <out.jsonl)" "0:36" "retry on: [invalid_body] retries a body that is not JSON"
+page_pl r.yaml "$MOCK_URL/pages?page=1&per=10&total=37&invalid=2" "{next: '.next'}" \
+	"retry: {attempts: 3, initial: 10ms, jitter: none, on: [5xx]}"
+run_pl r.yaml
+is "$RC" 1 "retry on: [5xx] does not retry an invalid body: exit 1"
+grep -q "stage s failed: GET $MOCK_URL/pages?page=2&per=10&total=37&invalid=2: invalid JSON at line 1" "$ERR"
+ok $? "an invalid body fails the stage naming the URL and where the JSON breaks"
+
+# JSON lines: every line is checked before any record goes on.
+mark
+cat >l.yaml <<YAML
+pipeline: jsonl
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/invalid?c=jsonl"
+      format: jsonl
+      retry: {attempts: 2, initial: 10ms, jitter: none}
+YAML
+run_pl l.yaml
+is "$RC:$(logcount 'c=jsonl')" "1:2" "jsonl: an invalid line is retried, then fails the stage"
+grep -q "line 1: invalid JSON" "$ERR"
+ok $? "jsonl: the error names the line"
+
+# A pagination that stops on an error never succeeds quietly.
+case_dir page_skip
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=38&invalid=3" "{next: '.next'}"
+sed -i 's|^  s:$|&\n    on_error: skip|' p.yaml
+run_pl p.yaml
+is "$RC" 1 "on_error skip, page 3 invalid: the run fails (not 20 of 35 records and exit 0)"
+grep -q "stage s failed: .*invalid JSON.*(page 3 of a pagination: on_error: skip does not skip" "$ERR"
+ok $? "on_error skip, page 3 invalid: the error says why the page is not skipped"
+page_pl q.yaml "$MOCK_URL/pages?page=1&per=10&total=34&invalid=1" "{next: '.next'}"
+sed -i 's|^  s:$|&\n    on_error: skip|' q.yaml
+run_pl q.yaml
+is "$RC" 0 "on_error skip, first page invalid: skipped like any request (nothing partial)"
+case_dir page_dlq
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=33&invalid=3" "{next: '.next'}"
+sed -i 's|^  s:$|&\n    on_error: dlq|' p.yaml
+run_pl p.yaml
+is "$RC:$(wc -l <out.jsonl):$(stq 'SELECT count(*) FROM dlq')" "0:20:1" \
+	"on_error dlq, page 3 invalid: dead-lettered"
+"$PIPECTL" dlq replay -q 1 >/dev/null 2>&1
+is "$?:$(wc -l <out.jsonl)" "0:13" "on_error dlq: the replay fetches page 3 and the rest"
+
 done_testing
