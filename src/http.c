@@ -63,6 +63,10 @@ struct http_xfer {
 	size_t n_rh, cap_rh;
 	bool too_big;
 	long hstatus;                   /* status of the response whose headers arrive */
+	bool new_conn;                  /* a socket was opened for this transfer */
+	bool connected;                 /* a connection (new or reused) was ready to
+	                                   send the request on */
+	bool answered;                  /* some of a response arrived */
 	char *refused;                  /* why a redirect was not followed */
 	CURLcode rc;                    /* for XFER_DONE */
 	enum http_error pend_err;       /* for XFER_PENDING */
@@ -200,6 +204,7 @@ static size_t http_write_cb(char *p, size_t size, size_t nmemb, void *arg)
 	struct http_xfer *x = arg;
 	size_t n = size * nmemb;
 
+	x->answered = true;
 	if (x->max_body > 0 &&
 	    (unsigned long long)x->resp.len + n > (unsigned long long)x->max_body) {
 		x->too_big = true;
@@ -243,6 +248,7 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	size_t n = size * nmemb, len = n, nl;
 	const char *colon, *v, *end;
 
+	x->answered = true;
 	while (len > 0 && is_space(p[len - 1]))
 		len--;
 	if (len == 0)
@@ -286,6 +292,35 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* CURLOPT_SOCKOPTFUNCTION: runs for every socket libcurl opens, so a
+ * transfer that never sees it ran on a reused connection. */
+static int http_sockopt_cb(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+	struct http_xfer *x = arg;
+
+	(void)fd;
+	(void)purpose;
+	x->new_conn = true;
+	return CURL_SOCKOPT_OK;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* CURLOPT_PREREQFUNCTION: the connection (new or reused) is ready and the
+ * request is about to be sent: the connect phase is over. */
+static int http_prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port,
+                          int local_port)
+{
+	struct http_xfer *x = arg;
+
+	(void)primary_ip;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	x->connected = true;
+	return CURL_PREREQFUNC_OK;
+}
+#endif
+
 static long secs_to_ms(double s)
 {
 	double ms = ceil(s * 1000.0);
@@ -313,6 +348,12 @@ static void xfer_setup(struct http_xfer *x)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, http_sockopt_cb);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, x);
+#if LIBCURL_VERSION_NUM >= 0x075000
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, http_prereq_cb);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+#endif
 	curl_easy_setopt(e, CURLOPT_USERAGENT, HTTP_USER_AGENT);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -411,13 +452,17 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 	case CURLE_COULDNT_RESOLVE_PROXY:
 		return HTTP_ERR_CONNECT;
 	case CURLE_OPERATION_TIMEDOUT:
-		/* Which limit fired: the connect phase is bounded by the smaller
-		 * of connect_timeout (or libcurl's default) and timeout. */
-		curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME, &ct);
+		/* Which phase timed out. The connect phase is over once the
+		 * request could be sent (a reused keep-alive connection has none,
+		 * and its connect time reads 0); it is bounded by the smaller of
+		 * connect_timeout (or libcurl's default) and timeout. */
+		curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME, &ct);
+		if (ct > 0)
+			x->connected = true;
 		cto = x->connect_timeout > 0 ? x->connect_timeout :
 		      HTTP_CURL_CONNECT_DEFAULT;
 		to = x->timeout > 0 ? x->timeout : INFINITY;
-		if (ct <= 0 && cto <= to) {
+		if (!x->connected && !x->answered && cto <= to) {
 			fmt_secs(cto, a, sizeof(a));
 			snprintf(msg, sz, "connect timed out after %s (%s)", a,
 			         x->connect_timeout > 0 ? "connect_timeout" :
@@ -425,7 +470,14 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 			*out = msg;
 		} else if (x->timeout > 0) {
 			fmt_secs(x->timeout, a, sizeof(a));
-			snprintf(msg, sz, "timed out after %s (timeout)", a);
+			if (!x->connected && !x->answered)
+				snprintf(msg, sz, "timed out after %s while connecting (timeout)", a);
+			else if (!x->answered)
+				snprintf(msg, sz, "timed out after %s waiting for the response%s "
+				         "(timeout)", a, x->new_conn ? "" : " on a reused connection");
+			else
+				snprintf(msg, sz, "timed out after %s reading the response, %zu bytes "
+				         "received (timeout)", a, x->resp.len);
 			*out = msg;
 		}
 		return HTTP_ERR_TIMEOUT;

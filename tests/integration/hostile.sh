@@ -226,4 +226,34 @@ is "$RC:$(wc -l <out.jsonl):$(stq 'SELECT count(*) FROM dlq')" "0:20:1" \
 "$PIPECTL" dlq replay -q 1 >/dev/null 2>&1
 is "$?:$(wc -l <out.jsonl)" "0:13" "on_error dlq: the replay fetches page 3 and the rest"
 
+# =====================================================================
+# 3. A timeout names the phase that timed out: on a reused keep-alive
+# connection there is no connect phase, whatever connect_timeout says.
+case_dir keepalive_timeout
+cat >p.yaml <<YAML
+pipeline: keepalive_timeout
+stages:
+  s:
+    fetch:
+      concurrency: 1
+      timeout: 500ms
+      connect_timeout: 200ms
+      url:
+        - "$MOCK_URL/json/1?c=ka3"
+        - "$MOCK_URL/slow?ms=4000&c=ka3"
+YAML
+mark
+run_pl p.yaml
+is "$RC" 1 "timeout on a reused connection: exit 1"
+is "$($PY - "$MOCK_LOG" "$MARK" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()[int(sys.argv[2]):]]
+print(len(set(d["conn"] for d in rows if "c=ka3" in d["query"])))
+PY
+)" 1 "timeout on a reused connection: both requests on one connection"
+grep -q "stage s failed: GET $MOCK_URL/slow?ms=4000&c=ka3: timed out after 0.5s waiting for the response on a reused connection (timeout)" "$ERR"
+ok $? "timeout on a reused connection: reported as waiting for the response, not as connect"
+grep -q "connect timed out" "$ERR"
+is "$?" 1 "timeout on a reused connection: no \"connect timed out\""
+
 done_testing

@@ -409,10 +409,39 @@ static void test_timeouts(struct http *h)
 	r.timeout = 0.3;
 	fetch(h, &r, &g);
 	is_int(g.err, HTTP_ERR_TIMEOUT, "slow 2000ms, timeout 0.3s: HTTP_ERR_TIMEOUT");
-	is_str(g.msg, "timed out after 0.3s (timeout)", "timeout message names the limit");
+	ok(g.msg && strncmp(g.msg, "timed out after 0.3s waiting for the response", 45) == 0 &&
+	   strstr(g.msg, "(timeout)"), "timeout message names the phase and the limit");
 	ok(g.duration >= 0.25 && g.duration < 1.5, "sub-second timeout honoured (%.3fs)",
 	   g.duration);
 	free(u);
+
+	/* On a connection of its own, then on a reused keep-alive one: the
+	 * connect phase is over in both, whatever connect_timeout says. */
+	{
+		struct http *h1 = http_create(loop, 1);
+		char *fast = murl("/json/5?c=keepalive");
+		u = murl("/slow?ms=2000&c=keepalive");
+		r = req_init(u);
+		r.timeout = 0.3;
+		r.connect_timeout = 0.1;
+		fetch(h1, &r, &g);
+		is_str(g.msg, "timed out after 0.3s waiting for the response (timeout)",
+		       "timeout on a new connection: waiting for the response");
+		r = req_init(fast);
+		fetch(h1, &r, &g);
+		is_int(g.err, HTTP_OK, "a fast request opens a keep-alive connection");
+		r = req_init(u);
+		r.timeout = 0.3;
+		r.connect_timeout = 0.1;
+		fetch(h1, &r, &g);
+		is_int(g.err, HTTP_ERR_TIMEOUT, "timeout on a reused connection: HTTP_ERR_TIMEOUT");
+		is_str(g.msg, "timed out after 0.3s waiting for the response on a reused "
+		       "connection (timeout)", "timeout on a reused connection: not a connect timeout");
+		got_free(&g);
+		http_destroy(h1);
+		free(fast);
+		free(u);
+	}
 
 	u = murl("/slow?ms=150");
 	r = req_init(u);
