@@ -62,6 +62,9 @@ struct http_xfer {
 	struct http_header *rh;
 	size_t n_rh, cap_rh;
 	bool too_big;
+	long long announced;            /* Content-Length of a body too big, or 0 */
+	struct sha256 *digest;          /* of the body so far (NULL: none yet) */
+	char digest_hex[65];
 	long hstatus;                   /* status of the response whose headers arrive */
 	bool new_conn;                  /* a socket was opened for this transfer */
 	bool connected;                 /* a connection (new or reused) was ready to
@@ -188,6 +191,8 @@ static void xfer_free(struct http_xfer *x)
 	free(x->rh);
 	buf_free(&x->resp);
 	curl_slist_free_all(x->headers);
+	if (x->digest)
+		sha256_end(x->digest, x->digest_hex);
 	free(x->refused);
 	free(x->origin);
 	for (i = 0; x->allow_hosts && x->allow_hosts[i]; i++)
@@ -210,6 +215,18 @@ static size_t http_write_cb(char *p, size_t size, size_t nmemb, void *arg)
 		x->too_big = true;
 		return 0;       /* aborts the transfer with CURLE_WRITE_ERROR */
 	}
+	if (!x->digest) {
+		/* First bytes: one buffer of the announced size, so a large body
+		 * is not copied through doubling reallocations. */
+		curl_off_t cl = -1;
+		x->digest = sha256_begin();
+		if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+		    CURLE_OK && cl > 0 && (x->max_body <= 0 || cl <= x->max_body))
+			buf_presize(&x->resp, (size_t)cl);
+	}
+	/* Hashed as it arrives: the journal keeps only the digest of a large
+	 * body, and hashing it at the end would stall the loop. */
+	sha256_update(x->digest, p, n);
 	buf_add(&x->resp, p, n);
 	return n;
 }
@@ -285,6 +302,16 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	if (x->hstatus >= 300 && x->hstatus <= 399 && x->hstatus != 304 &&
 	    nl == 8 && strncasecmp(p, "Location", 8) == 0 && !http_redirect_ok(x, v, end))
 		return 0;       /* aborts the transfer: the redirect is not followed */
+	if ((x->hstatus < 300 || x->hstatus > 399) && x->max_body > 0 && nl == 14 &&
+	    strncasecmp(p, "Content-Length", 14) == 0) {
+		long long cl = strtoll(v, NULL, 10);
+		if (cl > x->max_body) {
+			/* Refused before a byte of it is read. */
+			x->too_big = true;
+			x->announced = cl;
+			return 0;
+		}
+	}
 	xgrow(&x->rh, &x->cap_rh, x->n_rh + 1, sizeof(*x->rh));
 	x->rh[x->n_rh].name = xstrndup(p, nl);
 	x->rh[x->n_rh].value = xstrndup(v, (size_t)(end - v));
@@ -439,7 +466,11 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 	}
 	if (x->too_big) {
 		fmt_bytes(x->max_body, a, sizeof(a));
-		snprintf(msg, sz, "response body exceeds %s (max_body)", a);
+		if (x->announced > 0)
+			snprintf(msg, sz, "response body of %lld bytes (Content-Length) exceeds %s "
+			         "(max_body)", x->announced, a);
+		else
+			snprintf(msg, sz, "response body exceeds %s (max_body)", a);
 		*out = msg;
 		return HTTP_ERR_TOO_BIG;
 	}
@@ -506,10 +537,17 @@ static void xfer_finish(struct http_xfer *x, bool transport, CURLcode rc,
 		res.body_len = x->resp.len;
 		res.headers = x->rh;
 		res.n_headers = x->n_rh;
+		if (x->digest)
+			sha256_end(x->digest, x->digest_hex);
+		else
+			sha256_hex("", 0, x->digest_hex);
+		x->digest = NULL;
+		res.body_sha256 = x->digest_hex;
 	} else {
 		res.error = err;
 		res.error_msg = err_msg;
 		res.body = "";
+		res.body_sha256 = "";
 	}
 	if (x->t_start > 0)
 		res.duration = (x->t_end > 0 ? x->t_end : now_mono()) - x->t_start;

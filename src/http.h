@@ -60,6 +60,7 @@ struct http_result {
 	size_t body_len;
 	const struct http_header *headers; /* of the final response */
 	size_t n_headers;
+	const char *body_sha256;       /* hex SHA-256 of body, computed as it arrived */
 	double duration;               /* seconds, submit-to-completion excluded queueing */
 	const char *url;               /* effective URL as requested */
 };

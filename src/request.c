@@ -64,6 +64,7 @@ struct request {
 	ev_timer timer;
 	struct request *q_next;        /* in the pool's FIFO (or the journal queue) */
 	struct journal_entry jentry;   /* when answered from the journal */
+	char *refetch;                 /* digest of a journaled body fetched again */
 	bool from_journal;
 	struct request *prev, *next;   /* in the requester's list */
 };
@@ -229,6 +230,7 @@ static void request_free(struct request *r)
 	json_decref(r->history);
 	json_decref(r->doc);
 	journal_entry_free(&r->jentry);
+	free(r->refetch);
 	free(r);
 }
 
@@ -357,6 +359,7 @@ static void journal_add(struct request *r, const struct http_result *res)
 		return;
 	xgrow(&rq->jrows, &rq->cap_jrows, rq->n_jrows + 1, sizeof(*rq->jrows));
 	j = &rq->jrows[rq->n_jrows++];
+	memset(j, 0, sizeof(*j));
 	j->stage = xstrdup(r->stage);
 	memcpy(j->fingerprint, r->fingerprint, sizeof(j->fingerprint));
 	j->e.status = res->status;
@@ -371,7 +374,12 @@ static void journal_add(struct request *r, const struct http_result *res)
 		free(hs);
 	}
 	json_decref(h);
-	if (strlen(res->body) == res->body_len) {
+	if (res->body_len > REQUEST_JOURNAL_MAX_BODY && res->body_sha256 &&
+	    *res->body_sha256) {
+		/* Too large to keep: its digest and size; a resume asks again. */
+		j->e.digest = xstrdup(res->body_sha256);
+		j->e.body_len = res->body_len;
+	} else if (strlen(res->body) == res->body_len) {
 		j->e.body = redact(res->body);
 		j->e.body_len = strlen(j->e.body);
 	} else {
@@ -392,6 +400,10 @@ static void finish(struct request *r, bool ok, const char *error,
 	r->state = R_DONE;
 	if (ok && res)
 		journal_add(r, res);
+	if (ok && res && r->refetch && res->body_sha256 && strcmp(r->refetch, res->body_sha256))
+		log_warn("stage %s: %s %s: the response differs from the one the run got before "
+		         "it was interrupted (sha256 %.12s..., now %.12s...)", r->stage, r->method,
+		         r->url, r->refetch, res->body_sha256);
 	if (!r->cancelled) {
 		out.ok = ok;
 		out.error = error;
@@ -819,6 +831,15 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	if (rq->journal && rq->serve) {
 		int found = state_journal_get(rq->journal, rq->run_id, r->stage, r->fingerprint,
 		                              &r->jentry);
+		if (found > 0 && r->jentry.digest && r->body_format != REQUEST_BODY_ANY) {
+			/* Only the digest was kept: fetch the body again. */
+			log_debug("stage %s: %s %s: fetching again (a body of %zu bytes is not "
+			          "journaled)", r->stage, r->method, r->url, r->jentry.size);
+			r->refetch = r->jentry.digest;
+			r->jentry.digest = NULL;
+			journal_entry_free(&r->jentry);
+			found = 0;
+		}
 		if (found > 0) {
 			struct request **pp = &rq->jq_head;
 			rq->hits++;

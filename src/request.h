@@ -100,6 +100,12 @@ void requester_flush(struct requester *rq, struct state *st);
  * answered from it, on the next loop iteration, without any network.
  */
 void requester_use_journal(struct requester *rq, struct state *st, bool serve);
+
+/* Bodies larger than this are not kept in the journal, only their SHA-256
+ * and size: a resumed run fetches them again (and warns when the body it
+ * gets differs). An http load's answers are served all the same (its
+ * journal entry is the delivery record; the body is never read). */
+#define REQUEST_JOURNAL_MAX_BODY (1024 * 1024)
 /* Requests answered from the journal so far. */
 int64_t requester_journal_hits(const struct requester *rq);
 

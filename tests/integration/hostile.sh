@@ -256,4 +256,60 @@ ok $? "timeout on a reused connection: reported as waiting for the response, not
 grep -q "connect timed out" "$ERR"
 is "$?" 1 "timeout on a reused connection: no \"connect timed out\""
 
+# =====================================================================
+# 4. Large bodies: max_body refuses what a Content-Length announces; the
+# journal keeps only the digest of a body over 1 MiB, and a resume fetches
+# it again (and says so in --dry-run).
+case_dir big
+cat >p.yaml <<YAML
+pipeline: max_body
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/big?kb=300&c=mb4"
+      max_body: 256KiB
+YAML
+run_pl p.yaml
+is "$RC" 1 "max_body: a larger body fails the stage"
+grep -q "stage s failed: GET $MOCK_URL/big?kb=300&c=mb4: response body of 307200 bytes (Content-Length) exceeds 256 KiB (max_body)" "$ERR"
+ok $? "max_body: the error names the URL, the announced size and the limit"
+is "$(stq 'SELECT count(*) FROM journal')" 0 "max_body: nothing journaled"
+
+cat >q.yaml <<YAML
+pipeline: big_journal
+stages:
+  s:
+    fetch:
+      concurrency: 1
+      url:
+        - "$MOCK_URL/big?kb=2048&c=d4"
+        - "$MOCK_URL/json/4?c=d4"
+        - "$MOCK_URL/seq/d4?codes=500,200"
+  out:
+    needs: s
+    load:
+      file: {path: out.jsonl}
+YAML
+mark
+run_pl q.yaml
+RUN=$(stq 'SELECT max(id) FROM runs')
+is "$RC" 1 "big body: the run fails on its third request"
+BIG_SHA=$($PY -c 'import hashlib; n = 2048 * 1024; print(hashlib.sha256(b"{\"data\":\"" + b"x" * (n - 11) + b"\"}").hexdigest())')
+is "$(stq "SELECT length(body), size, digest FROM journal WHERE run_id = $RUN AND digest IS NOT NULL")" \
+	"0|2097152|$BIG_SHA" "big body: the journal keeps its size and SHA-256, not the body"
+is "$(stq "SELECT count(*), max(length(body)) < 1024 FROM journal WHERE run_id = $RUN")" "2|1" \
+	"big body: the small response is journaled whole"
+sz=$(cat .pipectl/state.db .pipectl/state.db-wal 2>/dev/null | wc -c)
+[ "$sz" -lt 1048576 ]
+ok $? "big body: the state database stays small ($sz bytes with its WAL)"
+"$PIPECTL" resume "$RUN" --dry-run >"$T_TMP/dry" 2>&1
+grep -q "^  s  .*1 response from the journal; 1 fetched again (a body over 1024 KiB is journaled as its digest only)" "$T_TMP/dry"
+ok $? "resume --dry-run: says the big body is fetched again"
+"$PIPECTL" resume "$RUN" >/dev/null 2>"$T_TMP/err.resume"
+is "$?:$(wc -l <out.jsonl)" "0:3" "big body: the resume succeeds with all 3 records"
+is "$(logcount 'big\?kb=2048&c=d4'):$(logcount '/json/4\?c=d4')" "2:1" \
+	"big body: the resume fetches the big body again, the small one comes from the journal"
+grep -q "differs" "$T_TMP/err.resume"
+is "$?" 1 "big body: the same body again raises no warning"
+
 done_testing

@@ -505,7 +505,8 @@ static void test_max_body(struct http *h)
 	r.max_body = 64 * 1024;
 	fetch(h, &r, &g);
 	is_int(g.err, HTTP_ERR_TOO_BIG, "256 KiB with max_body 64 KiB: HTTP_ERR_TOO_BIG");
-	is_str(g.msg, "response body exceeds 64 KiB (max_body)", "too big message");
+	is_str(g.msg, "response body of 262144 bytes (Content-Length) exceeds 64 KiB (max_body)",
+	       "too big message: refused from its Content-Length");
 	free(u);
 
 	u = murl("/big?kb=64");

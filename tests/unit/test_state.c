@@ -24,6 +24,9 @@
 #include "tap.h"
 #include "util.h"
 
+/* PRAGMA user_version of a database this pipectl creates. */
+#define SCHEMA_LATEST 4
+
 static char *tmpdir;
 
 static bool exists(const char *path)
@@ -462,7 +465,7 @@ static void test_refusals(void)
 	free(err);
 	err = NULL;
 	state_close(st);
-	is_int(header_user_version(newer), 3, "fresh database has user_version 3");
+	is_int(header_user_version(newer), SCHEMA_LATEST, "fresh database has the latest user_version");
 	ok(write_at(newer, 60, v99, 4) == 0, "set user_version to 99 in the header");
 	st = state_open(newer, false, &err);
 	ok(st == NULL, "newer schema refused");
@@ -490,7 +493,7 @@ static void test_refusals(void)
 	ok(st != NULL, "read-write open initialises an empty file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(empty), 3, "and migrates it to version 3");
+	is_int(header_user_version(empty), SCHEMA_LATEST, "and migrates it to the latest version");
 
 	free(missing);
 	free(junk);
@@ -932,7 +935,7 @@ static void test_migration(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
+	is_int(raw_int(path, "PRAGMA user_version"), SCHEMA_LATEST, "now at the latest user_version");
 	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
 	               " AND name IN ('attempts', 'dlq', 'events')"), 3,
 	       "the three new tables exist");
@@ -998,7 +1001,7 @@ static void test_migration(void)
 	ok(st != NULL, "reopen the migrated file");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 3, "still version 3 (no migration twice)");
+	is_int(header_user_version(path), SCHEMA_LATEST, "still the latest version (no migration twice)");
 	free(path);
 }
 
@@ -1070,6 +1073,7 @@ static struct journal_entry mk_entry(long status, const char *headers,
 {
 	struct journal_entry e;
 
+	memset(&e, 0, sizeof(e));
 	e.status = status;
 	e.headers = (char *)headers;
 	e.body = (char *)body;
@@ -1143,6 +1147,23 @@ static void test_journal(struct state *st, const char *path)
 	journal_entry_free(&got);
 	free(big);
 
+	/* digest only (a body too large to keep) */
+	e = mk_entry(200, "{}", NULL, 0);
+	e.digest = (char *)"9b485f42f6508707931e7b80bd247c0311303187452c837b15890236898c3eb1";
+	e.body_len = 5u << 20;
+	ok(state_journal_put(st, id, "fetch", "fp-digest", &e) == 0, "put a digest-only entry");
+	is_int(state_journal_get(st, id, "fetch", "fp-digest", &got), 1, "get it");
+	is_str(got.digest, e.digest, "its digest");
+	ok(got.size == (5u << 20) && got.body_len == 0 && got.body && got.body[0] == '\0',
+	   "its size, and an empty body");
+	journal_entry_free(&got);
+	ok(got.digest == NULL, "free clears the digest");
+	is_int(state_journal_get(st, id, "fetch", "fp-a", &got), 1, "an entry with its body");
+	ok(got.digest == NULL, "has no digest");
+	journal_entry_free(&got);
+	is_int(state_journal_count_digests(st, id, "fetch"), 1, "digest-only entries counted");
+	is_int(state_journal_count_digests(st, id, "file"), 0, "per stage");
+
 	/* first wins */
 	e = mk_entry(500, "{\"x\":\"second\"}", "second", 6);
 	ok(state_journal_put(st, id, "fetch", "fp-a", &e) == 0,
@@ -1179,8 +1200,8 @@ static void test_journal(struct state *st, const char *path)
 	journal_entry_free(&got);
 
 	/* counts */
-	is_int(state_journal_count(st, id, NULL), 5, "five entries in the run");
-	is_int(state_journal_count(st, id, "fetch"), 3, "three in stage fetch");
+	is_int(state_journal_count(st, id, NULL), 6, "six entries in the run (one digest only)");
+	is_int(state_journal_count(st, id, "fetch"), 4, "four in stage fetch");
 	is_int(state_journal_count(st, id, "file"), 1, "one in stage file");
 	is_int(state_journal_count(st, id, "nostage"), 0, "none in an unknown stage");
 	is_int(state_journal_count(st, other, NULL), 1, "one in the other run");
@@ -1197,7 +1218,7 @@ static void test_journal(struct state *st, const char *path)
 	e = mk_entry(200, "{}", NULL, 3);
 	is_int(state_journal_put(st, id, "fetch", "fp-bad", &e), -1,
 	       "NULL body with a length refused");
-	is_int(state_journal_count(st, id, NULL), 5, "refused puts stored nothing");
+	is_int(state_journal_count(st, id, NULL), 6, "refused puts stored nothing");
 
 	/* a batch */
 	ok(state_begin(st) == 0, "begin a batch of puts");
@@ -1458,10 +1479,11 @@ static void test_migration_v2(void)
 		free(path);
 		return;
 	}
-	is_int(raw_int(path, "PRAGMA user_version"), 3, "now at user_version 3");
+	is_int(raw_int(path, "PRAGMA user_version"), SCHEMA_LATEST, "now at the latest user_version");
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " pragma_table_info('journal')");
-	is_str(text, "run_id,stage,fingerprint,status,headers,body,at", "journal columns");
+	is_str(text, "run_id,stage,fingerprint,status,headers,body,at,digest,size",
+	       "journal columns");
 	free(text);
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " (SELECT name FROM pragma_index_info("
@@ -1520,7 +1542,7 @@ static void test_migration_v2(void)
 	ok(st != NULL, "read-only open now works: %s", err ? err : "ok");
 	free(err);
 	state_close(st);
-	is_int(header_user_version(path), 3, "still version 3");
+	is_int(header_user_version(path), SCHEMA_LATEST, "still the latest version");
 	free(path);
 }
 
