@@ -543,6 +543,7 @@ static void xfer_finish(struct http_xfer *x, bool transport, CURLcode rc,
 			sha256_hex("", 0, x->digest_hex);
 		x->digest = NULL;
 		res.body_sha256 = x->digest_hex;
+		res.xfer = x;
 	} else {
 		res.error = err;
 		res.error_msg = err_msg;
@@ -885,6 +886,18 @@ size_t http_inflight(const struct http *h)
 size_t http_queued(const struct http *h)
 {
 	return h->queue.n;
+}
+
+char *http_result_take_body(const struct http_result *res)
+{
+	struct http_xfer *x = res->xfer;
+	char *b;
+
+	if (!x || !x->resp.data)
+		return xstrndup(res->body, res->body_len);
+	b = x->resp.data;
+	buf_init(&x->resp);
+	return b;
 }
 
 /* Returns the value of the first header called name (any case), borrowed

@@ -63,6 +63,7 @@ struct http_result {
 	const char *body_sha256;       /* hex SHA-256 of body, computed as it arrived */
 	double duration;               /* seconds, submit-to-completion excluded queueing */
 	const char *url;               /* effective URL as requested */
+	void *xfer;                    /* http.c's, for http_result_take_body */
 };
 
 typedef void (*http_done_fn)(void *arg, const struct http_result *res);
@@ -82,6 +83,12 @@ void http_cancel_all(struct http *h);
 
 size_t http_inflight(const struct http *h);   /* running now */
 size_t http_queued(const struct http *h);     /* waiting for a slot */
+
+/* Moves the body out of a result (during the completion callback): returns
+ * it malloc'd and NUL-terminated (body_len bytes), to be freed by the
+ * caller; res->body must not be used afterwards. Avoids copying a large
+ * body that outlives the callback. */
+char *http_result_take_body(const struct http_result *res);
 
 /* Case-insensitive header lookup in a result; NULL when absent. */
 const char *http_result_header(const struct http_result *res, const char *name);

@@ -10,6 +10,7 @@
 #include "request.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,29 @@
 #include "log.h"
 #include "util.h"
 
-enum req_state { R_ADMIT, R_INFLIGHT, R_BACKOFF, R_DONE };
+enum req_state { R_ADMIT, R_INFLIGHT, R_PARSING, R_BACKOFF, R_DONE };
+
+/* A JSON body larger than this is parsed on a thread of its own, so the
+ * loop goes on (timers, other transfers) while it is. */
+#define REQUEST_PARSE_OFFLOAD (256 * 1024)
+
+/* An answered attempt whose body a worker thread parses (R_PARSING). The
+ * worker touches only body, len, doc, err and done. */
+struct parse_job {
+	struct request *r;
+	pthread_t thread;
+	char *body;                    /* taken from http.c */
+	size_t len;
+	long status;
+	struct http_header *headers;   /* copies */
+	size_t n_headers;
+	char digest[65];
+	double duration;
+	json_t *doc;                   /* the result, or NULL with err */
+	char *err;
+	bool done;                     /* under rq->plock */
+	struct parse_job *next;
+};
 
 struct pool {
 	struct requester *rq;
@@ -84,6 +107,9 @@ struct requester {
 	size_t n_jrows, cap_jrows;
 	ev_timer jtimer;               /* fires journal answers, one loop turn later */
 	struct request *jq_head;       /* requests to answer from the journal */
+	pthread_mutex_t plock;         /* parse_job.done */
+	ev_async pasync;               /* a worker finished a parse */
+	struct parse_job *pjobs;       /* bodies being parsed */
 	struct ev_loop *loop;
 	struct http *http;
 	int64_t run_id;
@@ -97,6 +123,7 @@ struct requester {
 
 static void admit(struct request *r);
 static void pool_pump(struct pool *p);
+static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -168,6 +195,9 @@ struct requester *requester_create(struct ev_loop *loop, struct http *http,
 
 	rq->loop = loop;
 	rq->http = http;
+	pthread_mutex_init(&rq->plock, NULL);
+	ev_async_init(&rq->pasync, parse_async_cb);
+	rq->pasync.data = rq;
 	rq->run_id = run_id;
 	srand48((long)getpid() ^ (long)(now * 1e6));
 	for (i = 0; spec && i < spec->n_hosts; i++) {
@@ -427,6 +457,147 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	admit(r);
 }
 
+static void record_attempt(struct request *r, long status, const char *error, double dur);
+static void attempt_failed(struct request *r, enum attempt_class c, long status,
+                           const char *msg, const struct http_result *res,
+                           double at_least);
+static void finish(struct request *r, bool ok, const char *error,
+                   const struct http_result *res);
+static void journal_add(struct request *r, const struct http_result *res);
+
+static void *parse_main(void *arg)
+{
+	struct parse_job *pj = arg;
+	struct requester *rq = pj->r->rq;
+	json_error_t jerr;
+
+	pj->doc = json_loadb(pj->body, pj->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+	if (!pj->doc)
+		pj->err = xasprintf("invalid JSON at line %d, column %d: %s", jerr.line,
+		                    jerr.column, jerr.text);
+	pthread_mutex_lock(&rq->plock);
+	pj->done = true;
+	pthread_mutex_unlock(&rq->plock);
+	ev_async_send(rq->loop, &rq->pasync);
+	return NULL;
+}
+
+/* Hands the body of res (an answered 2xx attempt of r) to a worker thread.
+ * r waits in R_PARSING until parse_async_cb continues it. */
+static void parse_start(struct request *r, const struct http_result *res)
+{
+	struct requester *rq = r->rq;
+	struct parse_job *pj = xcalloc(1, sizeof(*pj));
+	size_t i;
+
+	pj->r = r;
+	pj->len = res->body_len;
+	pj->status = res->status;
+	pj->duration = res->duration;
+	snprintf(pj->digest, sizeof(pj->digest), "%s", res->body_sha256 ? res->body_sha256 : "");
+	pj->headers = xcalloc(res->n_headers + 1, sizeof(*pj->headers));
+	for (i = 0; i < res->n_headers; i++) {
+		pj->headers[i].name = xstrdup(res->headers[i].name);
+		pj->headers[i].value = xstrdup(res->headers[i].value);
+	}
+	pj->n_headers = res->n_headers;
+	pj->body = http_result_take_body(res);
+	r->state = R_PARSING;
+	pj->next = rq->pjobs;
+	rq->pjobs = pj;
+	if (!ev_is_active(&rq->pasync))
+		ev_async_start(rq->loop, &rq->pasync);
+	if (pthread_create(&pj->thread, NULL, parse_main, pj) != 0) {
+		fprintf(stderr, "pipectl: cannot start a thread to parse a response\n");
+		abort();
+	}
+}
+
+static void parse_job_free(struct parse_job *pj)
+{
+	size_t i;
+
+	json_decref(pj->doc);
+	free(pj->err);
+	free(pj->body);
+	for (i = 0; i < pj->n_headers; i++) {
+		free(pj->headers[i].name);
+		free(pj->headers[i].value);
+	}
+	free(pj->headers);
+	free(pj);
+}
+
+static enum attempt_class classify_when(struct request *r, const struct http_result *res,
+                                        char **msg);
+
+/* Continues a request whose body was parsed, as on_http_done would have. */
+static void parse_finish(struct parse_job *pj)
+{
+	struct request *r = pj->r;
+	struct http_result res;
+	enum attempt_class c = ATTEMPT_OK;
+	char *msg = NULL;
+
+	memset(&res, 0, sizeof(res));
+	res.error = HTTP_OK;
+	res.status = pj->status;
+	res.body = pj->body;
+	res.body_len = pj->len;
+	res.headers = pj->headers;
+	res.n_headers = pj->n_headers;
+	res.body_sha256 = pj->digest;
+	res.duration = pj->duration;
+	res.url = r->url;
+	json_decref(r->doc);
+	r->doc = pj->doc;
+	pj->doc = NULL;
+	if (!r->doc) {
+		c = ATTEMPT_INVALID_BODY;
+		msg = pj->err;
+		pj->err = NULL;
+	} else {
+		c = classify_when(r, &res, &msg);
+	}
+	if (r->cancelled) {
+		if (c == ATTEMPT_OK)
+			journal_add(r, &res);
+		request_free(r);
+	} else {
+		record_attempt(r, res.status, c == ATTEMPT_OK ? NULL : msg, res.duration);
+		if (c == ATTEMPT_OK)
+			finish(r, true, NULL, &res);
+		else
+			attempt_failed(r, c, res.status, msg, &res, 0);
+	}
+	free(msg);
+	parse_job_free(pj);
+}
+
+/* A worker finished: continue its request on the loop. */
+static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct requester *rq = w->data;
+
+	for (;;) {
+		struct parse_job **pp = &rq->pjobs, *pj = NULL;
+		pthread_mutex_lock(&rq->plock);
+		while (*pp && !(*pp)->done)
+			pp = &(*pp)->next;
+		if (*pp) {
+			pj = *pp;
+			*pp = pj->next;
+		}
+		pthread_mutex_unlock(&rq->plock);
+		if (!pj)
+			break;
+		pthread_join(pj->thread, NULL);
+		parse_finish(pj);
+	}
+	if (!rq->pjobs && ev_is_active(&rq->pasync))
+		ev_async_stop(rq->loop, &rq->pasync);
+}
+
 /* Checks a 2xx body against r->body_format: JSON is parsed into r->doc,
  * every line of JSON lines is parsed and dropped. Returns 0, or -1 with
  * *msg (malloc'd) saying where the body stops being valid. */
@@ -466,9 +637,11 @@ static int check_body(struct request *r, const struct http_result *res, char **m
 	return 0;
 }
 
-/* Classifies a finished attempt. *status is the HTTP status (0 if none). */
+/* Classifies a finished attempt. *status is the HTTP status (0 if none).
+ * With *defer set on return, the attempt answered with a large JSON body
+ * whose parse goes to a worker (parse_start): its class is known later. */
 static enum attempt_class classify(struct request *r, const struct http_result *res,
-                                   char **msg)
+                                   char **msg, bool *defer)
 {
 	switch (res->error) {
 	case HTTP_OK:
@@ -491,8 +664,24 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 	}
 	json_decref(r->doc);
 	r->doc = NULL;
+	/* A large body of a request nobody waits for is journaled as its
+	 * digest, which a resume fetches again: no need to parse it. */
+	if (r->cancelled && res->body_len > REQUEST_JOURNAL_MAX_BODY)
+		return ATTEMPT_OK;
+	if (!r->cancelled && r->body_format == REQUEST_BODY_JSON &&
+	    res->body_len > REQUEST_PARSE_OFFLOAD) {
+		*defer = true;
+		return ATTEMPT_OK;
+	}
 	if (check_body(r, res, msg) != 0)
 		return ATTEMPT_INVALID_BODY;
+	return classify_when(r, res, msg);
+}
+
+/* A 2xx whose body passed check_body: does retry.when match it? */
+static enum attempt_class classify_when(struct request *r, const struct http_result *res,
+                                        char **msg)
+{
 	if (r->when) {
 		json_t *doc = r->doc ? json_incref(r->doc) :
 		              json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL), *v;
@@ -596,9 +785,10 @@ static void on_http_done(void *arg, const struct http_result *res)
 	enum breaker_state before = p->br.state;
 	char *msg = NULL;
 	long status = res->status;
+	bool defer = false;
 
 	p->inflight--;
-	c = classify(r, res, &msg);
+	c = classify(r, res, &msg, &defer);
 	/* Also for a request nobody waits for any more: the answer still tells
 	 * about the host, and a half-open breaker waits for its trial's. */
 	if (res->error != HTTP_ERR_CANCELLED) {
@@ -614,6 +804,12 @@ static void on_http_done(void *arg, const struct http_result *res)
 			journal_add(r, res);
 		free(msg);
 		request_free(r);
+		pool_pump(p);
+		return;
+	}
+	if (defer) {
+		parse_start(r, res);
+		free(msg);
 		pool_pump(p);
 		return;
 	}
@@ -885,6 +1081,7 @@ static void cancel_one(struct request *r)
 		request_free(r);
 		break;
 	case R_INFLIGHT:
+	case R_PARSING:                /* parse_finish frees it */
 	case R_DONE:
 		break;                 /* on_http_done frees it */
 	}
@@ -918,6 +1115,17 @@ void requester_destroy(struct requester *rq)
 	if (!rq)
 		return;
 	requester_cancel_all(rq);
+	/* Bodies still being parsed: wait for their workers. */
+	while (rq->pjobs) {
+		struct parse_job *pj = rq->pjobs;
+		rq->pjobs = pj->next;
+		pthread_join(pj->thread, NULL);
+		request_free(pj->r);
+		parse_job_free(pj);
+	}
+	if (ev_is_active(&rq->pasync))
+		ev_async_stop(rq->loop, &rq->pasync);
+	pthread_mutex_destroy(&rq->plock);
 	/* Requests still in flight are freed by on_http_done; http_destroy()
 	 * must have completed them before this point. */
 	requester_flush(rq, NULL);

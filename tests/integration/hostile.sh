@@ -312,4 +312,20 @@ is "$(logcount 'big\?kb=2048&c=d4'):$(logcount '/json/4\?c=d4')" "2:1" \
 grep -q "differs" "$T_TMP/err.resume"
 is "$?" 1 "big body: the same body again raises no warning"
 
+# A large body is parsed off the loop; one that is not JSON is still an
+# invalid_body, retried.
+cat >r.yaml <<YAML
+pipeline: big_invalid
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/big?kb=600&truncate=1&c=d4i"
+      retry: {attempts: 2, initial: 10ms, jitter: none}
+YAML
+mark
+run_pl r.yaml
+is "$RC:$(logcount 'c=d4i')" "1:2" "big invalid body: retried once, then the stage fails"
+grep -q "stage s failed: GET $MOCK_URL/big?kb=600&truncate=1&c=d4i: invalid JSON at line 1.* (after 2 attempts)" "$ERR"
+ok $? "big invalid body: the error says it is not JSON"
+
 done_testing

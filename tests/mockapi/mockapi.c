@@ -1479,16 +1479,19 @@ static void route(struct server *s, const struct request *rq, struct response *r
 		if (param_ms(rq, rs, "ms", 1000, &extra))
 			json_item(&rs->body, "slow");
 	} else if (strcmp(p, "/big") == 0) {
-		long long kb;
+		long long kb, cut;
 
-		if (param_ll(rq, rs, "kb", 1, 0, MOCK_MAX_BIG_KB, &kb)) {
-			/* {"data":"..."} of exactly kb KiB (11 bytes minimum) */
+		if (param_ll(rq, rs, "kb", 1, 0, MOCK_MAX_BIG_KB, &kb) &&
+		    param_ll(rq, rs, "truncate", 0, 0, 1, &cut)) {
+			/* {"data":"..."} of exactly kb KiB (11 bytes minimum); with
+			 * truncate=1 without its last two bytes (not JSON) */
 			size_t total = (size_t)kb * 1024;
 
 			buf_reserve(&rs->body, total + 11);
 			buf_adds(&rs->body, "{\"data\":\"");
 			buf_fill(&rs->body, 'x', total > 11 ? total - 11 : 0);
-			buf_adds(&rs->body, "\"}");
+			if (!cut)
+				buf_adds(&rs->body, "\"}");
 		}
 	} else if (strncmp(p, "/seq/", 5) == 0 && p[5] != '\0') {
 		route_seq(s, rq, rs, p + 5);
