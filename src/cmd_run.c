@@ -21,6 +21,7 @@
 #include "lease.h"
 #include "log.h"
 #include "secret.h"
+#include "request.h"
 #include "state.h"
 #include "util.h"
 
@@ -996,6 +997,7 @@ void resume_plan_print(struct state *st, const struct spec *s, const struct dag 
 		size_t x = g->order[k];
 		const struct stage_spec *sp = &s->stages[x];
 		int64_t j = state_journal_count(st, run, sp->id);
+		int64_t dg = state_journal_count_digests(st, run, sp->id);
 		printf("  %-20s %-7s", sp->id, act[x] == RESUME_SKIP ? "skip" :
 		       act[x] == RESUME_REPLAY ? "replay" : "run");
 		if (act[x] == RESUME_SKIP)
@@ -1004,8 +1006,14 @@ void resume_plan_print(struct state *st, const struct spec *s, const struct dag 
 			printf(" succeeded; run again for what follows");
 		else
 			printf(" did not finish");
-		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && j > 0)
-			printf("; %lld response%s from the journal", (long long)j, j == 1 ? "" : "s");
+		if (dg < 0)
+			dg = 0;
+		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && j - dg > 0)
+			printf("; %lld response%s from the journal", (long long)(j - dg),
+			       j - dg == 1 ? "" : "s");
+		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && dg > 0)
+			printf("; %lld fetched again (a body over %d KiB is journaled as its "
+			       "digest only)", (long long)dg, REQUEST_JOURNAL_MAX_BODY / 1024);
 		printf("\n");
 	}
 	stage_rows_free(rows, n);

@@ -1135,13 +1135,13 @@ static void check_template(struct cfg *c, const struct ynode *node, const char *
 static const char *const fetch_keys[] = {
 	"url", "file", "format", "method", "headers", "body", "json", "records",
 	"timeout", "connect_timeout", "concurrency", "max_body", "tls_verify", "retry",
-	"idempotent", "pool", "paginate", "merge", NULL
+	"idempotent", "pool", "paginate", "merge", "allow_hosts", NULL
 };
 static const char *const transform_keys[] = { "jq", "dedupe", NULL };
 static const char *const load_keys[] = { "sqlite", "file", "stdout", "http", NULL };
 static const char *const loadhttp_keys[] = {
 	"url", "method", "headers", "batch", "timeout", "connect_timeout", "concurrency",
-	"retry", "tls_verify", NULL
+	"retry", "tls_verify", "allow_hosts", NULL
 };
 static const char *const http_methods[] = { "POST", "PUT", "PATCH", NULL };
 static const char *const sqlite_keys[] = {
@@ -1169,9 +1169,12 @@ static const char *const retry_keys[] = {
 /* in the order of enum backoff_kind, enum jitter_kind */
 static const char *const backoffs[] = { "constant", "linear", "exponential", NULL };
 static const char *const jitters[] = { "none", "full", "equal", NULL };
-static const char *const retry_words[] = { "connect", "timeout", "network", "5xx", "4xx", NULL };
+static const char *const retry_words[] = {
+	"connect", "timeout", "network", "5xx", "4xx", "invalid_body", NULL
+};
 static const unsigned retry_bits[] = {
-	RETRY_ON_CONNECT, RETRY_ON_TIMEOUT, RETRY_ON_NETWORK, RETRY_ON_5XX, RETRY_ON_4XX
+	RETRY_ON_CONNECT, RETRY_ON_TIMEOUT, RETRY_ON_NETWORK, RETRY_ON_5XX, RETRY_ON_4XX,
+	RETRY_ON_INVALID_BODY
 };
 /* in the order of enum on_error, from ON_ERROR_FAIL */
 static const char *const on_errors[] = { "fail", "skip", "dlq", "pass", NULL };
@@ -1238,7 +1241,8 @@ static void read_retry_on(struct cfg *c, const struct ynode *m, struct retry_pol
 		if (!is_int_text(w)) {
 			const char *sug = suggest(w, retry_words, ARRAY_LEN(retry_bits));
 			diags_add(c->d, v[i].pos, "invalid retry condition \"%s\" in \"%s\": expected "
-			          "connect, timeout, network, 5xx, 4xx or an HTTP status code%s%s%s",
+			          "connect, timeout, network, invalid_body, 5xx, 4xx or an HTTP status "
+			          "code%s%s%s",
 			          w, name, sug ? " (did you mean \"" : "", sug ? sug : "",
 			          sug ? "\"?)" : "");
 			continue;
@@ -1608,6 +1612,27 @@ static void read_headers(struct cfg *c, const struct ynode *m, struct fetch_spec
 	}
 }
 
+/* allow_hosts: a host or a list of them ("host", "host:port", "*.domain",
+ * "*"), never a URL. */
+static void read_allow_hosts(struct cfg *c, const struct ynode *m, struct fetch_spec *f)
+{
+	size_t i;
+
+	read_str_list(c, m, "allow_hosts", &f->allow_hosts, &f->n_allow_hosts);
+	for (i = 0; i < f->n_allow_hosts; i++) {
+		const char *h = f->allow_hosts[i].s, *p;
+		bool bad = *h == '\0' || strchr(h, '/') != NULL || strchr(h, '@') != NULL ||
+		           (h[0] == '*' && h[1] != '\0' && h[1] != '.') || strchr(h + 1, '*');
+		for (p = h; *p && !bad; p++)
+			if (*p == ' ' || *p == '\t' || (unsigned char)*p < 0x20)
+				bad = true;
+		if (bad)
+			diags_add(c->d, f->allow_hosts[i].pos, "invalid host \"%s\" in "
+			          "\"allow_hosts\": expected a host name, host:port, *.domain or *",
+			          h);
+	}
+}
+
 static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode *m,
                        struct fetch_spec *f)
 {
@@ -1644,6 +1669,7 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 		only_with_url(c, m, "idempotent");
 		only_with_url(c, m, "pool");
 		only_with_url(c, m, "paginate");
+		only_with_url(c, m, "allow_hosts");
 	}
 	f->format = read_enum(c, m, "format", fetch_formats, NULL) == 1 ? FMT_JSONL : FMT_JSON;
 	read_enum(c, m, "method", methods, &f->method);
@@ -1668,6 +1694,7 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 	if (read_str(c, m, "pool", &f->pool) && f->pool.s)
 		check_pool(c, &f->pool);
 	read_paginate(c, m, &f->paginate);
+	read_allow_hosts(c, m, f);
 	read_str(c, m, "merge", &f->merge);
 	check_jq(c, &f->merge, "merge");
 }
@@ -1844,6 +1871,7 @@ static void read_load(struct cfg *c, const struct ynode *k, const struct ynode *
 		read_int(c, tv, "concurrency", 1, 10000, &f->concurrency);
 		read_bool(c, tv, "tls_verify", &f->tls_verify);
 		read_retry(c, tv, &f->retry);
+		read_allow_hosts(c, tv, f);
 		break;
 	}
 	}
@@ -2200,6 +2228,9 @@ static void fetch_spec_free(struct fetch_spec *f)
 	sval_free(&f->paginate.param);
 	sval_free(&f->paginate.stop);
 	sval_free(&f->merge);
+	for (i = 0; i < f->n_allow_hosts; i++)
+		sval_free(&f->allow_hosts[i]);
+	free(f->allow_hosts);
 }
 
 static void stage_free(struct stage_spec *st)

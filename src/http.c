@@ -52,6 +52,8 @@ struct http_xfer {
 	double timeout, connect_timeout;
 	long long max_body;
 	bool tls_verify;
+	char *origin;                   /* redirects are checked against it */
+	char **allow_hosts;             /* NULL-terminated, or NULL */
 	http_done_fn done;
 	void *arg;
 
@@ -60,6 +62,15 @@ struct http_xfer {
 	struct http_header *rh;
 	size_t n_rh, cap_rh;
 	bool too_big;
+	long long announced;            /* Content-Length of a body too big, or 0 */
+	struct sha256 *digest;          /* of the body so far (NULL: none yet) */
+	char digest_hex[65];
+	long hstatus;                   /* status of the response whose headers arrive */
+	bool new_conn;                  /* a socket was opened for this transfer */
+	bool connected;                 /* a connection (new or reused) was ready to
+	                                   send the request on */
+	bool answered;                  /* some of a response arrived */
+	char *refused;                  /* why a redirect was not followed */
 	CURLcode rc;                    /* for XFER_DONE */
 	enum http_error pend_err;       /* for XFER_PENDING */
 	const char *pend_msg;
@@ -174,10 +185,19 @@ static void xfer_clear_headers(struct http_xfer *x)
 
 static void xfer_free(struct http_xfer *x)
 {
+	size_t i;
+
 	xfer_clear_headers(x);
 	free(x->rh);
 	buf_free(&x->resp);
 	curl_slist_free_all(x->headers);
+	if (x->digest)
+		sha256_end(x->digest, x->digest_hex);
+	free(x->refused);
+	free(x->origin);
+	for (i = 0; x->allow_hosts && x->allow_hosts[i]; i++)
+		free(x->allow_hosts[i]);
+	free(x->allow_hosts);
 	free(x->method);
 	free(x->url);
 	free(x->body);
@@ -189,11 +209,24 @@ static size_t http_write_cb(char *p, size_t size, size_t nmemb, void *arg)
 	struct http_xfer *x = arg;
 	size_t n = size * nmemb;
 
+	x->answered = true;
 	if (x->max_body > 0 &&
 	    (unsigned long long)x->resp.len + n > (unsigned long long)x->max_body) {
 		x->too_big = true;
 		return 0;       /* aborts the transfer with CURLE_WRITE_ERROR */
 	}
+	if (!x->digest) {
+		/* First bytes: one buffer of the announced size, so a large body
+		 * is not copied through doubling reallocations. */
+		curl_off_t cl = -1;
+		x->digest = sha256_begin();
+		if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) ==
+		    CURLE_OK && cl > 0 && (x->max_body <= 0 || cl <= x->max_body))
+			buf_presize(&x->resp, (size_t)cl);
+	}
+	/* Hashed as it arrives: the journal keeps only the digest of a large
+	 * body, and hashing it at the end would stall the loop. */
+	sha256_update(x->digest, p, n);
 	buf_add(&x->resp, p, n);
 	return n;
 }
@@ -203,6 +236,28 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* A redirect's Location (v..end) that libcurl is about to follow: checked
+ * against the transfer's origin like any URL a server supplies. Returns
+ * true when it may be followed, else sets x->refused. */
+static bool http_redirect_ok(struct http_xfer *x, const char *v, const char *end)
+{
+	char *loc = xstrndup(v, (size_t)(end - v)), *cur = NULL, *target, *why;
+
+	curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &cur);
+	target = http_url_resolve(cur ? cur : x->url, loc);
+	why = target ? http_url_supplied_check(x->origin ? x->origin : x->url, target,
+	                                       (const char *const *)x->allow_hosts) :
+	               xstrdup("it does not parse");
+	if (why) {
+		free(x->refused);
+		x->refused = xasprintf("redirect to %s refused: %s", target ? target : loc, why);
+		free(why);
+	}
+	free(target);
+	free(loc);
+	return x->refused == NULL;
+}
+
 /* Keeps the headers of the final response: a status line starts afresh. */
 static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 {
@@ -210,12 +265,15 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	size_t n = size * nmemb, len = n, nl;
 	const char *colon, *v, *end;
 
+	x->answered = true;
 	while (len > 0 && is_space(p[len - 1]))
 		len--;
 	if (len == 0)
 		return n;
 	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		const char *sp = memchr(p, ' ', len);
 		xfer_clear_headers(x);
+		x->hstatus = sp ? strtol(sp + 1, NULL, 10) : 0;
 		return n;
 	}
 	if ((p[0] == ' ' || p[0] == '\t') && x->n_rh > 0) {
@@ -241,12 +299,54 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	end = p + len;
 	while (v < end && is_space(*v))
 		v++;
+	if (x->hstatus >= 300 && x->hstatus <= 399 && x->hstatus != 304 &&
+	    nl == 8 && strncasecmp(p, "Location", 8) == 0 && !http_redirect_ok(x, v, end))
+		return 0;       /* aborts the transfer: the redirect is not followed */
+	if ((x->hstatus < 300 || x->hstatus > 399) && x->max_body > 0 && nl == 14 &&
+	    strncasecmp(p, "Content-Length", 14) == 0) {
+		long long cl = strtoll(v, NULL, 10);
+		if (cl > x->max_body) {
+			/* Refused before a byte of it is read. */
+			x->too_big = true;
+			x->announced = cl;
+			return 0;
+		}
+	}
 	xgrow(&x->rh, &x->cap_rh, x->n_rh + 1, sizeof(*x->rh));
 	x->rh[x->n_rh].name = xstrndup(p, nl);
 	x->rh[x->n_rh].value = xstrndup(v, (size_t)(end - v));
 	x->n_rh++;
 	return n;
 }
+
+/* CURLOPT_SOCKOPTFUNCTION: runs for every socket libcurl opens, so a
+ * transfer that never sees it ran on a reused connection. */
+static int http_sockopt_cb(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+	struct http_xfer *x = arg;
+
+	(void)fd;
+	(void)purpose;
+	x->new_conn = true;
+	return CURL_SOCKOPT_OK;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* CURLOPT_PREREQFUNCTION: the connection (new or reused) is ready and the
+ * request is about to be sent: the connect phase is over. */
+static int http_prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port,
+                          int local_port)
+{
+	struct http_xfer *x = arg;
+
+	(void)primary_ip;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	x->connected = true;
+	return CURL_PREREQFUNC_OK;
+}
+#endif
 
 static long secs_to_ms(double s)
 {
@@ -275,6 +375,12 @@ static void xfer_setup(struct http_xfer *x)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, http_sockopt_cb);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, x);
+#if LIBCURL_VERSION_NUM >= 0x075000
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, http_prereq_cb);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+#endif
 	curl_easy_setopt(e, CURLOPT_USERAGENT, HTTP_USER_AGENT);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -354,9 +460,17 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 	double ct = 0, cto, to;
 
 	*out = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+	if (x->refused) {
+		*out = x->refused;
+		return HTTP_ERR_REFUSED;
+	}
 	if (x->too_big) {
 		fmt_bytes(x->max_body, a, sizeof(a));
-		snprintf(msg, sz, "response body exceeds %s (max_body)", a);
+		if (x->announced > 0)
+			snprintf(msg, sz, "response body of %lld bytes (Content-Length) exceeds %s "
+			         "(max_body)", x->announced, a);
+		else
+			snprintf(msg, sz, "response body exceeds %s (max_body)", a);
 		*out = msg;
 		return HTTP_ERR_TOO_BIG;
 	}
@@ -369,13 +483,17 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 	case CURLE_COULDNT_RESOLVE_PROXY:
 		return HTTP_ERR_CONNECT;
 	case CURLE_OPERATION_TIMEDOUT:
-		/* Which limit fired: the connect phase is bounded by the smaller
-		 * of connect_timeout (or libcurl's default) and timeout. */
-		curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME, &ct);
+		/* Which phase timed out. The connect phase is over once the
+		 * request could be sent (a reused keep-alive connection has none,
+		 * and its connect time reads 0); it is bounded by the smaller of
+		 * connect_timeout (or libcurl's default) and timeout. */
+		curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME, &ct);
+		if (ct > 0)
+			x->connected = true;
 		cto = x->connect_timeout > 0 ? x->connect_timeout :
 		      HTTP_CURL_CONNECT_DEFAULT;
 		to = x->timeout > 0 ? x->timeout : INFINITY;
-		if (ct <= 0 && cto <= to) {
+		if (!x->connected && !x->answered && cto <= to) {
 			fmt_secs(cto, a, sizeof(a));
 			snprintf(msg, sz, "connect timed out after %s (%s)", a,
 			         x->connect_timeout > 0 ? "connect_timeout" :
@@ -383,7 +501,14 @@ static enum http_error classify(struct http_xfer *x, CURLcode rc,
 			*out = msg;
 		} else if (x->timeout > 0) {
 			fmt_secs(x->timeout, a, sizeof(a));
-			snprintf(msg, sz, "timed out after %s (timeout)", a);
+			if (!x->connected && !x->answered)
+				snprintf(msg, sz, "timed out after %s while connecting (timeout)", a);
+			else if (!x->answered)
+				snprintf(msg, sz, "timed out after %s waiting for the response%s "
+				         "(timeout)", a, x->new_conn ? "" : " on a reused connection");
+			else
+				snprintf(msg, sz, "timed out after %s reading the response, %zu bytes "
+				         "received (timeout)", a, x->resp.len);
 			*out = msg;
 		}
 		return HTTP_ERR_TIMEOUT;
@@ -438,10 +563,18 @@ static void xfer_finish(struct http_xfer *x, bool transport, CURLcode rc,
 		res.body_len = x->resp.len;
 		res.headers = x->rh;
 		res.n_headers = x->n_rh;
+		if (x->digest)
+			sha256_end(x->digest, x->digest_hex);
+		else
+			sha256_hex("", 0, x->digest_hex);
+		x->digest = NULL;
+		res.body_sha256 = x->digest_hex;
+		res.xfer = x;
 	} else {
 		res.error = err;
 		res.error_msg = err_msg;
 		res.body = "";
+		res.body_sha256 = "";
 	}
 	if (x->t_start > 0)
 		res.duration = (x->t_end > 0 ? x->t_end : now_mono()) - x->t_start;
@@ -717,6 +850,15 @@ struct http_xfer *http_submit(struct http *h, const struct http_request *req,
 	x->connect_timeout = req->connect_timeout;
 	x->max_body = req->max_body;
 	x->tls_verify = req->tls_verify;
+	x->origin = req->origin ? xstrdup(req->origin) : NULL;
+	if (req->allow_hosts) {
+		size_t n = 0, i;
+		while (req->allow_hosts[n])
+			n++;
+		x->allow_hosts = xcalloc(n + 1, sizeof(*x->allow_hosts));
+		for (i = 0; i < n; i++)
+			x->allow_hosts[i] = xstrdup(req->allow_hosts[i]);
+	}
 	x->done = done;
 	x->arg = arg;
 	buf_init(&x->resp);
@@ -770,6 +912,18 @@ size_t http_inflight(const struct http *h)
 size_t http_queued(const struct http *h)
 {
 	return h->queue.n;
+}
+
+char *http_result_take_body(const struct http_result *res)
+{
+	struct http_xfer *x = res->xfer;
+	char *b;
+
+	if (!x || !x->resp.data)
+		return xstrndup(res->body, res->body_len);
+	b = x->resp.data;
+	buf_init(&x->resp);
+	return b;
 }
 
 /* Returns the value of the first header called name (any case), borrowed
@@ -911,6 +1065,102 @@ static bool http_link_rel_next(const char *v, const char *vend)
 			return true;
 	}
 	return false;
+}
+
+/* Scheme, host (lowercased) and port (the scheme's default when absent)
+ * of url into malloc'd strings (host and port NULL for file://). Returns 0,
+ * or -1 when url does not parse. */
+static int url_parts(const char *url, char **scheme, char **host, char **port)
+{
+	CURLU *u = curl_url();
+	char *s = NULL, *h = NULL, *p = NULL, *c;
+	int rc = -1;
+
+	*scheme = *host = *port = NULL;
+	if (!u)
+		return -1;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &s, 0) != CURLUE_OK)
+		goto fail;
+	*scheme = xstrdup(s);
+	for (c = *scheme; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	if (curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && h && *h) {
+		*host = xstrdup(h);
+		for (c = *host; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		if (curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK && p)
+			*port = xstrdup(p);
+	}
+	rc = 0;
+fail:
+	curl_free(s);
+	curl_free(h);
+	curl_free(p);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* Does the allow_hosts entry a match host (and port)? */
+static bool host_listed(const char *a, const char *host, const char *port)
+{
+	const char *colon = strrchr(a, ':');
+	size_t hl = strlen(host), al;
+
+	if (strcmp(a, "*") == 0)
+		return true;
+	if (colon && !strchr(colon, ']')) {
+		/* "host:port" */
+		al = (size_t)(colon - a);
+		if (!port || strcmp(colon + 1, port) != 0)
+			return false;
+	} else {
+		al = strlen(a);
+	}
+	if (al > 2 && a[0] == '*' && a[1] == '.')
+		return hl > al - 1 && strncasecmp(host + hl - (al - 1), a + 1, al - 1) == 0;
+	return al == hl && strncasecmp(a, host, al) == 0;
+}
+
+char *http_url_supplied_check(const char *origin, const char *url,
+                              const char *const *allow_hosts)
+{
+	char *os = NULL, *oh = NULL, *op = NULL, *s = NULL, *h = NULL, *p = NULL;
+	char *why = NULL;
+	size_t i;
+
+	if (url_parts(url, &s, &h, &p) != 0) {
+		why = xstrdup("it does not parse");
+		goto out;
+	}
+	if (url_parts(origin, &os, &oh, &op) != 0) {
+		why = xstrdup("the URL it came from does not parse");
+		goto out;
+	}
+	if (strcmp(s, os) != 0 && !(strcmp(os, "http") == 0 && strcmp(s, "https") == 0)) {
+		why = xasprintf("another scheme (%s://) than the stage's %s://", s, os);
+		goto out;
+	}
+	if (!h || !oh)
+		goto out;              /* file:// from file:// */
+	if (strcmp(h, oh) == 0 && (strcmp(s, os) != 0 || (p && op && strcmp(p, op) == 0)))
+		goto out;              /* same host (and port, or an upgrade to https) */
+	for (i = 0; allow_hosts && allow_hosts[i]; i++)
+		if (host_listed(allow_hosts[i], h, p))
+			goto out;
+	why = xasprintf("another host (%s%s%s) than the stage's (%s%s%s), not listed in "
+	                "allow_hosts", h, p ? ":" : "", p ? p : "", oh, op ? ":" : "",
+	                op ? op : "");
+out:
+	free(os);
+	free(oh);
+	free(op);
+	free(s);
+	free(h);
+	free(p);
+	return why;
 }
 
 /* Link: <https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"

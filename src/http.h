@@ -29,6 +29,11 @@ struct http_request {
 	double connect_timeout;        /* seconds; 0 = libcurl default */
 	long long max_body;            /* bytes; a larger body fails the transfer; 0 = no limit */
 	bool tls_verify;
+	/* Redirects are followed only where http_url_supplied_check allows,
+	 * from origin (NULL = url) with allow_hosts (NULL-terminated; may be
+	 * NULL); a refused one fails the transfer with HTTP_ERR_REFUSED. */
+	const char *origin;
+	const char *const *allow_hosts;
 };
 
 enum http_error {
@@ -37,6 +42,7 @@ enum http_error {
 	HTTP_ERR_TIMEOUT,              /* per-attempt or connect timeout fired */
 	HTTP_ERR_TOO_BIG,              /* body exceeded max_body */
 	HTTP_ERR_CANCELLED,            /* http_cancel_all / http_destroy */
+	HTTP_ERR_REFUSED,              /* a redirect to a URL that may not be followed */
 	HTTP_ERR_OTHER                 /* anything else libcurl reports (reset, TLS, ...) */
 };
 
@@ -54,11 +60,13 @@ struct http_result {
 	size_t body_len;
 	const struct http_header *headers; /* of the final response */
 	size_t n_headers;
+	const char *body_sha256;       /* hex SHA-256 of body, computed as it arrived */
 	double duration;               /* seconds, submit-to-completion excluded queueing */
 	const char *url;               /* effective URL as requested */
 	bool permanent;                /* HTTP_ERR_OTHER that no retry can cure: a bad or
 	                                  refused URL or scheme, a missing file, a failed
 	                                  TLS verification, too many redirects */
+	void *xfer;                    /* http.c's, for http_result_take_body */
 };
 
 typedef void (*http_done_fn)(void *arg, const struct http_result *res);
@@ -79,6 +87,12 @@ void http_cancel_all(struct http *h);
 size_t http_inflight(const struct http *h);   /* running now */
 size_t http_queued(const struct http *h);     /* waiting for a slot */
 
+/* Moves the body out of a result (during the completion callback): returns
+ * it malloc'd and NUL-terminated (body_len bytes), to be freed by the
+ * caller; res->body must not be used afterwards. Avoids copying a large
+ * body that outlives the callback. */
+char *http_result_take_body(const struct http_result *res);
+
 /* Case-insensitive header lookup in a result; NULL when absent. */
 const char *http_result_header(const struct http_result *res, const char *name);
 
@@ -94,6 +108,17 @@ char *http_url_host(const char *url);
 /* url with query parameter name set to value (replacing every existing
  * name=..., else appended). Malloc'd, or NULL when url does not parse. */
 char *http_url_set_param(const char *url, const char *name, const char *value);
+/*
+ * May a URL that a server supplied (a redirect's Location, a next page) be
+ * followed by a job that started from origin? Only with origin's scheme
+ * (or https from http), never to file:// or another scheme, and only to
+ * origin's host and port unless allow_hosts (NULL-terminated, may be NULL)
+ * lists the host: "host" (any port), "host:port", "*.domain" (its
+ * subdomains) or "*" (any host). Returns NULL when it may, else a
+ * malloc'd reason ("another host (h:p), not listed in allow_hosts").
+ */
+char *http_url_supplied_check(const char *origin, const char *url,
+                              const char *const *allow_hosts);
 /* The target of rel="next" in a Link header value, malloc'd, or NULL. */
 char *http_link_next(const char *link);
 

@@ -35,7 +35,7 @@ void retry_policy_default(struct retry_policy *p)
 	p->initial = 0.25;
 	p->max = 30.0;
 	p->jitter = JITTER_FULL;
-	p->on = RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK;
+	p->on = RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK | RETRY_ON_INVALID_BODY;
 	p->codes[0] = 429;
 	p->codes[1] = 502;
 	p->codes[2] = 503;
@@ -71,6 +71,8 @@ bool retry_should(const struct retry_policy *p, enum attempt_class c, long statu
 		return (p->on & RETRY_ON_TIMEOUT) != 0;
 	case ATTEMPT_NETWORK:
 		return (p->on & RETRY_ON_NETWORK) != 0;
+	case ATTEMPT_INVALID_BODY:
+		return (p->on & RETRY_ON_INVALID_BODY) != 0;
 	case ATTEMPT_HTTP:
 		if (status >= 500 && status <= 599 && (p->on & RETRY_ON_5XX))
 			return true;

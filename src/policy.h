@@ -22,6 +22,7 @@ enum {
 	RETRY_ON_5XX = 1 << 2,
 	RETRY_ON_4XX = 1 << 3,
 	RETRY_ON_NETWORK = 1 << 4,     /* other transport errors: reset, closed mid-body */
+	RETRY_ON_INVALID_BODY = 1 << 5,/* a 2xx whose body does not parse (format json/jsonl) */
 };
 
 struct retry_policy {
@@ -37,8 +38,8 @@ struct retry_policy {
 
 /* The defaults, used when no retry: is given and for the keys a retry:
  * leaves out: 3 attempts, exponential, 250ms initial, 30s max (also the cap
- * on Retry-After), full jitter, on connect|timeout|network and the codes
- * 429, 502, 503, 504. */
+ * on Retry-After), full jitter, on connect|timeout|network|invalid_body and
+ * the codes 429, 502, 503, 504. */
 void retry_policy_default(struct retry_policy *p);
 
 /* Outcome of one attempt, as the retry logic sees it. */
@@ -49,6 +50,7 @@ enum attempt_class {
 	ATTEMPT_NETWORK,
 	ATTEMPT_HTTP,                  /* a non-2xx status: see status */
 	ATTEMPT_PREDICATE,             /* 2xx but the user's retry predicate matched */
+	ATTEMPT_INVALID_BODY,          /* 2xx but the body is not the format expected */
 	ATTEMPT_FATAL,                 /* never retried (e.g. body too big) */
 };
 

@@ -18,6 +18,7 @@
 #include "request.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,29 @@
 #include "secret.h"
 #include "util.h"
 
-enum req_state { R_ADMIT, R_INFLIGHT, R_BACKOFF, R_DONE };
+enum req_state { R_ADMIT, R_INFLIGHT, R_PARSING, R_BACKOFF, R_DONE };
+
+/* A JSON body larger than this is parsed on a thread of its own, so the
+ * loop goes on (timers, other transfers) while it is. */
+#define REQUEST_PARSE_OFFLOAD (256 * 1024)
+
+/* An answered attempt whose body a worker thread parses (R_PARSING). The
+ * worker touches only body, len, doc, err and done. */
+struct parse_job {
+	struct request *r;
+	pthread_t thread;
+	char *body;                    /* taken from http.c */
+	size_t len;
+	long status;
+	struct http_header *headers;   /* copies */
+	size_t n_headers;
+	char digest[65];
+	double duration;
+	json_t *doc;                   /* the result, or NULL with err */
+	char *err;
+	bool done;                     /* under rq->plock */
+	struct parse_job *next;
+};
 
 /* Why a pool's FIFO cannot start its head request. */
 enum pool_block { BLOCK_NONE = -1, BLOCK_CONCURRENCY = 0, BLOCK_BREAKER, BLOCK_RATE,
@@ -60,9 +83,13 @@ struct request {
 	char *stage, *method, *url, *body;
 	size_t body_len;
 	char **headers;                /* NULL-terminated */
+	char *origin;
+	char **allow_hosts;            /* NULL-terminated, or NULL */
 	struct http_request hreq;
 	struct retry_policy retry;
 	struct expr *when;
+	enum request_body body_format;
+	json_t *doc;                   /* the last attempt's parsed body */
 	bool retry_unsafe_ok;          /* may retry this method */
 	int *waiting;
 	void (*on_wait)(void *arg);
@@ -80,6 +107,7 @@ struct request {
 	ev_timer timer;
 	struct request *q_next;        /* in the pool's FIFO (or the journal queue) */
 	struct journal_entry jentry;   /* when answered from the journal */
+	char *refetch;                 /* digest of a journaled body fetched again */
 	bool from_journal;
 	struct request *prev, *next;   /* in the requester's list */
 };
@@ -99,6 +127,9 @@ struct requester {
 	size_t n_jrows, cap_jrows;
 	ev_timer jtimer;               /* fires journal answers, one loop turn later */
 	struct request *jq_head;       /* requests to answer from the journal */
+	pthread_mutex_t plock;         /* parse_job.done */
+	ev_async pasync;               /* a worker finished a parse */
+	struct parse_job *pjobs;       /* bodies being parsed */
 	struct ev_loop *loop;
 	struct http *http;
 	int64_t run_id;
@@ -112,6 +143,7 @@ struct requester {
 
 static void admit(struct request *r);
 static void pool_pump(struct pool *p);
+static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -216,6 +248,9 @@ struct requester *requester_create(struct ev_loop *loop, struct http *http,
 
 	rq->loop = loop;
 	rq->http = http;
+	pthread_mutex_init(&rq->plock, NULL);
+	ev_async_init(&rq->pasync, parse_async_cb);
+	rq->pasync.data = rq;
 	rq->run_id = run_id;
 	srand48((long)getpid() ^ (long)(now * 1e6));
 	for (i = 0; spec && i < spec->n_hosts; i++) {
@@ -267,12 +302,18 @@ static void request_free(struct request *r)
 	for (i = 0; r->headers && r->headers[i]; i++)
 		free(r->headers[i]);
 	free(r->headers);
+	for (i = 0; r->allow_hosts && r->allow_hosts[i]; i++)
+		free(r->allow_hosts[i]);
+	free(r->allow_hosts);
+	free(r->origin);
 	free(r->stage);
 	free(r->method);
 	free(r->url);
 	free(r->body);
 	json_decref(r->history);
+	json_decref(r->doc);
 	journal_entry_free(&r->jentry);
+	free(r->refetch);
 	free(r);
 }
 
@@ -418,6 +459,7 @@ static void journal_add(struct request *r, const struct http_result *res)
 		return;
 	xgrow(&rq->jrows, &rq->cap_jrows, rq->n_jrows + 1, sizeof(*rq->jrows));
 	j = &rq->jrows[rq->n_jrows++];
+	memset(j, 0, sizeof(*j));
 	j->stage = xstrdup(r->stage);
 	memcpy(j->fingerprint, r->fingerprint, sizeof(j->fingerprint));
 	j->e.status = res->status;
@@ -435,7 +477,14 @@ static void journal_add(struct request *r, const struct http_result *res)
 		free(hs);
 	}
 	json_decref(h);
-	j->e.body = secret_seal(res->body, res->body_len, &j->e.body_len);
+	if (res->body_len > REQUEST_JOURNAL_MAX_BODY && res->body_sha256 &&
+	    *res->body_sha256) {
+		/* Too large to keep: its digest and size; a resume asks again. */
+		j->e.digest = xstrdup(res->body_sha256);
+		j->e.body_len = res->body_len;
+	} else {
+		j->e.body = secret_seal(res->body, res->body_len, &j->e.body_len);
+	}
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -448,6 +497,10 @@ static void finish(struct request *r, bool ok, const char *error,
 	r->state = R_DONE;
 	if (ok && res)
 		journal_add(r, res);
+	if (ok && res && r->refetch && res->body_sha256 && strcmp(r->refetch, res->body_sha256))
+		log_warn("stage %s: %s %s: the response differs from the one the run got before "
+		         "it was interrupted (sha256 %.12s..., now %.12s...)", r->stage, r->method,
+		         r->url, r->refetch, res->body_sha256);
 	if (!r->cancelled) {
 		out.ok = ok;
 		out.error = error;
@@ -456,6 +509,7 @@ static void finish(struct request *r, bool ok, const char *error,
 		out.history = r->history;
 		out.fingerprint = r->fingerprint;
 		out.url = r->url;
+		out.doc = ok ? r->doc : NULL;
 		r->done(r->arg, &out);
 	}
 	request_free(r);
@@ -470,9 +524,191 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	admit(r);
 }
 
-/* Classifies a finished attempt. *status is the HTTP status (0 if none). */
+static void record_attempt(struct request *r, long status, const char *error, double dur);
+static void attempt_failed(struct request *r, enum attempt_class c, long status,
+                           const char *msg, const struct http_result *res,
+                           double at_least);
+static void finish(struct request *r, bool ok, const char *error,
+                   const struct http_result *res);
+static void journal_add(struct request *r, const struct http_result *res);
+
+static void *parse_main(void *arg)
+{
+	struct parse_job *pj = arg;
+	struct requester *rq = pj->r->rq;
+	json_error_t jerr;
+
+	pj->doc = json_loadb(pj->body, pj->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+	if (!pj->doc)
+		pj->err = xasprintf("invalid JSON at line %d, column %d: %s", jerr.line,
+		                    jerr.column, jerr.text);
+	pthread_mutex_lock(&rq->plock);
+	pj->done = true;
+	pthread_mutex_unlock(&rq->plock);
+	ev_async_send(rq->loop, &rq->pasync);
+	return NULL;
+}
+
+/* Hands the body of res (an answered 2xx attempt of r) to a worker thread.
+ * r waits in R_PARSING until parse_async_cb continues it. */
+static void parse_start(struct request *r, const struct http_result *res)
+{
+	struct requester *rq = r->rq;
+	struct parse_job *pj = xcalloc(1, sizeof(*pj));
+	size_t i;
+
+	pj->r = r;
+	pj->len = res->body_len;
+	pj->status = res->status;
+	pj->duration = res->duration;
+	snprintf(pj->digest, sizeof(pj->digest), "%s", res->body_sha256 ? res->body_sha256 : "");
+	pj->headers = xcalloc(res->n_headers + 1, sizeof(*pj->headers));
+	for (i = 0; i < res->n_headers; i++) {
+		pj->headers[i].name = xstrdup(res->headers[i].name);
+		pj->headers[i].value = xstrdup(res->headers[i].value);
+	}
+	pj->n_headers = res->n_headers;
+	pj->body = http_result_take_body(res);
+	r->state = R_PARSING;
+	pj->next = rq->pjobs;
+	rq->pjobs = pj;
+	if (!ev_is_active(&rq->pasync))
+		ev_async_start(rq->loop, &rq->pasync);
+	if (pthread_create(&pj->thread, NULL, parse_main, pj) != 0) {
+		fprintf(stderr, "pipectl: cannot start a thread to parse a response\n");
+		abort();
+	}
+}
+
+static void parse_job_free(struct parse_job *pj)
+{
+	size_t i;
+
+	json_decref(pj->doc);
+	free(pj->err);
+	free(pj->body);
+	for (i = 0; i < pj->n_headers; i++) {
+		free(pj->headers[i].name);
+		free(pj->headers[i].value);
+	}
+	free(pj->headers);
+	free(pj);
+}
+
+static enum attempt_class classify_when(struct request *r, const struct http_result *res,
+                                        char **msg);
+
+/* Continues a request whose body was parsed, as on_http_done would have. */
+static void parse_finish(struct parse_job *pj)
+{
+	struct request *r = pj->r;
+	struct http_result res;
+	enum attempt_class c = ATTEMPT_OK;
+	char *msg = NULL;
+
+	memset(&res, 0, sizeof(res));
+	res.error = HTTP_OK;
+	res.status = pj->status;
+	res.body = pj->body;
+	res.body_len = pj->len;
+	res.headers = pj->headers;
+	res.n_headers = pj->n_headers;
+	res.body_sha256 = pj->digest;
+	res.duration = pj->duration;
+	res.url = r->url;
+	json_decref(r->doc);
+	r->doc = pj->doc;
+	pj->doc = NULL;
+	if (!r->doc) {
+		c = ATTEMPT_INVALID_BODY;
+		msg = pj->err;
+		pj->err = NULL;
+	} else {
+		c = classify_when(r, &res, &msg);
+	}
+	if (r->cancelled) {
+		if (c == ATTEMPT_OK)
+			journal_add(r, &res);
+		request_free(r);
+	} else {
+		record_attempt(r, res.status, c == ATTEMPT_OK ? NULL : msg, res.duration);
+		if (c == ATTEMPT_OK)
+			finish(r, true, NULL, &res);
+		else
+			attempt_failed(r, c, res.status, msg, &res, 0);
+	}
+	free(msg);
+	parse_job_free(pj);
+}
+
+/* A worker finished: continue its request on the loop. */
+static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct requester *rq = w->data;
+
+	for (;;) {
+		struct parse_job **pp = &rq->pjobs, *pj = NULL;
+		pthread_mutex_lock(&rq->plock);
+		while (*pp && !(*pp)->done)
+			pp = &(*pp)->next;
+		if (*pp) {
+			pj = *pp;
+			*pp = pj->next;
+		}
+		pthread_mutex_unlock(&rq->plock);
+		if (!pj)
+			break;
+		pthread_join(pj->thread, NULL);
+		parse_finish(pj);
+	}
+	if (!rq->pjobs && ev_is_active(&rq->pasync))
+		ev_async_stop(rq->loop, &rq->pasync);
+}
+
+/* Checks a 2xx body against r->body_format: JSON is parsed into r->doc,
+ * every line of JSON lines is parsed and dropped. Returns 0, or -1 with
+ * *msg (malloc'd) saying where the body stops being valid. */
+static int check_body(struct request *r, const struct http_result *res, char **msg)
+{
+	json_error_t jerr;
+	const char *p = res->body, *end = res->body + res->body_len;
+	long line = 1;
+
+	if (r->body_format == REQUEST_BODY_ANY ||
+	    (strcmp(r->method, "HEAD") == 0 && res->body_len == 0))
+		return 0;
+	if (r->body_format == REQUEST_BODY_JSON) {
+		r->doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+		                    &jerr);
+		if (r->doc)
+			return 0;
+		*msg = xasprintf("invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+		                 jerr.text);
+		return -1;
+	}
+	for (; p < end; line++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end, *q;
+		for (q = p; q < e && (*q == ' ' || *q == '\t' || *q == '\r'); q++)
+			;
+		if (q < e) {
+			json_t *doc = json_loadb(p, (size_t)(e - p), JSON_DECODE_ANY | JSON_ALLOW_NUL,
+			                         &jerr);
+			if (!doc) {
+				*msg = xasprintf("line %ld: invalid JSON: %s", line, jerr.text);
+				return -1;
+			}
+			json_decref(doc);
+		}
+		p = nl ? nl + 1 : end;
+	}
+	return 0;
+}
+
+/* Classifies a finished attempt. *status is the HTTP status (0 if none).
+ * With *defer set on return, the attempt answered with a large JSON body
+ * whose parse goes to a worker (parse_start): its class is known later. */
 static enum attempt_class classify(struct request *r, const struct http_result *res,
-                                   char **msg)
+                                   char **msg, bool *defer)
 {
 	switch (res->error) {
 	case HTTP_OK:
@@ -481,6 +717,9 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 	case HTTP_ERR_TIMEOUT: *msg = xstrdup(res->error_msg); return ATTEMPT_TIMEOUT;
 	case HTTP_ERR_TOO_BIG: *msg = xstrdup(res->error_msg); return ATTEMPT_FATAL;
 	case HTTP_ERR_CANCELLED: *msg = xstrdup("cancelled"); return ATTEMPT_FATAL;
+	case HTTP_ERR_REFUSED:
+		*msg = xstrdup(res->error_msg);
+		return ATTEMPT_FATAL;
 	case HTTP_ERR_OTHER:
 		*msg = xstrdup(res->error_msg);
 		return res->permanent ? ATTEMPT_FATAL : ATTEMPT_NETWORK;
@@ -494,8 +733,29 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 		                 n ? ": " : "", n, res->body);
 		return ATTEMPT_HTTP;
 	}
+	json_decref(r->doc);
+	r->doc = NULL;
+	/* A large body of a request nobody waits for is journaled as its
+	 * digest, which a resume fetches again: no need to parse it. */
+	if (r->cancelled && res->body_len > REQUEST_JOURNAL_MAX_BODY)
+		return ATTEMPT_OK;
+	if (!r->cancelled && r->body_format == REQUEST_BODY_JSON &&
+	    res->body_len > REQUEST_PARSE_OFFLOAD) {
+		*defer = true;
+		return ATTEMPT_OK;
+	}
+	if (check_body(r, res, msg) != 0)
+		return ATTEMPT_INVALID_BODY;
+	return classify_when(r, res, msg);
+}
+
+/* A 2xx whose body passed check_body: does retry.when match it? */
+static enum attempt_class classify_when(struct request *r, const struct http_result *res,
+                                        char **msg)
+{
 	if (r->when) {
-		json_t *doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL), *v;
+		json_t *doc = r->doc ? json_incref(r->doc) :
+		              json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL), *v;
 		char *err = NULL;
 		bool hit = false;
 		if (doc) {
@@ -593,9 +853,10 @@ static void on_http_done(void *arg, const struct http_result *res)
 	enum breaker_state before = p->br.state;
 	char *msg = NULL;
 	long status = res->status;
+	bool defer = false;
 
 	p->inflight--;
-	c = classify(r, res, &msg);
+	c = classify(r, res, &msg, &defer);
 	/* Also for a request nobody waits for any more: the answer still tells
 	 * about the host, and a half-open breaker waits for its trial's. */
 	if (res->error != HTTP_ERR_CANCELLED) {
@@ -607,11 +868,16 @@ static void on_http_done(void *arg, const struct http_result *res)
 	if (r->cancelled) {
 		/* Nobody waits for it any more, but the server did the work: keep
 		 * the answer so a resume does not ask (or deliver) again. */
-		if (res->error == HTTP_OK && (res->status == 0 ||
-		    (res->status >= 200 && res->status <= 299)))
+		if (c == ATTEMPT_OK)
 			journal_add(r, res);
 		free(msg);
 		request_free(r);
+		pool_pump(p);
+		return;
+	}
+	if (defer) {
+		parse_start(r, res);
+		free(msg);
 		pool_pump(p);
 		return;
 	}
@@ -750,7 +1016,20 @@ static void journal_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		res.n_headers = n;
 		res.url = r->url;
 		r->attempt = 0;
-		finish(r, true, NULL, &res);
+		{
+			/* A body journaled before it was checked (an older pipectl)
+			 * fails like the answer it was. */
+			char *msg = NULL;
+			if (check_body(r, &res, &msg) != 0) {
+				char *final = xasprintf("%s %s: %s (from the journal)", r->method,
+				                        r->url, msg);
+				finish(r, false, final, &res);
+				free(final);
+				free(msg);
+			} else {
+				finish(r, true, NULL, &res);
+			}
+		}
 		free(hs);
 		free(body);
 		json_decref(h);
@@ -806,6 +1085,7 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	if (r->retry.attempts < 1)
 		r->retry.attempts = 1;
 	r->when = spec->when;
+	r->body_format = spec->body_format;
 	r->retry_unsafe_ok = spec->idempotent || method_is_idempotent(r->method);
 	r->waiting = spec->waiting;
 	r->on_wait = spec->on_wait;
@@ -822,6 +1102,17 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	r->hreq.connect_timeout = spec->connect_timeout;
 	r->hreq.max_body = spec->max_body;
 	r->hreq.tls_verify = spec->tls_verify;
+	r->origin = xstrdup(spec->origin ? spec->origin : r->url);
+	r->hreq.origin = r->origin;
+	if (spec->allow_hosts) {
+		n = 0;
+		while (spec->allow_hosts[n])
+			n++;
+		r->allow_hosts = xcalloc(n + 1, sizeof(*r->allow_hosts));
+		for (i = 0; i < n; i++)
+			r->allow_hosts[i] = xstrdup(spec->allow_hosts[i]);
+		r->hreq.allow_hosts = (const char *const *)r->allow_hosts;
+	}
 	if (spec->pool) {
 		r->pool = pool_get(rq, spec->pool);
 	} else {
@@ -845,6 +1136,15 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	if (rq->journal && rq->serve) {
 		int found = state_journal_get(rq->journal, rq->run_id, r->stage, r->fingerprint,
 		                              &r->jentry);
+		if (found > 0 && r->jentry.digest && r->body_format != REQUEST_BODY_ANY) {
+			/* Only the digest was kept: fetch the body again. */
+			log_debug("stage %s: %s %s: fetching again (a body of %zu bytes is not "
+			          "journaled)", r->stage, r->method, r->url, r->jentry.size);
+			r->refetch = r->jentry.digest;
+			r->jentry.digest = NULL;
+			journal_entry_free(&r->jentry);
+			found = 0;
+		}
 		if (found > 0) {
 			struct request **pp = &rq->jq_head;
 			rq->hits++;
@@ -890,6 +1190,7 @@ static void cancel_one(struct request *r)
 		request_free(r);
 		break;
 	case R_INFLIGHT:
+	case R_PARSING:                /* parse_finish frees it */
 	case R_DONE:
 		break;                 /* on_http_done frees it */
 	}
@@ -923,6 +1224,17 @@ void requester_destroy(struct requester *rq)
 	if (!rq)
 		return;
 	requester_cancel_all(rq);
+	/* Bodies still being parsed: wait for their workers. */
+	while (rq->pjobs) {
+		struct parse_job *pj = rq->pjobs;
+		rq->pjobs = pj->next;
+		pthread_join(pj->thread, NULL);
+		request_free(pj->r);
+		parse_job_free(pj);
+	}
+	if (ev_is_active(&rq->pasync))
+		ev_async_stop(rq->loop, &rq->pasync);
+	pthread_mutex_destroy(&rq->plock);
 	/* Requests still in flight are freed by on_http_done; http_destroy()
 	 * must have completed them before this point. */
 	requester_flush(rq, NULL);

@@ -24,6 +24,14 @@
 struct requester;
 struct request;
 
+/* What a 2xx body must be; one that is not fails the attempt as
+ * ATTEMPT_INVALID_BODY (retry.on: invalid_body). */
+enum request_body {
+	REQUEST_BODY_ANY = 0,          /* not looked at (an http load's answers) */
+	REQUEST_BODY_JSON,             /* one JSON document (parsed once: result.doc) */
+	REQUEST_BODY_JSONL             /* JSON lines (every line checked) */
+};
+
 struct request_spec {
 	const char *stage;             /* for records and messages */
 	const char *method;            /* NULL = GET */
@@ -36,9 +44,14 @@ struct request_spec {
 	bool tls_verify;
 	const struct retry_policy *retry;   /* NULL = a single attempt */
 	struct expr *when;             /* retry a 2xx when true on the body; may be NULL */
+	enum request_body body_format; /* checked on every 2xx (not for HEAD) */
 	bool idempotent;               /* POST/PATCH retried (with Idempotency-Key) */
 	bool send_key;                 /* send Idempotency-Key whatever the method */
 	const char *pool;              /* hosts: entry; NULL = the URL's host */
+	const char *origin;            /* URL the job started from (redirects are
+	                                  checked against it); NULL = url */
+	const char *const *allow_hosts;/* other hosts a redirect may go to
+	                                  (NULL-terminated; may be NULL) */
 	void *owner;                   /* for request_cancel_owner (e.g. the stage) */
 	int *waiting;                  /* incremented while in backoff; may be NULL */
 	void (*on_wait)(void *arg);    /* called when the request starts waiting */
@@ -52,6 +65,8 @@ struct request_result {
 	const json_t *history;         /* array of {attempt, status, error, duration, wait} */
 	const char *fingerprint;
 	const char *url;
+	const json_t *doc;             /* body_format JSON and ok: the parsed body
+	                                  (borrowed; json_incref to keep it) */
 };
 
 typedef void (*request_done_fn)(void *arg, const struct request_result *r);
@@ -85,6 +100,12 @@ void requester_flush(struct requester *rq, struct state *st);
  * answered from it, on the next loop iteration, without any network.
  */
 void requester_use_journal(struct requester *rq, struct state *st, bool serve);
+
+/* Bodies larger than this are not kept in the journal, only their SHA-256
+ * and size: a resumed run fetches them again (and warns when the body it
+ * gets differs). An http load's answers are served all the same (its
+ * journal entry is the delivery record; the body is never read). */
+#define REQUEST_JOURNAL_MAX_BODY (1024 * 1024)
 /* Requests answered from the journal so far. */
 int64_t requester_journal_hits(const struct requester *rq);
 

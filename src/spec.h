@@ -97,6 +97,10 @@ struct fetch_spec {
 	int idempotent;                /* -1 unset (GET/HEAD/PUT/DELETE yes; POST/PATCH no), 0, 1 */
 	struct sval pool;              /* a hosts: entry to use instead of the URL's host */
 	struct paginate_spec paginate;
+	/* Hosts other than the job's own that a URL a server supplies (a next
+	 * page, a redirect) may go to: "host", "host:port", "*.domain", "*". */
+	struct sval *allow_hosts;
+	size_t n_allow_hosts;
 	/* Fan-out (a fetch stage with needs): runs once per input record, with
 	 * url/headers/body/json templated from it (`.` is the record). */
 	struct sval merge;             /* jq on {"record": in, "response": r} for each

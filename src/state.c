@@ -150,6 +150,13 @@ static const char SQL_MIGRATE_LEASE[] =
 	" acquired REAL NOT NULL);"
 	"PRAGMA user_version = 6;";
 
+/* Journal entries of large bodies: the body is not stored, only its
+ * SHA-256 (digest) and size; a resume fetches it again. */
+static const char SQL_MIGRATE_JOURNAL_DIGEST[] =
+	"ALTER TABLE journal ADD COLUMN digest TEXT;"
+	"ALTER TABLE journal ADD COLUMN size INTEGER;"
+	"PRAGMA user_version = 7;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
@@ -157,6 +164,7 @@ static const char *const migrations[] = {
 	SQL_MIGRATE_SINK_COLUMNS,
 	SQL_MIGRATE_WAITS,
 	SQL_MIGRATE_LEASE,
+	SQL_MIGRATE_JOURNAL_DIGEST,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -251,14 +259,17 @@ static const char SQL_RUN_REOPEN[] =
  * skipped: a NULL in a NOT NULL column is still an error (INSERT OR IGNORE
  * would drop that row silently). A NULL headers is stored as {}. */
 static const char SQL_JOURNAL_PUT[] =
-	"INSERT INTO journal (run_id, stage, fingerprint, status, headers, body, at)"
-	" VALUES (?1, ?2, ?3, ?4, COALESCE(?5, '{}'), ?6, ?7)"
+	"INSERT INTO journal (run_id, stage, fingerprint, status, headers, body, at, digest,"
+	" size) VALUES (?1, ?2, ?3, ?4, COALESCE(?5, '{}'), ?6, ?7, ?8, ?9)"
 	" ON CONFLICT (run_id, stage, fingerprint) DO NOTHING";
 static const char SQL_JOURNAL_GET[] =
-	"SELECT status, headers, body FROM journal"
+	"SELECT status, headers, body, digest, size FROM journal"
 	" WHERE run_id = ?1 AND stage = ?2 AND fingerprint = ?3";
 static const char SQL_JOURNAL_COUNT[] =
 	"SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)";
+static const char SQL_JOURNAL_COUNT_DIGESTS[] =
+	"SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)"
+	" AND digest IS NOT NULL";
 /* Deleting a run deletes its rows in every other table (ON DELETE CASCADE). */
 static const char SQL_GC[] =
 	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1"
@@ -302,6 +313,7 @@ enum state_stmt {
 	STMT_JOURNAL_PUT,
 	STMT_JOURNAL_GET,
 	STMT_JOURNAL_COUNT,
+	STMT_JOURNAL_COUNT_DIGESTS,
 	STMT_GC,
 	STMT_FOREIGN_KEYS,
 	STMT_SINK_COLUMNS_PUT,
@@ -338,6 +350,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_JOURNAL_PUT] = SQL_JOURNAL_PUT,
 	[STMT_JOURNAL_GET] = SQL_JOURNAL_GET,
 	[STMT_JOURNAL_COUNT] = SQL_JOURNAL_COUNT,
+	[STMT_JOURNAL_COUNT_DIGESTS] = SQL_JOURNAL_COUNT_DIGESTS,
 	[STMT_GC] = SQL_GC,
 	[STMT_FOREIGN_KEYS] = SQL_FOREIGN_KEYS,
 	[STMT_SINK_COLUMNS_PUT] = SQL_SINK_COLUMNS_PUT,
@@ -1474,7 +1487,7 @@ int state_journal_put(struct state *st, int64_t run_id, const char *stage,
 	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_PUT];
 	int rc;
 
-	if (!e || (!e->body && e->body_len > 0)) {
+	if (!e || (!e->body && !e->digest && e->body_len > 0)) {
 		state_failx(st, "cannot journal a response of stage '%s' of run %lld: "
 		            "no body", stage ? stage : "(null)", (long long)run_id);
 		return -1;
@@ -1490,13 +1503,18 @@ int state_journal_put(struct state *st, int64_t run_id, const char *stage,
 		rc = bind_text(s, 5, e->headers);
 	if (rc == SQLITE_OK) {
 		/* An empty body is an empty blob, never SQL NULL. */
-		if (e->body)
+		if (e->body && !e->digest)
 			rc = sqlite3_bind_blob64(s, 6, e->body, e->body_len, SQLITE_STATIC);
 		else
 			rc = sqlite3_bind_zeroblob(s, 6, 0);
 	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_double(s, 7, now_wall());
+	if (rc == SQLITE_OK && e->digest) {
+		rc = bind_text(s, 8, e->digest);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int64(s, 9, (sqlite3_int64)e->body_len);
+	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE)
@@ -1529,6 +1547,7 @@ int state_journal_get(struct state *st, int64_t run_id, const char *stage,
 		/* column_blob before column_bytes: the documented safe order. */
 		const void *body = sqlite3_column_blob(s, 2);
 		int len = sqlite3_column_bytes(s, 2);
+		const char *digest = (const char *)sqlite3_column_text(s, 3);
 
 		e->status = (long)sqlite3_column_int64(s, 0);
 		e->headers = xstrdup(headers ? headers : "{}");
@@ -1537,6 +1556,11 @@ int state_journal_get(struct state *st, int64_t run_id, const char *stage,
 		if (e->body_len)
 			memcpy(e->body, body, e->body_len);
 		e->body[e->body_len] = '\0';
+		if (digest) {
+			e->digest = xstrdup(digest);
+			e->body_len = 0;
+			e->size = (size_t)sqlite3_column_int64(s, 4);
+		}
 		ret = 1;
 	} else if (rc == SQLITE_DONE) {
 		ret = 0;
@@ -1557,6 +1581,7 @@ void journal_entry_free(struct journal_entry *e)
 		return;
 	free(e->headers);
 	free(e->body);
+	free(e->digest);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -1565,6 +1590,27 @@ void journal_entry_free(struct journal_entry *e)
 int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage)
 {
 	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_COUNT];
+	int64_t n = -1;
+	int rc;
+
+	rc = sqlite3_bind_int64(s, 1, run_id);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, stage);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	else
+		state_fail(st, "cannot count the journal of run %lld", (long long)run_id);
+	stmt_done(s);
+	return n;
+}
+
+/* Counts the entries of a run (stage NULL = all) that keep only the
+ * digest of their body. Returns the count or -1. */
+int64_t state_journal_count_digests(struct state *st, int64_t run_id, const char *stage)
+{
+	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_COUNT_DIGESTS];
 	int64_t n = -1;
 	int rc;
 

@@ -146,6 +146,11 @@ struct journal_entry {
 	char *headers;                 /* JSON object text {name: value} of the response */
 	char *body;                    /* response body (may hold NUL bytes) */
 	size_t body_len;
+	/* A large body is not kept (schema v4): put with digest set (hex
+	 * SHA-256) stores digest and body_len instead of the body; get sets
+	 * digest and size, with an empty body. */
+	char *digest;
+	size_t size;
 };
 
 /* The pipeline text and pid of a run (v3 columns). *text malloc'd (may be
@@ -174,6 +179,8 @@ int state_sink_columns_get(struct state *st, const char *pipeline, const char *s
                            const char *table, char **columns);
 /* Entries of a run (stage NULL = all). Returns the count or -1. */
 int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage);
+/* Of those, entries that keep only a digest. Returns the count or -1. */
+int64_t state_journal_count_digests(struct state *st, int64_t run_id, const char *stage);
 
 /* Deletes runs that finished (any status but running) before `before`
  * (epoch seconds), with everything that belongs to them (stages, attempts,

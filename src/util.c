@@ -116,6 +116,14 @@ static void buf_reserve(struct buf *b, size_t extra)
 	xgrow(&b->data, &b->cap, b->len + extra + 1, 1);
 }
 
+void buf_presize(struct buf *b, size_t total)
+{
+	if (total + 1 > b->cap) {
+		b->data = xrealloc(b->data, total + 1);
+		b->cap = total + 1;
+	}
+}
+
 void buf_add(struct buf *b, const void *p, size_t n)
 {
 	buf_reserve(b, n);
@@ -292,6 +300,40 @@ void sha256_hex(const void *data, size_t len, char *out)
 
 	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
 		abort();
+	for (i = 0; i < mdlen; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[2 * mdlen] = '\0';
+}
+
+struct sha256 *sha256_begin(void)
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+	if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL))
+		abort();
+	return (struct sha256 *)(void *)c;
+}
+
+void sha256_update(struct sha256 *h, const void *data, size_t len)
+{
+	if (len && !EVP_DigestUpdate((EVP_MD_CTX *)(void *)h, data, len))
+		abort();
+}
+
+void sha256_end(struct sha256 *h, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	static const char hex[] = "0123456789abcdef";
+
+	out[0] = '\0';
+	if (!h)
+		return;
+	if (!EVP_DigestFinal_ex((EVP_MD_CTX *)(void *)h, md, &mdlen))
+		abort();
+	EVP_MD_CTX_free((EVP_MD_CTX *)(void *)h);
 	for (i = 0; i < mdlen; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];

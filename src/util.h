@@ -37,6 +37,9 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_free(struct buf *b);
 void buf_reset(struct buf *b);         /* len = 0, keeps the memory */
+/* Makes room for total bytes (and a NUL) in one allocation of that size,
+ * when the final size is known in advance (a Content-Length). */
+void buf_presize(struct buf *b, size_t total);
 void buf_add(struct buf *b, const void *p, size_t n);
 void buf_addc(struct buf *b, char c);
 void buf_adds(struct buf *b, const char *s);
@@ -64,6 +67,13 @@ int mkdir_p(const char *path, int mode);
 
 /* SHA-256 of data as 64 lowercase hex characters (out >= 65 bytes). */
 void sha256_hex(const void *data, size_t len, char *out);
+/* SHA-256 of data that arrives in pieces: sha256_begin returns a context
+ * (never NULL), sha256_update adds bytes, sha256_end writes the hex digest
+ * (out >= 65 bytes) and frees the context. sha256_end(NULL, out) gives "". */
+struct sha256;
+struct sha256 *sha256_begin(void);
+void sha256_update(struct sha256 *h, const void *data, size_t len);
+void sha256_end(struct sha256 *h, char *out);
 
 /* Levenshtein distance, for "did you mean" suggestions. */
 size_t edit_distance(const char *a, const char *b);

@@ -32,10 +32,13 @@ struct job {
 	struct stage *st;
 	json_t *input;                 /* fan-out: the input record; NULL for a source */
 	char *url;                     /* of the current page */
+	char *origin;                  /* the URL the job started from: next pages
+	                                  and redirects are checked against it */
 	char **headers;                /* rendered "Name: value", NULL-terminated */
 	char *body;
 	size_t body_len;
 	int page;                      /* pages fetched so far */
+	int emitted;                   /* pages whose records went on */
 	long long counter;             /* paginate param value of the current page */
 	struct job *next;              /* pending FIFO */
 	struct job *all_prev, *all_next;   /* every live job of the stage */
@@ -61,6 +64,7 @@ struct fetch_http {
 	struct expr *page_next, *page_stop;
 	struct retry_policy retry;
 	struct expr *when;
+	char **allow_hosts;            /* NULL-terminated copy of allow_hosts */
 	struct request_spec rs;        /* shared settings */
 	size_t next_url;               /* source: next URL template to start */
 	struct job *pend_head, *pend_tail; /* fan-out: jobs not started yet */
@@ -171,10 +175,18 @@ static int fh_create(struct stage *st, char **err)
 	c->rs.tls_verify = f->tls_verify != 0;
 	c->rs.retry = &c->retry;
 	c->rs.when = c->when;
+	/* A body that does not parse fails the attempt (invalid_body), so it
+	 * can be retried before any of its records went on. */
+	c->rs.body_format = c->sink ? REQUEST_BODY_ANY :
+	                    f->format == FMT_JSONL ? REQUEST_BODY_JSONL : REQUEST_BODY_JSON;
 	c->rs.idempotent = f->idempotent > 0;
 	c->rs.send_key = c->sink;
 	c->rs.pool = f->pool.s;
 	c->rs.waiting = &c->waiting;
+	c->allow_hosts = xcalloc(f->n_allow_hosts + 1, sizeof(*c->allow_hosts));
+	for (i = 0; i < f->n_allow_hosts; i++)
+		c->allow_hosts[i] = xstrdup(f->allow_hosts[i].s);
+	c->rs.allow_hosts = (const char *const *)c->allow_hosts;
 	return 0;
 }
 
@@ -209,6 +221,7 @@ static void job_free(struct job *j)
 		j->all_next->all_prev = j->all_prev;
 	json_decref(j->input);
 	free(j->url);
+	free(j->origin);
 	for (i = 0; j->headers && j->headers[i]; i++)
 		free(j->headers[i]);
 	free(j->headers);
@@ -296,6 +309,7 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 		}
 		if (fspec(st)->paginate.kind == PAGE_COUNTER)
 			replay_counter(st, j);
+		j->origin = xstrdup(j->url);
 		return 0;              /* pages continue from the stored URL */
 	} else if (c->body_t) {
 		if (!(j->body = expr_render(c->body_t, j->input, &msg)))
@@ -324,6 +338,7 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 		free(j->url);
 		j->url = u;
 	}
+	j->origin = xstrdup(j->url);
 	return 0;
 fail:
 	*err = xasprintf("cannot render the request: %s", msg);
@@ -346,6 +361,7 @@ static void job_send(struct job *j)
 	struct request_spec rs = c->rs;
 
 	rs.url = j->url;
+	rs.origin = j->origin;
 	rs.headers = (const char *const *)j->headers;
 	rs.body = j->body;
 	rs.body_len = j->body_len;
@@ -415,9 +431,30 @@ out:
 	return rc;
 }
 
-/* Next page URL for job j after a response (doc may be NULL), or NULL. */
+static char *next_page_url(struct stage *st, struct job *j, const struct http_result *res,
+                           json_t *doc, char **err);
+
+/* Next page URL for job j after a response (doc may be NULL), or NULL
+ * (with *err set when the pagination cannot go on). A URL the server
+ * supplied must keep to the job's scheme and host (or allow_hosts). */
 static char *next_page(struct stage *st, struct job *j, const struct http_result *res,
                        json_t *doc, char **err)
+{
+	struct fetch_http *c = st->ctx;
+	char *next = next_page_url(st, j, res, doc, err), *why;
+
+	if (next && (why = http_url_supplied_check(j->origin, next,
+	                                           (const char *const *)c->allow_hosts))) {
+		*err = xasprintf("%s: next page %s refused: %s", j->url, next, why);
+		free(why);
+		free(next);
+		next = NULL;
+	}
+	return next;
+}
+
+static char *next_page_url(struct stage *st, struct job *j, const struct http_result *res,
+                           json_t *doc, char **err)
 {
 	struct fetch_http *c = st->ctx;
 	const struct paginate_spec *pg = &fspec(st)->paginate;
@@ -483,6 +520,15 @@ static void job_failed(struct job *j, const char *error, const json_t *history)
 	struct stage *st = j->st;
 	struct fetch_http *c = st->ctx;
 
+	if (j->emitted > 0 && fspec(st)->paginate.kind != PAGE_NONE &&
+	    engine_on_error(st) == ON_ERROR_SKIP) {
+		/* The pages after this one cannot be fetched: skipping it would
+		 * pass part of the pages off as all of them. */
+		engine_stage_fail(st, "%s (page %d of a pagination: on_error: skip does not skip "
+		                  "the rest of a pagination; on_error: dlq keeps the page for "
+		                  "dlq replay)", error, j->emitted + 1);
+		return;
+	}
 	if (c->fanout && engine_on_error(st) == ON_ERROR_PASS) {
 		json_t *rec = json_is_object(j->input) ? json_deep_copy(j->input) : json_object();
 		json_t *errs = json_object_get(rec, "_errors");
@@ -541,7 +587,8 @@ static void fh_done(void *arg, const struct request_result *r)
 		docs = 0;
 	} else if (fmt == FMT_JSON) {
 		json_error_t jerr;
-		doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+		doc = r->doc ? json_incref((json_t *)r->doc) :
+		      json_loadb(res->body, res->body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 		if (!doc) {
 			err = xasprintf("%s: invalid JSON at line %d, column %d: %s", j->url,
 			                jerr.line, jerr.column, jerr.text);
@@ -565,6 +612,7 @@ static void fh_done(void *arg, const struct request_result *r)
 	}
 	if (!c->fanout)                /* fan-out: the engine counted the input records */
 		st->stats.records_in += docs;
+	j->emitted++;
 	next = next_page(st, j, res, doc, &err);
 	json_decref(doc);
 	if (err) {
@@ -761,6 +809,9 @@ static void fh_destroy(struct stage *st)
 	expr_free(c->page_next);
 	expr_free(c->page_stop);
 	expr_free(c->when);
+	for (i = 0; c->allow_hosts && c->allow_hosts[i]; i++)
+		free(c->allow_hosts[i]);
+	free(c->allow_hosts);
 	free(c->method);
 	free(c);
 	st->ctx = NULL;

@@ -1149,19 +1149,30 @@ static void route_records(const struct request *rq, struct response *rs)
 	buf_addc(&rs->body, ']');
 }
 
-/* /pages?page=P&per=K&total=T[&fail=F]: with fail=F, the first request for
- * page F (counted per per/total/fail since start) answers 503, and every
- * next link carries fail=F. */
+/* /pages?page=P&per=K&total=T[&fail=F][&invalid=I][&link=1][&jump=URL]:
+ * with fail=F, the first request for page F (counted per per/total/fail
+ * since start) answers 503; with invalid=I, the first request for page I
+ * (counted likewise) answers 200 with a body that is not JSON; both are
+ * carried by every next link. link=1 also sends the next page as a Link
+ * header (rel="next"). jump=URL: the last page's next is URL (verbatim),
+ * not null, as a hostile server would send it. */
 static void route_pages(struct server *s, const struct request *rq, struct response *rs)
 {
-	long long page, per, total, fail, first, last, id;
-	char key[96], extra[32] = "";
+	long long page, per, total, fail, invalid, link, first, last, id;
+	const char *jump = request_param(rq, "jump");
+	char key[128], extra[64] = "", next[256] = "";
 
 	if (!param_ll(rq, rs, "page", 1, 1, 1000000000LL, &page) ||
 	    !param_ll(rq, rs, "per", 10, 1, MOCK_MAX_RECORDS, &per) ||
 	    !param_ll(rq, rs, "total", 35, 0, 1000000000000LL, &total) ||
-	    !param_ll(rq, rs, "fail", 0, 0, 1000000000LL, &fail))
+	    !param_ll(rq, rs, "fail", 0, 0, 1000000000LL, &fail) ||
+	    !param_ll(rq, rs, "invalid", 0, 0, 1000000000LL, &invalid) ||
+	    !param_ll(rq, rs, "link", 0, 0, 1, &link))
 		return;
+	if (jump && (strlen(jump) > 2000 || strpbrk(jump, "\r\n<>"))) {
+		response_bad_param(rs, "jump");
+		return;
+	}
 	if (fail > 0) {
 		snprintf(extra, sizeof(extra), "&fail=%lld", fail);
 		snprintf(key, sizeof(key), "%lld/%lld/%lld", per, total, fail);
@@ -1170,6 +1181,22 @@ static void route_pages(struct server *s, const struct request *rq, struct respo
 			return;
 		}
 	}
+	if (invalid > 0) {
+		size_t n = strlen(extra);
+		snprintf(extra + n, sizeof(extra) - n, "&invalid=%lld", invalid);
+		snprintf(key, sizeof(key), "invalid/%lld/%lld/%lld", per, total, invalid);
+		if (page == invalid && ctab_bump(&s->page_fail, key) == 0) {
+			buf_printf(&rs->body, "{\"page\":%lld,\"items\":[{\"id\":", page);
+			return;
+		}
+	}
+	if (link) {
+		size_t n = strlen(extra);
+		snprintf(extra + n, sizeof(extra) - n, "&link=1");
+	}
+	if (page * per < total)
+		snprintf(next, sizeof(next), "/pages?page=%lld&per=%lld&total=%lld%s",
+		         page + 1, per, total, extra);
 	first = (page - 1) * per + 1;
 	last = page * per < total ? page * per : total;
 	buf_printf(&rs->body, "{\"page\":%lld,\"items\":[", page);
@@ -1179,12 +1206,15 @@ static void route_pages(struct server *s, const struct request *rq, struct respo
 		json_record(&rs->body, id);
 	}
 	buf_adds(&rs->body, "],\"next\":");
-	if (page * per < total)
-		buf_printf(&rs->body, "\"/pages?page=%lld&per=%lld&total=%lld%s\"",
-		           page + 1, per, total, extra);
+	if (next[0])
+		buf_json_str(&rs->body, next);
+	else if (jump)
+		buf_json_str(&rs->body, jump);
 	else
 		buf_adds(&rs->body, "null");
 	buf_addc(&rs->body, '}');
+	if (link && (next[0] || jump))
+		buf_printf(&rs->headers, "Link: <%s>; rel=\"next\"\r\n", next[0] ? next : jump);
 }
 
 static void route_echo(const struct request *rq, struct response *rs)
@@ -1526,16 +1556,19 @@ static void route(struct server *s, const struct request *rq, struct response *r
 		if (param_ms(rq, rs, "ms", 1000, &extra))
 			json_item(&rs->body, "slow");
 	} else if (strcmp(p, "/big") == 0) {
-		long long kb;
+		long long kb, cut;
 
-		if (param_ll(rq, rs, "kb", 1, 0, MOCK_MAX_BIG_KB, &kb)) {
-			/* {"data":"..."} of exactly kb KiB (11 bytes minimum) */
+		if (param_ll(rq, rs, "kb", 1, 0, MOCK_MAX_BIG_KB, &kb) &&
+		    param_ll(rq, rs, "truncate", 0, 0, 1, &cut)) {
+			/* {"data":"..."} of exactly kb KiB (11 bytes minimum); with
+			 * truncate=1 without its last two bytes (not JSON) */
 			size_t total = (size_t)kb * 1024;
 
 			buf_reserve(&rs->body, total + 11);
 			buf_adds(&rs->body, "{\"data\":\"");
 			buf_fill(&rs->body, 'x', total > 11 ? total - 11 : 0);
-			buf_adds(&rs->body, "\"}");
+			if (!cut)
+				buf_adds(&rs->body, "\"}");
 		}
 	} else if (strncmp(p, "/seq/", 5) == 0 && p[5] != '\0') {
 		route_seq(s, rq, rs, p + 5);

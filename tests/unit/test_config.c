@@ -759,7 +759,8 @@ static void test_resilience_errors(void)
 	diag_at(&d, "invalid value 0 for \"attempts\"", 5, 21);
 	diag_at(&d, "unknown key \"backof\" in retry (did you mean \"backoff\"?)", 5, 24);
 	diag_at(&d, "invalid retry condition \"5xxx\" in \"on\": expected connect, timeout, "
-	        "network, 5xx, 4xx or an HTTP status code (did you mean \"5xx\"?)", 5, 45);
+	        "network, invalid_body, 5xx, 4xx or an HTTP status code (did you mean \"5xx\"?)",
+	        5, 45);
 	diag_at(&d, "invalid HTTP status code 600 in \"on\"", 5, 51);
 	diag_at(&d, "duplicate \"connect\" in \"on\"", 5, 65);
 	diag_at(&d, "invalid rate \"5/sec\": expected a number followed by /s, /m or /h", 8, 11);

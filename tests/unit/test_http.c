@@ -377,8 +377,28 @@ static void test_redirect(struct http *h)
 	u = murl("/status/302?location=file:///etc/hostname");
 	r.url = u;
 	fetch(h, &r, &g);
-	is_int(g.err, HTTP_ERR_OTHER, "redirect to file:// is refused");
+	is_int(g.err, HTTP_ERR_REFUSED, "redirect to file:// is refused");
+	ok(g.msg && strstr(g.msg, "redirect to file:///etc/hostname refused: another scheme"),
+	   "redirect to file://: the message names the URL and why");
 	got_free(&g);
+	free(u);
+
+	/* Another host (localhost is not 127.0.0.1) only with allow_hosts. */
+	u = xasprintf("http://127.0.0.1:%d/status/302?location=http://localhost:%d/json/7",
+	              mock_port, mock_port);
+	r.url = u;
+	fetch(h, &r, &g);
+	is_int(g.err, HTTP_ERR_REFUSED, "redirect to another host is refused");
+	got_free(&g);
+	{
+		const char *const allow[] = { "localhost", NULL };
+		r.allow_hosts = allow;
+		fetch(h, &r, &g);
+		is_int(g.err, HTTP_OK, "redirect to a host in allow_hosts is followed");
+		is_int(g.status, 200, "redirect to a host in allow_hosts: status 200");
+		got_free(&g);
+		r.allow_hosts = NULL;
+	}
 	free(u);
 }
 
@@ -391,10 +411,39 @@ static void test_timeouts(struct http *h)
 	r.timeout = 0.3;
 	fetch(h, &r, &g);
 	is_int(g.err, HTTP_ERR_TIMEOUT, "slow 2000ms, timeout 0.3s: HTTP_ERR_TIMEOUT");
-	is_str(g.msg, "timed out after 0.3s (timeout)", "timeout message names the limit");
+	ok(g.msg && strncmp(g.msg, "timed out after 0.3s waiting for the response", 45) == 0 &&
+	   strstr(g.msg, "(timeout)"), "timeout message names the phase and the limit");
 	ok(g.duration >= 0.25 && g.duration < 1.5, "sub-second timeout honoured (%.3fs)",
 	   g.duration);
 	free(u);
+
+	/* On a connection of its own, then on a reused keep-alive one: the
+	 * connect phase is over in both, whatever connect_timeout says. */
+	{
+		struct http *h1 = http_create(loop, 1);
+		char *fast = murl("/json/5?c=keepalive");
+		u = murl("/slow?ms=2000&c=keepalive");
+		r = req_init(u);
+		r.timeout = 0.3;
+		r.connect_timeout = 0.1;
+		fetch(h1, &r, &g);
+		is_str(g.msg, "timed out after 0.3s waiting for the response (timeout)",
+		       "timeout on a new connection: waiting for the response");
+		r = req_init(fast);
+		fetch(h1, &r, &g);
+		is_int(g.err, HTTP_OK, "a fast request opens a keep-alive connection");
+		r = req_init(u);
+		r.timeout = 0.3;
+		r.connect_timeout = 0.1;
+		fetch(h1, &r, &g);
+		is_int(g.err, HTTP_ERR_TIMEOUT, "timeout on a reused connection: HTTP_ERR_TIMEOUT");
+		is_str(g.msg, "timed out after 0.3s waiting for the response on a reused "
+		       "connection (timeout)", "timeout on a reused connection: not a connect timeout");
+		got_free(&g);
+		http_destroy(h1);
+		free(fast);
+		free(u);
+	}
 
 	u = murl("/slow?ms=150");
 	r = req_init(u);
@@ -460,7 +509,8 @@ static void test_max_body(struct http *h)
 	r.max_body = 64 * 1024;
 	fetch(h, &r, &g);
 	is_int(g.err, HTTP_ERR_TOO_BIG, "256 KiB with max_body 64 KiB: HTTP_ERR_TOO_BIG");
-	is_str(g.msg, "response body exceeds 64 KiB (max_body)", "too big message");
+	is_str(g.msg, "response body of 262144 bytes (Content-Length) exceeds 64 KiB (max_body)",
+	       "too big message: refused from its Content-Length");
 	free(u);
 
 	u = murl("/big?kb=64");
@@ -865,6 +915,56 @@ static void test_url_helpers(void)
 	s = http_link_next("garbage");
 	ok(s == NULL, "a malformed Link gives NULL");
 	free(s);
+	{
+		const char *const allow[] = { "cdn.example.com", "b.example:8443", "*.img.example",
+		                              NULL };
+		const char *const any[] = { "*", NULL };
+		const char *o = "http://API.example.com/v1/items";
+		ok(!(s = http_url_supplied_check(o, "http://api.example.com:80/v1?p=2", NULL)),
+		   "supplied: same host, default port spelled out");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "https://api.example.com/v1?p=2", NULL)),
+		   "supplied: http to https on the same host");
+		free(s);
+		s = http_url_supplied_check("https://api.example.com/", "http://api.example.com/", NULL);
+		ok(s && strstr(s, "another scheme (http://)"), "supplied: https to http is refused");
+		free(s);
+		s = http_url_supplied_check(o, "file:///etc/passwd", any);
+		is_str(s, "another scheme (file://) than the stage's http://",
+		       "supplied: file:// is refused even with allow_hosts *");
+		free(s);
+		s = http_url_supplied_check(o, "http://api.example.com:8080/", NULL);
+		is_str(s, "another host (api.example.com:8080) than the stage's (api.example.com:80), "
+		       "not listed in allow_hosts", "supplied: another port is another host");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "http://CDN.example.com:9000/x", allow)),
+		   "supplied: a listed host, any port");
+		free(s);
+		s = http_url_supplied_check(o, "http://b.example:80/x", allow);
+		ok(s != NULL, "supplied: host:port lists that port only");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "https://b.example:8443/x", allow)),
+		   "supplied: host:port");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "http://a.img.example/x", allow)),
+		   "supplied: *.domain matches a subdomain");
+		free(s);
+		s = http_url_supplied_check(o, "http://img.example/x", allow);
+		ok(s != NULL, "supplied: *.domain does not match the domain itself");
+		free(s);
+		s = http_url_supplied_check(o, "http://evilimg.example/x", allow);
+		ok(s != NULL, "supplied: *.domain does not match a suffix that is not a label");
+		free(s);
+		ok(!(s = http_url_supplied_check(o, "http://elsewhere.example/x", any)),
+		   "supplied: * allows any host");
+		free(s);
+		ok(!(s = http_url_supplied_check("file:///data/p1.json", "file:///data/p2.json",
+		                                 NULL)), "supplied: file:// from a local file");
+		free(s);
+		s = http_url_supplied_check(o, "gopher://api.example.com/", NULL);
+		ok(s != NULL, "supplied: another scheme is refused");
+		free(s);
+	}
 }
 
 /* Only a parameter named rel selects the next page, the property that

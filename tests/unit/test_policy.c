@@ -29,7 +29,7 @@
 static const char *class_name(enum attempt_class c)
 {
 	static const char *const names[] = {
-		"ok", "connect", "timeout", "network", "http", "predicate", "fatal",
+		"ok", "connect", "timeout", "network", "http", "predicate", "invalid_body", "fatal",
 	};
 	return (unsigned)c < ARRAY_LEN(names) ? names[c] : "?";
 }
@@ -44,8 +44,8 @@ static void test_default(void)
 	is_num(p.initial, 0.25, "default: initial 250ms");
 	is_num(p.max, 30, "default: max 30s");
 	is_int(p.jitter, JITTER_FULL, "default: full jitter");
-	is_int(p.on, RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK,
-	       "default: connect|timeout|network");
+	is_int(p.on, RETRY_ON_CONNECT | RETRY_ON_TIMEOUT | RETRY_ON_NETWORK | RETRY_ON_INVALID_BODY,
+	       "default: connect|timeout|network|invalid_body");
 	ok(p.n_codes == 4 && p.codes[0] == 429 && p.codes[1] == 502 && p.codes[2] == 503 &&
 	   p.codes[3] == 504, "default: codes 429, 502, 503, 504");
 	ok(retry_should(&p, ATTEMPT_HTTP, 429), "default retries 429");
@@ -71,6 +71,7 @@ static void test_should_transport(void)
 		{ ATTEMPT_CONNECT, RETRY_ON_CONNECT },
 		{ ATTEMPT_TIMEOUT, RETRY_ON_TIMEOUT },
 		{ ATTEMPT_NETWORK, RETRY_ON_NETWORK },
+		{ ATTEMPT_INVALID_BODY, RETRY_ON_INVALID_BODY },
 		{ ATTEMPT_PREDICATE, ~0u },
 	};
 	struct retry_policy p;
@@ -81,14 +82,14 @@ static void test_should_transport(void)
 	p.n_codes = 0;
 	for (i = 0; i < ARRAY_LEN(rows); i++) {
 		int bad = 0;
-		for (mask = 0; mask < 32; mask++) {
+		for (mask = 0; mask < 64; mask++) {
 			bool want = rows[i].bit == ~0u ? true : (mask & rows[i].bit) != 0;
 			p.on = mask;
 			if (retry_should(&p, rows[i].c, 0) != want ||
 			    retry_should(&p, rows[i].c, 503) != want)
 				bad++;
 		}
-		is_int(bad, 0, "retry_should(%s) over all 32 condition sets", class_name(rows[i].c));
+		is_int(bad, 0, "retry_should(%s) over all 64 condition sets", class_name(rows[i].c));
 	}
 	/* OK and FATAL stay unretried even when their status is a listed code. */
 	p.on = ~0u;

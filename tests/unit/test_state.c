@@ -75,7 +75,7 @@ static int write_file(const char *path, const char *text)
 }
 
 /* The newest schema version (migrations[] in state.c). */
-#define NEWEST 6
+#define NEWEST 7
 
 /* PRAGMA user_version lives big-endian at byte 60 of the file header. */
 static long header_user_version(const char *path)
@@ -1085,6 +1085,7 @@ static struct journal_entry mk_entry(long status, const char *headers,
 {
 	struct journal_entry e;
 
+	memset(&e, 0, sizeof(e));
 	e.status = status;
 	e.headers = (char *)headers;
 	e.body = (char *)body;
@@ -1181,6 +1182,23 @@ static void test_journal(struct state *st, const char *path)
 	journal_entry_free(&got);
 	free(big);
 
+	/* digest only (a body too large to keep) */
+	e = mk_entry(200, "{}", NULL, 0);
+	e.digest = (char *)"9b485f42f6508707931e7b80bd247c0311303187452c837b15890236898c3eb1";
+	e.body_len = 5u << 20;
+	ok(state_journal_put(st, id, "fetch", "fp-digest", &e) == 0, "put a digest-only entry");
+	is_int(state_journal_get(st, id, "fetch", "fp-digest", &got), 1, "get it");
+	is_str(got.digest, e.digest, "its digest");
+	ok(got.size == (5u << 20) && got.body_len == 0 && got.body && got.body[0] == '\0',
+	   "its size, and an empty body");
+	journal_entry_free(&got);
+	ok(got.digest == NULL, "free clears the digest");
+	is_int(state_journal_get(st, id, "fetch", "fp-a", &got), 1, "an entry with its body");
+	ok(got.digest == NULL, "has no digest");
+	journal_entry_free(&got);
+	is_int(state_journal_count_digests(st, id, "fetch"), 1, "digest-only entries counted");
+	is_int(state_journal_count_digests(st, id, "file"), 0, "per stage");
+
 	/* first wins */
 	e = mk_entry(500, "{\"x\":\"second\"}", "second", 6);
 	ok(state_journal_put(st, id, "fetch", "fp-a", &e) == 0,
@@ -1217,8 +1235,8 @@ static void test_journal(struct state *st, const char *path)
 	journal_entry_free(&got);
 
 	/* counts */
-	is_int(state_journal_count(st, id, NULL), 5, "five entries in the run");
-	is_int(state_journal_count(st, id, "fetch"), 3, "three in stage fetch");
+	is_int(state_journal_count(st, id, NULL), 6, "six entries in the run (one digest only)");
+	is_int(state_journal_count(st, id, "fetch"), 4, "four in stage fetch");
 	is_int(state_journal_count(st, id, "file"), 1, "one in stage file");
 	is_int(state_journal_count(st, id, "nostage"), 0, "none in an unknown stage");
 	is_int(state_journal_count(st, other, NULL), 1, "one in the other run");
@@ -1235,7 +1253,7 @@ static void test_journal(struct state *st, const char *path)
 	e = mk_entry(200, "{}", NULL, 3);
 	is_int(state_journal_put(st, id, "fetch", "fp-bad", &e), -1,
 	       "NULL body with a length refused");
-	is_int(state_journal_count(st, id, NULL), 5, "refused puts stored nothing");
+	is_int(state_journal_count(st, id, NULL), 6, "refused puts stored nothing");
 
 	/* a batch */
 	ok(state_begin(st) == 0, "begin a batch of puts");
@@ -1499,7 +1517,8 @@ static void test_migration_v2(void)
 	is_int(raw_int(path, "PRAGMA user_version"), NEWEST, "now at the newest user_version");
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " pragma_table_info('journal')");
-	is_str(text, "run_id,stage,fingerprint,status,headers,body,at", "journal columns");
+	is_str(text, "run_id,stage,fingerprint,status,headers,body,at,digest,size",
+	       "journal columns");
 	free(text);
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " (SELECT name FROM pragma_index_info("
