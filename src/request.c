@@ -526,8 +526,7 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void record_attempt(struct request *r, long status, const char *error, double dur);
 static void attempt_failed(struct request *r, enum attempt_class c, long status,
-                           const char *msg, const struct http_result *res,
-                           double at_least);
+                           const char *msg, const struct http_result *res);
 static void finish(struct request *r, bool ok, const char *error,
                    const struct http_result *res);
 static void journal_add(struct request *r, const struct http_result *res);
@@ -635,7 +634,7 @@ static void parse_finish(struct parse_job *pj)
 		if (c == ATTEMPT_OK)
 			finish(r, true, NULL, &res);
 		else
-			attempt_failed(r, c, res.status, msg, &res, 0);
+			attempt_failed(r, c, res.status, msg, &res);
 	}
 	free(msg);
 	parse_job_free(pj);
