@@ -575,6 +575,7 @@ static const struct option resume_opts[] = {
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "log-json", no_argument, NULL, 'j' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -646,9 +647,10 @@ int cmd_resume(int argc, char **argv)
 		case 'n': dry = true; break;
 		case 'q': quiet = true; log_set_level(LOG_WARN); break;
 		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'j': log_set_json(true); break;
 		case 'h':
 			printf("usage: pipectl resume RUN | --last [--dry-run] [--force] "
-			       "[-f FILE | --state DB] [-q] [-v]\n");
+			       "[-f FILE | --state DB] [-q] [-v] [--log-json]\n");
 			return EXIT_OK;
 		default:
 			return EXIT_USAGE;

@@ -829,7 +829,7 @@ struct response {
 	bool close;                 /* Connection: close, then close */
 	bool truncate;              /* /close: announce 1000 bytes, send the body */
 	double delay;               /* seconds before the response is sent */
-	bool no_log;                /* /stats: neither logged nor counted */
+	bool no_log;                /* /stats, /gate: neither logged nor counted */
 	bool bad;                   /* a query parameter was invalid (400) */
 };
 
@@ -938,6 +938,17 @@ static void response_write(struct buf *dst, const struct request *rq,
 
 struct conn;
 
+/* A gate (?gate=NAME): responses wait, unsent, while it is closed; opening
+ * it sends them (each after its delay) and lets later ones through. Gates
+ * are created on first use, closed, and live until the server stops. */
+struct gate {
+	char *name;
+	bool open;
+	long long waiting;          /* responses held now */
+	long long passed;           /* gated responses released or let through */
+	struct gate *next;
+};
+
 struct server {
 	struct ev_loop *loop;
 	int lfd;
@@ -954,6 +965,7 @@ struct server {
 	struct ctab by_path;
 	struct ctab seq;
 	struct ctab page_fail;      /* /pages?fail=P: requests for page P so far */
+	struct gate *gates;
 	struct conn *conns;         /* live connections */
 	struct conn *dead;          /* closed, freed by the reaper */
 	char *rbuf;                 /* MOCK_READ_SIZE scratch for read() */
@@ -976,6 +988,8 @@ struct conn {
 	struct buf out;
 	size_t out_off;
 	struct buf pending;         /* the delayed response */
+	struct gate *gate;          /* holding the pending response */
+	double gate_delay;          /* its delay, which starts when the gate opens */
 	bool waiting;
 	bool closing;               /* no more requests; close once flushed */
 	bool lingering;             /* write side shut, draining input */
@@ -1402,6 +1416,52 @@ static void route_news(struct server *s, const struct request *rq,
 	buf_free(&path);
 }
 
+/* The gate called name, created (closed) on first use. */
+static struct gate *gate_get(struct server *s, const char *name)
+{
+	struct gate *g;
+
+	for (g = s->gates; g != NULL; g = g->next) {
+		if (strcmp(g->name, name) == 0)
+			return g;
+	}
+	g = xcalloc(1, sizeof(*g));
+	g->name = xstrndup(name, strlen(name));
+	g->next = s->gates;
+	s->gates = g;
+	return g;
+}
+
+static void gate_open(struct server *s, struct gate *g);
+
+/* /gate/NAME, /gate/NAME/open, /gate/NAME/close: the gate's state, after
+ * opening or closing it. */
+static void route_gate(struct server *s, struct response *rs, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	size_t n = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
+	char *name;
+	struct gate *g;
+
+	rs->no_log = true;
+	if (n == 0 || (slash != NULL && strcmp(slash, "/open") != 0 &&
+	               strcmp(slash, "/close") != 0)) {
+		response_error(rs, 404, "not found");
+		return;
+	}
+	name = xstrndup(rest, n);
+	g = gate_get(s, name);
+	free(name);
+	if (slash != NULL && strcmp(slash, "/open") == 0)
+		gate_open(s, g);
+	else if (slash != NULL)
+		g->open = false;
+	buf_adds(&rs->body, "{\"gate\":");
+	buf_json_str(&rs->body, g->name);
+	buf_printf(&rs->body, ",\"open\":%s,\"waiting\":%lld,\"passed\":%lld}",
+	           g->open ? "true" : "false", g->waiting, g->passed);
+}
+
 static void route_stats(struct server *s, struct response *rs)
 {
 	size_t i;
@@ -1466,6 +1526,8 @@ static void route(struct server *s, const struct request *rq, struct response *r
 		route_files(s, rs, p + 7);
 	} else if (strcmp(p, "/stats") == 0) {
 		route_stats(s, rs);
+	} else if (strncmp(p, "/gate/", 6) == 0) {
+		route_gate(s, rs, p + 6);
 	} else {
 		size_t i;
 
@@ -1526,6 +1588,10 @@ static void conn_kill(struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->gate != NULL) {
+		c->gate->waiting--;
+		c->gate = NULL;
+	}
 	ev_io_stop(s->loop, &c->rio);
 	ev_io_stop(s->loop, &c->wio);
 	ev_timer_stop(s->loop, &c->timer);
@@ -1619,6 +1685,7 @@ static void conn_respond(struct conn *c, const struct request *rq,
                          struct response *rs)
 {
 	struct server *s = c->srv;
+	const char *gate;
 
 	if (rq == NULL || !rq->keep_alive)
 		rs->close = true;
@@ -1630,6 +1697,21 @@ static void conn_respond(struct conn *c, const struct request *rq,
 	}
 	if (rs->close)
 		c->closing = true;
+	gate = rq != NULL && !rs->no_log ? request_param(rq, "gate") : NULL;
+	if (gate != NULL && *gate != '\0') {
+		struct gate *g = gate_get(s, gate);
+
+		if (!g->open) {
+			c->pending.len = 0;
+			response_write(&c->pending, rq, rs);
+			c->waiting = true;
+			c->gate = g;
+			c->gate_delay = rs->delay;
+			g->waiting++;
+			return;
+		}
+		g->passed++;
+	}
 	if (rs->delay > 0) {
 		c->pending.len = 0;
 		response_write(&c->pending, rq, rs);
@@ -1878,6 +1960,26 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_process(c);
 }
 
+/* Opens g: each response it holds goes out after its own delay (a zero
+ * timer sends it on the next loop iteration, outside the caller's
+ * connection). */
+static void gate_open(struct server *s, struct gate *g)
+{
+	struct conn *c;
+
+	g->open = true;
+	for (c = s->conns; c != NULL; c = c->next) {
+		if (c->gate != g)
+			continue;
+		c->gate = NULL;
+		g->waiting--;
+		g->passed++;
+		ev_now_update(s->loop);
+		ev_timer_set(&c->timer, c->gate_delay, 0);
+		ev_timer_start(s->loop, &c->timer);
+	}
+}
+
 static void conn_new(struct server *s, int fd)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
@@ -2053,6 +2155,13 @@ static void server_free(struct server *s)
 	ctab_free(&s->by_path);
 	ctab_free(&s->seq);
 	ctab_free(&s->page_fail);
+	while (s->gates != NULL) {
+		struct gate *g = s->gates;
+
+		s->gates = g->next;
+		free(g->name);
+		free(g);
+	}
 	buf_free(&s->scratch);
 	free(s->rbuf);
 }
