@@ -364,7 +364,7 @@ while [ $i -lt "$POINTS" ]; do
 	start run p.yaml
 	# The kill point counts from the run's start line (a condition), so it
 	# falls among the transfers, not in the process start-up.
-	wait_until grep -q 'run 1 of p.yaml started' "$ERRLOG"
+	wait_until grep -qs 'run 1 of p.yaml started' "$ERRLOG"
 	rnd
 	delay=$(fmul "$R" "$REF_XFER")
 	kill_at "$delay" KILL
@@ -442,7 +442,7 @@ for sig in INT TERM; do
 	wait_until mock_gate_waiting "crash-sig$sig" 1
 	ok $? "SIG$sig: page 3 is held by the mock API"
 	kill -s $sig "$PID"
-	wait_until grep -q "SIG$sig received" "$ERRLOG"
+	wait_until grep -qs "SIG$sig received" "$ERRLOG"
 	ok $? "SIG$sig: pipectl says it is stopping"
 	mock_gate "crash-sig$sig" open >/dev/null
 	finish

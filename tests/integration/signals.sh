@@ -35,7 +35,7 @@ run_and_signal() { # run_and_signal SIGNAL EXPECTED-EXIT
 	kill -s "$1" "$pid"
 	# The held request is answered once the stop began: the stage stays
 	# interrupted (the answer is only journaled).
-	wait_until grep -q "$1 received" "$T_TMP/err.$1"
+	wait_until grep -qs "$1 received" "$T_TMP/err.$1"
 	mock_gate "signals-$1" open >/dev/null
 	wait "$pid"
 	is "$?" "$2" "$1: exit code $2"
