@@ -973,6 +973,7 @@ static const struct option resume_opts[] = {
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "log-json", no_argument, NULL, 'j' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -1054,9 +1055,10 @@ int cmd_resume(int argc, char **argv)
 		case 'n': dry = true; break;
 		case 'q': quiet = true; log_set_level(LOG_WARN); break;
 		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'j': log_set_json(true); break;
 		case 'h':
 			printf("usage: pipectl resume RUN | --last [--dry-run] [--force] "
-			       "[-p NAME=VALUE]... [-f FILE | --state DB] [-q] [-v]\n");
+			       "[-p NAME=VALUE]... [-f FILE | --state DB] [-q] [-v] [--log-json]\n");
 			free(overrides);
 			return EXIT_OK;
 		default:

@@ -30,10 +30,9 @@
 /* Seconds transfers still in flight at the end of a run (a failed stage,
  * a signal) may take to finish, so their answers reach the journal. */
 #define DRAIN_GRACE 5.0
-/* Seconds between persisted progress updates. */
+/* Seconds between persisted progress updates (stage counters, attempts,
+ * events). The journal does not wait for them: see journal_prep_cb. */
 #define PERSIST_INTERVAL 0.25
-/* (also the journal's commit interval: a kill -9 can lose at most the
- * responses of the last one, which a resume then asks for again) */
 
 struct engine {
 	const struct spec *spec;
@@ -53,6 +52,7 @@ struct engine {
 
 	ev_check sched_check;
 	ev_idle sched_idle;
+	ev_prepare journal_prep;       /* group commit of the journal */
 	ev_timer persist_timer;
 	ev_signal sig_int, sig_term;
 	ev_timer run_timer;            /* settings.run_timeout */
@@ -111,6 +111,19 @@ static void persist_dirty(struct engine *e)
 static void persist_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	persist_dirty(w->data);
+}
+
+/* Group commit, before the loop polls again: the answers this iteration
+ * received reach the journal in one transaction, so a kill -9 loses only
+ * those of the iteration it interrupts (REQUESTER_JOURNAL_WINDOW bounds a
+ * long one). Runs after every callback of the iteration (check watchers run
+ * first in libev), so the commit follows the last answer directly. */
+static void journal_prep_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct engine *e = w->data;
+
+	if (e->rq && requester_journal_pending(e->rq) > 0)
+		requester_commit(e->rq);
 }
 
 static double stage_timeout_of(const struct stage *st)
@@ -731,6 +744,8 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	ev_check_init(&e->sched_check, sched_cb);
 	e->sched_check.data = e;
 	ev_idle_init(&e->sched_idle, idle_cb);
+	ev_prepare_init(&e->journal_prep, journal_prep_cb);
+	e->journal_prep.data = e;
 	ev_timer_init(&e->persist_timer, persist_cb, PERSIST_INTERVAL, PERSIST_INTERVAL);
 	e->persist_timer.data = e;
 	ev_signal_init(&e->sig_int, signal_cb, SIGINT);
@@ -750,6 +765,7 @@ enum run_status engine_run(struct engine *e)
 	e->running = true;
 	e->started_mono = now_mono();
 	ev_check_start(e->loop, &e->sched_check);
+	ev_prepare_start(e->loop, &e->journal_prep);
 	ev_timer_start(e->loop, &e->persist_timer);
 	ev_signal_start(e->loop, &e->sig_int);
 	ev_signal_start(e->loop, &e->sig_term);
@@ -776,6 +792,7 @@ enum run_status engine_run(struct engine *e)
 	for (i = 0; i < e->n; i++)
 		ev_timer_stop(e->loop, &e->stages[i].timeout);
 	drain(e);
+	ev_prepare_stop(e->loop, &e->journal_prep);
 	ev_timer_stop(e->loop, &e->persist_timer);
 	ev_signal_stop(e->loop, &e->sig_int);
 	ev_signal_stop(e->loop, &e->sig_term);

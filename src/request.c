@@ -125,6 +125,7 @@ struct requester {
 	int64_t hits;
 	struct jrow *jrows;
 	size_t n_jrows, cap_jrows;
+	double jfirst;                 /* now_mono() when jrows[0] was buffered */
 	ev_timer jtimer;               /* fires journal answers, one loop turn later */
 	struct request *jq_head;       /* requests to answer from the journal */
 	pthread_mutex_t plock;         /* parse_job.done */
@@ -436,6 +437,33 @@ void requester_flush(struct requester *rq, struct state *st)
 	rq->n_jrows = 0;
 }
 
+size_t requester_journal_pending(const struct requester *rq)
+{
+	return rq->n_jrows;
+}
+
+int requester_commit(struct requester *rq)
+{
+	size_t n = rq->n_jrows;
+
+	if (!rq->journal)
+		return 0;
+	if (state_begin(rq->journal) != 0) {
+		/* The rows stay buffered: the next commit (or the progress
+		 * timer's) writes them. */
+		log_debug("cannot journal %zu responses yet: %s", n, state_errmsg(rq->journal));
+		return -1;
+	}
+	requester_flush(rq, rq->journal);
+	if (state_commit(rq->journal) != 0) {
+		log_warn("cannot journal %zu responses: %s", n, state_errmsg(rq->journal));
+		return -1;
+	}
+	if (n > 0)
+		log_debug("journal: committed %zu responses", n);
+	return 0;
+}
+
 void requester_use_journal(struct requester *rq, struct state *st, bool serve)
 {
 	rq->journal = st;
@@ -457,6 +485,8 @@ static void journal_add(struct request *r, const struct http_result *res)
 
 	if (!rq->journal || r->from_journal)
 		return;
+	if (rq->n_jrows == 0)
+		rq->jfirst = now_mono();
 	xgrow(&rq->jrows, &rq->cap_jrows, rq->n_jrows + 1, sizeof(*rq->jrows));
 	j = &rq->jrows[rq->n_jrows++];
 	memset(j, 0, sizeof(*j));
@@ -485,6 +515,10 @@ static void journal_add(struct request *r, const struct http_result *res)
 	} else {
 		j->e.body = secret_seal(res->body, res->body_len, &j->e.body_len);
 	}
+	/* The loop is still busy with this iteration's answers: the oldest
+	 * buffered one does not wait past the window for the engine's commit. */
+	if (now_mono() - rq->jfirst >= REQUESTER_JOURNAL_WINDOW)
+		requester_commit(rq);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -854,6 +888,10 @@ static void on_http_done(void *arg, const struct http_result *res)
 	long status = res->status;
 	bool defer = false;
 
+	/* With -v, when each answer arrived (the crash tests compare it with
+	 * the time of a kill). */
+	if (res->error == HTTP_OK)
+		log_debug("answer %ld: %s %s", status, r->method, r->url);
 	p->inflight--;
 	c = classify(r, res, &msg, &defer);
 	/* Also for a request nobody waits for any more: the answer still tells

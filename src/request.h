@@ -93,6 +93,25 @@ void request_cancel_owner(struct requester *rq, void *owner);
  * state_begin/commit). */
 void requester_flush(struct requester *rq, struct state *st);
 
+/* Seconds a response may wait in the buffer before it is committed to the
+ * journal: the window in which a kill -9 can lose a recorded answer (see
+ * requester_commit). */
+#define REQUESTER_JOURNAL_WINDOW 0.010
+
+/* Responses buffered for the journal and not yet written. */
+size_t requester_journal_pending(const struct requester *rq);
+
+/* Group commit: writes every buffered row (journal, attempts, events) to the
+ * journal's state database in one transaction (nested in an open one, if
+ * any). The engine calls it once per loop iteration that received answers;
+ * a response buffered for REQUESTER_JOURNAL_WINDOW while the loop is still
+ * busy is committed at once when the next one arrives. With WAL and
+ * synchronous=NORMAL a commit is a write(), not an fsync, so a kill of the
+ * process loses nothing committed. Returns 0, or -1: no transaction could
+ * be begun (the rows stay buffered for the next commit) or the commit
+ * failed (logged; the rows are lost). No-op without a journal. */
+int requester_commit(struct requester *rq);
+
 /*
  * The response journal: every successful response is buffered for
  * requester_flush (keyed by stage and request fingerprint). With serve set

@@ -79,3 +79,32 @@ stop_mockapi() {
 
 # sqlite3 wrapper: the sqlite3 CLI, in -batch mode.
 sq() { sqlite3 -batch "$@"; }
+
+# mock_gate NAME [open|close]: the state of the mock API's gate NAME (see
+# tests/mockapi/README.md: a response to a request with ?gate=NAME is held
+# until the gate opens), after opening or closing it when asked, as
+# "open=BOOL waiting=N passed=M".
+mock_gate() {
+	/usr/bin/python3 - "$MOCK_URL/gate/$1${2:+/$2}" <<'PY'
+import json, sys, urllib.request
+d = json.load(urllib.request.urlopen(sys.argv[1], timeout=30))
+print("open=%s waiting=%d passed=%d" % (str(d["open"]).lower(), d["waiting"], d["passed"]))
+PY
+}
+
+# mock_gate_waiting NAME N: true when at least N responses wait at gate NAME.
+mock_gate_waiting() {
+	[ "$(mock_gate "$1" | sed 's/.*waiting=\([0-9]*\).*/\1/')" -ge "$2" ]
+}
+
+# wait_until CMD...: runs CMD until it succeeds (status 0), or fails after
+# 60 s of trying. For conditions the test itself brings about (a gate that
+# holds a request), not for guessing how long something takes.
+wait_until() {
+	local i=0
+	while ! "$@"; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || return 1
+		sleep 0.05
+	done
+}

@@ -5,29 +5,23 @@
 # same file, exits 4 with a message naming the owner and sends no request;
 # the lease of a process that exited, is a zombie, or whose pid now belongs
 # to another process is taken over; one on another host needs --force.
-# Requests are held in flight by the mock's /gate/NAME until the test opens
-# it, so nothing here depends on timing.
+# Requests are held in flight at a gate of the mock (?gate=NAME) until the
+# test opens it, so nothing here depends on timing.
 . "$TOP_SRCDIR/tests/lib.sh"
 cd "$T_TMP" || exit 1
 start_mockapi
 
-# gate_wait NAME N: waits until N requests reached /gate/NAME.
+# gate_wait NAME N: waits until N requests for gate NAME reached the mock
+# (its request log has them as they are taken up, held or not).
+gate_arrived() { [ "$(grep -c "\"query\":\"gate=$1\"" "$MOCK_LOG")" -ge "$2" ]; }
 gate_wait() {
-	i=0
-	until curl -s "$MOCK_URL/gate-status/$1" | grep -q "\"arrived\":$2[,}]"; do
-		i=$((i + 1))
-		if [ $i -gt 2000 ]; then
-			echo "Bail out! gate $1 never saw $2 requests"
-			exit 1
-		fi
-		sleep 0.05
-	done
+	wait_until gate_arrived "$1" "$2" || { echo "Bail out! gate $1 never saw $2 requests"; exit 1; }
 }
-gate_open() { curl -s "$MOCK_URL/gate-open/$1" >/dev/null; }
+gate_open() { mock_gate "$1" open >/dev/null; }
 nreq() { wc -l <"$MOCK_LOG" | tr -d ' '; }
 
 # pipeline DIR GATE: a pipeline in its own directory (own state database)
-# whose third request waits at /gate/GATE.
+# whose third request waits at the gate GATE.
 pipeline() {
 	mkdir -p "$1"
 	cat >"$1/p.yaml" <<YAML
@@ -38,7 +32,7 @@ stages:
       url:
         - $MOCK_URL/json/1
         - $MOCK_URL/json/2
-        - $MOCK_URL/gate/$2
+        - $MOCK_URL/json/3?gate=$2
   out:
     needs: src
     load:
@@ -51,7 +45,7 @@ pipeline two g1
 "$PIPECTL" run two/p.yaml 2>/dev/null &
 first=$!
 gate_wait g1 1
-# Kill it once the journal holds the two answers (committed every 0.25s).
+# Kill it once the journal holds the two answers.
 i=0
 until [ "$(sq two/.pipectl/state.db 'SELECT COUNT(*) FROM journal' 2>/dev/null)" = 2 ]; do
 	i=$((i + 1))

@@ -333,20 +333,6 @@ static long long ctab_bump(struct ctab *t, const char *key)
 	return 0;
 }
 
-/* Returns the count for key (0 when absent) without changing it. */
-static long long ctab_get(const struct ctab *t, const char *key)
-{
-	const struct ctab_entry *e;
-
-	if (t->n_slots == 0)
-		return 0;
-	for (e = t->slots[ctab_hash(key) % t->n_slots]; e != NULL; e = e->next) {
-		if (strcmp(e->key, key) == 0)
-			return e->count;
-	}
-	return 0;
-}
-
 static void ctab_free(struct ctab *t)
 {
 	size_t i;
@@ -843,9 +829,8 @@ struct response {
 	bool close;                 /* Connection: close, then close */
 	bool truncate;              /* /close: announce 1000 bytes, send the body */
 	double delay;               /* seconds before the response is sent */
-	bool no_log;                /* /stats: neither logged nor counted */
+	bool no_log;                /* /stats, /gate: neither logged nor counted */
 	bool bad;                   /* a query parameter was invalid (400) */
-	char *gate;                 /* /gate/NAME while closed: held until opened */
 };
 
 static const char *reason(int status)
@@ -897,7 +882,6 @@ static void response_init(struct response *rs)
 
 static void response_free(struct response *rs)
 {
-	free(rs->gate);
 	buf_free(&rs->headers);
 	buf_free(&rs->body);
 }
@@ -954,6 +938,17 @@ static void response_write(struct buf *dst, const struct request *rq,
 
 struct conn;
 
+/* A gate (?gate=NAME): responses wait, unsent, while it is closed; opening
+ * it sends them (each after its delay) and lets later ones through. Gates
+ * are created on first use, closed, and live until the server stops. */
+struct gate {
+	char *name;
+	bool open;
+	long long waiting;          /* responses held now */
+	long long passed;           /* gated responses released or let through */
+	struct gate *next;
+};
+
 struct server {
 	struct ev_loop *loop;
 	int lfd;
@@ -970,8 +965,7 @@ struct server {
 	struct ctab by_path;
 	struct ctab seq;
 	struct ctab page_fail;      /* /pages?fail=P: requests for page P so far */
-	struct ctab gate_arrived;   /* /gate/NAME: requests so far, per NAME */
-	struct ctab gate_opened;    /* /gate-open/NAME seen: count > 0 */
+	struct gate *gates;
 	struct conn *conns;         /* live connections */
 	struct conn *dead;          /* closed, freed by the reaper */
 	char *rbuf;                 /* MOCK_READ_SIZE scratch for read() */
@@ -994,7 +988,8 @@ struct conn {
 	struct buf out;
 	size_t out_off;
 	struct buf pending;         /* the delayed response */
-	char *gate;                 /* waiting for /gate-open/NAME, else NULL */
+	struct gate *gate;          /* holding the pending response */
+	double gate_delay;          /* its delay, which starts when the gate opens */
 	bool waiting;
 	bool closing;               /* no more requests; close once flushed */
 	bool lingering;             /* write side shut, draining input */
@@ -1299,64 +1294,6 @@ static void route_seq(struct server *s, const struct request *rq,
 		param_header(rq, rs, "retry_after", "Retry-After");
 }
 
-/* /gate/NAME: {"gate":NAME,"arrival":K} (K from 1, per NAME since start),
- * held until some connection requests /gate-open/NAME; once open, answered
- * at once. Lets a test keep a client's request in flight for as long as it
- * needs, without timing. */
-static void route_gate(struct server *s, struct response *rs, const char *name)
-{
-	long long k = ctab_bump(&s->gate_arrived, name);
-
-	buf_adds(&rs->body, "{\"gate\":");
-	buf_json_str(&rs->body, name);
-	buf_printf(&rs->body, ",\"arrival\":%lld}", k + 1);
-	if (ctab_get(&s->gate_opened, name) == 0)
-		rs->gate = xstrndup(name, strlen(name));
-}
-
-/* /gate-open/NAME: opens the gate and sends the responses it holds (each on
- * its connection's timer, so no other connection is touched from here). */
-static void route_gate_open(struct server *s, struct response *rs, const char *name)
-{
-	struct conn *c;
-	long long released = 0;
-
-	if (ctab_get(&s->gate_opened, name) == 0)
-		ctab_bump(&s->gate_opened, name);
-	for (c = s->conns; c != NULL; c = c->next) {
-		if (c->gate == NULL || strcmp(c->gate, name) != 0)
-			continue;
-		free(c->gate);
-		c->gate = NULL;
-		ev_timer_stop(s->loop, &c->timer);
-		ev_timer_set(&c->timer, 0, 0);
-		ev_timer_start(s->loop, &c->timer);
-		released++;
-	}
-	buf_adds(&rs->body, "{\"gate\":");
-	buf_json_str(&rs->body, name);
-	buf_printf(&rs->body, ",\"released\":%lld}", released);
-}
-
-/* /gate-status/NAME: {"gate":NAME,"arrived":N,"held":H,"open":B}; not
- * logged or counted, so tests can poll it. */
-static void route_gate_status(struct server *s, struct response *rs, const char *name)
-{
-	const struct conn *c;
-	long long held = 0;
-
-	for (c = s->conns; c != NULL; c = c->next) {
-		if (c->gate != NULL && strcmp(c->gate, name) == 0)
-			held++;
-	}
-	buf_adds(&rs->body, "{\"gate\":");
-	buf_json_str(&rs->body, name);
-	buf_printf(&rs->body, ",\"arrived\":%lld,\"held\":%lld,\"open\":%s}",
-	           ctab_get(&s->gate_arrived, name), held,
-	           ctab_get(&s->gate_opened, name) ? "true" : "false");
-	rs->no_log = true;
-}
-
 static const char *file_type(const char *path)
 {
 	const char *dot = strrchr(path, '.');
@@ -1509,6 +1446,52 @@ static void route_news(struct server *s, const struct request *rq,
 	buf_free(&path);
 }
 
+/* The gate called name, created (closed) on first use. */
+static struct gate *gate_get(struct server *s, const char *name)
+{
+	struct gate *g;
+
+	for (g = s->gates; g != NULL; g = g->next) {
+		if (strcmp(g->name, name) == 0)
+			return g;
+	}
+	g = xcalloc(1, sizeof(*g));
+	g->name = xstrndup(name, strlen(name));
+	g->next = s->gates;
+	s->gates = g;
+	return g;
+}
+
+static void gate_open(struct server *s, struct gate *g);
+
+/* /gate/NAME, /gate/NAME/open, /gate/NAME/close: the gate's state, after
+ * opening or closing it. */
+static void route_gate(struct server *s, struct response *rs, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	size_t n = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
+	char *name;
+	struct gate *g;
+
+	rs->no_log = true;
+	if (n == 0 || (slash != NULL && strcmp(slash, "/open") != 0 &&
+	               strcmp(slash, "/close") != 0)) {
+		response_error(rs, 404, "not found");
+		return;
+	}
+	name = xstrndup(rest, n);
+	g = gate_get(s, name);
+	free(name);
+	if (slash != NULL && strcmp(slash, "/open") == 0)
+		gate_open(s, g);
+	else if (slash != NULL)
+		g->open = false;
+	buf_adds(&rs->body, "{\"gate\":");
+	buf_json_str(&rs->body, g->name);
+	buf_printf(&rs->body, ",\"open\":%s,\"waiting\":%lld,\"passed\":%lld}",
+	           g->open ? "true" : "false", g->waiting, g->passed);
+}
+
 static void route_stats(struct server *s, struct response *rs)
 {
 	size_t i;
@@ -1576,14 +1559,8 @@ static void route(struct server *s, const struct request *rq, struct response *r
 		route_files(s, rs, p + 7);
 	} else if (strcmp(p, "/stats") == 0) {
 		route_stats(s, rs);
-	} else if (strncmp(p, "/gate/", 6) == 0 && p[6] != '\0' && strchr(p + 6, '/') == NULL) {
+	} else if (strncmp(p, "/gate/", 6) == 0) {
 		route_gate(s, rs, p + 6);
-	} else if (strncmp(p, "/gate-open/", 11) == 0 && p[11] != '\0' &&
-	           strchr(p + 11, '/') == NULL) {
-		route_gate_open(s, rs, p + 11);
-	} else if (strncmp(p, "/gate-status/", 13) == 0 && p[13] != '\0' &&
-	           strchr(p + 13, '/') == NULL) {
-		route_gate_status(s, rs, p + 13);
 	} else {
 		size_t i;
 
@@ -1644,6 +1621,10 @@ static void conn_kill(struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->gate != NULL) {
+		c->gate->waiting--;
+		c->gate = NULL;
+	}
 	ev_io_stop(s->loop, &c->rio);
 	ev_io_stop(s->loop, &c->wio);
 	ev_timer_stop(s->loop, &c->timer);
@@ -1668,7 +1649,6 @@ static void conn_free(struct conn *c)
 	buf_free(&c->in);
 	buf_free(&c->out);
 	buf_free(&c->pending);
-	free(c->gate);
 	free(c);
 }
 
@@ -1738,6 +1718,7 @@ static void conn_respond(struct conn *c, const struct request *rq,
                          struct response *rs)
 {
 	struct server *s = c->srv;
+	const char *gate;
 
 	if (rq == NULL || !rq->keep_alive)
 		rs->close = true;
@@ -1749,15 +1730,22 @@ static void conn_respond(struct conn *c, const struct request *rq,
 	}
 	if (rs->close)
 		c->closing = true;
-	if (rs->gate != NULL) {
-		/* held until /gate-open/NAME starts the timer */
-		c->pending.len = 0;
-		response_write(&c->pending, rq, rs);
-		c->waiting = true;
-		free(c->gate);
-		c->gate = rs->gate;
-		rs->gate = NULL;
-	} else if (rs->delay > 0) {
+	gate = rq != NULL && !rs->no_log ? request_param(rq, "gate") : NULL;
+	if (gate != NULL && *gate != '\0') {
+		struct gate *g = gate_get(s, gate);
+
+		if (!g->open) {
+			c->pending.len = 0;
+			response_write(&c->pending, rq, rs);
+			c->waiting = true;
+			c->gate = g;
+			c->gate_delay = rs->delay;
+			g->waiting++;
+			return;
+		}
+		g->passed++;
+	}
+	if (rs->delay > 0) {
 		c->pending.len = 0;
 		response_write(&c->pending, rq, rs);
 		c->waiting = true;
@@ -2005,6 +1993,26 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_process(c);
 }
 
+/* Opens g: each response it holds goes out after its own delay (a zero
+ * timer sends it on the next loop iteration, outside the caller's
+ * connection). */
+static void gate_open(struct server *s, struct gate *g)
+{
+	struct conn *c;
+
+	g->open = true;
+	for (c = s->conns; c != NULL; c = c->next) {
+		if (c->gate != g)
+			continue;
+		c->gate = NULL;
+		g->waiting--;
+		g->passed++;
+		ev_now_update(s->loop);
+		ev_timer_set(&c->timer, c->gate_delay, 0);
+		ev_timer_start(s->loop, &c->timer);
+	}
+}
+
 static void conn_new(struct server *s, int fd)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
@@ -2180,8 +2188,13 @@ static void server_free(struct server *s)
 	ctab_free(&s->by_path);
 	ctab_free(&s->seq);
 	ctab_free(&s->page_fail);
-	ctab_free(&s->gate_arrived);
-	ctab_free(&s->gate_opened);
+	while (s->gates != NULL) {
+		struct gate *g = s->gates;
+
+		s->gates = g->next;
+		free(g->name);
+		free(g);
+	}
 	buf_free(&s->scratch);
 	free(s->rbuf);
 }
