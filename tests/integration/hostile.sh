@@ -205,26 +205,31 @@ is "$RC:$(logcount 'c=jsonl')" "1:2" "jsonl: an invalid line is retried, then fa
 grep -q "line 1: invalid JSON" "$ERR"
 ok $? "jsonl: the error names the line"
 
-# A pagination that stops on an error never succeeds quietly.
+# A pagination that stops on an error never succeeds quietly (retries off,
+# or the default retry of invalid_body would fetch the page again).
 case_dir page_skip
-page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=38&invalid=3" "{next: '.next'}"
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=38&invalid=3" "{next: '.next'}" \
+	"retry: {attempts: 1}"
 sed -i 's|^  s:$|&\n    on_error: skip|' p.yaml
 run_pl p.yaml
 is "$RC" 1 "on_error skip, page 3 invalid: the run fails (not 20 of 35 records and exit 0)"
 grep -q "stage s failed: .*invalid JSON.*(page 3 of a pagination: on_error: skip does not skip" "$ERR"
 ok $? "on_error skip, page 3 invalid: the error says why the page is not skipped"
-page_pl q.yaml "$MOCK_URL/pages?page=1&per=10&total=34&invalid=1" "{next: '.next'}"
+page_pl q.yaml "$MOCK_URL/pages?page=1&per=10&total=34&invalid=1" "{next: '.next'}" \
+	"retry: {attempts: 1}"
 sed -i 's|^  s:$|&\n    on_error: skip|' q.yaml
 run_pl q.yaml
 is "$RC" 0 "on_error skip, first page invalid: skipped like any request (nothing partial)"
 case_dir page_dlq
-page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=33&invalid=3" "{next: '.next'}"
+page_pl p.yaml "$MOCK_URL/pages?page=1&per=10&total=33&invalid=3" "{next: '.next'}" \
+	"retry: {attempts: 1}"
 sed -i 's|^  s:$|&\n    on_error: dlq|' p.yaml
 run_pl p.yaml
 is "$RC:$(wc -l <out.jsonl):$(stq 'SELECT count(*) FROM dlq')" "0:20:1" \
 	"on_error dlq, page 3 invalid: dead-lettered"
 "$PIPECTL" dlq replay -q 1 >/dev/null 2>&1
-is "$?:$(wc -l <out.jsonl)" "0:13" "on_error dlq: the replay fetches page 3 and the rest"
+# The replay appends its 13 records (page 3 and the rest) to the run's 20.
+is "$?:$(wc -l <out.jsonl)" "0:33" "on_error dlq: the replay fetches page 3 and the rest"
 
 # =====================================================================
 # 3. A timeout names the phase that timed out: on a reused keep-alive
@@ -238,6 +243,7 @@ stages:
       concurrency: 1
       timeout: 500ms
       connect_timeout: 200ms
+      retry: {attempts: 1}
       url:
         - "$MOCK_URL/json/1?c=ka3"
         - "$MOCK_URL/slow?ms=4000&c=ka3"
