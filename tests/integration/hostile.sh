@@ -10,23 +10,6 @@ cd "$T_TMP" || exit 1
 start_mockapi
 PY=/usr/bin/python3
 
-# case_dir NAME: a fresh directory per case, so each has its own state database.
-case_dir() {
-	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
-}
-
-# run_pl FILE [ARGS]: runs the pipeline; RC is its exit status, ERR its stderr.
-run_pl() {
-	ERR="$T_TMP/err.$T_N"
-	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
-	RC=$?
-}
-
-stq() { sq .pipectl/state.db "$@"; }
-LAST='(SELECT max(id) FROM runs)'
-
-# mark: later log queries see only requests logged after this point.
-mark() { MARK=$(wc -l <"$MOCK_LOG"); }
 # logcount REGEX: requests since the mark whose "host path?query" matches.
 logcount() {
 	$PY - "$MOCK_LOG" "$MARK" "$1" <<'PY'
