@@ -869,6 +869,15 @@ static void alarm_handler(int sig)
 }
 
 /* URL helpers and Link parsing: pure functions, no server needed. */
+/* One case of http_link_next(header): want NULL means no next link. */
+static void link_next(const char *header, const char *want, const char *desc)
+{
+	char *s = http_link_next(header);
+
+	is_str(s, want, "%s", desc);
+	free(s);
+}
+
 /* One case of http_url_supplied_check(origin, url, allow): want NULL means
  * the URL is allowed, "" that it is refused with any message, anything else
  * the exact message. */
@@ -917,21 +926,14 @@ static void test_url_helpers(void)
 	s = http_url_set_param("http://a/x?pages=9", "page", "a b");
 	is_str(s, "http://a/x?pages=9&page=a%20b", "set_param keeps similar names and escapes");
 	free(s);
-	s = http_link_next("<https://a/x?page=2>; rel=\"next\", <https://a/x?page=9>; rel=\"last\"");
-	is_str(s, "https://a/x?page=2", "Link: rel=next found first");
-	free(s);
-	s = http_link_next("<https://a/x?page=1>; rel=\"prev\", <https://a/x?page=3>; rel=\"next\"");
-	is_str(s, "https://a/x?page=3", "Link: rel=next found after another");
-	free(s);
-	s = http_link_next("<https://a/x?p=3>; title=\"a, b\"; rel=\"last next\"");
-	is_str(s, "https://a/x?p=3", "Link: quoted commas and several relation types");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; rel=\"last\"");
-	ok(s == NULL, "Link without rel=next gives NULL");
-	free(s);
-	s = http_link_next("garbage");
-	ok(s == NULL, "a malformed Link gives NULL");
-	free(s);
+	link_next("<https://a/x?page=2>; rel=\"next\", <https://a/x?page=9>; rel=\"last\"",
+	          "https://a/x?page=2", "Link: rel=next found first");
+	link_next("<https://a/x?page=1>; rel=\"prev\", <https://a/x?page=3>; rel=\"next\"",
+	          "https://a/x?page=3", "Link: rel=next found after another");
+	link_next("<https://a/x?p=3>; title=\"a, b\"; rel=\"last next\"",
+	          "https://a/x?p=3", "Link: quoted commas and several relation types");
+	link_next("<https://a/x?page=9>; rel=\"last\"", NULL, "Link without rel=next gives NULL");
+	link_next("garbage", NULL, "a malformed Link gives NULL");
 	{
 		const char *const allow[] = { "cdn.example.com", "b.example:8443", "*.img.example",
 		                              NULL };
@@ -974,26 +976,18 @@ static void test_url_helpers(void)
  * tests/fuzz/fuzz_headers.c checks on every Link value. */
 static void test_link_params(void)
 {
-	char *s;
-
-	s = http_link_next("<https://a/x?page=9>; title=\"see rel=next\"; rel=\"last\"");
-	ok(s == NULL, "Link: rel=next inside a quoted title is not a relation");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; rel=last; x=\"<https://a/y>; rel=next\"");
-	ok(s == NULL, "Link: a quoted link inside a parameter is not a link");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; prerel=next");
-	ok(s == NULL, "Link: a parameter whose name ends in rel is not rel");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; title=\"rel=next\", <https://a/x?page=2>;REL = next");
-	is_str(s, "https://a/x?page=2", "Link: the real rel=next after a decoy (any case, spaces)");
-	free(s);
-	s = http_link_next("<https://a/x?page=2>;rel=\"nextpage next\"");
-	is_str(s, "https://a/x?page=2", "Link: next among other relation types");
-	free(s);
-	s = http_link_next("<https://a/x?page=2>; rel=\"nextpage\"");
-	ok(s == NULL, "Link: a relation type that starts with next is not next");
-	free(s);
+	link_next("<https://a/x?page=9>; title=\"see rel=next\"; rel=\"last\"",
+	          NULL, "Link: rel=next inside a quoted title is not a relation");
+	link_next("<https://a/x?page=9>; rel=last; x=\"<https://a/y>; rel=next\"",
+	          NULL, "Link: a quoted link inside a parameter is not a link");
+	link_next("<https://a/x?page=9>; prerel=next",
+	          NULL, "Link: a parameter whose name ends in rel is not rel");
+	link_next("<https://a/x?page=9>; title=\"rel=next\", <https://a/x?page=2>;REL = next",
+	          "https://a/x?page=2", "Link: the real rel=next after a decoy (any case, spaces)");
+	link_next("<https://a/x?page=2>;rel=\"nextpage next\"",
+	          "https://a/x?page=2", "Link: next among other relation types");
+	link_next("<https://a/x?page=2>; rel=\"nextpage\"",
+	          NULL, "Link: a relation type that starts with next is not next");
 }
 
 int main(void)
