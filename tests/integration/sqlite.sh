@@ -7,7 +7,8 @@
 cd "$T_TMP" || exit 1
 
 # pipe NAME INPUT SQLITE-MAPPING [EXTRA STAGE LINES]: writes NAME.yaml, a
-# file source INPUT loaded into the given sqlite mapping.
+# file source INPUT loaded into the given sqlite mapping (taken as it is:
+# a ${...} in it stays a template), then the extra lines.
 pipe() {
 	cat >"$1.yaml" <<YAML
 pipeline: $1
@@ -19,6 +20,7 @@ stages:
     load:
       sqlite: $3
 YAML
+	[ -z "${4:-}" ] || printf '%s\n' "$4" >>"$1.yaml"
 }
 
 # --- An existing table whose key is an INTEGER PRIMARY KEY (the rowid).
@@ -260,16 +262,7 @@ ok $? "the summary shows the rendered path"
 
 # A resumed run renders the same paths: the run id is kept, and run.date is
 # the day the run started (here moved back to 2001-02-03), not the resume's.
-cat >tr.yaml <<'YAML'
-pipeline: tr
-stages:
-  src:
-    fetch: { file: tr.jsonl, format: jsonl }
-  db:
-    needs: src
-    load:
-      sqlite: { path: 'res/r-${run.id}-${run.date}.db', table: t, key: id }
-YAML
+pipe tr tr.jsonl "{ path: 'res/r-\${run.id}-\${run.date}.db', table: t, key: id }"
 "$PIPECTL" run -q --state st.db tr.yaml >/dev/null 2>&1
 is "$?" 1 "resume case: the first part fails (its input is missing)"
 sq st.db "UPDATE runs SET started = 981158400.5 WHERE id = 1"
@@ -280,16 +273,7 @@ is "$(sq res/r-1-2001-02-03.db 'SELECT count(*) FROM t' 2>&1)" 2 \
 	"the resumed run loads into the path of the run's start date"
 
 # A path built from an env value (a secret) is rendered, but not shown.
-cat >tenv.yaml <<'YAML'
-pipeline: tenv
-stages:
-  src:
-    fetch: { file: tp.jsonl, format: jsonl }
-  db:
-    needs: src
-    load:
-      sqlite: { path: 'out/${env.SINK_SECRET}.db', table: t }
-YAML
+pipe tenv tp.jsonl "{ path: 'out/\${env.SINK_SECRET}.db', table: t }"
 SINK_SECRET=hush-4711 "$PIPECTL" run --state tenv.state tenv.yaml >/dev/null 2>err
 is "$(sq out/hush-4711.db 'SELECT count(*) FROM t')" 2 "an env value in a path is rendered"
 grep -q 'hush-4711' err
@@ -298,21 +282,11 @@ grep -q 'of out/\*\*\*.db' err
 ok $? "it shows *** instead"
 
 # A ${ that is not a valid template is a validate error with its position.
-cat >tbad.yaml <<'YAML'
-pipeline: tbad
-stages:
-  src:
-    fetch: { file: tp.jsonl, format: jsonl }
-  db:
-    needs: src
-    load:
-      sqlite: { path: 'out/snap-${run.id.db', table: t }
-  file:
+pipe tbad tp.jsonl "{ path: 'out/snap-\${run.id.db', table: t }" '  file:
     needs: src
     load:
       file:
-        path: out/x-${}.jsonl
-YAML
+        path: out/x-${}.jsonl'
 "$PIPECTL" validate tbad.yaml >/dev/null 2>err
 is "$?" 2 "an invalid template in a sink path: validate fails"
 is "$(cat err)" 'tbad.yaml:8:33: invalid template in "path": unterminated "${" in template
