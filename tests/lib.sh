@@ -131,3 +131,14 @@ LAST='(SELECT max(id) FROM runs)'
 # mark: later queries on the mock API's request log see only the requests
 # logged after this point (MARK is the number of lines before it).
 mark() { MARK=$(wc -l <"$MOCK_LOG"); }
+
+# out_pl FILE NAME [NEEDS] <STAGES: writes FILE, the pipeline NAME of the
+# stages read (YAML lines under stages:) and a stage out that loads NEEDS
+# (default s) into out.jsonl.
+out_pl() {
+	{
+		printf 'pipeline: %s\nstages:\n' "$2"
+		cat
+		printf '  out:\n    needs: %s\n    load:\n      file: {path: out.jsonl}\n' "${3:-s}"
+	} >"$1"
+}

@@ -66,22 +66,11 @@ PY
 }
 count() { grep -c "\"path\":\"$1\"" "$MOCK_LOG"; }
 
-# p_yaml NAME NEEDS <STAGES: writes p.yaml, the pipeline NAME of the stages
-# read (YAML lines under stages:) and a stage out that loads NEEDS into
-# out.jsonl.
-p_yaml() {
-	{
-		printf 'pipeline: %s\nstages:\n' "$1"
-		cat
-		printf '  out:\n    needs: %s\n    load:\n      file: {path: out.jsonl}\n' "$2"
-	} >p.yaml
-}
-
 # =====================================================================
 # 1. dlq replay of a source fetch re-renders the secret (url and json body)
 # from the environment of the replaying process.
 case_dir replay
-p_yaml replay_secret s <<YAML
+out_pl p.yaml replay_secret <<YAML
   s:
     on_error: dlq
     fetch:
@@ -128,7 +117,7 @@ cd "$T_TMP" || exit 1
 # the file itself), status/runs/dlq output.
 case_dir echo
 printf '{"token":"%s","q":"%s","items":[1]}\n' "$JSONSLASH" "$URI" >"$T_TMP/data/echo.json"
-p_yaml leak '[e, f]' <<YAML
+out_pl p.yaml leak '[e, f]' <<YAML
   e:
     on_error: dlq
     fetch:
@@ -181,7 +170,7 @@ case_dir resume
 printf '{"items":[{"n":1}],"next":"/files/p2.json?key=%s&plain=%s"}\n' "$URI" "$PLAIN" \
 	>"$T_TMP/data/p1.json"
 rm -f "$T_TMP/data/p2.json"
-p_yaml resume_secret s <<YAML
+out_pl p.yaml resume_secret <<YAML
   s:
     fetch:
       url: "$MOCK_URL/files/p1.json"
@@ -209,7 +198,7 @@ cd "$T_TMP" || exit 1
 # =====================================================================
 # 4b. on_error: pass puts the failed URL in the record's _errors: redacted.
 case_dir pass
-p_yaml pass_secret e <<YAML
+out_pl p.yaml pass_secret e <<YAML
   s:
     fetch: {url: "$MOCK_URL/json/1"}
   e:
@@ -228,7 +217,7 @@ cd "$T_TMP" || exit 1
 # 5. An unset ${env.X} is an error before any request (not "null" sent),
 # unless the template gives a default.
 case_dir unsetvar
-p_yaml unset_env '[s, t]' <<YAML
+out_pl p.yaml unset_env '[s, t]' <<YAML
   s:
     fetch:
       url: "$MOCK_URL/json/7?api-key=\${env.PIPECTL_TEST_UNSET_KEY}"
