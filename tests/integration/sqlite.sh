@@ -6,15 +6,21 @@
 . "$TOP_SRCDIR/tests/lib.sh"
 cd "$T_TMP" || exit 1
 
+# src_pl NAME INPUT <STAGES: writes NAME.yaml, the pipeline NAME whose stage
+# src reads the file INPUT (JSON lines), then the stages read.
+src_pl() {
+	{
+		printf 'pipeline: %s\nstages:\n  src:\n    fetch: { file: %s, format: jsonl }\n' \
+			"$1" "$2"
+		cat
+	} >"$1.yaml"
+}
+
 # pipe NAME INPUT SQLITE-MAPPING [EXTRA STAGE LINES]: writes NAME.yaml, a
 # file source INPUT loaded into the given sqlite mapping (taken as it is:
 # a ${...} in it stays a template), then the extra lines.
 pipe() {
-	cat >"$1.yaml" <<YAML
-pipeline: $1
-stages:
-  src:
-    fetch: { file: $2, format: jsonl }
+	src_pl "$1" "$2" <<YAML
   db:
     needs: src
     load:
@@ -134,11 +140,7 @@ ok $? "the message shows a jq rename"
 is "$(sq case.db "SELECT count(*) FROM sqlite_master WHERE name = 't'")" 0 \
 	"no table was created from the clashing record"
 # The suggested rename works.
-cat >case2.yaml <<'YAML'
-pipeline: case2
-stages:
-  src:
-    fetch: { file: case.jsonl, format: jsonl }
+src_pl case2 case.jsonl <<'YAML'
   fix:
     needs: src
     transform: { jq: 'with_entries(if .key == "Name" then .key = "Name_2" else . end)' }
@@ -165,11 +167,7 @@ is "$(sq case.db 'SELECT group_concat(id) FROM t WHERE id >= 5')" 6 "only the cl
 
 # --- A load that receives no records.
 : >empty.jsonl
-cat >empty.yaml <<'YAML'
-pipeline: empty
-stages:
-  src:
-    fetch: { file: empty.jsonl, format: jsonl }
+src_pl empty empty.jsonl <<'YAML'
   keyed:
     needs: src
     load:
