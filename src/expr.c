@@ -382,28 +382,8 @@ static size_t expr_scan_group(const char *s, size_t i, char open, char close,
  * control characters escaped, other bytes (UTF-8) as they are. */
 static void expr_add_literal(struct buf *b, const char *s, size_t n)
 {
-	unsigned char c;
-	size_t i;
-
 	buf_addc(b, '"');
-	for (i = 0; i < n; i++) {
-		c = (unsigned char)s[i];
-		switch (c) {
-		case '"':  buf_adds(b, "\\\""); break;
-		case '\\': buf_adds(b, "\\\\"); break;
-		case '\b': buf_adds(b, "\\b"); break;
-		case '\f': buf_adds(b, "\\f"); break;
-		case '\n': buf_adds(b, "\\n"); break;
-		case '\r': buf_adds(b, "\\r"); break;
-		case '\t': buf_adds(b, "\\t"); break;
-		default:
-			if (c < 0x20 || c == 0x7f)
-				buf_printf(b, "\\u%04x", c);
-			else
-				buf_addc(b, (char)c);
-			break;
-		}
-	}
+	buf_add_json_escaped(b, s, n, BUF_JSON_DEL);
 	buf_addc(b, '"');
 }
 

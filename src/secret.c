@@ -54,31 +54,6 @@ static bool first_byte[256];
 
 /* ------------------------------------------------------------ encodings */
 
-static void enc_json(struct buf *b, const char *s, bool slash)
-{
-	unsigned char c;
-
-	for (; *s; s++) {
-		c = (unsigned char)*s;
-		switch (c) {
-		case '"':  buf_adds(b, "\\\""); break;
-		case '\\': buf_adds(b, "\\\\"); break;
-		case '\b': buf_adds(b, "\\b"); break;
-		case '\f': buf_adds(b, "\\f"); break;
-		case '\n': buf_adds(b, "\\n"); break;
-		case '\r': buf_adds(b, "\\r"); break;
-		case '\t': buf_adds(b, "\\t"); break;
-		case '/':  buf_adds(b, slash ? "\\/" : "/"); break;
-		default:
-			if (c < 0x20)
-				buf_printf(b, "\\u%04x", c);
-			else
-				buf_addc(b, (char)c);
-			break;
-		}
-	}
-}
-
 static void enc_uri(struct buf *b, const char *s, bool rfc, bool lower)
 {
 	const char *keep = rfc ? "-_.~" : "-_.!~*'()";
@@ -132,14 +107,14 @@ static char *encode(const char *value, enum secret_enc enc)
 	buf_add(&b, "", 0);
 	switch (enc) {
 	case ENC_RAW:        buf_adds(&b, value); break;
-	case ENC_JSON:       enc_json(&b, value, false); break;
-	case ENC_JSON_SLASH: enc_json(&b, value, true); break;
+	case ENC_JSON:       buf_add_json_escaped(&b, value, strlen(value), 0); break;
+	case ENC_JSON_SLASH: buf_add_json_escaped(&b, value, strlen(value), BUF_JSON_SLASH); break;
 	case ENC_JSON2: {
 		struct buf once;
 		buf_init(&once);
 		buf_add(&once, "", 0);
-		enc_json(&once, value, false);
-		enc_json(&b, once.data, false);
+		buf_add_json_escaped(&once, value, strlen(value), 0);
+		buf_add_json_escaped(&b, once.data, once.len, 0);
 		buf_free(&once);
 		break;
 	}

@@ -1585,11 +1585,13 @@ void journal_entry_free(struct journal_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
-/* Counts the journal entries of a run, of one stage or (stage NULL) of all.
- * Returns the count or -1. */
-int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage)
+/* Runs the counting statement idx, which takes the run id and a stage (NULL:
+ * all stages) and yields one integer. Returns the count or -1 (the error is
+ * recorded on st). */
+static int64_t journal_count_with(struct state *st, enum state_stmt idx, int64_t run_id,
+				  const char *stage)
 {
-	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_COUNT];
+	sqlite3_stmt *s = st->stmt[idx];
 	int64_t n = -1;
 	int rc;
 
@@ -1606,25 +1608,18 @@ int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage)
 	return n;
 }
 
+/* Counts the journal entries of a run, of one stage or (stage NULL) of all.
+ * Returns the count or -1. */
+int64_t state_journal_count(struct state *st, int64_t run_id, const char *stage)
+{
+	return journal_count_with(st, STMT_JOURNAL_COUNT, run_id, stage);
+}
+
 /* Counts the entries of a run (stage NULL = all) that keep only the
  * digest of their body. Returns the count or -1. */
 int64_t state_journal_count_digests(struct state *st, int64_t run_id, const char *stage)
 {
-	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_COUNT_DIGESTS];
-	int64_t n = -1;
-	int rc;
-
-	rc = sqlite3_bind_int64(s, 1, run_id);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 2, stage);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	else
-		state_fail(st, "cannot count the journal of run %lld", (long long)run_id);
-	stmt_done(s);
-	return n;
+	return journal_count_with(st, STMT_JOURNAL_COUNT_DIGESTS, run_id, stage);
 }
 
 /* Ends a state_begin whose work failed: the outermost one rolls back, an

@@ -144,6 +144,38 @@ void buf_adds(struct buf *b, const char *s)
 	buf_add(b, s, strlen(s));
 }
 
+/* Appends s[0, n) to b escaped as the inside of a JSON string (no quotes
+ * added): quote, backslash and the control characters that have a short
+ * escape get it, the other control characters \u00XX; '/' and 0x7f too
+ * when flags ask (BUF_JSON_SLASH, BUF_JSON_DEL). Other bytes (UTF-8) are
+ * copied as they are. Secrets are matched in the forms a JSON encoder
+ * writes them, and jq literals are built with the same escapes. */
+void buf_add_json_escaped(struct buf *b, const char *s, size_t n, unsigned flags)
+{
+	unsigned char c;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		switch (c) {
+		case '"':  buf_adds(b, "\\\""); break;
+		case '\\': buf_adds(b, "\\\\"); break;
+		case '\b': buf_adds(b, "\\b"); break;
+		case '\f': buf_adds(b, "\\f"); break;
+		case '\n': buf_adds(b, "\\n"); break;
+		case '\r': buf_adds(b, "\\r"); break;
+		case '\t': buf_adds(b, "\\t"); break;
+		case '/':  buf_adds(b, (flags & BUF_JSON_SLASH) ? "\\/" : "/"); break;
+		default:
+			if (c < 0x20 || (c == 0x7f && (flags & BUF_JSON_DEL)))
+				buf_printf(b, "\\u%04x", c);
+			else
+				buf_addc(b, (char)c);
+			break;
+		}
+	}
+}
+
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;

@@ -45,6 +45,12 @@ void buf_addc(struct buf *b, char c);
 void buf_adds(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
 char *buf_steal(struct buf *b);        /* returns data (caller frees), resets b */
+/* Flags of buf_add_json_escaped. */
+enum {
+	BUF_JSON_SLASH = 1 << 0,        /* '/' as "\/" */
+	BUF_JSON_DEL = 1 << 1,          /* 0x7f as "\u007f" */
+};
+void buf_add_json_escaped(struct buf *b, const char *s, size_t n, unsigned flags);
 
 double now_mono(void);                 /* seconds, CLOCK_MONOTONIC */
 double now_wall(void);                 /* seconds since the epoch */

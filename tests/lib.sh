@@ -108,3 +108,37 @@ wait_until() {
 		sleep 0.05
 	done
 }
+
+# case_dir NAME: a fresh directory per case (under T_TMP), made the current
+# one, so each case has its own state database.
+case_dir() {
+	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
+}
+
+# run_pl FILE [ARGS]: runs the pipeline (`pipectl run FILE ARGS`); RC is its
+# exit status, ERR the file that holds its stderr.
+run_pl() {
+	ERR="$T_TMP/err.$T_N"
+	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
+	RC=$?
+}
+
+# stq SQL...: a query on the state database of the current directory;
+# $LAST in it stands for the id of the latest run.
+stq() { sq .pipectl/state.db "$@"; }
+LAST='(SELECT max(id) FROM runs)'
+
+# mark: later queries on the mock API's request log see only the requests
+# logged after this point (MARK is the number of lines before it).
+mark() { MARK=$(wc -l <"$MOCK_LOG"); }
+
+# out_pl FILE NAME [NEEDS] <STAGES: writes FILE, the pipeline NAME of the
+# stages read (YAML lines under stages:) and a stage out that loads NEEDS
+# (default s) into out.jsonl.
+out_pl() {
+	{
+		printf 'pipeline: %s\nstages:\n' "$2"
+		cat
+		printf '  out:\n    needs: %s\n    load:\n      file: {path: out.jsonl}\n' "${3:-s}"
+	} >"$1"
+}

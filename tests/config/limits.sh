@@ -22,34 +22,35 @@ validate() {
 	ERR=$(head -c 2000 err)
 }
 
+# validates FILE STAGES WHAT [WHAT-FOR-EXIT]: FILE validates, exit 0 and
+# "FILE: ok (STAGES stages)"; the cases are named after WHAT (the exit
+# status one after WHAT-FOR-EXIT when given).
+validates() {
+	validate "$1"
+	is "$RC" 0 "${4:-$3}: exit 0"
+	is "$OUT" "$1: ok ($2 stages)" "$3: ok"
+	[ -z "$ERR" ] || diag "$ERR"
+}
+
 awk -v n=$N 'BEGIN {
 	print "pipeline: params"
 	print "params:"
 	for (i = 0; i < n; i++) printf "  p%d: v%d\n", i, i
 	print "stages:\n  a:\n    fetch: {url: \"http://example.com/${params.p99999}\"}"
 }' >params.yaml
-validate params.yaml
-is "$RC" 0 "$N params: exit 0"
-is "$OUT" "params.yaml: ok (1 stages)" "$N params: ok"
-[ -z "$ERR" ] || diag "$ERR"
+validates params.yaml 1 "$N params"
 
 awk -v n=$N 'BEGIN {
 	print "pipeline: headers\nstages:\n  a:\n    fetch:\n      url: http://example.com/\n      headers:"
 	for (i = 0; i < n; i++) printf "        X-H%d: v%d\n", i, i
 }' >headers.yaml
-validate headers.yaml
-is "$RC" 0 "$N headers: exit 0"
-is "$OUT" "headers.yaml: ok (1 stages)" "$N headers: ok"
-[ -z "$ERR" ] || diag "$ERR"
+validates headers.yaml 1 "$N headers"
 
 awk -v n=$N 'BEGIN {
 	print "pipeline: chain\nstages:\n  s0:\n    fetch: {url: http://example.com/}"
 	for (i = 1; i < n; i++) printf "  s%d:\n    needs: s%d\n    transform: {jq: .}\n", i, i - 1
 }' >stages.yaml
-validate stages.yaml
-is "$RC" 0 "$N stages, each needing the one before: exit 0"
-is "$OUT" "stages.yaml: ok ($N stages)" "$N stages: ok"
-[ -z "$ERR" ] || diag "$ERR"
+validates stages.yaml $N "$N stages" "$N stages, each needing the one before"
 
 # Every key twice: each second copy is reported once, pointing at the first.
 awk -v n=$N 'BEGIN {

@@ -10,23 +10,6 @@ cd "$T_TMP" || exit 1
 start_mockapi
 PY=/usr/bin/python3
 
-# case_dir NAME: a fresh directory per case, so each has its own state database.
-case_dir() {
-	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
-}
-
-# run_pl FILE [ARGS]: runs the pipeline; RC is its exit status, ERR its stderr.
-run_pl() {
-	ERR="$T_TMP/err.$T_N"
-	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
-	RC=$?
-}
-
-stq() { sq .pipectl/state.db "$@"; }
-LAST='(SELECT max(id) FROM runs)'
-
-# mark: later log queries see only requests logged after this point.
-mark() { MARK=$(wc -l <"$MOCK_LOG"); }
 # logcount REGEX: requests since the mark whose "host path?query" matches.
 logcount() {
 	$PY - "$MOCK_LOG" "$MARK" "$1" <<'PY'
@@ -47,19 +30,13 @@ SECRET_URL="file://$T_TMP/secret.json"
 
 # page_pl FILE URL PAGINATE [EXTRA-FETCH-LINE]: a paginated source into out.jsonl.
 page_pl() {
-	cat >"$1" <<YAML
-pipeline: hostile
-stages:
+	out_pl "$1" hostile <<YAML
   s:
     fetch:
       url: "$2"
       records: '.items[]'
       paginate: $3
 ${4:+      $4}
-  out:
-    needs: s
-    load:
-      file: {path: out.jsonl}
 YAML
 }
 
@@ -111,16 +88,10 @@ is "$RC" 1 "next: allow_hosts '*' still refuses file://"
 
 # Redirects: another host is refused (file:// already was, by libcurl).
 case_dir redirect
-cat >p.yaml <<YAML
-pipeline: redirect
-stages:
+out_pl p.yaml redirect <<YAML
   s:
     fetch:
       url: "$MOCK_URL/status/302?location=http://localhost:$MOCK_PORT/json/42"
-  out:
-    needs: s
-    load:
-      file: {path: out.jsonl}
 YAML
 mark
 run_pl p.yaml
@@ -133,16 +104,10 @@ mark
 run_pl q.yaml
 is "$RC:$(cat out.jsonl)" '0:{"id":42,"name":"item-42","price":19.99,"qty":3,"tags":["a","b"]}' \
 	"redirect to a host in allow_hosts is followed"
-cat >r.yaml <<YAML
-pipeline: redirect
-stages:
+out_pl r.yaml redirect <<YAML
   s:
     fetch:
       url: "$MOCK_URL/status/307?location=/json/43"
-  out:
-    needs: s
-    load:
-      file: {path: out.jsonl}
 YAML
 run_pl r.yaml
 is "$RC:$(cat out.jsonl)" '0:{"id":43,"name":"item-43","price":19.99,"qty":3,"tags":["a","b"]}' \
@@ -281,9 +246,7 @@ grep -q "stage s failed: GET $MOCK_URL/big?kb=300&c=mb4: response body of 307200
 ok $? "max_body: the error names the URL, the announced size and the limit"
 is "$(stq 'SELECT count(*) FROM journal')" 0 "max_body: nothing journaled"
 
-cat >q.yaml <<YAML
-pipeline: big_journal
-stages:
+out_pl q.yaml big_journal <<YAML
   s:
     fetch:
       concurrency: 1
@@ -291,10 +254,6 @@ stages:
         - "$MOCK_URL/big?kb=2048&c=d4"
         - "$MOCK_URL/json/4?c=d4"
         - "$MOCK_URL/seq/d4?codes=500,200"
-  out:
-    needs: s
-    load:
-      file: {path: out.jsonl}
 YAML
 mark
 run_pl q.yaml

@@ -9,22 +9,7 @@ cd "$T_TMP" || exit 1
 start_mockapi
 PY=/usr/bin/python3
 
-# ---- helpers
-
-# case_dir NAME: a fresh directory per case, so each has its own state database.
-case_dir() {
-	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
-}
-
-# run_pl FILE [ARGS]: runs the pipeline; RC is its exit status, ERR its stderr.
-run_pl() {
-	ERR="$T_TMP/err.$T_N"
-	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
-	RC=$?
-}
-
-# mark: later log queries see only requests logged after this point.
-mark() { MARK=$(wc -l <"$MOCK_LOG"); }
+# ---- helpers (case_dir, run_pl, stq, LAST and mark: tests/lib.sh)
 
 # Queries on the server's request log since the last mark; REGEX is matched
 # against "path?query".
@@ -74,10 +59,6 @@ between() {
 }
 # nth WORD-INDEX WORDS...: the n-th word (from 1).
 nth() { n=$1; shift; eval "echo \${$n:-}"; }
-
-# Latest run's rows in this case's state database.
-stq() { sq .pipectl/state.db "$@"; }
-LAST='(SELECT max(id) FROM runs)'
 
 # =====================================================================
 # 1. 503, 503, 200 with a constant 200ms backoff.

@@ -9,25 +9,10 @@
 cd "$T_TMP" || exit 1
 start_mockapi
 
-# case_dir NAME: a fresh directory per case, so each has its own state database.
-case_dir() {
-	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
-}
-
-# run_pl FILE: runs the pipeline; RC is its exit status, ERR its stderr.
-run_pl() {
-	ERR="$T_TMP/err.$T_N"
-	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
-	RC=$?
-}
-
 # seen NAME: requests the server saw for /seq/NAME.
 seen() {
 	grep -c "\"path\":\"/seq/$1\"" "$MOCK_LOG"
 }
-
-stq() { sq .pipectl/state.db "$@"; }
-LAST='(SELECT max(id) FROM runs)'
 
 # one_fetch FILE URL [FETCH-LINES]: a pipeline with one fetch into out.jsonl.
 one_fetch() {

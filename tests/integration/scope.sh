@@ -7,31 +7,26 @@
 cd "$T_TMP" || exit 1
 start_mockapi
 
-cat >a.yaml <<YAML
-pipeline: alpha
-stages:
-  s:
+# pl X NAME STATUS [ON-ERROR]: writes X.yaml, the pipeline NAME of one
+# request answered with STATUS (tried once), loaded into X.jsonl.
+pl() {
+	{
+		printf 'pipeline: %s\nstages:\n  s:\n' "$2"
+		[ -z "${4:-}" ] || printf '    on_error: %s\n' "$4"
+		cat <<YAML
     fetch:
-      url: $MOCK_URL/status/500
+      url: $MOCK_URL/status/$3
       retry: { attempts: 1 }
   o:
     needs: s
     load:
-      file: { path: a.jsonl }
+      file: { path: $1.jsonl }
 YAML
-cat >b.yaml <<YAML
-pipeline: beta
-stages:
-  s:
-    on_error: dlq
-    fetch:
-      url: $MOCK_URL/status/503
-      retry: { attempts: 1 }
-  o:
-    needs: s
-    load:
-      file: { path: b.jsonl }
-YAML
+	} >"$1.yaml"
+}
+
+pl a alpha 500
+pl b beta 503 dlq
 "$PIPECTL" run -q a.yaml 2>/dev/null
 is "$?" 1 "run 1 (alpha) fails"
 "$PIPECTL" run -q b.yaml 2>/dev/null

@@ -69,20 +69,14 @@ count() { grep -c "\"path\":\"$1\"" "$MOCK_LOG"; }
 # =====================================================================
 # 1. dlq replay of a source fetch re-renders the secret (url and json body)
 # from the environment of the replaying process.
-mkdir replay && cd replay || exit 1
-cat >p.yaml <<YAML
-pipeline: replay_secret
-stages:
+case_dir replay
+out_pl p.yaml replay_secret <<YAML
   s:
     on_error: dlq
     fetch:
       method: POST
       url: "$MOCK_URL/seq/r1?codes=503,200&key=\${env.API_KEY | @uri}&plain=\${env.PLAIN_KEY}"
       json: '{token: env.API_KEY}'
-  out:
-    needs: s
-    load:
-      file: {path: out.jsonl}
 YAML
 "$PIPECTL" run -q --state st.db p.yaml 2>err.run
 is "$?:$(sq st.db 'SELECT count(*) FROM dlq')" "0:1" "replay: the failed request is dead-lettered"
@@ -105,7 +99,7 @@ cd "$T_TMP" || exit 1
 
 # =====================================================================
 # 2. A letter whose variable is no longer set is an error, not a request.
-mkdir unset && cd unset || exit 1
+case_dir unset
 sed 's/seq\/r1?codes=503,200/seq\/r2?codes=503,200/' ../replay/p.yaml >p.yaml
 "$PIPECTL" run -q --state st.db p.yaml 2>/dev/null
 n0=$(count /seq/r2)
@@ -121,11 +115,9 @@ cd "$T_TMP" || exit 1
 # 3. Every sink of text, with a server that echoes the secret back in
 # several encodings: logs (text and JSON), the state database (all tables,
 # the file itself), status/runs/dlq output.
-mkdir echo && cd echo || exit 1
+case_dir echo
 printf '{"token":"%s","q":"%s","items":[1]}\n' "$JSONSLASH" "$URI" >"$T_TMP/data/echo.json"
-cat >p.yaml <<YAML
-pipeline: leak
-stages:
+out_pl p.yaml leak '[e, f]' <<YAML
   e:
     on_error: dlq
     fetch:
@@ -144,10 +136,6 @@ stages:
   g:
     fetch:
       url: "$MOCK_URL/status/500?key=\${env.API_KEY | @uri}"
-  out:
-    needs: [e, f]
-    load:
-      file: {path: out.jsonl}
 YAML
 "$PIPECTL" run -v --state st.db p.yaml >out.run 2>err.run
 is "$?" 1 "echo: the run fails (stage g)"
@@ -178,23 +166,17 @@ cd "$T_TMP" || exit 1
 # =====================================================================
 # 4. Resume serves a journaled page whose next link holds the key: the next
 # request carries the real key, not "***".
-mkdir resume && cd resume || exit 1
+case_dir resume
 printf '{"items":[{"n":1}],"next":"/files/p2.json?key=%s&plain=%s"}\n' "$URI" "$PLAIN" \
 	>"$T_TMP/data/p1.json"
 rm -f "$T_TMP/data/p2.json"
-cat >p.yaml <<YAML
-pipeline: resume_secret
-stages:
+out_pl p.yaml resume_secret <<YAML
   s:
     fetch:
       url: "$MOCK_URL/files/p1.json"
       headers: {X-Key: "\${env.API_KEY}", X-Plain: "\${env.PLAIN_KEY}"}
       records: '.items[]'
       paginate: {next: '.next'}
-  out:
-    needs: s
-    load:
-      file: {path: out.jsonl}
 YAML
 "$PIPECTL" run -q --state st.db p.yaml 2>err.run
 is "$?" 1 "resume: the first run fails on page 2"
@@ -215,20 +197,14 @@ cd "$T_TMP" || exit 1
 
 # =====================================================================
 # 4b. on_error: pass puts the failed URL in the record's _errors: redacted.
-mkdir pass && cd pass || exit 1
-cat >p.yaml <<YAML
-pipeline: pass_secret
-stages:
+case_dir pass
+out_pl p.yaml pass_secret e <<YAML
   s:
     fetch: {url: "$MOCK_URL/json/1"}
   e:
     needs: s
     on_error: pass
     fetch: {url: "$MOCK_URL/status/500?id=\${.id}&key=\${env.API_KEY | @uri}"}
-  out:
-    needs: e
-    load:
-      file: {path: out.jsonl}
 YAML
 "$PIPECTL" run -q --state st.db p.yaml 2>err.run
 is "$?" 0 "pass: the run succeeds"
@@ -240,20 +216,14 @@ cd "$T_TMP" || exit 1
 # =====================================================================
 # 5. An unset ${env.X} is an error before any request (not "null" sent),
 # unless the template gives a default.
-mkdir unsetvar && cd unsetvar || exit 1
-cat >p.yaml <<YAML
-pipeline: unset_env
-stages:
+case_dir unsetvar
+out_pl p.yaml unset_env '[s, t]' <<YAML
   s:
     fetch:
       url: "$MOCK_URL/json/7?api-key=\${env.PIPECTL_TEST_UNSET_KEY}"
   t:
     fetch:
       url: "$MOCK_URL/json/8?opt=\${env.PIPECTL_TEST_UNSET_OPT // \"\"}"
-  out:
-    needs: [s, t]
-    load:
-      file: {path: out.jsonl}
 YAML
 env -u PIPECTL_TEST_UNSET_KEY "$PIPECTL" validate p.yaml >out.validate 2>err.validate
 is "$?" 0 "unset: validate exits 0 (the file is valid)"

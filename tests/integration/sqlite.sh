@@ -6,19 +6,27 @@
 . "$TOP_SRCDIR/tests/lib.sh"
 cd "$T_TMP" || exit 1
 
+# src_pl NAME INPUT <STAGES: writes NAME.yaml, the pipeline NAME whose stage
+# src reads the file INPUT (JSON lines), then the stages read.
+src_pl() {
+	{
+		printf 'pipeline: %s\nstages:\n  src:\n    fetch: { file: %s, format: jsonl }\n' \
+			"$1" "$2"
+		cat
+	} >"$1.yaml"
+}
+
 # pipe NAME INPUT SQLITE-MAPPING [EXTRA STAGE LINES]: writes NAME.yaml, a
-# file source INPUT loaded into the given sqlite mapping.
+# file source INPUT loaded into the given sqlite mapping (taken as it is:
+# a ${...} in it stays a template), then the extra lines.
 pipe() {
-	cat >"$1.yaml" <<YAML
-pipeline: $1
-stages:
-  src:
-    fetch: { file: $2, format: jsonl }
+	src_pl "$1" "$2" <<YAML
   db:
     needs: src
     load:
       sqlite: $3
 YAML
+	[ -z "${4:-}" ] || printf '%s\n' "$4" >>"$1.yaml"
 }
 
 # --- An existing table whose key is an INTEGER PRIMARY KEY (the rowid).
@@ -132,11 +140,7 @@ ok $? "the message shows a jq rename"
 is "$(sq case.db "SELECT count(*) FROM sqlite_master WHERE name = 't'")" 0 \
 	"no table was created from the clashing record"
 # The suggested rename works.
-cat >case2.yaml <<'YAML'
-pipeline: case2
-stages:
-  src:
-    fetch: { file: case.jsonl, format: jsonl }
+src_pl case2 case.jsonl <<'YAML'
   fix:
     needs: src
     transform: { jq: 'with_entries(if .key == "Name" then .key = "Name_2" else . end)' }
@@ -163,11 +167,7 @@ is "$(sq case.db 'SELECT group_concat(id) FROM t WHERE id >= 5')" 6 "only the cl
 
 # --- A load that receives no records.
 : >empty.jsonl
-cat >empty.yaml <<'YAML'
-pipeline: empty
-stages:
-  src:
-    fetch: { file: empty.jsonl, format: jsonl }
+src_pl empty empty.jsonl <<'YAML'
   keyed:
     needs: src
     load:
@@ -260,16 +260,7 @@ ok $? "the summary shows the rendered path"
 
 # A resumed run renders the same paths: the run id is kept, and run.date is
 # the day the run started (here moved back to 2001-02-03), not the resume's.
-cat >tr.yaml <<'YAML'
-pipeline: tr
-stages:
-  src:
-    fetch: { file: tr.jsonl, format: jsonl }
-  db:
-    needs: src
-    load:
-      sqlite: { path: 'res/r-${run.id}-${run.date}.db', table: t, key: id }
-YAML
+pipe tr tr.jsonl "{ path: 'res/r-\${run.id}-\${run.date}.db', table: t, key: id }"
 "$PIPECTL" run -q --state st.db tr.yaml >/dev/null 2>&1
 is "$?" 1 "resume case: the first part fails (its input is missing)"
 sq st.db "UPDATE runs SET started = 981158400.5 WHERE id = 1"
@@ -280,16 +271,7 @@ is "$(sq res/r-1-2001-02-03.db 'SELECT count(*) FROM t' 2>&1)" 2 \
 	"the resumed run loads into the path of the run's start date"
 
 # A path built from an env value (a secret) is rendered, but not shown.
-cat >tenv.yaml <<'YAML'
-pipeline: tenv
-stages:
-  src:
-    fetch: { file: tp.jsonl, format: jsonl }
-  db:
-    needs: src
-    load:
-      sqlite: { path: 'out/${env.SINK_SECRET}.db', table: t }
-YAML
+pipe tenv tp.jsonl "{ path: 'out/\${env.SINK_SECRET}.db', table: t }"
 SINK_SECRET=hush-4711 "$PIPECTL" run --state tenv.state tenv.yaml >/dev/null 2>err
 is "$(sq out/hush-4711.db 'SELECT count(*) FROM t')" 2 "an env value in a path is rendered"
 grep -q 'hush-4711' err
@@ -298,21 +280,11 @@ grep -q 'of out/\*\*\*.db' err
 ok $? "it shows *** instead"
 
 # A ${ that is not a valid template is a validate error with its position.
-cat >tbad.yaml <<'YAML'
-pipeline: tbad
-stages:
-  src:
-    fetch: { file: tp.jsonl, format: jsonl }
-  db:
-    needs: src
-    load:
-      sqlite: { path: 'out/snap-${run.id.db', table: t }
-  file:
+pipe tbad tp.jsonl "{ path: 'out/snap-\${run.id.db', table: t }" '  file:
     needs: src
     load:
       file:
-        path: out/x-${}.jsonl
-YAML
+        path: out/x-${}.jsonl'
 "$PIPECTL" validate tbad.yaml >/dev/null 2>err
 is "$?" 2 "an invalid template in a sink path: validate fails"
 is "$(cat err)" 'tbad.yaml:8:33: invalid template in "path": unterminated "${" in template

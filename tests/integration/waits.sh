@@ -10,19 +10,6 @@ cd "$T_TMP" || exit 1
 start_mockapi
 PY=/usr/bin/python3
 
-case_dir() {
-	mkdir -p "$T_TMP/$1" && cd "$T_TMP/$1" || exit 1
-}
-
-run_pl() {
-	ERR="$T_TMP/err.$T_N"
-	"$PIPECTL" run "$@" >"$T_TMP/out.$T_N" 2>"$ERR"
-	RC=$?
-}
-
-stq() { sq .pipectl/state.db "$@"; }
-LAST='(SELECT max(id) FROM runs)'
-
 # urls_pl FILE HOSTS-YAML N PATH-PREFIX: one fetch of N URLs.
 urls_pl() {
 	{

@@ -869,6 +869,32 @@ static void alarm_handler(int sig)
 }
 
 /* URL helpers and Link parsing: pure functions, no server needed. */
+/* One case of http_link_next(header): want NULL means no next link. */
+static void link_next(const char *header, const char *want, const char *desc)
+{
+	char *s = http_link_next(header);
+
+	is_str(s, want, "%s", desc);
+	free(s);
+}
+
+/* One case of http_url_supplied_check(origin, url, allow): want NULL means
+ * the URL is allowed, "" that it is refused with any message, anything else
+ * the exact message. */
+static void supplied(const char *origin, const char *url, const char *const *allow,
+                     const char *want, const char *desc)
+{
+	char *s = http_url_supplied_check(origin, url, allow);
+
+	if (!want)
+		ok(s == NULL, "%s", desc);
+	else if (!*want)
+		ok(s != NULL, "%s", desc);
+	else
+		is_str(s, want, "%s", desc);
+	free(s);
+}
+
 static void test_url_helpers(void)
 {
 	char *s;
@@ -900,70 +926,49 @@ static void test_url_helpers(void)
 	s = http_url_set_param("http://a/x?pages=9", "page", "a b");
 	is_str(s, "http://a/x?pages=9&page=a%20b", "set_param keeps similar names and escapes");
 	free(s);
-	s = http_link_next("<https://a/x?page=2>; rel=\"next\", <https://a/x?page=9>; rel=\"last\"");
-	is_str(s, "https://a/x?page=2", "Link: rel=next found first");
-	free(s);
-	s = http_link_next("<https://a/x?page=1>; rel=\"prev\", <https://a/x?page=3>; rel=\"next\"");
-	is_str(s, "https://a/x?page=3", "Link: rel=next found after another");
-	free(s);
-	s = http_link_next("<https://a/x?p=3>; title=\"a, b\"; rel=\"last next\"");
-	is_str(s, "https://a/x?p=3", "Link: quoted commas and several relation types");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; rel=\"last\"");
-	ok(s == NULL, "Link without rel=next gives NULL");
-	free(s);
-	s = http_link_next("garbage");
-	ok(s == NULL, "a malformed Link gives NULL");
-	free(s);
+	link_next("<https://a/x?page=2>; rel=\"next\", <https://a/x?page=9>; rel=\"last\"",
+	          "https://a/x?page=2", "Link: rel=next found first");
+	link_next("<https://a/x?page=1>; rel=\"prev\", <https://a/x?page=3>; rel=\"next\"",
+	          "https://a/x?page=3", "Link: rel=next found after another");
+	link_next("<https://a/x?p=3>; title=\"a, b\"; rel=\"last next\"",
+	          "https://a/x?p=3", "Link: quoted commas and several relation types");
+	link_next("<https://a/x?page=9>; rel=\"last\"", NULL, "Link without rel=next gives NULL");
+	link_next("garbage", NULL, "a malformed Link gives NULL");
 	{
 		const char *const allow[] = { "cdn.example.com", "b.example:8443", "*.img.example",
 		                              NULL };
 		const char *const any[] = { "*", NULL };
 		const char *o = "http://API.example.com/v1/items";
-		ok(!(s = http_url_supplied_check(o, "http://api.example.com:80/v1?p=2", NULL)),
-		   "supplied: same host, default port spelled out");
-		free(s);
-		ok(!(s = http_url_supplied_check(o, "https://api.example.com/v1?p=2", NULL)),
-		   "supplied: http to https on the same host");
-		free(s);
+
+		supplied(o, "http://api.example.com:80/v1?p=2", NULL, NULL,
+		         "supplied: same host, default port spelled out");
+		supplied(o, "https://api.example.com/v1?p=2", NULL, NULL,
+		         "supplied: http to https on the same host");
 		s = http_url_supplied_check("https://api.example.com/", "http://api.example.com/", NULL);
 		ok(s && strstr(s, "another scheme (http://)"), "supplied: https to http is refused");
 		free(s);
-		s = http_url_supplied_check(o, "file:///etc/passwd", any);
-		is_str(s, "another scheme (file://) than the stage's http://",
-		       "supplied: file:// is refused even with allow_hosts *");
-		free(s);
-		s = http_url_supplied_check(o, "http://api.example.com:8080/", NULL);
-		is_str(s, "another host (api.example.com:8080) than the stage's (api.example.com:80), "
-		       "not listed in allow_hosts", "supplied: another port is another host");
-		free(s);
-		ok(!(s = http_url_supplied_check(o, "http://CDN.example.com:9000/x", allow)),
-		   "supplied: a listed host, any port");
-		free(s);
-		s = http_url_supplied_check(o, "http://b.example:80/x", allow);
-		ok(s != NULL, "supplied: host:port lists that port only");
-		free(s);
-		ok(!(s = http_url_supplied_check(o, "https://b.example:8443/x", allow)),
-		   "supplied: host:port");
-		free(s);
-		ok(!(s = http_url_supplied_check(o, "http://a.img.example/x", allow)),
-		   "supplied: *.domain matches a subdomain");
-		free(s);
-		s = http_url_supplied_check(o, "http://img.example/x", allow);
-		ok(s != NULL, "supplied: *.domain does not match the domain itself");
-		free(s);
-		s = http_url_supplied_check(o, "http://evilimg.example/x", allow);
-		ok(s != NULL, "supplied: *.domain does not match a suffix that is not a label");
-		free(s);
-		ok(!(s = http_url_supplied_check(o, "http://elsewhere.example/x", any)),
-		   "supplied: * allows any host");
-		free(s);
-		ok(!(s = http_url_supplied_check("file:///data/p1.json", "file:///data/p2.json",
-		                                 NULL)), "supplied: file:// from a local file");
-		free(s);
-		s = http_url_supplied_check(o, "gopher://api.example.com/", NULL);
-		ok(s != NULL, "supplied: another scheme is refused");
-		free(s);
+		supplied(o, "file:///etc/passwd", any,
+		         "another scheme (file://) than the stage's http://",
+		         "supplied: file:// is refused even with allow_hosts *");
+		supplied(o, "http://api.example.com:8080/", NULL,
+		         "another host (api.example.com:8080) than the stage's (api.example.com:80), "
+		         "not listed in allow_hosts", "supplied: another port is another host");
+		supplied(o, "http://CDN.example.com:9000/x", allow, NULL,
+		         "supplied: a listed host, any port");
+		supplied(o, "http://b.example:80/x", allow, "",
+		         "supplied: host:port lists that port only");
+		supplied(o, "https://b.example:8443/x", allow, NULL, "supplied: host:port");
+		supplied(o, "http://a.img.example/x", allow, NULL,
+		         "supplied: *.domain matches a subdomain");
+		supplied(o, "http://img.example/x", allow, "",
+		         "supplied: *.domain does not match the domain itself");
+		supplied(o, "http://evilimg.example/x", allow, "",
+		         "supplied: *.domain does not match a suffix that is not a label");
+		supplied(o, "http://elsewhere.example/x", any, NULL, "supplied: * allows any host");
+		supplied("file:///data/p1.json", "file:///data/p2.json", NULL, NULL,
+		         "supplied: file:// from a local file");
+		supplied(o, "gopher://api.example.com/", NULL, "",
+		         "supplied: another scheme is refused");
 	}
 }
 
@@ -971,26 +976,18 @@ static void test_url_helpers(void)
  * tests/fuzz/fuzz_headers.c checks on every Link value. */
 static void test_link_params(void)
 {
-	char *s;
-
-	s = http_link_next("<https://a/x?page=9>; title=\"see rel=next\"; rel=\"last\"");
-	ok(s == NULL, "Link: rel=next inside a quoted title is not a relation");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; rel=last; x=\"<https://a/y>; rel=next\"");
-	ok(s == NULL, "Link: a quoted link inside a parameter is not a link");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; prerel=next");
-	ok(s == NULL, "Link: a parameter whose name ends in rel is not rel");
-	free(s);
-	s = http_link_next("<https://a/x?page=9>; title=\"rel=next\", <https://a/x?page=2>;REL = next");
-	is_str(s, "https://a/x?page=2", "Link: the real rel=next after a decoy (any case, spaces)");
-	free(s);
-	s = http_link_next("<https://a/x?page=2>;rel=\"nextpage next\"");
-	is_str(s, "https://a/x?page=2", "Link: next among other relation types");
-	free(s);
-	s = http_link_next("<https://a/x?page=2>; rel=\"nextpage\"");
-	ok(s == NULL, "Link: a relation type that starts with next is not next");
-	free(s);
+	link_next("<https://a/x?page=9>; title=\"see rel=next\"; rel=\"last\"",
+	          NULL, "Link: rel=next inside a quoted title is not a relation");
+	link_next("<https://a/x?page=9>; rel=last; x=\"<https://a/y>; rel=next\"",
+	          NULL, "Link: a quoted link inside a parameter is not a link");
+	link_next("<https://a/x?page=9>; prerel=next",
+	          NULL, "Link: a parameter whose name ends in rel is not rel");
+	link_next("<https://a/x?page=9>; title=\"rel=next\", <https://a/x?page=2>;REL = next",
+	          "https://a/x?page=2", "Link: the real rel=next after a decoy (any case, spaces)");
+	link_next("<https://a/x?page=2>;rel=\"nextpage next\"",
+	          "https://a/x?page=2", "Link: next among other relation types");
+	link_next("<https://a/x?page=2>; rel=\"nextpage\"",
+	          NULL, "Link: a relation type that starts with next is not next");
 }
 
 int main(void)

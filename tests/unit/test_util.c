@@ -24,6 +24,18 @@ int main(void)
 	is_str(b.data, "", "buf_reset empties");
 	buf_free(&b);
 
+	buf_init(&b);
+	buf_add_json_escaped(&b, "a\"b\\c/\n\x01\x7f\xc3\xa9", 11, 0);
+	is_str(b.data, "a\\\"b\\\\c/\\n\\u0001\x7f\xc3\xa9",
+	       "json escape: quote, backslash, short and \\u escapes; '/', 0x7f and UTF-8 kept");
+	buf_reset(&b);
+	buf_add_json_escaped(&b, "a/\x7f", 2, BUF_JSON_SLASH);
+	is_str(b.data, "a\\/", "json escape: BUF_JSON_SLASH escapes '/', stops at n");
+	buf_reset(&b);
+	buf_add_json_escaped(&b, "\x7f", 1, BUF_JSON_DEL);
+	is_str(b.data, "\\u007f", "json escape: BUF_JSON_DEL escapes 0x7f");
+	buf_free(&b);
+
 	sha256_hex("abc", 3, hex);
 	is_str(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
 	       "sha256 of \"abc\" matches the FIPS 180-2 vector");
