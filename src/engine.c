@@ -42,6 +42,7 @@ struct engine {
 	struct requester *rq;
 	json_t *run_obj;
 	struct expr_scope scope;
+	json_t *path_run_obj;          /* run as sink paths see it (owned) */
 	struct state *state;
 	int64_t run_id;
 	bool quiet;
@@ -651,24 +652,12 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->loop = ev_default_loop(EVFLAG_AUTO);
 	e->http = http_create(e->loop, s->concurrency);
 	e->rq = requester_create(e->loop, e->http, s, o->run_id);
-	{
-		/* run.dir: absolute, so file:// URLs can be built from it. */
-		char *abs = realpath(s->dir, NULL);
-		struct run_row rr = { 0 };
-		char started[32];
-		e->run_obj = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)o->run_id,
-		                       "pipeline", s->name, "dir", abs ? abs : s->dir);
-		free(abs);
-		/* run.started and run.date: when the run was created, as recorded,
-		 * so that a resumed run renders the same paths as its first part. */
-		if (state_run_get(o->state, o->run_id, &rr) == 1 && rr.started > 0) {
-			fmt_time(rr.started, started, sizeof(started));
-			json_object_set_new(e->run_obj, "started", json_string(started));
-			started[10] = '\0';
-			json_object_set_new(e->run_obj, "date", json_string(started));
-		}
-		run_row_free(&rr);
-	}
+	e->run_obj = engine_run_object(s, o->state, o->run_id);
+	/* A dlq replay adds to the files the replayed run wrote: its sink
+	 * paths are rendered with that run's id, start and date. */
+	e->path_run_obj = o->paths_run_id > 0 && o->paths_run_id != o->run_id ?
+	                  engine_run_object(s, o->state, o->paths_run_id) :
+	                  json_incref(e->run_obj);
 	e->scope.params = o->params;
 	e->scope.run = e->run_obj;
 	e->n = s->n_stages;
@@ -836,6 +825,7 @@ void engine_destroy(struct engine *e)
 	}
 	free(e->stages);
 	json_decref(e->run_obj);
+	json_decref(e->path_run_obj);
 	free(e);
 }
 
@@ -855,16 +845,40 @@ const char *engine_first_error(const struct engine *e, const char **stage)
 	return NULL;
 }
 
-char *engine_render_path(struct engine *e, const char *tmpl, char **err)
+json_t *engine_run_object(const struct spec *s, struct state *st, int64_t run_id)
 {
+	/* run.dir: absolute, so file:// URLs can be built from it. */
+	char *abs = realpath(s->dir, NULL);
+	struct run_row rr = { 0 };
+	char started[32];
+	json_t *run = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)run_id,
+	                        "pipeline", s->name, "dir", abs ? abs : s->dir);
+
+	free(abs);
+	/* run.started and run.date: when the run was created, as recorded,
+	 * so that a resumed run renders the same paths as its first part. */
+	if (state_run_get(st, run_id, &rr) == 1 && rr.started > 0) {
+		fmt_time(rr.started, started, sizeof(started));
+		json_object_set_new(run, "started", json_string(started));
+		started[10] = '\0';
+		json_object_set_new(run, "date", json_string(started));
+	}
+	run_row_free(&rr);
+	return run;
+}
+
+char *engine_render_sink_path(const struct spec *s, const json_t *params, const json_t *run,
+                              const char *tmpl, char **err)
+{
+	struct expr_scope scope = { params, run };
 	struct expr *t;
 	char *msg = NULL, *rel;
 	size_t off;
 
 	/* Compiling a jq program costs milliseconds: a plain path needs none. */
 	if (expr_template_is_const(tmpl) && !strstr(tmpl, "$${"))
-		return path_join(e->spec->dir, tmpl);
-	t = expr_template(tmpl, &e->scope, &msg, &off);
+		return path_join(s->dir, tmpl);
+	t = expr_template(tmpl, &scope, &msg, &off);
 	if (!t) {
 		*err = xasprintf("invalid template in \"path\": %s", msg);
 		free(msg);
@@ -883,10 +897,15 @@ char *engine_render_path(struct engine *e, const char *tmpl, char **err)
 		return NULL;
 	}
 	{
-		char *p = path_join(e->spec->dir, rel);
+		char *p = path_join(s->dir, rel);
 		free(rel);
 		return p;
 	}
+}
+
+char *engine_render_path(struct engine *e, const char *tmpl, char **err)
+{
+	return engine_render_sink_path(e->spec, e->scope.params, e->path_run_obj, tmpl, err);
 }
 
 json_t *engine_sink_columns(struct stage *st, const char *table)

@@ -1,0 +1,107 @@
+#!/bin/sh
+# Where ownership meets templated sink paths: the lease on a file a load
+# writes is taken on the path as rendered for the run (params, run, env),
+# not on its template; a dlq replay adds to the file the replayed run wrote,
+# also when its path is built from run.id or run.date.
+# Requests are held at a gate of the mock (?gate=NAME) until the test opens
+# it, so nothing here depends on timing.
+. "$TOP_SRCDIR/tests/lib.sh"
+cd "$T_TMP" || exit 1
+start_mockapi
+
+gate_arrived() { [ "$(grep -c "\"query\":\"gate=$1\"" "$MOCK_LOG")" -ge "$2" ]; }
+gate_wait() {
+	wait_until gate_arrived "$1" "$2" || { echo "Bail out! gate $1 never saw $2 requests"; exit 1; }
+}
+
+# ---- one template, two params: two files, two owners
+mkdir -p tmpl
+cat >tmpl/p.yaml <<YAML
+pipeline: tmpl
+params:
+  region: eu
+stages:
+  src:
+    fetch:
+      url: $MOCK_URL/json/1?gate=\${params.region}
+  out:
+    needs: src
+    load:
+      file: { path: 'out-\${params.region}.jsonl' }
+YAML
+"$PIPECTL" run -q tmpl/p.yaml -p region=eu 2>tmpl/eu.err &
+eu=$!
+gate_wait eu 1
+"$PIPECTL" run -q tmpl/p.yaml -p region=us 2>tmpl/us.err &
+us=$!
+# Held at gate us, or refused at once.
+us_held() { gate_arrived us 1 || ! kill -0 "$us" 2>/dev/null; }
+wait_until us_held || { echo "Bail out! the second run neither fetched nor exited"; exit 1; }
+mock_gate us open >/dev/null
+wait "$us"
+is "$?" 0 "a run writing out-us.jsonl is not held off by one writing out-eu.jsonl"
+is "$(cat tmpl/us.err)" "" "and says nothing about an owner"
+test -s tmpl/out-us.jsonl
+ok $? "out-us.jsonl is written"
+# The same rendered path is still owned by the first run.
+"$PIPECTL" run -q tmpl/p.yaml -p region=eu 2>tmpl/eu2.err
+is "$?" 4 "a second run writing out-eu.jsonl exits 4"
+grep -q "out-eu.jsonl (written by stage out) is owned by pid $eu" tmpl/eu2.err
+ok $? "naming the rendered path and its owner"
+is "$(sq tmpl/.pipectl/state.db 'SELECT COUNT(*) FROM runs')" 2 "and records no run"
+mock_gate eu open >/dev/null
+wait "$eu"
+is "$?" 0 "the first run succeeds"
+
+# ---- two templates, one file: one owner
+cat >tmpl/q.yaml <<YAML
+pipeline: tmpl-plain
+stages:
+  src:
+    fetch:
+      url: $MOCK_URL/json/2
+  out:
+    needs: src
+    load:
+      file: { path: out-eu.jsonl }
+YAML
+mock_gate eu close >/dev/null
+"$PIPECTL" run -q tmpl/p.yaml -p region=eu 2>/dev/null &
+eu=$!
+gate_wait eu 2
+"$PIPECTL" run -q tmpl/q.yaml 2>tmpl/q.err
+is "$?" 4 "a pipeline writing out-eu.jsonl by its plain name waits for the templated one"
+grep -q "out-eu.jsonl (written by stage out) is owned by pid $eu" tmpl/q.err
+ok $? "and names the owner"
+mock_gate eu open >/dev/null
+wait "$eu"
+is "$?" 0 "the templated run succeeds"
+
+# ---- dlq replay adds to the file the replayed run wrote
+mkdir -p rid
+cat >rid/p.yaml <<YAML
+pipeline: rid
+stages:
+  src:
+    on_error: dlq
+    fetch:
+      retry: { attempts: 1 }
+      url:
+        - $MOCK_URL/json/1
+        - $MOCK_URL/seq/rid?codes=500,200
+  file:
+    needs: src
+    load:
+      file: { path: 'out-\${run.id}-\${run.date}.jsonl' }
+YAML
+"$PIPECTL" run -q rid/p.yaml 2>/dev/null
+is "$?" 0 "a run that dead-letters one request"
+f=$(cd rid && ls out-1-*.jsonl 2>/dev/null)
+is "$(wc -l <"rid/$f" | tr -d ' ')" 1 "run 1 writes one record to $f"
+"$PIPECTL" dlq replay -q 1 -f rid/p.yaml >/dev/null 2>rid/err
+is "$?" 0 "dlq replay succeeds"
+is "$(wc -l <"rid/$f" | tr -d ' ')" 2 "the replayed record is added to run 1's file"
+is "$(tail -n 1 "rid/$f")" '{"name":"rid","attempt":2}' "as its last line"
+is "$(cd rid && ls out-*.jsonl | tr '\n' ' ')" "$f " "no file named after the replay's own run"
+
+done_testing
