@@ -652,6 +652,8 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->loop = ev_default_loop(EVFLAG_AUTO);
 	e->http = http_create(e->loop, s->concurrency);
 	e->rq = requester_create(e->loop, e->http, s, o->run_id);
+	if (o->paths_run_id > 0)
+		requester_set_key_run(e->rq, o->paths_run_id);
 	e->run_obj = engine_run_object(s, o->state, o->run_id);
 	/* A dlq replay adds to the files the replayed run wrote: its sink
 	 * paths are rendered with that run's id, start and date. */

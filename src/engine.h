@@ -42,7 +42,8 @@ struct engine_opts {
 	 * from the response journal where it holds the answer. */
 	bool resume;
 	/* dlq replay: the replayed run, whose files the sinks add to (their
-	 * paths render run.id, run.started and run.date of it); 0: run_id. */
+	 * paths render run.id, run.started and run.date of it) and whose
+	 * Idempotency-Key values requests send again; 0: run_id. */
 	int64_t paths_run_id;
 };
 

@@ -75,6 +75,11 @@ typedef void (*request_done_fn)(void *arg, const struct request_result *r);
  * first use (unlimited, no breaker). */
 struct requester *requester_create(struct ev_loop *loop, struct http *http,
                                    const struct spec *spec, int64_t run_id);
+/* Idempotency-Key values are those of run run_id (by default the run the
+ * requester was created for): a dlq replay sends a dead letter again with
+ * the key it had in the run it failed in, so a server that applied it
+ * then does not apply it twice. */
+void requester_set_key_run(struct requester *rq, int64_t run_id);
 /* Cancels every request (no callbacks). Those in flight are freed when
  * http.c completes them: call this, then http_destroy(), then
  * requester_destroy(). */

@@ -104,4 +104,32 @@ is "$(wc -l <"rid/$f" | tr -d ' ')" 2 "the replayed record is added to run 1's f
 is "$(tail -n 1 "rid/$f")" '{"name":"rid","attempt":2}' "as its last line"
 is "$(cd rid && ls out-*.jsonl | tr '\n' ' ')" "$f " "no file named after the replay's own run"
 
+# ---- a replayed delivery carries the Idempotency-Key of the run it failed in
+mkdir -p key
+printf '{"id":1}\n{"id":2}\n' >key/in.jsonl
+cat >key/p.yaml <<YAML
+pipeline: key
+stages:
+  src:
+    fetch: { file: in.jsonl, format: jsonl }
+  send:
+    needs: src
+    on_error: dlq
+    load:
+      http:
+        url: "$MOCK_URL/seq/key\${.id}?codes=503,200"
+        retry: { attempts: 1 }
+YAML
+"$PIPECTL" run -q key/p.yaml 2>/dev/null
+is "$?" 0 "a run whose two deliveries are dead-lettered"
+"$PIPECTL" dlq replay -q 1 -f key/p.yaml >/dev/null 2>key/err
+is "$?" 0 "dlq replay delivers them"
+keys() { /usr/bin/python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+k = [r["headers"].get("idempotency-key", "-") for r in rows if r["path"] == sys.argv[2]]
+print(len(k), len(set(k)), "-" in k)' "$MOCK_LOG" "$1"; }
+is "$(keys /seq/key1)" "2 1 False" "record 1: the replay sends the key of its first delivery"
+is "$(keys /seq/key2)" "2 1 False" "record 2: likewise"
+
 done_testing
