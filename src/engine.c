@@ -490,7 +490,7 @@ static void drain_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
 	struct engine *e = w->data;
 
-	if (http_inflight(e->http) == 0 || e->abort)
+	if ((http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0) || e->abort)
 		ev_break(loop, EVBREAK_ALL);
 }
 
@@ -508,9 +508,13 @@ static void drain(struct engine *e)
 	ev_check chk;
 	ev_timer tmo;
 
-	if (e->abort || http_inflight(e->http) == 0)
+	/* An answer whose body a worker still parses is journaled when the
+	 * parse ends (also for a request cancelled meanwhile): wait for it as
+	 * for a transfer. */
+	if (e->abort || (http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0))
 		return;
-	log_debug("waiting for %zu transfers in flight", http_inflight(e->http));
+	log_debug("waiting for %zu transfers in flight and %zu bodies being parsed",
+	          http_inflight(e->http), requester_parsing(e->rq));
 	ev_check_init(&chk, drain_check_cb);
 	chk.data = e;
 	ev_timer_init(&tmo, drain_timer_cb, DRAIN_GRACE, 0);

@@ -444,6 +444,16 @@ size_t requester_journal_pending(const struct requester *rq)
 	return rq->n_jrows;
 }
 
+size_t requester_parsing(const struct requester *rq)
+{
+	const struct parse_job *pj;
+	size_t n = 0;
+
+	for (pj = rq->pjobs; pj; pj = pj->next)
+		n++;
+	return n;
+}
+
 int requester_commit(struct requester *rq)
 {
 	size_t n = rq->n_jrows;

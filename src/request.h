@@ -105,6 +105,8 @@ void requester_flush(struct requester *rq, struct state *st);
 
 /* Responses buffered for the journal and not yet written. */
 size_t requester_journal_pending(const struct requester *rq);
+/* Answered requests whose bodies worker threads are still parsing. */
+size_t requester_parsing(const struct requester *rq);
 
 /* Group commit: writes every buffered row (journal, attempts, events) to the
  * journal's state database in one transaction (nested in an open one, if

@@ -132,4 +132,36 @@ print(len(k), len(set(k)), "-" in k)' "$MOCK_LOG" "$1"; }
 is "$(keys /seq/key1)" "2 1 False" "record 1: the replay sends the key of its first delivery"
 is "$(keys /seq/key2)" "2 1 False" "record 2: likewise"
 
+# ---- SIGINT while a worker parses a large answer: the answer is journaled
+# The body (about 12 MB of JSON) is parsed on a worker thread once it has
+# arrived (-v logs the arrival); the signal is sent then. The run waits for
+# the parse as for a transfer in flight, so the answer is journaled whether
+# the signal came during the parse or after it.
+mkdir -p parse
+cat >parse/p.yaml <<YAML
+pipeline: parse
+stages:
+  src:
+    fetch:
+      url: $MOCK_URL/records?n=200000
+      records: '.[]'
+  out:
+    needs: src
+    load:
+      file: { path: out.jsonl }
+YAML
+"$PIPECTL" run -v parse/p.yaml 2>parse/err &
+pid=$!
+answered() { grep -q "answer 200: GET $MOCK_URL/records" parse/err; }
+wait_until answered || { echo "Bail out! no answer for /records"; exit 1; }
+kill -INT "$pid"
+wait "$pid"
+is "$?" 130 "the run is interrupted"
+is "$(sq parse/.pipectl/state.db "SELECT COUNT(*), size > 1048576 FROM journal WHERE stage = 'src'")" \
+	"1|1" "the answer is journaled (as its digest: it is over 1 MiB)"
+"$PIPECTL" resume --last -q -f parse/p.yaml >/dev/null 2>&1
+is "$?" 0 "the resume succeeds"
+is "$(grep -c '"path":"/records"' "$MOCK_LOG")" 2 "and fetches the digest-only body again, once"
+is "$(wc -l <parse/out.jsonl | tr -d ' ')" 200000 "all records are written"
+
 done_testing
