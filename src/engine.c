@@ -496,13 +496,20 @@ static void drain_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 
 static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct engine *e = w->data;
+
+	/* A parse is work of this process that ends (a second signal stops
+	 * waiting for it); a transfer may wait on a server forever. */
+	if (http_inflight(e->http) == 0)
+		return;
 	log_warn("transfers still in flight after %.0fs: abandoning them", DRAIN_GRACE);
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Lets transfers still in flight finish (up to DRAIN_GRACE): their stages
- * no longer wait for them, but a successful answer is journaled, so a
- * resume neither asks for it nor delivers it again. */
+/* Lets transfers still in flight finish (up to DRAIN_GRACE), and bodies
+ * being parsed: their stages no longer wait for them, but a successful
+ * answer is journaled, so a resume neither asks for it nor delivers it
+ * again. */
 static void drain(struct engine *e)
 {
 	ev_check chk;
@@ -518,6 +525,7 @@ static void drain(struct engine *e)
 	ev_check_init(&chk, drain_check_cb);
 	chk.data = e;
 	ev_timer_init(&tmo, drain_timer_cb, DRAIN_GRACE, 0);
+	tmo.data = e;
 	ev_check_start(e->loop, &chk);
 	ev_timer_start(e->loop, &tmo);
 	ev_run(e->loop, 0);
