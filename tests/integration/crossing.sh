@@ -77,6 +77,30 @@ mock_gate eu open >/dev/null
 wait "$eu"
 is "$?" 0 "the templated run succeeds"
 
+# ---- a path built from a secret: the lease keeps its placeholder
+cat >tmpl/s.yaml <<YAML
+pipeline: tmpl-secret
+stages:
+  src:
+    fetch:
+      url: $MOCK_URL/json/3?gate=sk
+  out:
+    needs: src
+    load:
+      file: { path: 'out-\${env.SINK_KEY}.jsonl' }
+YAML
+SINK_KEY=k3y-s3cr3t-v4lue "$PIPECTL" run -q tmpl/s.yaml 2>/dev/null &
+sk=$!
+gate_wait sk 1
+leases=$(sq tmpl/.pipectl/state.db "SELECT resource FROM leases WHERE resource LIKE 'file:%'")
+mock_gate sk open >/dev/null
+wait "$sk"
+is "$?" 0 "a run writing a file named after a secret succeeds"
+case "$leases" in *k3y-s3cr3t*) r=1 ;; *'out-${env.SINK_KEY}.jsonl'*) r=0 ;; *) r=1 ;; esac
+ok $r "its lease names the file by the placeholder, not the secret ($leases)"
+test -s tmpl/out-k3y-s3cr3t-v4lue.jsonl
+ok $? "the file itself has the value in its name"
+
 # ---- dlq replay adds to the file the replayed run wrote
 mkdir -p rid
 cat >rid/p.yaml <<YAML
