@@ -607,7 +607,8 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		}
 	} else if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(),
 	                            &run_id) != 0 ||
-	           state_run_set_source(st, run_id, s->text, (long)getpid()) != 0) {
+	           state_run_set_source(st, run_id, s->text, (long)getpid()) != 0 ||
+	           (paths_run_id > 0 && state_run_set_replay_of(st, run_id, paths_run_id) != 0)) {
 		log_error("cannot record the run: %s", state_errmsg(st));
 		rc = EXIT_STATE;
 		goto out;
@@ -1150,6 +1151,23 @@ int cmd_resume(int argc, char **argv)
 	if (rr.status == ST_SUCCEEDED) {
 		printf("run %lld already succeeded: nothing to resume\n", (long long)run);
 		goto out;
+	}
+	{
+		/* A replay's stages ran on dead letters a resume does not have:
+		 * it would fetch and load everything anew, and leave the dead
+		 * letters unmarked. */
+		int64_t of = state_run_replay_of(st, run);
+		if (of < 0) {
+			log_error("%s", state_errmsg(st));
+			rc = EXIT_STATE;
+			goto out;
+		}
+		if (of > 0) {
+			rc = usage_error("resume", "run %lld is a dlq replay of run %lld and cannot be "
+			                 "resumed; replay the dead letters again with pipectl dlq "
+			                 "replay %lld", (long long)run, (long long)of, (long long)of);
+			goto out;
+		}
 	}
 	if (state_run_source(st, run, &text, &pid) < 0) {
 		log_error("%s", state_errmsg(st));

@@ -128,6 +128,37 @@ is "$(wc -l <"rid/$f" | tr -d ' ')" 2 "the replayed record is added to run 1's f
 is "$(tail -n 1 "rid/$f")" '{"name":"rid","attempt":2}' "as its last line"
 is "$(cd rid && ls out-*.jsonl | tr '\n' ' ')" "$f " "no file named after the replay's own run"
 
+# ---- a dlq replay that failed is not resumed as a run of everything
+mkdir -p rr
+cat >rr/p.yaml <<YAML
+pipeline: rr
+stages:
+  src:
+    on_error: dlq
+    fetch:
+      retry: { attempts: 1 }
+      url:
+        - $MOCK_URL/json/1
+        - $MOCK_URL/seq/rr?codes=500,500,200
+  file:
+    needs: src
+    load:
+      file: { path: out.jsonl }
+YAML
+"$PIPECTL" run -q rr/p.yaml 2>/dev/null
+is "$?" 0 "a run that dead-letters one request"
+sed -i 's/on_error: dlq/on_error: fail/' rr/p.yaml
+"$PIPECTL" dlq replay -q 1 -f rr/p.yaml >/dev/null 2>&1
+is "$?" 1 "its replay fails again"
+n1=$(grep -c '"path":"/json/1"' "$MOCK_LOG")
+"$PIPECTL" resume 2 -q -f rr/p.yaml >/dev/null 2>rr/err
+is "$?" 2 "resuming the replay's run exits 2"
+grep -q "run 2 is a dlq replay of run 1 and cannot be resumed; replay the dead letters again with pipectl dlq replay 1" rr/err
+ok $? "and says to replay run 1 again"
+is "$(grep -c '"path":"/json/1"' "$MOCK_LOG")" "$n1" "without fetching anything"
+"$PIPECTL" dlq replay -q 1 -f rr/p.yaml >/dev/null 2>&1
+is "$?:$(wc -l <rr/out.jsonl | tr -d ' ')" "0:2" "replaying run 1 again adds the record to its file"
+
 # ---- a replayed delivery carries the Idempotency-Key of the run it failed in
 mkdir -p key
 printf '{"id":1}\n{"id":2}\n' >key/in.jsonl
