@@ -450,12 +450,13 @@ static const struct option run_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* The lease key of the file a file load stage writes: "file:" and its
- * absolute path (the directory resolved when it exists), so two spellings of
- * one file are one key. Caller frees. */
-static char *sink_resource(const struct spec *s, const struct stage_spec *sp)
+/* The lease key of a file path (as a sink renders it: joined to the
+ * pipeline's directory): "file:" and its absolute path (the directory
+ * resolved when it exists), so two spellings of one file are one key.
+ * Caller frees. */
+static char *sink_resource(const char *path)
 {
-	char *path = path_join(s->dir, sp->u.load.path.s), *dir = path_dir(path);
+	char *dir = path_dir(path);
 	const char *base = strrchr(path, '/');
 	char *real = realpath(dir, NULL), *key;
 
@@ -471,30 +472,59 @@ static char *sink_resource(const struct spec *s, const struct stage_spec *sp)
 	}
 	free(real);
 	free(dir);
-	free(path);
 	return key;
 }
 
-/* What run_spec takes leases on: the run (when resumed) and every file a
- * load stage writes. Strings malloc'd; free with wants_free. */
-static size_t wants_build(const struct spec *s, int64_t resume_id, struct lease_want **out)
+/* The lease on the run resumed (resume_id > 0), if any. Strings malloc'd;
+ * free with wants_free. */
+static size_t wants_run(int64_t resume_id, struct lease_want **out)
 {
-	struct lease_want *w = xcalloc(s->n_stages + 1, sizeof(*w));
-	size_t n = 0, i;
+	struct lease_want *w = xcalloc(1, sizeof(*w));
+	size_t n = 0;
 
 	if (resume_id > 0) {
 		w[n].resource = xasprintf("run:%lld", (long long)resume_id);
 		w[n].what = xasprintf("run %lld", (long long)resume_id);
 		n++;
 	}
+	*out = w;
+	return n;
+}
+
+/* The leases on every file a load stage of run run_id writes, keyed on its
+ * path as the sink renders it (params, run, env), so one template rendered
+ * to two files is two keys, and two spellings of one file are one. A path
+ * whose rendering fails (the stage fails too) is keyed on its template.
+ * Called inside the transaction that records the run (run.started is read
+ * from it). Strings malloc'd; free with wants_free. */
+static size_t wants_files(const struct spec *s, struct state *st, json_t *params,
+                          int64_t run_id, struct lease_want **out)
+{
+	struct lease_want *w = xcalloc(s->n_stages + 1, sizeof(*w));
+	json_t *run = engine_run_object(s, st, run_id);
+	size_t n = 0, i;
+
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *sp = &s->stages[i];
+		char *err = NULL, *path, *sealed, *shown;
 		if (sp->type != STAGE_LOAD || sp->u.load.target != LOAD_FILE || !sp->u.load.path.s)
 			continue;
-		w[n].resource = sink_resource(s, sp);
-		w[n].what = xasprintf("%s (written by stage %s)", w[n].resource + 5, sp->id);
+		path = engine_render_sink_path(s, params, run, sp->u.load.path.s, &err);
+		free(err);
+		if (!path)
+			path = path_join(s->dir, sp->u.load.path.s);
+		/* The key is stored in the state database: a secret a path is
+		 * built from is kept as its placeholder, the message redacts it. */
+		sealed = secret_seal(path, strlen(path), NULL);
+		w[n].resource = sink_resource(sealed);
+		shown = redact(w[n].resource + 5);
+		w[n].what = xasprintf("%s (written by stage %s)", shown, sp->id);
+		free(shown);
+		free(sealed);
+		free(path);
 		n++;
 	}
+	json_decref(run);
 	*out = w;
 	return n;
 }
@@ -513,13 +543,15 @@ static void wants_free(struct lease_want *w, size_t n)
 /*
  * Runs spec (already validated, graph built) with params, recording it in the
  * state database at state_path. A dlq replay passes replay_stage >= 0 and
- * the payloads. cmd names the command in messages; force lets it take over
- * leases held by live processes. *run_id is set once the run is recorded.
+ * the payloads, and paths_run_id the replayed run (whose files its sinks
+ * add to; 0 otherwise). cmd names the command in messages; force lets it
+ * take over leases held by live processes. *run_id is set once the run is recorded.
  * Returns the exit code.
  */
 static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
                     const char *state_path, bool quiet, int replay_stage, json_t *replay,
-                    int64_t resume_id, int64_t *run_id_out, const char *cmd, bool force)
+                    int64_t resume_id, int64_t paths_run_id, int64_t *run_id_out,
+                    const char *cmd, bool force)
 {
 	struct state *st = NULL;
 	struct engine *e = NULL;
@@ -529,13 +561,13 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	double t0;
 	int rc = EXIT_OK, lr;
 	struct lease_row self;
-	struct lease_want *wants = NULL, run_want = { NULL, NULL };
-	size_t n_wants;
+	struct lease_want *wants = NULL, *files = NULL, run_want = { NULL, NULL };
+	size_t n_wants, n_files = 0;
 	bool leased = false;
 
 	lease_self(&self);
 	self.command = xstrdup(cmd);
-	n_wants = wants_build(s, resume_id, &wants);
+	n_wants = wants_run(resume_id, &wants);
 	if (check_env(s) != 0) {
 		rc = EXIT_USAGE;
 		goto out;
@@ -575,14 +607,27 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		}
 	} else if (state_run_create(st, s->name, s->path, s->hash, params_json, now_wall(),
 	                            &run_id) != 0 ||
-	           state_run_set_source(st, run_id, s->text, (long)getpid()) != 0) {
+	           state_run_set_source(st, run_id, s->text, (long)getpid()) != 0 ||
+	           (paths_run_id > 0 && state_run_set_replay_of(st, run_id, paths_run_id) != 0)) {
 		log_error("cannot record the run: %s", state_errmsg(st));
 		rc = EXIT_STATE;
 		goto out;
 	} else {
 		run_want.resource = xasprintf("run:%lld", (long long)run_id);
 	}
+	/* The files are known once the run is: their paths may name it. */
+	n_files = wants_files(s, st, params, paths_run_id > 0 ? paths_run_id : run_id, &files);
+	lr = lease_check(st, files, n_files, &self, cmd, force,
+	                resume_id > 0 ? "wait for it to finish, stop it, or take the run over "
+	                "with --force" : "wait for it to finish or stop it");
+	if (lr != 0) {
+		if (lr < 0)
+			log_error("%s", state_errmsg(st));
+		rc = lr < 0 ? EXIT_STATE : EXIT_BUSY;
+		goto out;   /* state_close rolls the run back */
+	}
 	if (lease_put(st, wants, n_wants, run_id, &self) != 0 ||
+	    lease_put(st, files, n_files, run_id, &self) != 0 ||
 	    (run_want.resource && lease_put(st, &run_want, 1, run_id, &self) != 0) ||
 	    state_commit(st) != 0) {
 		log_error("cannot take the leases of run %lld: %s", (long long)run_id,
@@ -604,7 +649,7 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		struct engine_opts o = { .spec = s, .dag = g, .params = params, .state = st,
 		                         .run_id = run_id, .quiet = quiet,
 		                         .replay_stage = replay_stage, .replay = replay,
-		                         .resume = resume_id > 0 };
+		                         .resume = resume_id > 0, .paths_run_id = paths_run_id };
 		e = engine_create(&o, &err);
 	}
 	if (!e) {
@@ -656,6 +701,7 @@ out:
 	free(params_json);
 	free((char *)run_want.resource);
 	wants_free(wants, n_wants);
+	wants_free(files, n_files);
 	lease_row_free(&self);
 	return rc;
 }
@@ -711,7 +757,7 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	state_path = state_path_for(opt_state, s->path);
-	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, 0, NULL, "run", false);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, 0, 0, NULL, "run", false);
 out:
 	json_decref(params);
 	dag_free(g);
@@ -888,7 +934,7 @@ int cmd_dlq_replay(int argc, char **argv)
 	/* The state database is opened again by the run. */
 	state_close(st);
 	st = NULL;
-	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, 0, &new_run,
+	rc = run_spec(s, g, params, state_path, quiet, idx, payloads, 0, run, &new_run,
 	              "dlq replay", false);
 	if (rc == EXIT_OK) {
 		st = state_open(state_path, false, &err);
@@ -1106,6 +1152,23 @@ int cmd_resume(int argc, char **argv)
 		printf("run %lld already succeeded: nothing to resume\n", (long long)run);
 		goto out;
 	}
+	{
+		/* A replay's stages ran on dead letters a resume does not have:
+		 * it would fetch and load everything anew, and leave the dead
+		 * letters unmarked. */
+		int64_t of = state_run_replay_of(st, run);
+		if (of < 0) {
+			log_error("%s", state_errmsg(st));
+			rc = EXIT_STATE;
+			goto out;
+		}
+		if (of > 0) {
+			rc = usage_error("resume", "run %lld is a dlq replay of run %lld and cannot be "
+			                 "resumed; replay the dead letters again with pipectl dlq "
+			                 "replay %lld", (long long)run, (long long)of, (long long)of);
+			goto out;
+		}
+	}
 	if (state_run_source(st, run, &text, &pid) < 0) {
 		log_error("%s", state_errmsg(st));
 		rc = EXIT_STATE;
@@ -1160,7 +1223,7 @@ int cmd_resume(int argc, char **argv)
 	}
 	state_close(st);
 	st = NULL;
-	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, NULL, "resume", force);
+	rc = run_spec(s, g, params, state_path, quiet, -1, NULL, run, 0, NULL, "resume", force);
 out:
 	if (have_rr)
 		run_row_free(&rr);

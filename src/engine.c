@@ -42,6 +42,7 @@ struct engine {
 	struct requester *rq;
 	json_t *run_obj;
 	struct expr_scope scope;
+	json_t *path_run_obj;          /* run as sink paths see it (owned) */
 	struct state *state;
 	int64_t run_id;
 	bool quiet;
@@ -489,30 +490,42 @@ static void drain_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
 	struct engine *e = w->data;
 
-	if (http_inflight(e->http) == 0 || e->abort)
+	if ((http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0) || e->abort)
 		ev_break(loop, EVBREAK_ALL);
 }
 
 static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct engine *e = w->data;
+
+	/* A parse is work of this process that ends (a second signal stops
+	 * waiting for it); a transfer may wait on a server forever. */
+	if (http_inflight(e->http) == 0)
+		return;
 	log_warn("transfers still in flight after %.0fs: abandoning them", DRAIN_GRACE);
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Lets transfers still in flight finish (up to DRAIN_GRACE): their stages
- * no longer wait for them, but a successful answer is journaled, so a
- * resume neither asks for it nor delivers it again. */
+/* Lets transfers still in flight finish (up to DRAIN_GRACE), and bodies
+ * being parsed: their stages no longer wait for them, but a successful
+ * answer is journaled, so a resume neither asks for it nor delivers it
+ * again. */
 static void drain(struct engine *e)
 {
 	ev_check chk;
 	ev_timer tmo;
 
-	if (e->abort || http_inflight(e->http) == 0)
+	/* An answer whose body a worker still parses is journaled when the
+	 * parse ends (also for a request cancelled meanwhile): wait for it as
+	 * for a transfer. */
+	if (e->abort || (http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0))
 		return;
-	log_debug("waiting for %zu transfers in flight", http_inflight(e->http));
+	log_debug("waiting for %zu transfers in flight and %zu bodies being parsed",
+	          http_inflight(e->http), requester_parsing(e->rq));
 	ev_check_init(&chk, drain_check_cb);
 	chk.data = e;
 	ev_timer_init(&tmo, drain_timer_cb, DRAIN_GRACE, 0);
+	tmo.data = e;
 	ev_check_start(e->loop, &chk);
 	ev_timer_start(e->loop, &tmo);
 	ev_run(e->loop, 0);
@@ -651,24 +664,14 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->loop = ev_default_loop(EVFLAG_AUTO);
 	e->http = http_create(e->loop, s->concurrency);
 	e->rq = requester_create(e->loop, e->http, s, o->run_id);
-	{
-		/* run.dir: absolute, so file:// URLs can be built from it. */
-		char *abs = realpath(s->dir, NULL);
-		struct run_row rr = { 0 };
-		char started[32];
-		e->run_obj = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)o->run_id,
-		                       "pipeline", s->name, "dir", abs ? abs : s->dir);
-		free(abs);
-		/* run.started and run.date: when the run was created, as recorded,
-		 * so that a resumed run renders the same paths as its first part. */
-		if (state_run_get(o->state, o->run_id, &rr) == 1 && rr.started > 0) {
-			fmt_time(rr.started, started, sizeof(started));
-			json_object_set_new(e->run_obj, "started", json_string(started));
-			started[10] = '\0';
-			json_object_set_new(e->run_obj, "date", json_string(started));
-		}
-		run_row_free(&rr);
-	}
+	if (o->paths_run_id > 0)
+		requester_set_key_run(e->rq, o->paths_run_id);
+	e->run_obj = engine_run_object(s, o->state, o->run_id);
+	/* A dlq replay adds to the files the replayed run wrote: its sink
+	 * paths are rendered with that run's id, start and date. */
+	e->path_run_obj = o->paths_run_id > 0 && o->paths_run_id != o->run_id ?
+	                  engine_run_object(s, o->state, o->paths_run_id) :
+	                  json_incref(e->run_obj);
 	e->scope.params = o->params;
 	e->scope.run = e->run_obj;
 	e->n = s->n_stages;
@@ -836,6 +839,7 @@ void engine_destroy(struct engine *e)
 	}
 	free(e->stages);
 	json_decref(e->run_obj);
+	json_decref(e->path_run_obj);
 	free(e);
 }
 
@@ -855,16 +859,40 @@ const char *engine_first_error(const struct engine *e, const char **stage)
 	return NULL;
 }
 
-char *engine_render_path(struct engine *e, const char *tmpl, char **err)
+json_t *engine_run_object(const struct spec *s, struct state *st, int64_t run_id)
 {
+	/* run.dir: absolute, so file:// URLs can be built from it. */
+	char *abs = realpath(s->dir, NULL);
+	struct run_row rr = { 0 };
+	char started[32];
+	json_t *run = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)run_id,
+	                        "pipeline", s->name, "dir", abs ? abs : s->dir);
+
+	free(abs);
+	/* run.started and run.date: when the run was created, as recorded,
+	 * so that a resumed run renders the same paths as its first part. */
+	if (state_run_get(st, run_id, &rr) == 1 && rr.started > 0) {
+		fmt_time(rr.started, started, sizeof(started));
+		json_object_set_new(run, "started", json_string(started));
+		started[10] = '\0';
+		json_object_set_new(run, "date", json_string(started));
+	}
+	run_row_free(&rr);
+	return run;
+}
+
+char *engine_render_sink_path(const struct spec *s, const json_t *params, const json_t *run,
+                              const char *tmpl, char **err)
+{
+	struct expr_scope scope = { params, run };
 	struct expr *t;
 	char *msg = NULL, *rel;
 	size_t off;
 
 	/* Compiling a jq program costs milliseconds: a plain path needs none. */
 	if (expr_template_is_const(tmpl) && !strstr(tmpl, "$${"))
-		return path_join(e->spec->dir, tmpl);
-	t = expr_template(tmpl, &e->scope, &msg, &off);
+		return path_join(s->dir, tmpl);
+	t = expr_template(tmpl, &scope, &msg, &off);
 	if (!t) {
 		*err = xasprintf("invalid template in \"path\": %s", msg);
 		free(msg);
@@ -883,10 +911,15 @@ char *engine_render_path(struct engine *e, const char *tmpl, char **err)
 		return NULL;
 	}
 	{
-		char *p = path_join(e->spec->dir, rel);
+		char *p = path_join(s->dir, rel);
 		free(rel);
 		return p;
 	}
+}
+
+char *engine_render_path(struct engine *e, const char *tmpl, char **err)
+{
+	return engine_render_sink_path(e->spec, e->scope.params, e->path_run_obj, tmpl, err);
 }
 
 json_t *engine_sink_columns(struct stage *st, const char *table)

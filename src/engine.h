@@ -41,6 +41,10 @@ struct engine_opts {
 	 * output nothing still needs are not run again, fetches are answered
 	 * from the response journal where it holds the answer. */
 	bool resume;
+	/* dlq replay: the replayed run, whose files the sinks add to (their
+	 * paths render run.id, run.started and run.date of it) and whose
+	 * Idempotency-Key values requests send again; 0: run_id. */
+	int64_t paths_run_id;
 };
 
 /* What a resume of a run would do with each stage. */
@@ -56,6 +60,14 @@ void engine_resume_plan(const struct dag *g, const bool *done, enum resume_actio
 /* Builds the run: creates every stage (compiling expressions, opening sinks).
  * Returns NULL and *err on a setup error (nothing ran). */
 struct engine *engine_create(const struct engine_opts *o, char **err);
+/* The object templates see as run (id, pipeline, dir, and started and date
+ * as recorded in st) for run run_id of s. Caller owns it. */
+json_t *engine_run_object(const struct spec *s, struct state *st, int64_t run_id);
+/* Renders the sink path template tmpl with params and run in scope (and
+ * env), joined to s's directory. Returns the path (caller frees), or NULL
+ * with *err set (malloc'd). */
+char *engine_render_sink_path(const struct spec *s, const json_t *params, const json_t *run,
+                              const char *tmpl, char **err);
 /* Runs the loop to completion. Returns the run's final status. */
 enum run_status engine_run(struct engine *e);
 /* The first failure of the run in stage order: its message (borrowed) and
@@ -74,7 +86,8 @@ int engine_batch_size(struct engine *e);
 /* A sink's path: the template tmpl rendered in the run's scope (params,
  * run, env; `.` is null) and joined to the pipeline's directory. Returns it
  * malloc'd, or NULL with *err set (malloc'd). The same for every part of a
- * run, as run.started is when the run was created. */
+ * run, as run.started is when the run was created; in a dlq replay, run
+ * is the replayed run (see engine_opts.paths_run_id). */
 char *engine_render_path(struct engine *e, const char *tmpl, char **err);
 /* SQLite sinks: the columns (a JSON array of names, new reference) that
  * table had when st last succeeded in a run of this pipeline, or NULL; and

@@ -134,6 +134,7 @@ struct requester {
 	struct ev_loop *loop;
 	struct http *http;
 	int64_t run_id;
+	int64_t key_run_id;            /* seeds Idempotency-Key values */
 	struct pool *pools;
 	struct request *all;
 	struct attempt_row *rows;
@@ -253,6 +254,7 @@ struct requester *requester_create(struct ev_loop *loop, struct http *http,
 	ev_async_init(&rq->pasync, parse_async_cb);
 	rq->pasync.data = rq;
 	rq->run_id = run_id;
+	rq->key_run_id = run_id;
 	srand48((long)getpid() ^ (long)(now * 1e6));
 	for (i = 0; spec && i < spec->n_hosts; i++) {
 		const struct host_spec *h = &spec->hosts[i];
@@ -440,6 +442,16 @@ void requester_flush(struct requester *rq, struct state *st)
 size_t requester_journal_pending(const struct requester *rq)
 {
 	return rq->n_jrows;
+}
+
+size_t requester_parsing(const struct requester *rq)
+{
+	const struct parse_job *pj;
+	size_t n = 0;
+
+	for (pj = rq->pjobs; pj; pj = pj->next)
+		n++;
+	return n;
 }
 
 int requester_commit(struct requester *rq)
@@ -1110,7 +1122,7 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 	if ((spec->idempotent && !method_is_idempotent(r->method)) || spec->send_key) {
 		/* Stable across attempts (and resumes) of this request in this run. */
 		char key[65];
-		char *seed = xasprintf("%lld\n%s", (long long)rq->run_id, r->fingerprint);
+		char *seed = xasprintf("%lld\n%s", (long long)rq->key_run_id, r->fingerprint);
 		sha256_hex(seed, strlen(seed), key);
 		free(seed);
 		r->headers[n] = xasprintf("Idempotency-Key: %.32s", key);
@@ -1252,6 +1264,11 @@ void requester_cancel_all(struct requester *rq)
 		next = r->next;
 		cancel_one(r);
 	}
+}
+
+void requester_set_key_run(struct requester *rq, int64_t run_id)
+{
+	rq->key_run_id = run_id;
 }
 
 void requester_destroy(struct requester *rq)

@@ -75,6 +75,11 @@ typedef void (*request_done_fn)(void *arg, const struct request_result *r);
  * first use (unlimited, no breaker). */
 struct requester *requester_create(struct ev_loop *loop, struct http *http,
                                    const struct spec *spec, int64_t run_id);
+/* Idempotency-Key values are those of run run_id (by default the run the
+ * requester was created for): a dlq replay sends a dead letter again with
+ * the key it had in the run it failed in, so a server that applied it
+ * then does not apply it twice. */
+void requester_set_key_run(struct requester *rq, int64_t run_id);
 /* Cancels every request (no callbacks). Those in flight are freed when
  * http.c completes them: call this, then http_destroy(), then
  * requester_destroy(). */
@@ -100,6 +105,8 @@ void requester_flush(struct requester *rq, struct state *st);
 
 /* Responses buffered for the journal and not yet written. */
 size_t requester_journal_pending(const struct requester *rq);
+/* Answered requests whose bodies worker threads are still parsing. */
+size_t requester_parsing(const struct requester *rq);
 
 /* Group commit: writes every buffered row (journal, attempts, events) to the
  * journal's state database in one transaction (nested in an open one, if

@@ -157,6 +157,12 @@ static const char SQL_MIGRATE_JOURNAL_DIGEST[] =
 	"ALTER TABLE journal ADD COLUMN size INTEGER;"
 	"PRAGMA user_version = 7;";
 
+/* A dlq replay's run names the run whose dead letters it sends again: a
+ * resume cannot redo it (its payloads are the dead letters). */
+static const char SQL_MIGRATE_REPLAY_OF[] =
+	"ALTER TABLE runs ADD COLUMN replay_of INTEGER;"
+	"PRAGMA user_version = 8;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
@@ -165,6 +171,7 @@ static const char *const migrations[] = {
 	SQL_MIGRATE_WAITS,
 	SQL_MIGRATE_LEASE,
 	SQL_MIGRATE_JOURNAL_DIGEST,
+	SQL_MIGRATE_REPLAY_OF,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
@@ -275,6 +282,10 @@ static const char SQL_GC[] =
 	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1"
 	" AND (?3 IS NULL OR pipeline = ?3)";
 static const char SQL_FOREIGN_KEYS[] = "PRAGMA foreign_keys";
+static const char SQL_RUN_SET_REPLAY_OF[] =
+	"UPDATE runs SET replay_of = ?2 WHERE id = ?1";
+static const char SQL_RUN_REPLAY_OF[] =
+	"SELECT COALESCE(replay_of, 0) FROM runs WHERE id = ?1";
 static const char SQL_RUN_SET_PARAMS[] =
 	"UPDATE runs SET params = ?2 WHERE id = ?1";
 static const char SQL_LEASE_GET[] =
@@ -322,6 +333,8 @@ enum state_stmt {
 	STMT_LEASE_GET,
 	STMT_LEASE_PUT,
 	STMT_LEASE_RELEASE,
+	STMT_RUN_SET_REPLAY_OF,
+	STMT_RUN_REPLAY_OF,
 	STMT_COUNT
 };
 
@@ -359,6 +372,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_LEASE_GET] = SQL_LEASE_GET,
 	[STMT_LEASE_PUT] = SQL_LEASE_PUT,
 	[STMT_LEASE_RELEASE] = SQL_LEASE_RELEASE,
+	[STMT_RUN_SET_REPLAY_OF] = SQL_RUN_SET_REPLAY_OF,
+	[STMT_RUN_REPLAY_OF] = SQL_RUN_REPLAY_OF,
 };
 
 /* ------------------------------------------------------------------ handle */
@@ -1860,4 +1875,44 @@ int state_run_set_params(struct state *st, int64_t run_id, const char *params_js
 		return -1;
 	}
 	return run_update(st, s, what);
+}
+
+/* Records that run run_id is a dlq replay of run `of`. Returns 0 or -1. */
+int state_run_set_replay_of(struct state *st, int64_t run_id, int64_t of)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_SET_REPLAY_OF];
+	char what[64];
+
+	snprintf(what, sizeof(what), "cannot record run %lld as a replay", (long long)run_id);
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, of) != SQLITE_OK) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		return -1;
+	}
+	return run_update(st, s, what);
+}
+
+/* The run whose dead letters run run_id replayed: its id, 0 when run_id is
+ * no dlq replay (or unknown), -1 on a database error. */
+int64_t state_run_replay_of(struct state *st, int64_t run_id)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RUN_REPLAY_OF];
+	int64_t of = 0;
+	int rc;
+
+	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK) {
+		state_fail(st, "cannot read run %lld", (long long)run_id);
+		stmt_done(s);
+		return -1;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		of = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE) {
+		state_fail(st, "cannot read run %lld", (long long)run_id);
+		of = -1;
+	}
+	stmt_done(s);
+	return of;
 }

@@ -213,6 +213,11 @@ void event_rows_free(struct event_row *rows, int n);
 /* Replaces the params (JSON text) recorded for a run (a resume with -p).
  * Returns 0 or -1. */
 int state_run_set_params(struct state *st, int64_t run_id, const char *params_json);
+/* Records that run run_id is a dlq replay of run `of`. Returns 0 or -1. */
+int state_run_set_replay_of(struct state *st, int64_t run_id, int64_t of);
+/* The run whose dead letters run run_id replayed: its id, 0 when run_id is
+ * no dlq replay, -1 on a database error. */
+int64_t state_run_replay_of(struct state *st, int64_t run_id);
 
 /* Limits the latest run (state_run_get with 0), state_runs_list,
  * state_dlq_list and state_gc to the runs of pipeline (copied; NULL lifts

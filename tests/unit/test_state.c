@@ -75,7 +75,7 @@ static int write_file(const char *path, const char *text)
 }
 
 /* The newest schema version (migrations[] in state.c). */
-#define NEWEST 7
+#define NEWEST 8
 
 /* PRAGMA user_version lives big-endian at byte 60 of the file header. */
 static long header_user_version(const char *path)
@@ -966,8 +966,8 @@ static void test_migration(void)
 
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
 	                " pragma_table_info('runs')");
-	is_str(text, "id,pipeline,path,hash,params,status,started,finished,error,text,pid",
-	       "runs gained text and pid");
+	is_str(text, "id,pipeline,path,hash,params,status,started,finished,error,text,pid,replay_of",
+	       "runs gained text, pid and replay_of");
 	free(text);
 	is_int(raw_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
 	               " AND name = 'journal'"), 1, "the journal table exists");
