@@ -540,6 +540,22 @@ static void wants_free(struct lease_want *w, size_t n)
 	free(w);
 }
 
+/* Checks the leases in want[0, n) for self (lease_check), telling a user
+ * who is refused what to do. Returns EXIT_OK, EXIT_BUSY (another live
+ * process owns one) or EXIT_STATE (a database error, printed). */
+static int leases_check(struct state *st, const struct lease_want *want, size_t n,
+                        const struct lease_row *self, const char *cmd, bool force,
+                        bool resuming)
+{
+	int lr = lease_check(st, want, n, self, cmd, force,
+	                     resuming ? "wait for it to finish, stop it, or take the run over "
+	                     "with --force" : "wait for it to finish or stop it");
+
+	if (lr < 0)
+		log_error("%s", state_errmsg(st));
+	return lr < 0 ? EXIT_STATE : lr > 0 ? EXIT_BUSY : EXIT_OK;
+}
+
 /*
  * Runs spec (already validated, graph built) with params, recording it in the
  * state database at state_path. A dlq replay passes replay_stage >= 0 and
@@ -559,7 +575,7 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	int64_t run_id = 0;
 	enum run_status result;
 	double t0;
-	int rc = EXIT_OK, lr;
+	int rc = EXIT_OK;
 	struct lease_row self;
 	struct lease_want *wants = NULL, *files = NULL, run_want = { NULL, NULL };
 	size_t n_wants, n_files = 0;
@@ -588,15 +604,8 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		rc = EXIT_STATE;
 		goto out;
 	}
-	lr = lease_check(st, wants, n_wants, &self, cmd, force,
-	                resume_id > 0 ? "wait for it to finish, stop it, or take the run over "
-	                "with --force" : "wait for it to finish or stop it");
-	if (lr != 0) {
-		if (lr < 0)
-			log_error("%s", state_errmsg(st));
-		rc = lr < 0 ? EXIT_STATE : EXIT_BUSY;
+	if ((rc = leases_check(st, wants, n_wants, &self, cmd, force, resume_id > 0)) != EXIT_OK)
 		goto out;
-	}
 	if (resume_id > 0) {
 		run_id = resume_id;
 		if (state_run_reopen(st, run_id, (long)getpid()) != 0 ||
@@ -617,15 +626,8 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 	/* The files are known once the run is: their paths may name it. */
 	n_files = wants_files(s, st, params, paths_run_id > 0 ? paths_run_id : run_id, &files);
-	lr = lease_check(st, files, n_files, &self, cmd, force,
-	                resume_id > 0 ? "wait for it to finish, stop it, or take the run over "
-	                "with --force" : "wait for it to finish or stop it");
-	if (lr != 0) {
-		if (lr < 0)
-			log_error("%s", state_errmsg(st));
-		rc = lr < 0 ? EXIT_STATE : EXIT_BUSY;
+	if ((rc = leases_check(st, files, n_files, &self, cmd, force, resume_id > 0)) != EXIT_OK)
 		goto out;   /* state_close rolls the run back */
-	}
 	if (lease_put(st, wants, n_wants, run_id, &self) != 0 ||
 	    lease_put(st, files, n_files, run_id, &self) != 0 ||
 	    (run_want.resource && lease_put(st, &run_want, 1, run_id, &self) != 0) ||

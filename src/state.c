@@ -1405,9 +1405,15 @@ static int bind_pid(sqlite3_stmt *s, int i, long pid)
 }
 
 /* Runs an UPDATE of one run by id (bound as ?1 by the caller, with the
- * rest). Returns 0, or -1 on a database error or when there is no such run. */
-static int run_update(struct state *st, sqlite3_stmt *s, const char *what)
+ * rest; bind_failed says a bind went wrong, and then nothing runs). Returns
+ * 0, or -1 on a database error or when there is no such run. */
+static int run_update(struct state *st, sqlite3_stmt *s, bool bind_failed, const char *what)
 {
+	if (bind_failed) {
+		state_fail(st, "%s", what);
+		stmt_done(s);
+		return -1;
+	}
 	if (stmt_exec(st, s, what) != 0)
 		return -1;
 	if (sqlite3_changes(st->db) == 0) {
@@ -1458,17 +1464,14 @@ int state_run_set_source(struct state *st, int64_t run_id, const char *text, lon
 {
 	sqlite3_stmt *s = st->stmt[STMT_RUN_SET_SOURCE];
 	char what[64];
+	bool bad;
 
 	snprintf(what, sizeof(what), "cannot record the source of run %lld",
 	         (long long)run_id);
-	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
-	    bind_text(s, 2, text) != SQLITE_OK ||
-	    bind_pid(s, 3, pid) != SQLITE_OK) {
-		state_fail(st, "%s", what);
-		stmt_done(s);
-		return -1;
-	}
-	return run_update(st, s, what);
+	bad = sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	      bind_text(s, 2, text) != SQLITE_OK ||
+	      bind_pid(s, 3, pid) != SQLITE_OK;
+	return run_update(st, s, bad, what);
 }
 
 /* Marks a run running again for a resume: status running, finished and
@@ -1478,16 +1481,13 @@ int state_run_reopen(struct state *st, int64_t run_id, long pid)
 {
 	sqlite3_stmt *s = st->stmt[STMT_RUN_REOPEN];
 	char what[64];
+	bool bad;
 
 	snprintf(what, sizeof(what), "cannot reopen run %lld", (long long)run_id);
-	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
-	    bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK ||
-	    bind_pid(s, 3, pid) != SQLITE_OK) {
-		state_fail(st, "%s", what);
-		stmt_done(s);
-		return -1;
-	}
-	return run_update(st, s, what);
+	bad = sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	      bind_text(s, 2, state_status_name(ST_RUNNING)) != SQLITE_OK ||
+	      bind_pid(s, 3, pid) != SQLITE_OK;
+	return run_update(st, s, bad, what);
 }
 
 /* Records a response under (run, stage, fingerprint), stamped with the wall
@@ -1866,15 +1866,12 @@ int state_run_set_params(struct state *st, int64_t run_id, const char *params_js
 {
 	sqlite3_stmt *s = st->stmt[STMT_RUN_SET_PARAMS];
 	char what[64];
+	bool bad;
 
 	snprintf(what, sizeof(what), "cannot record the params of run %lld", (long long)run_id);
-	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
-	    bind_text(s, 2, params_json) != SQLITE_OK) {
-		state_fail(st, "%s", what);
-		stmt_done(s);
-		return -1;
-	}
-	return run_update(st, s, what);
+	bad = sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	      bind_text(s, 2, params_json) != SQLITE_OK;
+	return run_update(st, s, bad, what);
 }
 
 /* Records that run run_id is a dlq replay of run `of`. Returns 0 or -1. */
@@ -1882,15 +1879,12 @@ int state_run_set_replay_of(struct state *st, int64_t run_id, int64_t of)
 {
 	sqlite3_stmt *s = st->stmt[STMT_RUN_SET_REPLAY_OF];
 	char what[64];
+	bool bad;
 
 	snprintf(what, sizeof(what), "cannot record run %lld as a replay", (long long)run_id);
-	if (sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 2, of) != SQLITE_OK) {
-		state_fail(st, "%s", what);
-		stmt_done(s);
-		return -1;
-	}
-	return run_update(st, s, what);
+	bad = sqlite3_bind_int64(s, 1, run_id) != SQLITE_OK ||
+	      sqlite3_bind_int64(s, 2, of) != SQLITE_OK;
+	return run_update(st, s, bad, what);
 }
 
 /* The run whose dead letters run run_id replayed: its id, 0 when run_id is

@@ -109,6 +109,15 @@ wait_until() {
 	done
 }
 
+# gate_arrived NAME N: true when N requests for gate NAME reached the mock
+# (its request log has them as they are taken up, held or not).
+gate_arrived() { [ "$(grep -c "\"query\":\"gate=$1\"" "$MOCK_LOG")" -ge "$2" ]; }
+
+# gate_wait NAME N: waits until gate_arrived NAME N, or bails out.
+gate_wait() {
+	wait_until gate_arrived "$1" "$2" || { echo "Bail out! gate $1 never saw $2 requests"; exit 1; }
+}
+
 # case_dir NAME: a fresh directory per case (under T_TMP), made the current
 # one, so each case has its own state database.
 case_dir() {

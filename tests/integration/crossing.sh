@@ -9,11 +9,6 @@
 cd "$T_TMP" || exit 1
 start_mockapi
 
-gate_arrived() { [ "$(grep -c "\"query\":\"gate=$1\"" "$MOCK_LOG")" -ge "$2" ]; }
-gate_wait() {
-	wait_until gate_arrived "$1" "$2" || { echo "Bail out! gate $1 never saw $2 requests"; exit 1; }
-}
-
 # ---- one template, two params: two files, two owners
 mkdir -p tmpl
 cat >tmpl/p.yaml <<YAML

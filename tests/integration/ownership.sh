@@ -11,12 +11,6 @@
 cd "$T_TMP" || exit 1
 start_mockapi
 
-# gate_wait NAME N: waits until N requests for gate NAME reached the mock
-# (its request log has them as they are taken up, held or not).
-gate_arrived() { [ "$(grep -c "\"query\":\"gate=$1\"" "$MOCK_LOG")" -ge "$2" ]; }
-gate_wait() {
-	wait_until gate_arrived "$1" "$2" || { echo "Bail out! gate $1 never saw $2 requests"; exit 1; }
-}
 gate_open() { mock_gate "$1" open >/dev/null; }
 nreq() { wc -l <"$MOCK_LOG" | tr -d ' '; }
 
