@@ -148,11 +148,32 @@ static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
 	       text_uses_param(f->paginate.stop.s, name);
 }
 
+/* True when load stage sp writes to a place built from params.NAME: its
+ * path, or for an http load the URL or headers it sends to. */
+static bool load_uses_param(const struct stage_spec *sp, const char *name)
+{
+	const struct fetch_spec *f = &sp->u.load.http;
+	size_t j;
+
+	if (text_uses_param(sp->u.load.path.s, name))
+		return true;
+	if (sp->u.load.target != LOAD_HTTP)
+		return false;
+	for (j = 0; j < f->n_urls; j++)
+		if (text_uses_param(f->urls[j].s, name))
+			return true;
+	for (j = 0; j < f->n_headers; j++)
+		if (text_uses_param(f->headers[j].value.s, name))
+			return true;
+	return false;
+}
+
 /*
  * Prints, for cmd, the params that differ between old and cur ("  NAME:
  * OLD -> NEW"). When st is not NULL (a resume of run), also says which
  * fetch stages that already fetched something (succeeded, or responses in
- * the journal) use a changed param; returns how many (0 when none or no
+ * the journal), and which load stages that already loaded something write
+ * to a place built from a changed param; returns how many (0 when none or no
  * st). Returns -1 when nothing changed.
  */
 static int params_changes(const char *cmd, const struct spec *s, const json_t *old,
@@ -180,12 +201,26 @@ static int params_changes(const char *cmd, const struct spec *s, const json_t *o
 		free(b);
 		for (x = 0; st && x < s->n_stages; x++) {
 			const struct stage_spec *sp = &s->stages[x];
-			bool done = false;
-			if (sp->type != STAGE_FETCH || !fetch_uses_param(sp, k))
+			bool done = false, loaded = false;
+			bool load = sp->type == STAGE_LOAD;
+			if (load ? !load_uses_param(sp, k) :
+			    sp->type != STAGE_FETCH || !fetch_uses_param(sp, k))
 				continue;
 			for (i = 0; i < n; i++)
-				if (strcmp(rows[i].stage, sp->id) == 0)
+				if (strcmp(rows[i].stage, sp->id) == 0) {
 					done = rows[i].status == ST_SUCCEEDED;
+					loaded = rows[i].stats.records_out > 0;
+				}
+			if (load) {
+				/* A load that wrote records with the old value would put
+				 * the rest of the run somewhere else. */
+				if (!done && !loaded && state_journal_count(st, run, sp->id) <= 0)
+					continue;
+				fprintf(stderr, "    stage %s loaded with the old value%s\n", sp->id,
+				        done ? " (it succeeded)" : " (it had loaded records)");
+				affected++;
+				continue;
+			}
 			if (!done && state_journal_count(st, run, sp->id) <= 0)
 				continue;
 			fprintf(stderr, "    stage %s fetched with the old value%s\n", sp->id,
@@ -1211,12 +1246,13 @@ int cmd_resume(int argc, char **argv)
 		params = p;
 		if (affected > 0 && !force) {
 			fprintf(stderr, "resume with --force to go on with the new values (what was "
-			        "already fetched with the old ones is kept), or start a new run\n");
+			        "already fetched or loaded with the old ones is kept), or start a new "
+			        "run\n");
 			rc = EXIT_USAGE;
 			goto out;
 		}
 		if (affected > 0)
-			log_warn("params changed what run %lld already fetched; resuming anyway "
+			log_warn("params changed what run %lld already fetched or loaded; resuming anyway "
 			         "(--force)", (long long)run);
 	}
 	if (dry) {

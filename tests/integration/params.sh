@@ -61,11 +61,40 @@ ok $? "and says which stage fetched with the old value and what to do"
 is "$(wc -l <"$MOCK_LOG")" "$before" "and sends nothing"
 "$PIPECTL" resume --last --force -f fail.yaml -p id=2 -p hook="$MOCK_URL/echo" >/dev/null 2>err
 is "$?" 0 "with --force it goes on"
-grep -q "params changed what run 4 already fetched; resuming anyway (--force)" err
+grep -q "params changed what run 4 already fetched or loaded; resuming anyway (--force)" err
 ok $? "after a warning"
 "$PIPECTL" run -q fail.yaml >/dev/null 2>&1
 "$PIPECTL" resume --last -f fail.yaml -p nosuch=1 >/dev/null 2>err
 is "$?:$(cat err)" '2:pipectl resume: unknown parameter "nosuch" (the pipeline declares: hook, id)' \
 	"an unknown param is a usage error"
+
+# A sink whose path is built from a changed param, and which already loaded
+# records with the old value, needs --force too: the rest of the run would
+# go to another database.
+cat >sink.yaml <<YAML
+pipeline: sink
+params:
+  db: one
+stages:
+  src:
+    fetch:
+      url: "$MOCK_URL/json/1"
+  keep:
+    needs: src
+    load:
+      sqlite: { path: "out-\${params.db}.db", table: t, key: id }
+  bad:
+    fetch:
+      url: "$MOCK_URL/status/500"
+      retry: { attempts: 1 }
+YAML
+"$PIPECTL" run -q sink.yaml >/dev/null 2>&1
+is "$?:$(sq out-one.db 'SELECT COUNT(*) FROM t')" "1:1" "run 6 fails after loading 1 row into out-one.db"
+"$PIPECTL" resume --last -f sink.yaml -p db=two >/dev/null 2>err
+is "$?" 2 "resume -p db=two (the path of a sink that loaded) exits 2"
+grep -q "^    stage keep loaded with the old value (it succeeded)$" err
+ok $? "and names the sink that loaded with the old value"
+[ ! -e out-two.db ]
+ok $? "and writes nothing to the new path"
 
 done_testing
