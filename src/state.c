@@ -278,9 +278,13 @@ static const char SQL_JOURNAL_COUNT_DIGESTS[] =
 	"SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND (?2 IS NULL OR stage = ?2)"
 	" AND digest IS NOT NULL";
 /* Deleting a run deletes its rows in every other table (ON DELETE CASCADE). */
+/* A run that a running dlq replay replays is kept: the replay marks its
+ * dead letters when it ends. */
 static const char SQL_GC[] =
 	"DELETE FROM runs WHERE status <> ?2 AND COALESCE(finished, started) < ?1"
-	" AND (?3 IS NULL OR pipeline = ?3)";
+	" AND (?3 IS NULL OR pipeline = ?3)"
+	" AND id NOT IN (SELECT replay_of FROM runs WHERE status = ?2"
+	" AND replay_of IS NOT NULL)";
 static const char SQL_FOREIGN_KEYS[] = "PRAGMA foreign_keys";
 static const char SQL_RUN_SET_REPLAY_OF[] =
 	"UPDATE runs SET replay_of = ?2 WHERE id = ?1";

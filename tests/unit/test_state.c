@@ -1315,6 +1315,37 @@ static int mark_interrupted(const char *path, int64_t id)
 	return rc;
 }
 
+/* gc keeps a run while a dlq replay of it runs (the replay marks its dead
+ * letters when it ends), and removes it once the replay finished. */
+static void test_gc_replay(void)
+{
+	char *path = xasprintf("%s/gc-replay.db", tmpdir), *err = NULL;
+	struct state *st = state_open(path, false, &err);
+	struct run_row r;
+	int64_t old = 0, replay = 0, deleted = -1;
+
+	ok(st != NULL, "open a database for gc of a replayed run: %s", err ? err : "ok");
+	free(err);
+	if (!st) {
+		free(path);
+		return;
+	}
+	ok(state_run_create(st, "p", "p.yaml", "h", "{}", 100, &old) == 0 &&
+	   state_run_finish(st, old, ST_SUCCEEDED, NULL, 110) == 0 &&
+	   state_run_create(st, "p", "p.yaml", "h", "{}", 120, &replay) == 0 &&
+	   state_run_set_replay_of(st, replay, old) == 0,
+	   "an old run, and a running replay of it");
+	ok(state_gc(st, 1000, &deleted) == 0, "gc before 1000");
+	is_int(deleted, 0, "nothing deleted while the replay runs");
+	is_int(state_run_get(st, old, &r), 1, "the replayed run is kept");
+	run_row_free(&r);
+	ok(state_run_finish(st, replay, ST_SUCCEEDED, NULL, 130) == 0, "the replay ends");
+	ok(state_gc(st, 1000, &deleted) == 0, "gc again");
+	is_int(deleted, 2, "both runs deleted now");
+	state_close(st);
+	free(path);
+}
+
 static void test_gc(void)
 {
 	char *path = xasprintf("%s/gc.db", tmpdir), *err = NULL;
@@ -1679,6 +1710,7 @@ int main(void)
 	test_migration();
 	test_migration_v2();
 	test_gc();
+	test_gc_replay();
 
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(path);
