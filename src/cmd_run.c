@@ -312,6 +312,10 @@ size_t env_check(const struct spec *s, struct diags *d)
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
 		const struct fetch_spec *f;
+		/* A sink's path too: an unset variable would name a file "null". */
+		if (st->type == STAGE_LOAD && st->u.load.target != LOAD_HTTP &&
+		    st->u.load.target != LOAD_STDOUT)
+			check_env_sval(&st->u.load.path, true, st->id, "\"path\"", d);
 		if (st->type == STAGE_FETCH)
 			f = &st->u.fetch;
 		else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP)

@@ -243,6 +243,24 @@ PIPECTL_TEST_UNSET_KEY=k3y-value-123 "$PIPECTL" run -q --state st.db p.yaml 2>/d
 is "$?" 0 "unset: with the variable set the run succeeds"
 is "$(logq /json/7 query):$(logq /json/8 query)" "api-key=k3y-value-123:opt=" \
 	"unset: the set value is sent; the unset one with a default is empty"
+# A sink path built from an unset variable would name a file "null".
+cat >f.yaml <<YAML
+pipeline: unset_path
+stages:
+  s:
+    fetch:
+      url: "$MOCK_URL/json/9"
+  o:
+    needs: s
+    load:
+      file: { path: "snap-\${env.PIPECTL_TEST_UNSET_DIR}.jsonl" }
+YAML
+env -u PIPECTL_TEST_UNSET_DIR "$PIPECTL" run --state st2.db f.yaml >/dev/null 2>err.path
+is "$?" 2 "unset in a sink path: run exits 2"
+grep -q '^f.yaml:9:21: stage o: environment variable PIPECTL_TEST_UNSET_DIR is not set' err.path
+ok $? "unset in a sink path: file:line:col, the stage and the variable"
+is "$(count /json/9):$(ls snap-* 2>/dev/null | wc -l)" "0:0" \
+	"unset in a sink path: nothing fetched, no file written"
 cd "$T_TMP" || exit 1
 
 done_testing
