@@ -129,10 +129,9 @@ static bool text_uses_param(const char *t, const char *name)
 	return false;
 }
 
-/* True when fetch stage sp builds its requests or records from params.NAME. */
-static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
+/* True when the URLs or headers of f are built from params.NAME. */
+static bool target_uses_param(const struct fetch_spec *f, const char *name)
 {
-	const struct fetch_spec *f = &sp->u.fetch;
 	size_t j;
 
 	for (j = 0; j < f->n_urls; j++)
@@ -141,7 +140,16 @@ static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
 	for (j = 0; j < f->n_headers; j++)
 		if (text_uses_param(f->headers[j].value.s, name))
 			return true;
-	return text_uses_param(f->file.s, name) || text_uses_param(f->body.s, name) ||
+	return false;
+}
+
+/* True when fetch stage sp builds its requests or records from params.NAME. */
+static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
+{
+	const struct fetch_spec *f = &sp->u.fetch;
+
+	return target_uses_param(f, name) ||
+	       text_uses_param(f->file.s, name) || text_uses_param(f->body.s, name) ||
 	       text_uses_param(f->json.s, name) || text_uses_param(f->records.s, name) ||
 	       text_uses_param(f->merge.s, name) || text_uses_param(f->method.s, name) ||
 	       text_uses_param(f->paginate.next.s, name) ||
@@ -152,20 +160,8 @@ static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
  * path, or for an http load the URL or headers it sends to. */
 static bool load_uses_param(const struct stage_spec *sp, const char *name)
 {
-	const struct fetch_spec *f = &sp->u.load.http;
-	size_t j;
-
-	if (text_uses_param(sp->u.load.path.s, name))
-		return true;
-	if (sp->u.load.target != LOAD_HTTP)
-		return false;
-	for (j = 0; j < f->n_urls; j++)
-		if (text_uses_param(f->urls[j].s, name))
-			return true;
-	for (j = 0; j < f->n_headers; j++)
-		if (text_uses_param(f->headers[j].value.s, name))
-			return true;
-	return false;
+	return text_uses_param(sp->u.load.path.s, name) ||
+	       (sp->u.load.target == LOAD_HTTP && target_uses_param(&sp->u.load.http, name));
 }
 
 /*

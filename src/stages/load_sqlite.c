@@ -510,6 +510,19 @@ static void bind_value(struct load_sqlite *c, int idx, const json_t *v)
 	}
 }
 
+/* Sets c->vals[i] to rec's value for column i (spelled exactly), or NULL.
+ * Returns how many of rec's keys are columns' exact names. */
+static size_t exact_columns(struct load_sqlite *c, json_t *rec)
+{
+	size_t i, found = 0;
+
+	xgrow(&c->vals, &c->cap_vals, c->n_cols, sizeof(*c->vals));
+	for (i = 0; i < c->n_cols; i++)
+		if ((c->vals[i] = json_object_get(rec, c->cols[i])))
+			found++;
+	return found;
+}
+
 static bool has_upper(const char *s)
 {
 	for (; *s; s++)
@@ -580,7 +593,10 @@ static char *record_problem(struct load_sqlite *c, json_t *rec)
 		if (!kv || json_is_null(kv))
 			return xasprintf("record has no value for key column \"%s\"", c->key[j]);
 	}
-	return case_clash(rec);
+	/* Keys that are all columns' exact names cannot clash (the table's
+	 * columns differ in more than case): the pairwise check is for the
+	 * records that bring a new or differently spelled key. */
+	return exact_columns(c, rec) == json_object_size(rec) ? NULL : case_clash(rec);
 }
 
 /* Sets c->vals[i] to rec's value for column i, or NULL; a key matches the
@@ -589,13 +605,8 @@ static void map_values(struct load_sqlite *c, json_t *rec)
 {
 	const char *k;
 	json_t *v;
-	size_t i, found = 0;
 
-	xgrow(&c->vals, &c->cap_vals, c->n_cols, sizeof(*c->vals));
-	for (i = 0; i < c->n_cols; i++)
-		if ((c->vals[i] = json_object_get(rec, c->cols[i])))
-			found++;
-	if (found == json_object_size(rec))
+	if (exact_columns(c, rec) == json_object_size(rec))
 		return;
 	json_object_foreach(rec, k, v) {
 		long j = col_index(c, k);
