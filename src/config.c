@@ -1487,7 +1487,8 @@ static void read_hosts(struct cfg *c, const struct ynode *v)
 	}
 }
 
-static const struct ynode *url_item(const struct ynode *seq, const struct sval *sv);
+static const struct ynode *url_item(const struct ynode *url, const struct sval *sv,
+                                    size_t *from);
 
 /* A source stage (no needs) renders its request with no input record: a
  * record reference in node's template or jq program (src) would render as
@@ -1517,16 +1518,22 @@ static void check_source_records(struct cfg *c, const struct stage_spec *st,
 {
 	const struct fetch_spec *f = &st->u.fetch;
 	const struct ynode *url = map_get(m, "url", NULL), *hs = map_get(m, "headers", NULL);
-	size_t i;
+	size_t i, j;
 
-	for (i = 0; url && i < f->n_urls; i++)
-		check_no_record(c, url->kind == YN_SEQ ? url_item(url, &f->urls[i]) : url,
-		                f->urls[i].s, true, "\"url\"", st->id);
-	for (i = 0; hs && hs->kind == YN_MAP && i < f->n_headers; i++) {
-		char *label = xasprintf("header \"%s\"", f->headers[i].name);
-		check_no_record(c, map_get(hs, f->headers[i].name, NULL), f->headers[i].value.s,
-		                true, label, st->id);
+	for (i = j = 0; url && i < f->n_urls; i++)
+		check_no_record(c, url_item(url, &f->urls[i], &j), f->urls[i].s, true, "\"url\"",
+		                st->id);
+	/* The header nodes are walked in step with the headers read from them
+	 * (in order, some left out): linear in their number. */
+	for (i = j = 0; hs && hs->kind == YN_MAP && i + 1 < hs->n && j < f->n_headers; i += 2) {
+		const struct ynode *hk = hs->kids[i];
+		char *label;
+		if (hk->kind != YN_SCALAR || hk->dup || strcmp(hk->s, f->headers[j].name) != 0)
+			continue;
+		label = xasprintf("header \"%s\"", f->headers[j].name);
+		check_no_record(c, hs->kids[i + 1], f->headers[j].value.s, true, label, st->id);
 		free(label);
+		j++;
 	}
 	check_no_record(c, map_get(m, "file", NULL), f->file.s, true, "\"file\"", st->id);
 	check_no_record(c, map_get(m, "body", NULL), f->body.s, true, "\"body\"", st->id);
@@ -1564,15 +1571,23 @@ static const struct ynode *later_key(const struct ynode *m, const char *a, const
 	return ka->col > kb->col ? ka : kb;
 }
 
-/* The item of sequence seq that sv was read from (matched by position). */
-static const struct ynode *url_item(const struct ynode *seq, const struct sval *sv)
+/* The node that sv of a url: was read from: url itself when it is a
+ * scalar, else the item of the sequence at sv's position. The values are
+ * looked up in the order they were read, so the search starts at *from
+ * (0 for the first) and moves it on: linear over all of them. */
+static const struct ynode *url_item(const struct ynode *url, const struct sval *sv,
+                                    size_t *from)
 {
 	size_t i;
 
-	for (i = 0; i < seq->n; i++)
-		if (seq->kids[i]->line == sv->pos.line && seq->kids[i]->col == sv->pos.col)
-			return seq->kids[i];
-	return seq;
+	if (url->kind != YN_SEQ)
+		return url;
+	for (i = *from; i < url->n; i++)
+		if (url->kids[i]->line == sv->pos.line && url->kids[i]->col == sv->pos.col) {
+			*from = i + 1;
+			return url->kids[i];
+		}
+	return url;
 }
 
 static void only_with_url(struct cfg *c, const struct ynode *m, const char *name)
@@ -1637,7 +1652,7 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
                        struct fetch_spec *f)
 {
 	const struct ynode *url, *file, *body;
-	size_t i;
+	size_t i, j;
 
 	f->timeout = -1;
 	f->connect_timeout = -1;
@@ -1648,9 +1663,8 @@ static void read_fetch(struct cfg *c, const struct ynode *k, const struct ynode 
 	url = read_str_list(c, m, "url", &f->urls, &f->n_urls);
 	if (url && url->kind == YN_SEQ && url->n == 0)
 		diags_add(c->d, cpos(c, url), "\"url\" must list at least one URL");
-	for (i = 0; i < f->n_urls; i++)
-		check_template(c, url->kind == YN_SEQ ? url_item(url, &f->urls[i]) : url,
-		               f->urls[i].s, "\"url\"");
+	for (i = j = 0; i < f->n_urls; i++)
+		check_template(c, url_item(url, &f->urls[i], &j), f->urls[i].s, "\"url\"");
 	file = read_str(c, m, "file", &f->file);
 	if (file && f->file.s)
 		check_template(c, file, f->file.s, "\"file\"");
