@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "expr.h"
+#include "core/engine.h"
+#include "expr/expr.h"
 #include "stages/records.h"
-#include "util.h"
+#include "base/util.h"
 
 #define CHUNK (256 * 1024)
 

@@ -15,14 +15,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "engine.h"
-#include "expr.h"
-#include "http.h"
-#include "jsonw.h"
-#include "log.h"
-#include "request.h"
+#include "core/engine.h"
+#include "expr/expr.h"
+#include "net/http.h"
+#include "base/jsonw.h"
+#include "base/log.h"
+#include "net/request.h"
 #include "stages/records.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Jobs started but not finished, beyond the concurrency, while some wait:
  * bounds memory when many requests are in backoff. */

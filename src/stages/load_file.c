@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "jsonw.h"
-#include "util.h"
+#include "core/engine.h"
+#include "base/jsonw.h"
+#include "base/util.h"
 
 struct load_file {
 	char *path;                    /* target; NULL for stdout */

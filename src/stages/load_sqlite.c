@@ -19,9 +19,9 @@
 #include <string.h>
 #include <sqlite3.h>
 
-#include "engine.h"
-#include "jsonw.h"
-#include "util.h"
+#include "core/engine.h"
+#include "base/jsonw.h"
+#include "base/util.h"
 
 /* Key-less tables get this column: "<run id>:<content hash>:<occurrence>",
  * unique, so a resumed run (same run id, same records) cannot add a row

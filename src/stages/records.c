@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "util.h"
+#include "core/engine.h"
+#include "base/util.h"
 
 static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {

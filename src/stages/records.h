@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <ev.h>
 #include <jansson.h>
-#include "spec.h"
-#include "expr.h"
-#include "stage.h"
+#include "core/spec.h"
+#include "expr/expr.h"
+#include "core/stage.h"
 
 struct emitter {
 	struct stage *st;

@@ -1,7 +1,7 @@
 /*
  * registry: the table of stage kinds, and the choice of kind for a spec.
  */
-#include "stage.h"
+#include "core/stage.h"
 
 extern const struct stage_kind stage_fetch_http;
 extern const struct stage_kind stage_fetch_file;

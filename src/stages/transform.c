@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "expr.h"
-#include "jsonw.h"
-#include "util.h"
+#include "core/engine.h"
+#include "expr/expr.h"
+#include "base/jsonw.h"
+#include "base/util.h"
 
 struct transform {
 	struct expr *jq;               /* NULL: records pass unchanged */

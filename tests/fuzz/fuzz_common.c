@@ -12,7 +12,7 @@
 #include <string.h>
 #include <jq.h>
 
-#include "util.h"
+#include "base/util.h"
 
 /* The linker's names: __real_ is libjq's function, __wrap_ replaces it. */
 int __real_jq_compile_args(jq_state *jq, const char *prog, jv args);

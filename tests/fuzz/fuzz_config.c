@@ -18,10 +18,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "dag.h"
-#include "diag.h"
-#include "spec.h"
-#include "util.h"
+#include "core/dag.h"
+#include "base/diag.h"
+#include "core/spec.h"
+#include "base/util.h"
 
 static int fd = -1;
 static char path[64];

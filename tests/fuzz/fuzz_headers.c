@@ -20,9 +20,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
-#include "policy.h"
-#include "util.h"
+#include "net/http.h"
+#include "base/policy.h"
+#include "base/util.h"
 
 #define BASE_URL "https://api.example.com/v1/items?page=1"
 

@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "core/engine.h"
 #include "stages/records.h"
-#include "util.h"
+#include "base/util.h"
 
 static const char *const programs[] = {
 	NULL,                          /* identity: no jq at all */

@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "expr.h"
-#include "http.h"
-#include "util.h"
+#include "expr/expr.h"
+#include "net/http.h"
+#include "base/util.h"
 
 static const char *const templates[] = {
 	"https://api.example.com/items/${.id}",

@@ -17,7 +17,7 @@ PY=/usr/bin/python3
 
 POINTS=${CRASH_POINTS:-20}
 SEED=${CRASH_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
-# The journal's commit window (REQUESTER_JOURNAL_WINDOW in src/request.h):
+# The journal's commit window (REQUESTER_JOURNAL_WINDOW in src/net/request.h):
 # an answer pipectl received longer than this before a kill must be in the
 # journal. SLACK allows for the process being scheduled out between the
 # answer and the commit on a loaded machine (CRASH_SLACK=0 for the strict

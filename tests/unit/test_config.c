@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../src/spec.h"
+#include "core/spec.h"
 #include "tap.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";

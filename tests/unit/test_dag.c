@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/dag.h"
+#include "core/dag.h"
 #include "tap.h"
 
 /*

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "expr.h"
-#include "jsonw.h"
+#include "expr/expr.h"
+#include "base/jsonw.h"
 #include "tap.h"
 
 /* Parses JSON text (test input); aborts the test on bad text. */

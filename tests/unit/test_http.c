@@ -18,8 +18,8 @@
 #include <jansson.h>
 #include <ev.h>
 
-#include "http.h"
-#include "util.h"
+#include "net/http.h"
+#include "base/util.h"
 #include "tap.h"
 
 static struct ev_loop *loop;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonw.h"
+#include "base/jsonw.h"
 #include "tap.h"
 
 /* Dumps v (stolen) with jsonw and compares with want. */

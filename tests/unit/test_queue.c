@@ -1,6 +1,6 @@
 /* Unit tests for queue.c: FIFO order, record counts, watermarks, growth. */
 #include <jansson.h>
-#include "queue.h"
+#include "core/queue.h"
 #include "tap.h"
 
 static json_t *batch_of(int n, int base)

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "secret.h"
+#include "base/secret.h"
 #include "tap.h"
 
 #define PW "Pw\"&\\1/+q= Zk"

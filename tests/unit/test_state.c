@@ -20,10 +20,10 @@
 
 #include <sqlite3.h>
 
-#include "lease.h"
-#include "state.h"
+#include "store/lease.h"
+#include "store/state.h"
 #include "tap.h"
-#include "util.h"
+#include "base/util.h"
 
 static char *tmpdir;
 

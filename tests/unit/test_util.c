@@ -3,9 +3,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "diag.h"
-#include "log.h"
-#include "util.h"
+#include "base/diag.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "tap.h"
 
 int main(void)

@@ -1,0 +1,952 @@
+/*
+ * engine: runs one pipeline on one libev loop.
+ *
+ * Scheduling is a dataflow firing rule evaluated in an ev_check watcher (run
+ * once per loop iteration, after the poll): stages are visited sinks first,
+ * so queues drain before sources refill them. Whenever a callback produces
+ * work (emit, want_run, done), an ev_idle watcher is started so the next
+ * iteration polls without blocking and the check watcher runs again; it is
+ * stopped when no stage can make progress.
+ *
+ * Invariants: a stage's queue only holds batches while the stage is not
+ * terminal; stages are destroyed only after the loop and the HTTP client are
+ * gone, so no callback can reach a freed stage.
+ */
+#include "core/engine.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/http.h"
+#include "base/jsonw.h"
+#include "base/log.h"
+#include "net/request.h"
+#include "base/secret.h"
+
+/* Batches processed per check callback before yielding to I/O. */
+#define SCHED_BUDGET 64
+/* Seconds transfers still in flight at the end of a run (a failed stage,
+ * a signal) may take to finish, so their answers reach the journal. */
+#define DRAIN_GRACE 5.0
+/* Seconds between persisted progress updates (stage counters, attempts,
+ * events). The journal does not wait for them: see journal_prep_cb. */
+#define PERSIST_INTERVAL 0.25
+
+struct engine {
+	const struct spec *spec;
+	const struct dag *dag;
+	struct ev_loop *loop;
+	struct http *http;
+	struct requester *rq;
+	json_t *run_obj;
+	struct expr_scope scope;
+	json_t *path_run_obj;          /* run as sink paths see it (owned) */
+	struct state *state;
+	int64_t run_id;
+	bool quiet;
+	bool replaying;                /* a dlq replay: sinks add to what is there */
+
+	struct stage *stages;          /* spec order */
+	size_t n;
+
+	ev_check sched_check;
+	ev_idle sched_idle;
+	ev_prepare journal_prep;       /* group commit of the journal */
+	ev_timer persist_timer;
+	ev_signal sig_int, sig_term;
+	ev_timer run_timer;            /* settings.run_timeout */
+	bool run_timed_out;
+	int signal;                    /* first signal received */
+	bool abort;                    /* second signal: stop waiting at once */
+	bool stopping;
+	bool running;                  /* inside engine_run */
+	double started_mono;
+};
+
+static bool terminal(const struct stage *st)
+{
+	return st->status >= ST_SUCCEEDED;
+}
+
+static void kick(struct engine *e)
+{
+	if (e->running && !ev_is_active(&e->sched_idle))
+		ev_idle_start(e->loop, &e->sched_idle);
+}
+
+/* ------------------------------------------------------------ persistence */
+
+static void persist_stage(struct engine *e, struct stage *st)
+{
+	if (state_stage_update(e->state, e->run_id, st->spec->id, st->status,
+	                       &st->stats, st->started, st->finished, st->error) != 0)
+		log_warn("cannot record progress of stage %s: %s", st->spec->id,
+		         state_errmsg(e->state));
+	st->dirty = false;
+}
+
+static void persist_dirty(struct engine *e)
+{
+	size_t i;
+	bool any = false;
+
+	for (i = 0; i < e->n; i++)
+		any |= e->stages[i].dirty;
+	state_begin(e->state);
+	/* Attempts and events, batched: one transaction per tick. */
+	if (e->rq)
+		requester_flush(e->rq, e->state);
+	if (!any) {
+		state_commit(e->state);
+		return;
+	}
+	for (i = 0; i < e->n; i++)
+		if (e->stages[i].dirty)
+			persist_stage(e, &e->stages[i]);
+	if (state_commit(e->state) != 0)
+		log_warn("cannot record progress: %s", state_errmsg(e->state));
+}
+
+static void persist_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	persist_dirty(w->data);
+}
+
+/* Group commit, before the loop polls again: the answers this iteration
+ * received reach the journal in one transaction, so a kill -9 loses only
+ * those of the iteration it interrupts (REQUESTER_JOURNAL_WINDOW bounds a
+ * long one). Runs after every callback of the iteration (check watchers run
+ * first in libev), so the commit follows the last answer directly. */
+static void journal_prep_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct engine *e = w->data;
+
+	if (e->rq && requester_journal_pending(e->rq) > 0)
+		requester_commit(e->rq);
+}
+
+static double stage_timeout_of(const struct stage *st)
+{
+	const struct spec *s = st->eng->spec;
+
+	return st->spec->stage_timeout > 0 ? st->spec->stage_timeout : s->stage_timeout;
+}
+
+static void set_status(struct stage *st, enum run_status s)
+{
+	if (st->status == s)
+		return;
+	if (s == ST_RUNNING && st->started == 0) {
+		st->started = now_wall();
+		if (stage_timeout_of(st) > 0)
+			ev_timer_start(st->eng->loop, &st->timeout);
+	}
+	if (s >= ST_SUCCEEDED) {
+		st->finished = now_wall();
+		if (ev_is_active(&st->timeout))
+			ev_timer_stop(st->eng->loop, &st->timeout);
+	}
+	st->status = s;
+	st->dirty = true;
+}
+
+/* ------------------------------------------------------------ stage API */
+
+struct ev_loop *engine_loop(struct engine *e) { return e->loop; }
+struct http *engine_http(struct engine *e) { return e->http; }
+struct requester *engine_requester(struct engine *e) { return e->rq; }
+const struct expr_scope *engine_scope(struct engine *e) { return &e->scope; }
+const struct spec *engine_spec(struct engine *e) { return e->spec; }
+int engine_batch_size(struct engine *e) { return e->spec->batch_size; }
+bool engine_stopping(struct engine *e) { return e->stopping; }
+bool engine_replaying(const struct engine *e) { return e->replaying; }
+int engine_signal(const struct engine *e) { return e->signal; }
+
+/* Every live downstream queue is below its high watermark. */
+static bool room_high(const struct stage *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_down; i++)
+		if (!terminal(st->down[i]) && queue_full(&st->down[i]->in))
+			return false;
+	return true;
+}
+
+/* Every live downstream queue is at or below its low watermark. */
+static bool room_low(const struct stage *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_down; i++)
+		if (!terminal(st->down[i]) && !queue_low(&st->down[i]->in))
+			return false;
+	return true;
+}
+
+void engine_emit(struct stage *st, json_t *batch)
+{
+	size_t i, n = json_array_size(batch);
+
+	if (n > 0 && !terminal(st)) {
+		for (i = 0; i < st->n_down; i++)
+			if (!terminal(st->down[i]))
+				queue_push(&st->down[i]->in, batch);
+		st->stats.records_out += (int64_t)n;
+		st->dirty = true;
+		kick(st->eng);
+	}
+	json_decref(batch);
+}
+
+bool engine_may_emit(struct stage *st)
+{
+	if (st->eng->stopping || terminal(st))
+		return false;
+	if (room_high(st))
+		return true;
+	if (!st->want_run)
+		log_debug("stage %s: paused, downstream queue full", st->spec->id);
+	st->want_run = true;
+	return false;
+}
+
+void engine_kick(struct stage *st)
+{
+	kick(st->eng);
+}
+
+enum on_error engine_on_error(const struct stage *st)
+{
+	if (st->spec->on_error != ON_ERROR_UNSET)
+		return st->spec->on_error;
+	if (st->eng->spec->on_error != ON_ERROR_UNSET)
+		return st->eng->spec->on_error;
+	return ON_ERROR_FAIL;
+}
+
+int engine_record_failure(struct stage *st, const json_t *payload, const char *error,
+                          const json_t *attempts)
+{
+	struct engine *e = st->eng;
+	enum on_error oe = engine_on_error(st);
+	char *msg, *p, *a;
+
+	if (oe == ON_ERROR_FAIL) {
+		engine_stage_fail(st, "%s", error);
+		return -1;
+	}
+	msg = redact(error);
+	st->stats.errors++;
+	st->dirty = true;
+	if (oe == ON_ERROR_DLQ) {
+		p = payload ? jsonw_dumps(payload) : xstrdup("null");
+		a = attempts ? jsonw_dumps(attempts) : xstrdup("[]");
+		{
+			/* The payload is what a replay sends again: secrets become
+			 * ${env.NAME} placeholders, rendered again from the
+			 * environment of the replaying process (never "***"). The
+			 * attempts are a record of what happened: redacted. */
+			char *sp = secret_seal(p, strlen(p), NULL), *ra = redact(a);
+			free(p);
+			free(a);
+			p = sp;
+			a = ra;
+		}
+		if (state_dlq_add(e->state, e->run_id, st->spec->id, p, msg, a, now_wall(),
+		                  NULL) != 0) {
+			free(p);
+			free(a);
+			engine_stage_fail(st, "cannot store a dead letter (%s): %s",
+			                  state_errmsg(e->state), msg);
+			free(msg);
+			return -1;
+		}
+		log_warn("stage %s: dead-lettered: %s", st->spec->id, msg);
+		free(p);
+		free(a);
+	} else {
+		log_warn("stage %s: skipped: %s", st->spec->id, msg);
+	}
+	free(msg);
+	return 0;
+}
+
+void engine_want_run(struct stage *st)
+{
+	st->want_run = true;
+	kick(st->eng);
+}
+
+void engine_stage_done(struct stage *st)
+{
+	struct engine *e = st->eng;
+	size_t i;
+
+	if (terminal(st))
+		return;
+	set_status(st, ST_SUCCEEDED);
+	for (i = 0; i < st->n_down; i++)
+		if (st->down[i]->open_up > 0)
+			st->down[i]->open_up--;
+	log_debug("stage %s: succeeded", st->spec->id);
+	persist_stage(e, st);
+	kick(e);
+}
+
+/* Cancels everything downstream of st that has not finished. */
+static void cancel_down(struct stage *st, const char *cause)
+{
+	size_t i;
+
+	for (i = 0; i < st->n_down; i++) {
+		struct stage *d = st->down[i];
+		if (terminal(d))
+			continue;
+		if (d->kind->stop)
+			d->kind->stop(d);
+		queue_clear(&d->in);
+		free(d->error);
+		d->error = xasprintf("cancelled: stage %s failed", cause);
+		set_status(d, ST_CANCELLED);
+		persist_stage(d->eng, d);
+		cancel_down(d, cause);
+	}
+}
+
+void engine_stage_fail(struct stage *st, const char *fmt, ...)
+{
+	va_list ap;
+	char *raw;
+
+	if (terminal(st))
+		return;
+	va_start(ap, fmt);
+	raw = xvasprintf(fmt, ap);
+	va_end(ap);
+	free(st->error);
+	st->error = redact(raw);
+	free(raw);
+	st->stats.errors++;
+	if (st->kind->stop)
+		st->kind->stop(st);
+	queue_clear(&st->in);
+	set_status(st, ST_FAILED);
+	log_error("stage %s failed: %s", st->spec->id, st->error);
+	persist_stage(st->eng, st);
+	cancel_down(st, st->spec->id);
+	kick(st->eng);
+}
+
+/* ------------------------------------------------------------ scheduling */
+
+static bool all_terminal(const struct engine *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->n; i++)
+		if (!terminal(&e->stages[i]))
+			return false;
+	return true;
+}
+
+/* Lets st do one step of work. Returns true if it did anything. */
+static bool step(struct engine *e, struct stage *st)
+{
+	if (terminal(st))
+		return false;
+	if (!queue_empty(&st->in) && room_high(st) &&
+	    (!st->kind->ready || st->kind->ready(st))) {
+		json_t *b = queue_pop(&st->in);
+		set_status(st, ST_RUNNING);
+		st->stats.records_in += (int64_t)json_array_size(b);
+		st->dirty = true;
+		st->kind->push(st, b);
+		json_decref(b);
+		return true;
+	}
+	if (st->want_run && !e->stopping && room_low(st)) {
+		st->want_run = false;
+		st->kind->resume(st);
+		return true;
+	}
+	if (st->spec->n_needs > 0 && !st->finish_called && st->open_up == 0 &&
+	    queue_empty(&st->in)) {
+		st->finish_called = true;
+		set_status(st, ST_RUNNING);
+		st->kind->finish(st);
+		return true;
+	}
+	return false;
+}
+
+static void sched_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct engine *e = w->data;
+	int budget = SCHED_BUDGET;
+	bool progress = true;
+	size_t k;
+
+	while (progress && budget > 0) {
+		progress = false;
+		for (k = e->n; k-- > 0 && budget > 0; ) {
+			struct stage *st = &e->stages[e->dag->order[k]];
+			if (step(e, st)) {
+				progress = true;
+				budget--;
+			}
+		}
+	}
+	if (all_terminal(e)) {
+		ev_idle_stop(loop, &e->sched_idle);
+		ev_break(loop, EVBREAK_ALL);
+	} else if (budget > 0) {
+		/* Nothing runnable: block in poll until I/O or a timer. */
+		ev_idle_stop(loop, &e->sched_idle);
+	} else {
+		ev_idle_start(loop, &e->sched_idle);
+	}
+}
+
+static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	/* Only keeps the loop from blocking; the work happens in sched_cb. */
+}
+
+/* Stops every stage that is still running and marks it interrupted. */
+static void interrupt_all(struct engine *e)
+{
+	size_t i;
+
+	e->stopping = true;
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		if (terminal(st))
+			continue;
+		if (st->kind->stop)
+			st->kind->stop(st);
+		queue_clear(&st->in);
+		set_status(st, ST_INTERRUPTED);
+	}
+	/* Transfers in flight may finish (engine_run drains them for up to
+	 * DRAIN_GRACE) so their answers are journaled; nothing new starts. */
+	kick(e);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct engine *e = w->data;
+
+	if (e->signal) {
+		log_warn("second signal: aborting");
+		e->abort = true;
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	e->signal = w->signum;
+	log_warn("%s received: stopping the run", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	interrupt_all(e);
+}
+
+static void fmt_dur(double s, char *out, size_t n)
+{
+	if (s >= 60 && s == (double)(long long)s && (long long)s % 60 == 0)
+		snprintf(out, n, "%lldm", (long long)s / 60);
+	else if (s >= 1)
+		snprintf(out, n, "%gs", s);
+	else
+		snprintf(out, n, "%gms", s * 1000);
+}
+
+static void stage_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stage *st = w->data;
+	char d[32];
+
+	fmt_dur(stage_timeout_of(st), d, sizeof(d));
+	engine_stage_fail(st, "stage_timeout (%s) exceeded", d);
+}
+
+static void run_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+	char d[32];
+	size_t i;
+
+	fmt_dur(e->spec->run_timeout, d, sizeof(d));
+	log_error("run_timeout (%s) exceeded: stopping the run", d);
+	e->run_timed_out = true;
+	e->abort = true;               /* no grace for transfers in flight */
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		if (!terminal(st))
+			engine_stage_fail(st, "run_timeout (%s) exceeded", d);
+	}
+}
+
+static void drain_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct engine *e = w->data;
+
+	if ((http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0) || e->abort)
+		ev_break(loop, EVBREAK_ALL);
+}
+
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+
+	/* A parse is work of this process that ends (a second signal stops
+	 * waiting for it); a transfer may wait on a server forever. */
+	if (http_inflight(e->http) == 0)
+		return;
+	log_warn("transfers still in flight after %.0fs: abandoning them", DRAIN_GRACE);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* Lets transfers still in flight finish (up to DRAIN_GRACE), and bodies
+ * being parsed: their stages no longer wait for them, but a successful
+ * answer is journaled, so a resume neither asks for it nor delivers it
+ * again. */
+static void drain(struct engine *e)
+{
+	ev_check chk;
+	ev_timer tmo;
+
+	/* An answer whose body a worker still parses is journaled when the
+	 * parse ends (also for a request cancelled meanwhile): wait for it as
+	 * for a transfer. */
+	if (e->abort || (http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0))
+		return;
+	log_debug("waiting for %zu transfers in flight and %zu bodies being parsed",
+	          http_inflight(e->http), requester_parsing(e->rq));
+	ev_check_init(&chk, drain_check_cb);
+	chk.data = e;
+	ev_timer_init(&tmo, drain_timer_cb, DRAIN_GRACE, 0);
+	tmo.data = e;
+	ev_check_start(e->loop, &chk);
+	ev_timer_start(e->loop, &tmo);
+	ev_run(e->loop, 0);
+	ev_check_stop(e->loop, &chk);
+	ev_timer_stop(e->loop, &tmo);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+void engine_resume_plan(const struct dag *g, const bool *done, enum resume_action *act)
+{
+	size_t k, j;
+
+	/* Sinks first: a stage runs if it did not succeed or if a stage it
+	 * feeds runs (that one needs its records again). */
+	for (k = g->n; k-- > 0; ) {
+		size_t i = g->order[k];
+		act[i] = done[i] ? RESUME_SKIP : RESUME_RUN;
+		if (act[i] == RESUME_SKIP)
+			for (j = 0; j < g->n_down[i]; j++)
+				if (act[g->down[i][j]] != RESUME_SKIP)
+					act[i] = RESUME_REPLAY;
+	}
+}
+
+/* Resume: loads the stored stage rows and leaves out what need not run. */
+static int setup_resume(struct engine *e, char **err)
+{
+	struct stage_row *rows = NULL;
+	int n = state_stages_list(e->state, e->run_id, &rows), i;
+	bool *done = xcalloc(e->n, sizeof(*done));
+	enum resume_action *act = xcalloc(e->n, sizeof(*act));
+	size_t k;
+
+	if (n < 0) {
+		*err = xasprintf("cannot read the stages of run %lld: %s", (long long)e->run_id,
+		                 state_errmsg(e->state));
+		free(done);
+		free(act);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		int idx = spec_stage_index(e->spec, rows[i].stage);
+		if (idx >= 0 && rows[i].status == ST_SUCCEEDED) {
+			struct stage *st = &e->stages[idx];
+			done[idx] = true;
+			st->stats = rows[i].stats;
+			st->started = rows[i].started;
+			st->finished = rows[i].finished;
+		}
+	}
+	engine_resume_plan(e->dag, done, act);
+	for (k = 0; k < e->n; k++) {
+		struct stage *st = &e->stages[k];
+		if (act[k] == RESUME_SKIP) {
+			st->status = ST_SUCCEEDED;
+			log_info("stage %s: succeeded before, not run again", st->spec->id);
+		} else {
+			memset(&st->stats, 0, sizeof(st->stats));
+			st->started = st->finished = 0;
+			st->dirty = true;
+			if (act[k] == RESUME_REPLAY)
+				log_info("stage %s: succeeded before; run again to feed what follows "
+				         "(requests answered from the journal)", st->spec->id);
+		}
+	}
+	stage_rows_free(rows, n);
+	free(done);
+	free(act);
+	return 0;
+}
+
+/* Marks x and everything downstream of it. */
+static void mark_down(struct engine *e, size_t x, bool *in)
+{
+	size_t j;
+
+	if (in[x])
+		return;
+	in[x] = true;
+	for (j = 0; j < e->dag->n_down[x]; j++)
+		mark_down(e, e->dag->down[x][j], in);
+}
+
+/* A dlq replay runs stage x on the payloads, then what is downstream of it;
+ * every other stage is left out (recorded as succeeded with no records). */
+static void setup_replay(struct engine *e, size_t x, json_t *payloads)
+{
+	bool *in = xcalloc(e->n, sizeof(*in));
+	size_t i, j, bs = (size_t)e->spec->batch_size;
+	struct stage *xs = &e->stages[x];
+
+	mark_down(e, x, in);
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		if (!in[i]) {
+			st->status = ST_SUCCEEDED;   /* left out: no records */
+			st->dirty = true;
+			continue;
+		}
+		st->open_up = 0;
+		for (j = 0; j < e->dag->n_up[i]; j++)
+			if (in[e->dag->up[i][j]] && e->dag->up[i][j] != i && i != x)
+				st->open_up++;
+	}
+	if (xs->spec->n_needs == 0) {
+		xs->replay = json_incref(payloads);
+	} else {
+		json_t *batch = json_array(), *p;
+		json_array_foreach(payloads, i, p) {
+			json_array_append(batch, p);
+			if (json_array_size(batch) >= bs) {
+				queue_push(&xs->in, batch);
+				json_decref(batch);
+				batch = json_array();
+			}
+		}
+		if (json_array_size(batch))
+			queue_push(&xs->in, batch);
+		json_decref(batch);
+	}
+	free(in);
+}
+
+struct engine *engine_create(const struct engine_opts *o, char **err)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	const struct spec *s = o->spec;
+	size_t i, j;
+
+	e->spec = s;
+	e->dag = o->dag;
+	e->state = o->state;
+	e->run_id = o->run_id;
+	e->quiet = o->quiet;
+	e->loop = ev_default_loop(EVFLAG_AUTO);
+	e->http = http_create(e->loop, s->concurrency);
+	e->rq = requester_create(e->loop, e->http, s, o->run_id);
+	if (o->paths_run_id > 0)
+		requester_set_key_run(e->rq, o->paths_run_id);
+	e->run_obj = engine_run_object(s, o->state, o->run_id);
+	/* A dlq replay adds to the files the replayed run wrote: its sink
+	 * paths are rendered with that run's id, start and date. */
+	e->path_run_obj = o->paths_run_id > 0 && o->paths_run_id != o->run_id ?
+	                  engine_run_object(s, o->state, o->paths_run_id) :
+	                  json_incref(e->run_obj);
+	e->scope.params = o->params;
+	e->scope.run = e->run_obj;
+	e->n = s->n_stages;
+	e->stages = xcalloc(e->n, sizeof(*e->stages));
+
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		st->spec = &s->stages[i];
+		st->index = i;
+		st->eng = e;
+		st->kind = stage_kind_for(st->spec);
+		st->status = ST_PENDING;
+		queue_init(&st->in, (size_t)s->queue_high, (size_t)s->queue_low);
+		st->n_down = e->dag->n_down[i];
+		st->down = xcalloc(st->n_down ? st->n_down : 1, sizeof(*st->down));
+		for (j = 0; j < st->n_down; j++)
+			st->down[j] = &e->stages[e->dag->down[i][j]];
+		st->open_up = e->dag->n_up[i];
+		ev_timer_init(&st->timeout, stage_timeout_cb, stage_timeout_of(st), 0);
+		st->timeout.data = st;
+	}
+	/* Rows in topological order, so `status` lists stages as they flow. */
+	state_begin(e->state);
+	for (i = 0; i < e->n && o->resume; i++) {
+		/* Stages added to the file since the run started (resume --force). */
+		struct stage_row *rows = NULL;
+		int n = state_stages_list(e->state, e->run_id, &rows), k;
+		bool found = false;
+		for (k = 0; k < n; k++)
+			found |= strcmp(rows[k].stage, e->stages[e->dag->order[i]].spec->id) == 0;
+		stage_rows_free(rows, n);
+		if (found)
+			e->stages[e->dag->order[i]].index = (size_t)-1;  /* row exists */
+	}
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		if (st->index == (size_t)-1) {
+			st->index = e->dag->order[i];
+			continue;
+		}
+		if (state_stage_create(e->state, e->run_id, st->spec->id, st->kind->name) != 0) {
+			*err = xasprintf("cannot record stage %s: %s", st->spec->id,
+			                 state_errmsg(e->state));
+			state_commit(e->state);
+			engine_destroy(e);
+			return NULL;
+		}
+	}
+	state_commit(e->state);
+	if (o->replay && o->replay_stage >= 0) {
+		e->replaying = true;
+		setup_replay(e, (size_t)o->replay_stage, o->replay);
+	}
+	requester_use_journal(e->rq, e->state, o->resume);
+	if (o->resume && setup_resume(e, err) != 0) {
+		engine_destroy(e);
+		return NULL;
+	}
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		char *msg = NULL;
+		if (terminal(st))
+			continue;              /* not part of a replay */
+		if (st->kind->create(st, &msg) != 0) {
+			char *r = redact(msg ? msg : "setup failed");
+			*err = xasprintf("stage %s: %s", st->spec->id, r);
+			free(r);
+			free(msg);
+			engine_destroy(e);
+			return NULL;
+		}
+	}
+	ev_check_init(&e->sched_check, sched_cb);
+	e->sched_check.data = e;
+	ev_idle_init(&e->sched_idle, idle_cb);
+	ev_prepare_init(&e->journal_prep, journal_prep_cb);
+	e->journal_prep.data = e;
+	ev_timer_init(&e->persist_timer, persist_cb, PERSIST_INTERVAL, PERSIST_INTERVAL);
+	e->persist_timer.data = e;
+	ev_signal_init(&e->sig_int, signal_cb, SIGINT);
+	e->sig_int.data = e;
+	ev_signal_init(&e->sig_term, signal_cb, SIGTERM);
+	e->sig_term.data = e;
+	ev_timer_init(&e->run_timer, run_timeout_cb, s->run_timeout > 0 ? s->run_timeout : 0, 0);
+	e->run_timer.data = e;
+	return e;
+}
+
+enum run_status engine_run(struct engine *e)
+{
+	size_t i;
+	enum run_status result = ST_SUCCEEDED;
+
+	e->running = true;
+	e->started_mono = now_mono();
+	ev_check_start(e->loop, &e->sched_check);
+	ev_prepare_start(e->loop, &e->journal_prep);
+	ev_timer_start(e->loop, &e->persist_timer);
+	ev_signal_start(e->loop, &e->sig_int);
+	ev_signal_start(e->loop, &e->sig_term);
+	if (e->spec->run_timeout > 0)
+		ev_timer_start(e->loop, &e->run_timer);
+
+	for (i = 0; i < e->n && !e->stopping; i++) {
+		struct stage *st = &e->stages[e->dag->order[i]];
+		if ((st->spec->n_needs == 0 || st->replay) && !terminal(st)) {
+			set_status(st, ST_RUNNING);
+			st->kind->start(st);
+		}
+	}
+	kick(e);
+	if (!all_terminal(e))
+		ev_run(e->loop, 0);
+
+	/* A second signal breaks out with stages still running. */
+	if (!all_terminal(e))
+		interrupt_all(e);
+	ev_check_stop(e->loop, &e->sched_check);
+	ev_idle_stop(e->loop, &e->sched_idle);
+	ev_timer_stop(e->loop, &e->run_timer);
+	for (i = 0; i < e->n; i++)
+		ev_timer_stop(e->loop, &e->stages[i].timeout);
+	drain(e);
+	ev_prepare_stop(e->loop, &e->journal_prep);
+	ev_timer_stop(e->loop, &e->persist_timer);
+	ev_signal_stop(e->loop, &e->sig_int);
+	ev_signal_stop(e->loop, &e->sig_term);
+	e->running = false;
+
+	for (i = 0; i < e->n; i++) {
+		enum run_status s = e->stages[i].status;
+		if (s == ST_FAILED || s == ST_CANCELLED)
+			result = ST_FAILED;
+	}
+	if (e->signal)
+		result = ST_INTERRUPTED;
+	for (i = 0; i < e->n; i++)
+		e->stages[i].dirty = true;
+	persist_dirty(e);
+	return result;
+}
+
+void engine_destroy(struct engine *e)
+{
+	size_t i;
+
+	if (!e)
+		return;
+	/* Requests first (no callbacks into stages), then the transfers they
+	 * had in flight, then the pools those transfers point at. */
+	if (e->rq)
+		requester_cancel_all(e->rq);
+	http_destroy(e->http);
+	e->http = NULL;
+	requester_destroy(e->rq);
+	e->rq = NULL;
+	for (i = 0; i < e->n; i++) {
+		struct stage *st = &e->stages[i];
+		if (st->kind)
+			st->kind->destroy(st);
+		queue_clear(&st->in);
+		json_decref(st->replay);
+		free(st->down);
+		free(st->error);
+	}
+	free(e->stages);
+	json_decref(e->run_obj);
+	json_decref(e->path_run_obj);
+	free(e);
+}
+
+/* ------------------------------------------------------------ reporting */
+
+const char *engine_first_error(const struct engine *e, const char **stage)
+{
+	size_t i;
+
+	for (i = 0; i < e->n; i++) {
+		const struct stage *st = &e->stages[e->dag->order[i]];
+		if (st->status == ST_FAILED && st->error) {
+			*stage = st->spec->id;
+			return st->error;
+		}
+	}
+	return NULL;
+}
+
+json_t *engine_run_object(const struct spec *s, struct state *st, int64_t run_id)
+{
+	/* run.dir: absolute, so file:// URLs can be built from it. */
+	char *abs = realpath(s->dir, NULL);
+	struct run_row rr = { 0 };
+	char started[32];
+	json_t *run = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)run_id,
+	                        "pipeline", s->name, "dir", abs ? abs : s->dir);
+
+	free(abs);
+	/* run.started and run.date: when the run was created, as recorded,
+	 * so that a resumed run renders the same paths as its first part. */
+	if (state_run_get(st, run_id, &rr) == 1 && rr.started > 0) {
+		fmt_time(rr.started, started, sizeof(started));
+		json_object_set_new(run, "started", json_string(started));
+		started[10] = '\0';
+		json_object_set_new(run, "date", json_string(started));
+	}
+	run_row_free(&rr);
+	return run;
+}
+
+char *engine_render_sink_path(const struct spec *s, const json_t *params, const json_t *run,
+                              const char *tmpl, char **err)
+{
+	struct expr_scope scope = { params, run };
+	struct expr *t;
+	char *msg = NULL, *rel;
+	size_t off;
+
+	/* Compiling a jq program costs milliseconds: a plain path needs none. */
+	if (expr_template_is_const(tmpl) && !strstr(tmpl, "$${"))
+		return path_join(s->dir, tmpl);
+	t = expr_template(tmpl, &scope, &msg, &off);
+	if (!t) {
+		*err = xasprintf("invalid template in \"path\": %s", msg);
+		free(msg);
+		return NULL;
+	}
+	rel = expr_render(t, NULL, &msg);
+	expr_free(t);
+	if (!rel) {
+		*err = xasprintf("cannot render \"path\" %s: %s", tmpl, msg);
+		free(msg);
+		return NULL;
+	}
+	if (!*rel) {
+		*err = xasprintf("\"path\" %s renders as an empty string", tmpl);
+		free(rel);
+		return NULL;
+	}
+	{
+		char *p = path_join(s->dir, rel);
+		free(rel);
+		return p;
+	}
+}
+
+char *engine_render_path(struct engine *e, const char *tmpl, char **err)
+{
+	return engine_render_sink_path(e->spec, e->scope.params, e->path_run_obj, tmpl, err);
+}
+
+json_t *engine_sink_columns(struct stage *st, const char *table)
+{
+	struct engine *e = st->eng;
+	char *text = NULL;
+	json_t *cols = NULL;
+
+	if (state_sink_columns_get(e->state, e->spec->name, st->spec->id, table, &text) == 1)
+		cols = json_loads(text, 0, NULL);
+	free(text);
+	if (cols && !json_is_array(cols)) {
+		json_decref(cols);
+		cols = NULL;
+	}
+	return cols;
+}
+
+void engine_sink_columns_save(struct stage *st, const char *table, const json_t *cols)
+{
+	struct engine *e = st->eng;
+	char *text = jsonw_dumps(cols);
+
+	/* Only a later run without records needs this: a failure to record it
+	 * is worth a warning, not the stage. */
+	if (state_sink_columns_put(e->state, e->spec->name, st->spec->id, table, text,
+	                           now_wall()) != 0)
+		log_warn("stage %s: %s", st->spec->id, state_errmsg(e->state));
+	free(text);
+}
