@@ -15,6 +15,7 @@
 #include "core/spec.h"
 #include "core/dag.h"
 #include "core/engine.h"
+#include "core/state_writer.h"
 #include "expr/expr.h"
 #include "net/http.h"
 #include "base/jsonw.h"
@@ -591,6 +592,61 @@ static int leases_check(struct state *st, const struct lease_want *want, size_t 
 	return lr < 0 ? EXIT_STATE : lr > 0 ? EXIT_BUSY : EXIT_OK;
 }
 
+/* A run driven on the process's loop: the signals belong to the command. */
+struct drive {
+	struct ev_loop *loop;
+	struct engine *e;
+	ev_signal sig_int, sig_term;
+	int signal;                    /* first signal received */
+	enum run_status status;
+};
+
+/* A first SIGINT/SIGTERM stops the run gracefully (transfers in flight may
+ * finish so their answers are journaled); a second one aborts it. */
+static void drive_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct drive *d = w->data;
+
+	if (d->signal) {
+		log_warn("second signal: aborting");
+		engine_stop(d->e, ENGINE_STOP_ABORT);
+		return;
+	}
+	d->signal = w->signum;
+	log_warn("%s received: stopping the run", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	engine_stop(d->e, ENGINE_STOP_GRACEFUL);
+}
+
+static void drive_done(struct engine *e, enum run_status status, void *arg)
+{
+	struct drive *d = arg;
+
+	d->status = status;
+	ev_signal_stop(d->loop, &d->sig_int);
+	ev_signal_stop(d->loop, &d->sig_term);
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+/* Runs e on loop until it ends. Returns its status; *sig: the signal that
+ * interrupted it (0 when none). */
+static enum run_status drive_run(struct ev_loop *loop, struct engine *e, int *sig)
+{
+	struct drive d = { .loop = loop, .e = e, .status = ST_FAILED };
+
+	ev_signal_init(&d.sig_int, drive_signal_cb, SIGINT);
+	d.sig_int.data = &d;
+	ev_signal_init(&d.sig_term, drive_signal_cb, SIGTERM);
+	d.sig_term.data = &d;
+	ev_signal_start(loop, &d.sig_int);
+	ev_signal_start(loop, &d.sig_term);
+	engine_start(e, drive_done, &d);
+	ev_run(loop, 0);
+	ev_signal_stop(loop, &d.sig_int);
+	ev_signal_stop(loop, &d.sig_term);
+	*sig = d.status == ST_INTERRUPTED ? d.signal : 0;
+	return d.status;
+}
+
 /*
  * Runs spec (already validated, graph built) with params, recording it in the
  * state database at state_path. A dlq replay passes replay_stage >= 0 and
@@ -606,6 +662,9 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 {
 	struct state *st = NULL;
 	struct engine *e = NULL;
+	struct state_writer *writer = NULL;
+	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+	int sig = 0;
 	char *err = NULL, *params_json = NULL;
 	int64_t run_id = 0;
 	enum run_status result;
@@ -682,12 +741,15 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	if (run_id_out)
 		*run_id_out = run_id;
 
+	writer = state_writer_create(st, run_id);
 	{
+		struct engine_observer obs = state_writer_observer(writer);
 		struct engine_opts o = { .spec = s, .dag = g, .params = params, .state = st,
 		                         .run_id = run_id, .quiet = quiet,
 		                         .replay_stage = replay_stage, .replay = replay,
-		                         .resume = resume_id > 0, .paths_run_id = paths_run_id };
-		e = engine_create(&o, &err);
+		                         .resume = resume_id > 0, .paths_run_id = paths_run_id,
+		                         .observers = &obs, .n_observers = 1 };
+		e = engine_create(loop, &o, &err);
 	}
 	if (!e) {
 		char *r = redact(err);
@@ -697,13 +759,13 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		rc = EXIT_RUN_FAILED;
 		goto out;
 	}
-	result = engine_run(e);
+	result = drive_run(loop, e, &sig);
 	{
 		const char *failed_stage = NULL;
 		const char *msg = engine_first_error(e, &failed_stage);
 		char *run_err = NULL;
 		if (result == ST_INTERRUPTED)
-			run_err = xasprintf("interrupted by %s", engine_signal(e) == SIGINT ? "SIGINT" :
+			run_err = xasprintf("interrupted by %s", sig == SIGINT ? "SIGINT" :
 			                    "SIGTERM");
 		else if (msg)
 			run_err = xasprintf("stage %s: %s", failed_stage, msg);
@@ -719,7 +781,7 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 		log_info("run %lld succeeded in %.2fs", (long long)run_id, now_mono() - t0);
 	} else if (result == ST_INTERRUPTED) {
 		log_warn("run %lld interrupted after %.2fs", (long long)run_id, now_mono() - t0);
-		rc = 128 + engine_signal(e);
+		rc = 128 + sig;
 	} else {
 		char *hint = status_command(run_id, state_path);
 		log_error("run %lld failed after %.2fs (details: %s)", (long long)run_id,
@@ -730,6 +792,7 @@ static int run_spec(const struct spec *s, const struct dag *g, json_t *params,
 	}
 out:
 	engine_destroy(e);
+	state_writer_destroy(writer);
 	if (leased && state_lease_release(st, &self) != 0)
 		log_warn("cannot release the leases of run %lld: %s", (long long)run_id,
 		         state_errmsg(st));

@@ -1,5 +1,5 @@
 /*
- * engine: runs one pipeline on one libev loop.
+ * engine: runs one pipeline on a libev loop it is given.
  *
  * Scheduling is a dataflow firing rule evaluated in an ev_check watcher (run
  * once per loop iteration, after the poll): stages are visited sinks first,
@@ -8,13 +8,25 @@
  * iteration polls without blocking and the check watcher runs again; it is
  * stopped when no stage can make progress.
  *
- * Invariants: a stage's queue only holds batches while the stage is not
- * terminal; stages are destroyed only after the loop and the HTTP client are
- * gone, so no callback can reach a freed stage.
+ * A run goes through phases, all driven by watchers (the engine never runs
+ * the loop itself): RUNNING (the firing rule, until every stage is
+ * terminal), DRAINING (transfers still in flight may finish for up to
+ * DRAIN_GRACE so their answers are journaled; bodies being parsed are waited
+ * for), DONE (observers hear RUN_FINISHED, then on_done). engine_stop
+ * interrupts every stage; an abort also skips or ends the drain.
+ *
+ * Every watcher belongs to one engine and the engine keeps no static state,
+ * so several engines run side by side on one loop.
+ *
+ * Invariants (asserted): a stage's queue only holds batches while the stage
+ * is not terminal; a terminal stage never changes status and is never pushed
+ * to; open_up never underflows; on_done is called exactly once; stages are
+ * destroyed only after the HTTP client is gone, so no callback can reach a
+ * freed stage.
  */
 #include "core/engine.h"
 
-#include <signal.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +42,13 @@
 /* Seconds transfers still in flight at the end of a run (a failed stage,
  * a signal) may take to finish, so their answers reach the journal. */
 #define DRAIN_GRACE 5.0
-/* Seconds between persisted progress updates (stage counters, attempts,
- * events). The journal does not wait for them: see journal_prep_cb. */
-#define PERSIST_INTERVAL 0.25
+
+enum engine_phase {
+	PHASE_IDLE = 0,                /* created, not started */
+	PHASE_RUNNING,                 /* stages work */
+	PHASE_DRAINING,                /* every stage terminal; transfers finish */
+	PHASE_DONE,                    /* on_done called */
+};
 
 struct engine {
 	const struct spec *spec;
@@ -51,17 +67,22 @@ struct engine {
 	struct stage *stages;          /* spec order */
 	size_t n;
 
+	struct engine_observer *obs;
+	size_t n_obs;
+
 	ev_check sched_check;
-	ev_idle sched_idle;
+	ev_idle sched_idle;            /* keeps the loop from blocking */
 	ev_prepare journal_prep;       /* group commit of the journal */
-	ev_timer persist_timer;
-	ev_signal sig_int, sig_term;
 	ev_timer run_timer;            /* settings.run_timeout */
+	ev_check drain_check;          /* DRAINING: is everything in flight done? */
+	ev_timer drain_timer;          /* DRAINING: DRAIN_GRACE */
 	bool run_timed_out;
-	int signal;                    /* first signal received */
-	bool abort;                    /* second signal: stop waiting at once */
+	bool interrupted;              /* engine_stop was called */
+	bool abort;                    /* stop waiting at once (no drain) */
 	bool stopping;
-	bool running;                  /* inside engine_run */
+	enum engine_phase phase;
+	engine_done_fn on_done;
+	void *done_arg;
 	double started_mono;
 };
 
@@ -72,46 +93,58 @@ static bool terminal(const struct stage *st)
 
 static void kick(struct engine *e)
 {
-	if (e->running && !ev_is_active(&e->sched_idle))
+	if (e->phase == PHASE_RUNNING && !ev_is_active(&e->sched_idle))
 		ev_idle_start(e->loop, &e->sched_idle);
 }
 
-/* ------------------------------------------------------------ persistence */
+/* ------------------------------------------------------------ observers */
 
-static void persist_stage(struct engine *e, struct stage *st)
-{
-	if (state_stage_update(e->state, e->run_id, st->spec->id, st->status,
-	                       &st->stats, st->started, st->finished, st->error) != 0)
-		log_warn("cannot record progress of stage %s: %s", st->spec->id,
-		         state_errmsg(e->state));
-	st->dirty = false;
-}
-
-static void persist_dirty(struct engine *e)
+static void notify(struct engine *e, struct engine_event *ev)
 {
 	size_t i;
-	bool any = false;
 
-	for (i = 0; i < e->n; i++)
-		any |= e->stages[i].dirty;
-	state_begin(e->state);
-	/* Attempts and events, batched: one transaction per tick. */
-	if (e->rq)
-		requester_flush(e->rq, e->state);
-	if (!any) {
-		state_commit(e->state);
-		return;
-	}
-	for (i = 0; i < e->n; i++)
-		if (e->stages[i].dirty)
-			persist_stage(e, &e->stages[i]);
-	if (state_commit(e->state) != 0)
-		log_warn("cannot record progress: %s", state_errmsg(e->state));
+	ev->engine = e;
+	for (i = 0; i < e->n_obs; i++)
+		e->obs[i].event(e->obs[i].arg, ev);
 }
 
-static void persist_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void notify_stage(struct stage *st, enum engine_event_type type)
 {
-	persist_dirty(w->data);
+	struct engine_event ev = { .type = type, .stage = st, .status = st->status,
+	                           .error = st->error };
+
+	notify(st->eng, &ev);
+}
+
+static void notify_depth(struct stage *st)
+{
+	struct engine_event ev = { .type = ENGINE_EV_QUEUE_DEPTH, .stage = st,
+	                           .status = st->status, .records = st->in.records,
+	                           .batches = st->in.n };
+
+	notify(st->eng, &ev);
+}
+
+/* st sent n records to every live stage downstream. */
+static void notify_emitted(struct stage *st, size_t n)
+{
+	struct engine_event ev = { .type = ENGINE_EV_BATCH_EMITTED, .stage = st,
+	                           .status = st->status, .records = n };
+	size_t i;
+
+	notify(st->eng, &ev);
+	for (i = 0; i < st->n_down; i++)
+		if (!terminal(st->down[i]))
+			notify_depth(st->down[i]);
+}
+
+/* Drops st's input (it stops); observers see the queue empty. */
+static void clear_input(struct stage *st)
+{
+	if (queue_empty(&st->in))
+		return;
+	queue_clear(&st->in);
+	notify_depth(st);
 }
 
 /* Group commit, before the loop polls again: the answers this iteration
@@ -136,10 +169,15 @@ static double stage_timeout_of(const struct stage *st)
 
 static void set_status(struct stage *st, enum run_status s)
 {
+	bool started = false;
+
 	if (st->status == s)
 		return;
+	/* A terminal stage stays as it ended. */
+	assert(!terminal(st));
 	if (s == ST_RUNNING && st->started == 0) {
 		st->started = now_wall();
+		started = true;
 		if (stage_timeout_of(st) > 0)
 			ev_timer_start(st->eng->loop, &st->timeout);
 	}
@@ -150,6 +188,13 @@ static void set_status(struct stage *st, enum run_status s)
 	}
 	st->status = s;
 	st->dirty = true;
+	if (started)
+		notify_stage(st, ENGINE_EV_STAGE_STARTED);
+	if (s >= ST_SUCCEEDED) {
+		/* Nothing may wait in the queue of a stage that ended. */
+		assert(queue_empty(&st->in));
+		notify_stage(st, ENGINE_EV_STAGE_FINISHED);
+	}
 }
 
 /* ------------------------------------------------------------ stage API */
@@ -162,7 +207,15 @@ const struct spec *engine_spec(struct engine *e) { return e->spec; }
 int engine_batch_size(struct engine *e) { return e->spec->batch_size; }
 bool engine_stopping(struct engine *e) { return e->stopping; }
 bool engine_replaying(const struct engine *e) { return e->replaying; }
-int engine_signal(const struct engine *e) { return e->signal; }
+size_t engine_stage_count(const struct engine *e) { return e->n; }
+struct state *engine_state(const struct engine *e) { return e->state; }
+int64_t engine_run_id(const struct engine *e) { return e->run_id; }
+
+struct stage *engine_stage_at(struct engine *e, size_t i)
+{
+	assert(i < e->n);
+	return &e->stages[i];
+}
 
 /* Every live downstream queue is below its high watermark. */
 static bool room_high(const struct stage *st)
@@ -196,6 +249,7 @@ void engine_emit(struct stage *st, json_t *batch)
 				queue_push(&st->down[i]->in, batch);
 		st->stats.records_out += (int64_t)n;
 		st->dirty = true;
+		notify_emitted(st, n);
 		kick(st->eng);
 	}
 	json_decref(batch);
@@ -207,8 +261,13 @@ bool engine_may_emit(struct stage *st)
 		return false;
 	if (room_high(st))
 		return true;
-	if (!st->want_run)
+	if (!st->want_run) {
+		struct engine_event ev = { .type = ENGINE_EV_WAIT, .stage = st,
+		                           .status = st->status,
+		                           .reason = "downstream queue full" };
 		log_debug("stage %s: paused, downstream queue full", st->spec->id);
+		notify(st->eng, &ev);
+	}
 	st->want_run = true;
 	return false;
 }
@@ -288,11 +347,12 @@ void engine_stage_done(struct stage *st)
 	if (terminal(st))
 		return;
 	set_status(st, ST_SUCCEEDED);
-	for (i = 0; i < st->n_down; i++)
-		if (st->down[i]->open_up > 0)
-			st->down[i]->open_up--;
+	for (i = 0; i < st->n_down; i++) {
+		/* Each stage upstream finishes once, and only those counted. */
+		assert(st->down[i]->open_up > 0);
+		st->down[i]->open_up--;
+	}
 	log_debug("stage %s: succeeded", st->spec->id);
-	persist_stage(e, st);
 	kick(e);
 }
 
@@ -307,11 +367,10 @@ static void cancel_down(struct stage *st, const char *cause)
 			continue;
 		if (d->kind->stop)
 			d->kind->stop(d);
-		queue_clear(&d->in);
+		clear_input(d);
 		free(d->error);
 		d->error = xasprintf("cancelled: stage %s failed", cause);
 		set_status(d, ST_CANCELLED);
-		persist_stage(d->eng, d);
 		cancel_down(d, cause);
 	}
 }
@@ -332,10 +391,9 @@ void engine_stage_fail(struct stage *st, const char *fmt, ...)
 	st->stats.errors++;
 	if (st->kind->stop)
 		st->kind->stop(st);
-	queue_clear(&st->in);
+	clear_input(st);
 	set_status(st, ST_FAILED);
 	log_error("stage %s failed: %s", st->spec->id, st->error);
-	persist_stage(st->eng, st);
 	cancel_down(st, st->spec->id);
 	kick(st->eng);
 }
@@ -355,11 +413,14 @@ static bool all_terminal(const struct engine *e)
 /* Lets st do one step of work. Returns true if it did anything. */
 static bool step(struct engine *e, struct stage *st)
 {
-	if (terminal(st))
+	if (terminal(st)) {
+		assert(queue_empty(&st->in));
 		return false;
+	}
 	if (!queue_empty(&st->in) && room_high(st) &&
 	    (!st->kind->ready || st->kind->ready(st))) {
 		json_t *b = queue_pop(&st->in);
+		notify_depth(st);
 		set_status(st, ST_RUNNING);
 		st->stats.records_in += (int64_t)json_array_size(b);
 		st->dirty = true;
@@ -382,6 +443,8 @@ static bool step(struct engine *e, struct stage *st)
 	return false;
 }
 
+static void run_ended(struct engine *e);
+
 static void sched_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
 	struct engine *e = w->data;
@@ -400,8 +463,7 @@ static void sched_cb(struct ev_loop *loop, ev_check *w, int revents)
 		}
 	}
 	if (all_terminal(e)) {
-		ev_idle_stop(loop, &e->sched_idle);
-		ev_break(loop, EVBREAK_ALL);
+		run_ended(e);
 	} else if (budget > 0) {
 		/* Nothing runnable: block in poll until I/O or a timer. */
 		ev_idle_stop(loop, &e->sched_idle);
@@ -412,7 +474,8 @@ static void sched_cb(struct ev_loop *loop, ev_check *w, int revents)
 
 static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
-	/* Only keeps the loop from blocking; the work happens in sched_cb. */
+	/* Only keeps the loop from blocking; the work happens in sched_cb and
+	 * drain_check_cb. */
 }
 
 /* Stops every stage that is still running and marks it interrupted. */
@@ -427,27 +490,12 @@ static void interrupt_all(struct engine *e)
 			continue;
 		if (st->kind->stop)
 			st->kind->stop(st);
-		queue_clear(&st->in);
+		clear_input(st);
 		set_status(st, ST_INTERRUPTED);
 	}
-	/* Transfers in flight may finish (engine_run drains them for up to
+	/* Transfers in flight may finish (the drain waits for them for up to
 	 * DRAIN_GRACE) so their answers are journaled; nothing new starts. */
 	kick(e);
-}
-
-static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	struct engine *e = w->data;
-
-	if (e->signal) {
-		log_warn("second signal: aborting");
-		e->abort = true;
-		ev_break(loop, EVBREAK_ALL);
-		return;
-	}
-	e->signal = w->signum;
-	log_warn("%s received: stopping the run", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
-	interrupt_all(e);
 }
 
 static void fmt_dur(double s, char *out, size_t n)
@@ -486,51 +534,84 @@ static void run_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* The run is over: observers hear it, then on_done. Last thing a watcher
+ * callback does: on_done may destroy e. */
+static void finish(struct engine *e)
+{
+	struct engine_event ev = { .type = ENGINE_EV_RUN_FINISHED };
+	enum run_status result = ST_SUCCEEDED;
+	size_t i;
+
+	assert(e->phase == PHASE_DRAINING);
+	ev_check_stop(e->loop, &e->drain_check);
+	ev_timer_stop(e->loop, &e->drain_timer);
+	ev_idle_stop(e->loop, &e->sched_idle);
+	ev_prepare_stop(e->loop, &e->journal_prep);
+	e->phase = PHASE_DONE;
+	for (i = 0; i < e->n; i++) {
+		enum run_status s = e->stages[i].status;
+		if (s == ST_FAILED || s == ST_CANCELLED)
+			result = ST_FAILED;
+	}
+	if (e->interrupted)
+		result = ST_INTERRUPTED;
+	ev.status = result;
+	notify(e, &ev);
+	assert(e->on_done);
+	e->on_done(e, result, e->done_arg);
+}
+
+static bool drained(const struct engine *e)
+{
+	/* An answer whose body a worker still parses is journaled when the
+	 * parse ends (also for a request cancelled meanwhile): wait for it as
+	 * for a transfer. */
+	return http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0;
+}
+
 static void drain_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
 	struct engine *e = w->data;
 
-	if ((http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0) || e->abort)
-		ev_break(loop, EVBREAK_ALL);
+	if (drained(e) || e->abort)
+		finish(e);
 }
 
 static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct engine *e = w->data;
 
-	/* A parse is work of this process that ends (a second signal stops
-	 * waiting for it); a transfer may wait on a server forever. */
+	/* A parse is work of this process that ends (an abort stops waiting
+	 * for it); a transfer may wait on a server forever. */
 	if (http_inflight(e->http) == 0)
 		return;
 	log_warn("transfers still in flight after %.0fs: abandoning them", DRAIN_GRACE);
-	ev_break(loop, EVBREAK_ALL);
+	finish(e);
 }
 
-/* Lets transfers still in flight finish (up to DRAIN_GRACE), and bodies
- * being parsed: their stages no longer wait for them, but a successful
- * answer is journaled, so a resume neither asks for it nor delivers it
- * again. */
-static void drain(struct engine *e)
+/* Every stage is terminal: the run's own watchers stop, and transfers still
+ * in flight may finish (up to DRAIN_GRACE), and bodies being parsed: their
+ * stages no longer wait for them, but a successful answer is journaled, so
+ * a resume neither asks for it nor delivers it again. */
+static void run_ended(struct engine *e)
 {
-	ev_check chk;
-	ev_timer tmo;
+	size_t i;
 
-	/* An answer whose body a worker still parses is journaled when the
-	 * parse ends (also for a request cancelled meanwhile): wait for it as
-	 * for a transfer. */
-	if (e->abort || (http_inflight(e->http) == 0 && requester_parsing(e->rq) == 0))
+	assert(e->phase == PHASE_RUNNING && all_terminal(e));
+	ev_check_stop(e->loop, &e->sched_check);
+	ev_idle_stop(e->loop, &e->sched_idle);
+	ev_timer_stop(e->loop, &e->run_timer);
+	for (i = 0; i < e->n; i++)
+		ev_timer_stop(e->loop, &e->stages[i].timeout);
+	e->phase = PHASE_DRAINING;
+	if (e->abort || drained(e)) {
+		finish(e);
 		return;
+	}
 	log_debug("waiting for %zu transfers in flight and %zu bodies being parsed",
 	          http_inflight(e->http), requester_parsing(e->rq));
-	ev_check_init(&chk, drain_check_cb);
-	chk.data = e;
-	ev_timer_init(&tmo, drain_timer_cb, DRAIN_GRACE, 0);
-	tmo.data = e;
-	ev_check_start(e->loop, &chk);
-	ev_timer_start(e->loop, &tmo);
-	ev_run(e->loop, 0);
-	ev_check_stop(e->loop, &chk);
-	ev_timer_stop(e->loop, &tmo);
+	ev_check_start(e->loop, &e->drain_check);
+	ev_timer_start(e->loop, &e->drain_timer);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -650,7 +731,7 @@ static void setup_replay(struct engine *e, size_t x, json_t *payloads)
 	free(in);
 }
 
-struct engine *engine_create(const struct engine_opts *o, char **err)
+struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, char **err)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
 	const struct spec *s = o->spec;
@@ -661,7 +742,12 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->state = o->state;
 	e->run_id = o->run_id;
 	e->quiet = o->quiet;
-	e->loop = ev_default_loop(EVFLAG_AUTO);
+	e->loop = loop;
+	if (o->n_observers > 0) {
+		e->obs = xcalloc(o->n_observers, sizeof(*e->obs));
+		memcpy(e->obs, o->observers, o->n_observers * sizeof(*e->obs));
+		e->n_obs = o->n_observers;
+	}
 	e->http = http_create(e->loop, s->concurrency);
 	e->rq = requester_create(e->loop, e->http, s, o->run_id);
 	if (o->paths_run_id > 0)
@@ -682,7 +768,7 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 		st->spec = &s->stages[i];
 		st->index = i;
 		st->eng = e;
-		st->kind = stage_kind_for(st->spec);
+		st->kind = o->kinds && o->kinds[i] ? o->kinds[i] : stage_kind_for(st->spec);
 		st->status = ST_PENDING;
 		queue_init(&st->in, (size_t)s->queue_high, (size_t)s->queue_low);
 		st->n_down = e->dag->n_down[i];
@@ -693,7 +779,10 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 		ev_timer_init(&st->timeout, stage_timeout_cb, stage_timeout_of(st), 0);
 		st->timeout.data = st;
 	}
-	/* Rows in topological order, so `status` lists stages as they flow. */
+	/* Rows in topological order, so `status` lists stages as they flow.
+	 * The engine writes them itself, not an observer: a run whose rows
+	 * cannot be recorded must not start (engine_create fails), and the
+	 * resume plan below reads them. */
 	state_begin(e->state);
 	for (i = 0; i < e->n && o->resume; i++) {
 		/* Stages added to the file since the run started (resume --force). */
@@ -749,29 +838,28 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	ev_idle_init(&e->sched_idle, idle_cb);
 	ev_prepare_init(&e->journal_prep, journal_prep_cb);
 	e->journal_prep.data = e;
-	ev_timer_init(&e->persist_timer, persist_cb, PERSIST_INTERVAL, PERSIST_INTERVAL);
-	e->persist_timer.data = e;
-	ev_signal_init(&e->sig_int, signal_cb, SIGINT);
-	e->sig_int.data = e;
-	ev_signal_init(&e->sig_term, signal_cb, SIGTERM);
-	e->sig_term.data = e;
 	ev_timer_init(&e->run_timer, run_timeout_cb, s->run_timeout > 0 ? s->run_timeout : 0, 0);
 	e->run_timer.data = e;
+	ev_check_init(&e->drain_check, drain_check_cb);
+	e->drain_check.data = e;
+	ev_timer_init(&e->drain_timer, drain_timer_cb, DRAIN_GRACE, 0);
+	e->drain_timer.data = e;
 	return e;
 }
 
-enum run_status engine_run(struct engine *e)
+void engine_start(struct engine *e, engine_done_fn on_done, void *arg)
 {
+	struct engine_event ev = { .type = ENGINE_EV_RUN_STARTED };
 	size_t i;
-	enum run_status result = ST_SUCCEEDED;
 
-	e->running = true;
+	assert(e->phase == PHASE_IDLE && on_done);
+	e->on_done = on_done;
+	e->done_arg = arg;
+	e->phase = PHASE_RUNNING;
 	e->started_mono = now_mono();
+	notify(e, &ev);
 	ev_check_start(e->loop, &e->sched_check);
 	ev_prepare_start(e->loop, &e->journal_prep);
-	ev_timer_start(e->loop, &e->persist_timer);
-	ev_signal_start(e->loop, &e->sig_int);
-	ev_signal_start(e->loop, &e->sig_term);
 	if (e->spec->run_timeout > 0)
 		ev_timer_start(e->loop, &e->run_timer);
 
@@ -782,36 +870,35 @@ enum run_status engine_run(struct engine *e)
 			st->kind->start(st);
 		}
 	}
-	kick(e);
-	if (!all_terminal(e))
-		ev_run(e->loop, 0);
-
-	/* A second signal breaks out with stages still running. */
-	if (!all_terminal(e))
+	/* Stopped before it started: nothing ran, every stage is interrupted. */
+	if (e->interrupted)
 		interrupt_all(e);
-	ev_check_stop(e->loop, &e->sched_check);
-	ev_idle_stop(e->loop, &e->sched_idle);
-	ev_timer_stop(e->loop, &e->run_timer);
-	for (i = 0; i < e->n; i++)
-		ev_timer_stop(e->loop, &e->stages[i].timeout);
-	drain(e);
-	ev_prepare_stop(e->loop, &e->journal_prep);
-	ev_timer_stop(e->loop, &e->persist_timer);
-	ev_signal_stop(e->loop, &e->sig_int);
-	ev_signal_stop(e->loop, &e->sig_term);
-	e->running = false;
+	/* The firing rule, and the end of a run with nothing to do, happen on
+	 * the loop: on_done is never called from in here. */
+	kick(e);
+}
 
-	for (i = 0; i < e->n; i++) {
-		enum run_status s = e->stages[i].status;
-		if (s == ST_FAILED || s == ST_CANCELLED)
-			result = ST_FAILED;
+void engine_stop(struct engine *e, enum engine_stop_how how)
+{
+	struct engine_event ev = { .type = ENGINE_EV_STOPPING,
+	                           .abort = how == ENGINE_STOP_ABORT };
+
+	if (e->phase == PHASE_DONE)
+		return;
+	notify(e, &ev);
+	e->interrupted = true;
+	if (how == ENGINE_STOP_ABORT)
+		e->abort = true;
+	if (e->phase == PHASE_RUNNING) {
+		interrupt_all(e);
+	} else if (e->phase == PHASE_DRAINING && e->abort) {
+		/* drain_check_cb ends the run on the next iteration; the idle
+		 * watcher keeps the loop from blocking on transfers until then. */
+		if (!ev_is_active(&e->sched_idle))
+			ev_idle_start(e->loop, &e->sched_idle);
+	} else if (e->phase == PHASE_IDLE) {
+		e->stopping = true;    /* engine_start starts nothing */
 	}
-	if (e->signal)
-		result = ST_INTERRUPTED;
-	for (i = 0; i < e->n; i++)
-		e->stages[i].dirty = true;
-	persist_dirty(e);
-	return result;
 }
 
 void engine_destroy(struct engine *e)
@@ -820,6 +907,15 @@ void engine_destroy(struct engine *e)
 
 	if (!e)
 		return;
+	/* The loop outlives the engine: none of its watchers may stay on it. */
+	ev_check_stop(e->loop, &e->sched_check);
+	ev_idle_stop(e->loop, &e->sched_idle);
+	ev_prepare_stop(e->loop, &e->journal_prep);
+	ev_timer_stop(e->loop, &e->run_timer);
+	ev_check_stop(e->loop, &e->drain_check);
+	ev_timer_stop(e->loop, &e->drain_timer);
+	for (i = 0; i < e->n; i++)
+		ev_timer_stop(e->loop, &e->stages[i].timeout);
 	/* Requests first (no callbacks into stages), then the transfers they
 	 * had in flight, then the pools those transfers point at. */
 	if (e->rq)
@@ -838,6 +934,7 @@ void engine_destroy(struct engine *e)
 		free(st->error);
 	}
 	free(e->stages);
+	free(e->obs);
 	json_decref(e->run_obj);
 	json_decref(e->path_run_obj);
 	free(e);

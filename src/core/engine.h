@@ -1,6 +1,11 @@
 /*
- * engine: one run of a pipeline on one libev loop. It owns the stages, the
- * queues between them, the HTTP client and the state rows of the run.
+ * engine: one run of a pipeline on a libev loop the caller owns. It owns the
+ * stages, the queues between them and the HTTP client of the run. It never
+ * runs the loop, never blocks and handles no signal: engine_start() returns
+ * at once, the caller runs the loop and asks the engine to stop
+ * (engine_stop()); on_done tells it the run has ended. Several engines may
+ * share one loop. What happens is reported to observers (engine_observer);
+ * the state writer (core/state_writer.h) is the one that records progress.
  *
  * Firing rule: a stage with input runs when every stage it feeds has room
  * (its queue is below the high watermark). Sources pause when any queue they
@@ -25,6 +30,65 @@
 
 struct engine;
 struct http;
+struct hostreg;
+
+/* What an observer hears about. */
+enum engine_event_type {
+	ENGINE_EV_RUN_STARTED,         /* engine_start */
+	ENGINE_EV_RUN_FINISHED,        /* the run ended (after the drain), status set;
+	                                  just before on_done */
+	ENGINE_EV_STAGE_STARTED,       /* stage running (its first work) */
+	ENGINE_EV_STAGE_FINISHED,      /* stage terminal: status, error */
+	ENGINE_EV_BATCH_EMITTED,       /* stage sent records downstream */
+	ENGINE_EV_BATCH_LOADED,        /* a sink committed records */
+	ENGINE_EV_ATTEMPT,             /* a request attempt ended */
+	ENGINE_EV_RETRY,               /* a retry is scheduled: delay */
+	ENGINE_EV_BREAKER,             /* a host's breaker changed: reason "a -> b" */
+	ENGINE_EV_QUEUE_DEPTH,         /* stage's input queue changed: records, batches */
+	ENGINE_EV_WAIT,                /* stage waits: reason */
+	ENGINE_EV_STOPPING,            /* engine_stop was asked (abort: how) */
+};
+
+/* One event. Everything pointed to is borrowed for the duration of the call. */
+struct engine_event {
+	enum engine_event_type type;
+	struct engine *engine;
+	struct stage *stage;           /* NULL for run events */
+	enum run_status status;        /* RUN_FINISHED, STAGE_FINISHED */
+	const char *error;             /* STAGE_FINISHED: why it failed (redacted) */
+	size_t records;                /* BATCH_*: records; QUEUE_DEPTH: records queued */
+	size_t batches;                /* QUEUE_DEPTH: batches queued */
+	const char *reason;            /* WAIT, BREAKER, RETRY, ATTEMPT: in words */
+	int attempt;                   /* ATTEMPT, RETRY: number (from 1) */
+	long http_status;              /* ATTEMPT: 0 when no answer */
+	double delay;                  /* RETRY: seconds until it */
+	bool abort;                    /* STOPPING: abort rather than graceful */
+};
+
+/* An observer: event(arg, ev) is called on the loop, synchronously, as
+ * things happen. It must not call back into the engine except through the
+ * read-only accessors (engine_stage_at & co.) and must not destroy it. */
+struct engine_observer {
+	void (*event)(void *arg, const struct engine_event *ev);
+	void *arg;
+};
+
+/* How engine_stop stops a run. */
+enum engine_stop_how {
+	/* Start nothing new, interrupt every stage, and let transfers in flight
+	 * finish for up to the drain grace so their answers are journaled. */
+	ENGINE_STOP_GRACEFUL,
+	/* As graceful, but wait for nothing: the run ends on the next loop
+	 * iteration. A second call during a graceful stop's drain ends it. */
+	ENGINE_STOP_ABORT,
+};
+
+/* Called once when the run has ended (after the drain of transfers in
+ * flight and the RUN_FINISHED event), from a watcher on the loop, never from
+ * inside engine_start or engine_stop. status: ST_SUCCEEDED, ST_FAILED (a
+ * stage failed or was cancelled) or ST_INTERRUPTED (engine_stop). The
+ * callback may destroy e. */
+typedef void (*engine_done_fn)(struct engine *e, enum run_status status, void *arg);
 
 struct engine_opts {
 	const struct spec *spec;
@@ -45,6 +109,15 @@ struct engine_opts {
 	 * paths render run.id, run.started and run.date of it) and whose
 	 * Idempotency-Key values requests send again; 0: run_id. */
 	int64_t paths_run_id;
+	/* Host pools, rate limits and breakers shared with other runs on the
+	 * loop (borrowed; NULL = the engine makes its own). */
+	struct hostreg *hosts;
+	/* Per stage in spec order: the kind that runs it (NULL array or entry =
+	 * the registry's kind); tests substitute fakes. Borrowed. */
+	const struct stage_kind *const *kinds;
+	/* Told about everything that happens (copied; their args borrowed). */
+	const struct engine_observer *observers;
+	size_t n_observers;
 };
 
 /* What a resume of a run would do with each stage. */
@@ -57,9 +130,11 @@ enum resume_action {
 /* Fills act[i] (spec order) from done[i] (stage i succeeded). */
 void engine_resume_plan(const struct dag *g, const bool *done, enum resume_action *act);
 
-/* Builds the run: creates every stage (compiling expressions, opening sinks).
- * Returns NULL and *err on a setup error (nothing ran). */
-struct engine *engine_create(const struct engine_opts *o, char **err);
+/* Builds the run on loop (borrowed; it must outlive the engine): creates
+ * every stage (compiling expressions, opening sinks) and records the stage
+ * rows. Nothing runs until engine_start. Returns the engine (the caller
+ * destroys it), or NULL and *err (malloc'd) on a setup error. */
+struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, char **err);
 /* The object templates see as run (id, pipeline, dir, and started and date
  * as recorded in st) for run run_id of s. Caller owns it. */
 json_t *engine_run_object(const struct spec *s, struct state *st, int64_t run_id);
@@ -68,14 +143,26 @@ json_t *engine_run_object(const struct spec *s, struct state *st, int64_t run_id
  * with *err set (malloc'd). */
 char *engine_render_sink_path(const struct spec *s, const json_t *params, const json_t *run,
                               const char *tmpl, char **err);
-/* Runs the loop to completion. Returns the run's final status. */
-enum run_status engine_run(struct engine *e);
+/* Starts the run and returns at once; the caller runs the loop. on_done(e,
+ * status, arg) is called exactly once when the run has ended. Call once. */
+void engine_start(struct engine *e, engine_done_fn on_done, void *arg);
+/* Asks a started run to stop (see engine_stop_how). Returns at once; the
+ * run ends through on_done. Calls after the run ended are ignored. */
+void engine_stop(struct engine *e, enum engine_stop_how how);
 /* The first failure of the run in stage order: its message (borrowed) and
  * stage id in *stage; NULL when no stage failed. */
 const char *engine_first_error(const struct engine *e, const char **stage);
-/* The signal that interrupted the run (0 when none). */
-int engine_signal(const struct engine *e);
+/* Frees the run (NULL-safe): transfers still in flight are abandoned. Call
+ * before engine_start, after on_done, or from on_done. */
 void engine_destroy(struct engine *e);
+
+/* ---- for observers ---- */
+/* The stages, in spec order (engine_stage_at(e, i), i < engine_stage_count). */
+size_t engine_stage_count(const struct engine *e);
+struct stage *engine_stage_at(struct engine *e, size_t i);
+/* The run's state database and id (as given in the opts). */
+struct state *engine_state(const struct engine *e);
+int64_t engine_run_id(const struct engine *e);
 
 /* ---- for stages ---- */
 struct ev_loop *engine_loop(struct engine *e);

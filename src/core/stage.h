@@ -75,7 +75,8 @@ struct stage {
 
 	bool want_run;                 /* resume() wanted when there is room */
 	bool finish_called;
-	bool dirty;                    /* stats changed since last persisted */
+	bool dirty;                    /* stats changed since the state writer last
+	                                  recorded them (it clears the flag) */
 	ev_timer timeout;              /* stage_timeout, armed when the stage starts */
 	json_t *replay;                /* dlq replay of a source fetch: the requests
 	                                  ({method, url, body}) to send instead of its
