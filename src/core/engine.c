@@ -857,6 +857,10 @@ void engine_start(struct engine *e, engine_done_fn on_done, void *arg)
 	e->done_arg = arg;
 	e->phase = PHASE_RUNNING;
 	e->started_mono = now_mono();
+	/* The loop's time may be that of its last iteration, or of its
+	 * creation (setting up the run takes a while): the timeouts count from
+	 * now. */
+	ev_now_update(e->loop);
 	notify(e, &ev);
 	ev_check_start(e->loop, &e->sched_check);
 	ev_prepare_start(e->loop, &e->journal_prep);
