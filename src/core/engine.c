@@ -108,6 +108,37 @@ static void notify(struct engine *e, struct engine_event *ev)
 		e->obs[i].event(e->obs[i].arg, ev);
 }
 
+/* The requester's attempts, retries and breaker changes, as events of the
+ * stage the request belongs to. */
+static void on_request_fact(void *arg, const struct request_fact *f)
+{
+	struct engine *e = arg;
+	int i = spec_stage_index(e->spec, f->stage);
+	struct engine_event ev = {
+		.stage = i >= 0 ? &e->stages[i] : NULL,
+		.attempt = f->attempt, .http_status = f->http_status, .delay = f->delay,
+	};
+
+	switch (f->type) {
+	case REQUEST_FACT_ATTEMPT:
+		ev.type = ENGINE_EV_ATTEMPT;
+		ev.reason = f->error;
+		break;
+	case REQUEST_FACT_RETRY:
+		ev.type = ENGINE_EV_RETRY;
+		break;
+	case REQUEST_FACT_BREAKER:
+		ev.type = ENGINE_EV_BREAKER;
+		ev.reason = f->message;
+		break;
+	default:
+		return;
+	}
+	if (ev.stage)
+		ev.status = ev.stage->status;
+	notify(e, &ev);
+}
+
 static void notify_stage(struct stage *st, enum engine_event_type type)
 {
 	struct engine_event ev = { .type = type, .stage = st, .status = st->status,
@@ -752,6 +783,8 @@ struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, 
 	e->rq = requester_create(e->loop, e->http, s, o->run_id);
 	if (o->paths_run_id > 0)
 		requester_set_key_run(e->rq, o->paths_run_id);
+	if (e->n_obs > 0)
+		requester_listen(e->rq, on_request_fact, e);
 	e->run_obj = engine_run_object(s, o->state, o->run_id);
 	/* A dlq replay adds to the files the replayed run wrote: its sink
 	 * paths are rendered with that run's id, start and date. */

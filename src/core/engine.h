@@ -41,9 +41,11 @@ enum engine_event_type {
 	ENGINE_EV_STAGE_FINISHED,      /* stage terminal: status, error */
 	ENGINE_EV_BATCH_EMITTED,       /* stage sent records downstream */
 	ENGINE_EV_BATCH_LOADED,        /* a sink committed records */
-	ENGINE_EV_ATTEMPT,             /* a request attempt ended */
-	ENGINE_EV_RETRY,               /* a retry is scheduled: delay */
-	ENGINE_EV_BREAKER,             /* a host's breaker changed: reason "a -> b" */
+	ENGINE_EV_ATTEMPT,             /* a request attempt ended: attempt, http_status,
+	                                  reason (the error; NULL when it succeeded) */
+	ENGINE_EV_RETRY,               /* attempt is scheduled in delay seconds */
+	ENGINE_EV_BREAKER,             /* a host's breaker changed: reason
+	                                  ("circuit breaker for H: a -> b") */
 	ENGINE_EV_QUEUE_DEPTH,         /* stage's input queue changed: records, batches */
 	ENGINE_EV_WAIT,                /* stage waits: reason */
 	ENGINE_EV_STOPPING,            /* engine_stop was asked (abort: how) */
@@ -58,7 +60,7 @@ struct engine_event {
 	const char *error;             /* STAGE_FINISHED: why it failed (redacted) */
 	size_t records;                /* BATCH_*: records; QUEUE_DEPTH: records queued */
 	size_t batches;                /* QUEUE_DEPTH: batches queued */
-	const char *reason;            /* WAIT, BREAKER, RETRY, ATTEMPT: in words */
+	const char *reason;            /* WAIT, BREAKER, ATTEMPT: in words */
 	int attempt;                   /* ATTEMPT, RETRY: number (from 1) */
 	long http_status;              /* ATTEMPT: 0 when no answer */
 	double delay;                  /* RETRY: seconds until it */

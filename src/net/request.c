@@ -141,6 +141,8 @@ struct requester {
 	size_t n_rows, cap_rows;
 	struct event_row *events;
 	size_t n_events, cap_events;
+	request_fact_fn fact_fn;       /* requester_listen */
+	void *fact_arg;
 };
 
 static void admit(struct request *r);
@@ -352,6 +354,18 @@ static void q_remove(struct pool *p, struct request *r)
 }
 
 /* Buffers one attempt row (written by requester_flush). */
+void requester_listen(struct requester *rq, request_fact_fn fn, void *arg)
+{
+	rq->fact_fn = fn;
+	rq->fact_arg = arg;
+}
+
+static void tell(struct requester *rq, const struct request_fact *f)
+{
+	if (rq->fact_fn)
+		rq->fact_fn(rq->fact_arg, f);
+}
+
 static void record_attempt(struct request *r, long status, const char *error, double dur)
 {
 	struct requester *rq = r->rq;
@@ -386,6 +400,9 @@ static void record_attempt(struct request *r, long status, const char *error, do
 	              "rate", a->wait_rate, "concurrency", a->wait_concurrency,
 	              "breaker", a->wait_breaker);
 	json_array_append_new(r->history, h);
+	tell(rq, &(struct request_fact){ .type = REQUEST_FACT_ATTEMPT, .stage = r->stage,
+	                                 .attempt = r->attempt, .http_status = status,
+	                                 .error = a->error });
 	/* The waits belong to this attempt; the next one starts from zero. */
 	r->wait_backoff = r->wait_retry_after = 0;
 	memset(r->wait_block, 0, sizeof(r->wait_block));
@@ -849,6 +866,8 @@ static void log_breaker(struct pool *p, const char *stage, enum breaker_state be
 	                breaker_state_name(before), breaker_state_name(p->br.state));
 	log_warn("%s", msg);
 	record_event(p->rq, stage, "breaker", msg);
+	tell(p->rq, &(struct request_fact){ .type = REQUEST_FACT_BREAKER, .stage = stage,
+	                                    .message = msg });
 	free(msg);
 }
 
@@ -877,6 +896,8 @@ static void attempt_failed(struct request *r, enum attempt_class c, long status,
 		ev_timer_init(&r->timer, backoff_cb, delay, 0);
 		r->timer.data = r;
 		ev_timer_start(r->rq->loop, &r->timer);
+		tell(r->rq, &(struct request_fact){ .type = REQUEST_FACT_RETRY, .stage = r->stage,
+		                                    .attempt = r->attempt + 1, .delay = delay });
 		if (r->on_wait)
 			r->on_wait(r->arg);
 		return;

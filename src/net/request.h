@@ -94,6 +94,27 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
  * called. In-flight attempts finish in http.c and are ignored. */
 void request_cancel_owner(struct requester *rq, void *owner);
 
+/* What happened to a request, for whoever watches the requester (the
+ * engine hands it on to its observers). Borrowed for the call. */
+enum request_fact_type {
+	REQUEST_FACT_ATTEMPT,          /* an attempt ended: attempt, http_status, error */
+	REQUEST_FACT_RETRY,            /* attempt is due in delay seconds */
+	REQUEST_FACT_BREAKER,          /* a host's breaker changed: message */
+};
+struct request_fact {
+	enum request_fact_type type;
+	const char *stage;             /* the stage the request belongs to */
+	int attempt;                   /* from 1 */
+	long http_status;              /* ATTEMPT: 0 without an answer */
+	const char *error;             /* ATTEMPT: NULL when it succeeded (redacted) */
+	double delay;                  /* RETRY: seconds */
+	const char *message;           /* BREAKER: "circuit breaker for H: a -> b" */
+};
+typedef void (*request_fact_fn)(void *arg, const struct request_fact *f);
+/* fn(arg, fact) is called, on the loop, for every fact from now on (one
+ * listener; NULL: none). It must not start or cancel requests. */
+void requester_listen(struct requester *rq, request_fact_fn fn, void *arg);
+
 /* Writes buffered attempt, event and journal rows (call inside
  * state_begin/commit). */
 void requester_flush(struct requester *rq, struct state *st);

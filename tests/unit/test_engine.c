@@ -209,6 +209,7 @@ struct run {
 	int ev_batches, ev_waits, ev_stopping;
 	size_t max_depth;
 	bool finished_before_done;
+	struct buf facts;              /* "A1:503 R2 B:... A2:200" */
 };
 
 static int n_running;            /* runs started and not done */
@@ -231,6 +232,19 @@ static void observe(void *arg, const struct engine_event *ev)
 	case ENGINE_EV_QUEUE_DEPTH:
 		if (ev->records > r->max_depth)
 			r->max_depth = ev->records;
+		break;
+	case ENGINE_EV_ATTEMPT:
+		buf_printf(&r->facts, "%sA%d:%ld%s%s", r->facts.len ? " " : "", ev->attempt,
+		           ev->http_status, ev->reason ? ":" : "",
+		           ev->stage ? ev->stage->spec->id : "?");
+		break;
+	case ENGINE_EV_RETRY:
+		buf_printf(&r->facts, "%sR%d%s", r->facts.len ? " " : "", ev->attempt,
+		           ev->delay > 0 ? "" : ":nodelay");
+		break;
+	case ENGINE_EV_BREAKER:
+		buf_printf(&r->facts, "%sB[%s]", r->facts.len ? " " : "",
+		           strstr(ev->reason, ": ") ? strstr(ev->reason, ": ") + 2 : ev->reason);
 		break;
 	default: break;
 	}
@@ -310,6 +324,7 @@ static void run_free(struct run *r)
 	spec_free(r->s);
 	json_decref(r->params);
 	free(r->kinds);
+	buf_free(&r->facts);
 	free(r);
 }
 
@@ -658,6 +673,39 @@ static struct run *gated_run(const char *name, const char *gate)
 	return r;
 }
 
+static void test_request_facts(void)
+{
+	char *yaml = xasprintf("pipeline: facts\n"
+	                       "hosts:\n"
+	                       "  '127.0.0.1:%d': { breaker: { failures: 1, cooldown: 20ms } }\n"
+	                       "stages:\n"
+	                       "  web:\n"
+	                       "    fetch:\n"
+	                       "      url: 'http://127.0.0.1:%d/seq/facts?codes=503,200'\n"
+	                       "      retry: { attempts: 3, backoff: constant, initial: 10ms,"
+	                       " jitter: none, on: [5xx] }\n"
+	                       "  out: { needs: [web], load: { stdout: { format: jsonl } } }\n",
+	                       mock_port, mock_port);
+	struct run *r;
+	char *t;
+
+	fake_new("out");
+	r = run_new("facts", yaml, true);
+	free(yaml);
+	run_start(r);
+	ev_run(loop, 0);
+	is_int(r->status, ST_SUCCEEDED, "facts: the run succeeded");
+	t = buf_steal(&r->facts);
+	/* The 503 opens the breaker (the breaker hears an answer before its
+	 * attempt is recorded); the retry waits out the cool-down and is the
+	 * half-open trial, whose success closes it. */
+	is_str(t, "B[closed -> open] A1:503:web R2 B[open -> half-open] B[half-open -> closed] "
+	       "A2:200web", "facts: attempts, retry and breaker changes, in order");
+	free(t);
+	run_free(r);
+	fakes_free();
+}
+
 static void test_stop_graceful(void)
 {
 	struct run *r = gated_run("graceful", "g1");
@@ -742,6 +790,7 @@ int main(void)
 	test_stop_before_start();
 	if (mock && *mock) {
 		start_mock(mock);
+		test_request_facts();
 		test_stop_graceful();
 		test_stop_abort();
 		stop_mock();
