@@ -559,6 +559,41 @@ static void test_stop_before_start(void)
 	fakes_free();
 }
 
+static void done_destroy(struct engine *e, enum run_status status, void *arg)
+{
+	struct run *r = arg;
+
+	r->done_calls++;
+	r->status = status;
+	engine_destroy(e);
+	r->e = NULL;
+	if (--n_running == 0)
+		ev_break(loop, EVBREAK_ALL);
+}
+
+static void test_destroy_in_done(void)
+{
+	struct fake *out;
+	struct run *r;
+
+	fake_new("src");
+	out = fake_new("out");
+	r = run_new("destroy", "pipeline: destroy\n"
+	            "stages:\n"
+	            "  src: { fetch: { file: none.jsonl } }\n"
+	            "  out: { needs: [src], load: { stdout: { format: jsonl } } }\n", false);
+	n_running++;
+	engine_start(r->e, done_destroy, r);
+	ev_run(loop, 0);
+	is_int(r->done_calls, 1, "destroy in on_done: called once");
+	is_int(r->status, ST_SUCCEEDED, "destroy in on_done: succeeded");
+	is_int(out->got_records, 3, "destroy in on_done: the sink got every record");
+	ok(r->e == NULL, "destroy in on_done: the engine is gone");
+	spin(3);
+	run_free(r);
+	fakes_free();
+}
+
 /* ------------------------------------------------------------ mockapi */
 
 static pid_t mock_pid = -1;
@@ -788,6 +823,7 @@ int main(void)
 	test_cancellation();
 	test_two_runs();
 	test_stop_before_start();
+	test_destroy_in_done();
 	if (mock && *mock) {
 		start_mock(mock);
 		test_request_facts();
