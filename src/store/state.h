@@ -1,7 +1,8 @@
 /*
- * state: the run-state database (SQLite, WAL). Only state.c includes
- * sqlite3.h; all SQL lives there as named constants, prepared once and reset
- * after use. Schema version is PRAGMA user_version; migrations run on open.
+ * state: the run-state database (SQLite, WAL). Only the state*.c files
+ * include sqlite3.h; all SQL lives there as named constants (one file per
+ * topic: runs, stages, attempts, journal), prepared once and reset after
+ * use. Schema version is PRAGMA user_version; migrations run on open.
  *
  * Tables (see man/pipectl.1, FILES):
  *   runs(id, pipeline, path, hash, params, status, started, finished, error)
