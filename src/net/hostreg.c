@@ -168,15 +168,23 @@ static const char *pos_text(const struct pos *ps, char *out, size_t n)
 	return out;
 }
 
+/* name lowercased, malloc'd: pools are keyed without case, as hosts are. */
+static char *pool_key(const char *name)
+{
+	char *k = xstrdup(name), *c;
+
+	for (c = k; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	return k;
+}
+
 void hostreg_declare(struct requester *rq, const struct host_limits *h)
 {
 	struct hostreg *hr = rq->hr;
 	struct pool *p;
-	char *name = xstrdup(h->name), *c;
+	char *name = pool_key(h->name);
 
-	for (c = name; *c; c++)
-		if (*c >= 'A' && *c <= 'Z')
-			*c = (char)(*c - 'A' + 'a');
 	p = pool_find(hr, name);
 	if (!p) {
 		p = pool_new(hr, name);
@@ -202,8 +210,10 @@ struct pool *hostreg_pool_for(struct requester *rq, const char *name, const char
 	char *host;
 
 	if (name) {
-		if (!(p = pool_find(hr, name)))
-			p = pool_new(hr, name);
+		char *k = pool_key(name);
+		if (!(p = pool_find(hr, k)))
+			p = pool_new(hr, k);
+		free(k);
 		pool_ref(rq, p, false);
 		return p;
 	}

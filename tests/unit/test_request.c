@@ -544,6 +544,20 @@ static void test_concurrency_and_rate(void)
 	outcome_free(o, 10);
 	rig_free(&g);
 
+	/* A pool named by a stage's pool:, in another case than its entry. */
+	memset(o, 0, sizeof(o));
+	h = limits("Slow", 1, 0, 0, 0, 0, 0);
+	rig_init(&g, okay, N_OF(okay), &h, 1);
+	s.pool = "Slow";
+	for (i = 0; i < 4; i++)
+		request_start(g.rq, &s, on_done, &o[i]);
+	is_int(run_until(g.loop, o, 4, 4), 4, "pool: all four answered");
+	is_int(g.f.max_inflight, 1, "pool: the named pool's concurrency (1) holds");
+	is_int(hostreg_pools(g.hr), 1, "pool: one pool, whatever the case of its name");
+	s.pool = NULL;
+	outcome_free(o, 4);
+	rig_free(&g);
+
 	/* rate 1024/s, burst 2; the clock moves only when the test says. */
 	memset(o, 0, sizeof(o));
 	rig_init(&g, okay, N_OF(okay), &r, 1);
