@@ -9,6 +9,7 @@
  */
 #include "net/hostreg.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,11 @@ void hostreg_destroy(struct hostreg *hr)
 {
 	if (!hr)
 		return;
-	while (hr->pools)
+	while (hr->pools) {
+		/* Every requester is destroyed before its registry. */
+		assert(hr->pools->users == 0);
 		pool_free(hr->pools);
+	}
 	free(hr);
 }
 
@@ -339,6 +343,7 @@ void pool_attempt_done(struct pool *p, struct request *r, bool failure, bool can
 {
 	enum breaker_state before = p->br.state;
 
+	assert(p->inflight > 0);
 	p->inflight--;
 	/* Also for a request nobody waits for any more: the answer still tells
 	 * about the host, and a half-open breaker waits for its trial's. */

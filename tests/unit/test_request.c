@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "net/hostreg.h"
@@ -650,7 +651,28 @@ static void test_shared_pools(void)
 	memset(o, 0, sizeof(o));
 	h5.pos.file = "other.yaml";
 	h5.pos.line = 7;
-	pair_init(&q, okay, N_OF(okay), &h1, &h5);
+	{
+		/* The warning goes to stderr: catch it in a file. */
+		FILE *tmp = tmpfile();
+		char text[1024] = "";
+		int saved = dup(2);
+		size_t n;
+		fflush(stderr);
+		dup2(fileno(tmp), 2);
+		pair_init(&q, okay, N_OF(okay), &h1, &h5);
+		fflush(stderr);
+		dup2(saved, 2);
+		close(saved);
+		rewind(tmp);
+		n = fread(text, 1, sizeof(text) - 1, tmp);
+		while (n > 0 && text[n - 1] == '\n')
+			n--;
+		text[n] = '\0';
+		fclose(tmp);
+		ok(strstr(text, "other.yaml:7:1: hosts: s.test declares other limits than "
+		                "test.yaml:1:1") != NULL,
+		   "first wins: a warning names both declarations (%s)", text);
+	}
 	for (i = 0; i < 8; i++)
 		request_start(i % 2 ? q.b : q.a, &s, on_done, &o[i]);
 	is_int(run_until(q.loop, o, 8, 8), 8, "first wins: all answered");
