@@ -56,6 +56,8 @@ struct engine {
 	struct ev_loop *loop;
 	struct http *http;
 	struct requester *rq;
+	struct hostreg *hosts;         /* host pools: engine_opts.hosts, or own_hosts */
+	struct hostreg *own_hosts;     /* made when the opts gave none */
 	json_t *run_obj;
 	struct expr_scope scope;
 	json_t *path_run_obj;          /* run as sink paths see it (owned) */
@@ -780,7 +782,13 @@ struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, 
 		e->n_obs = o->n_observers;
 	}
 	e->http = http_create(e->loop, s->concurrency);
-	e->rq = requester_create(e->loop, e->http, s, o->run_id);
+	{
+		struct transport tr;
+		http_transport(e->http, &tr);
+		/* Runs sharing a registry share their hosts' limits and breakers. */
+		e->hosts = o->hosts ? o->hosts : (e->own_hosts = hostreg_create(e->loop));
+		e->rq = requester_create(e->loop, &tr, e->hosts, s->hosts, s->n_hosts, o->run_id);
+	}
 	if (o->paths_run_id > 0)
 		requester_set_key_run(e->rq, o->paths_run_id);
 	if (e->n_obs > 0)
@@ -961,6 +969,8 @@ void engine_destroy(struct engine *e)
 	e->http = NULL;
 	requester_destroy(e->rq);
 	e->rq = NULL;
+	hostreg_destroy(e->own_hosts);
+	e->hosts = e->own_hosts = NULL;
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[i];
 		if (st->kind)

@@ -24,6 +24,7 @@
 #include "core/state_writer.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "net/hostreg.h"
 #include "net/http.h"
 #include "store/state.h"
 #include "tap.h"
@@ -213,6 +214,7 @@ struct run {
 };
 
 static int n_running;            /* runs started and not done */
+static struct hostreg *shared_hosts;   /* given to the runs made meanwhile */
 
 static void observe(void *arg, const struct engine_event *ev)
 {
@@ -300,6 +302,7 @@ static struct run *run_new(const char *name, const char *yaml, bool real_fetch)
 		struct engine_opts o = { .spec = r->s, .dag = r->g, .params = r->params,
 		                         .state = db, .run_id = r->run_id, .quiet = true,
 		                         .replay_stage = -1, .kinds = r->kinds,
+		                         .hosts = shared_hosts,
 		                         .observers = obs, .n_observers = 2 };
 		r->e = engine_create(loop, &o, &err);
 	}
@@ -741,6 +744,85 @@ static void test_request_facts(void)
 	fakes_free();
 }
 
+/* The answers the mock holds at gate now. */
+static int gate_waiting(const char *gate)
+{
+	char *path = xasprintf("/gate/%s", gate), *s = mock_get(path);
+	const char *w = strstr(s, "\"waiting\":");
+	int n = w ? atoi(w + 10) : -1;
+
+	free(s);
+	free(path);
+	return n;
+}
+
+static size_t inflight(struct run *a, struct run *b)
+{
+	return http_inflight(engine_http(a->e)) + http_inflight(engine_http(b->e));
+}
+
+static void test_shared_host(void)
+{
+	const char *fmt = "pipeline: %s\n"
+	                  "hosts:\n"
+	                  "  '127.0.0.1:%d': { concurrency: 1 }\n"
+	                  "stages:\n"
+	                  "  %s: { fetch: { url: 'http://127.0.0.1:%d/json/%d?gate=%s' } }\n"
+	                  "  %s: { needs: [%s], load: { stdout: { format: jsonl } } }\n";
+	char *ya = xasprintf(fmt, "share_a", mock_port, "web_a", mock_port, 1, "sa", "out_a",
+	                     "web_a");
+	char *yb = xasprintf(fmt, "share_b", mock_port, "web_b", mock_port, 2, "sb", "out_b",
+	                     "web_b");
+	struct fake *oa, *ob;
+	struct run *ra, *rb;
+	const char *first, *second;
+	double end;
+	char *s;
+
+	/* Two runs on one loop and one registry, one request each to a host
+	 * of concurrency 1: the second request is sent only once the first
+	 * answer is in. */
+	shared_hosts = hostreg_create(loop);
+	oa = fake_new("out_a");
+	ob = fake_new("out_b");
+	ra = run_new("share_a", ya, true);
+	rb = run_new("share_b", yb, true);
+	run_start(ra);
+	run_start(rb);
+	end = now_mono() + 60;
+	while (gate_waiting("sa") + gate_waiting("sb") < 1) {
+		ev_run(loop, EVRUN_NOWAIT);
+		if (now_mono() > end) {
+			printf("Bail out! no request reached the mock\n");
+			exit(1);
+		}
+		usleep(10000);
+	}
+	spin(20);
+	first = gate_waiting("sa") == 1 ? "sa" : "sb";
+	second = first[1] == 'a' ? "sb" : "sa";
+	is_int(inflight(ra, rb), 1, "shared host: one transfer in flight across both runs");
+	is_int(gate_waiting(second), 0, "shared host: the other run's request waits for the pool");
+	s = mock_get(first[1] == 'a' ? "/gate/sa/open" : "/gate/sb/open");
+	free(s);
+	wait_gate(second, 1);
+	is_int(inflight(ra, rb), 1, "shared host: then the other one, alone");
+	s = mock_get(second[1] == 'a' ? "/gate/sa/open" : "/gate/sb/open");
+	free(s);
+	if (n_running > 0)
+		ev_run(loop, 0);
+	is_int(ra->status, ST_SUCCEEDED, "shared host: the first run succeeded");
+	is_int(rb->status, ST_SUCCEEDED, "shared host: the second run succeeded");
+	is_int(oa->got_records + ob->got_records, 2, "shared host: both answers loaded");
+	run_free(ra);
+	run_free(rb);
+	hostreg_destroy(shared_hosts);
+	shared_hosts = NULL;
+	fakes_free();
+	free(ya);
+	free(yb);
+}
+
 static void test_stop_graceful(void)
 {
 	struct run *r = gated_run("graceful", "g1");
@@ -827,6 +909,7 @@ int main(void)
 	if (mock && *mock) {
 		start_mock(mock);
 		test_request_facts();
+		test_shared_host();
 		test_stop_graceful();
 		test_stop_abort();
 		stop_mock();
