@@ -15,7 +15,6 @@
 ALLOW='
 core/dag -> core/config  # dag.h includes spec.h, the header config.c implements: gone when spec.h has a .c of its own (config split)
 stages/paginate -> stages/http_job  # paginate.h works on struct job: gone when pagination keeps its own state
-net/hostreg -> net/request  # pools queue and admit struct request itself: gone when a pool sees only a waiter with callbacks
 '
 
 # This script runs no binary; defaults let it run outside make check too.
