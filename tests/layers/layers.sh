@@ -15,8 +15,6 @@
 ALLOW='
 core/dag -> core/config  # dag.h includes spec.h, the header config.c implements: gone when spec.h has a .c of its own (config split)
 stages/paginate -> stages/http_job  # paginate.h works on struct job: gone when pagination keeps its own state
-net/hostreg -> net/request  # pools queue and admit struct request itself: gone when a pool sees only a waiter with callbacks
-net/transport -> net/http  # transport.h borrows the request and result types of http.h: gone when the interface and its vocabulary are one header
 '
 
 # This script runs no binary; defaults let it run outside make check too.
