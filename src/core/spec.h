@@ -144,6 +144,8 @@ struct load_spec {
 
 enum stage_type { STAGE_FETCH = 0, STAGE_TRANSFORM, STAGE_LOAD };
 
+struct stage_kind;
+
 struct stage_spec {
 	char *id;
 	struct pos pos;                /* of the stage's key */
@@ -154,6 +156,9 @@ struct stage_spec {
 	size_t n_needs;
 	enum stage_type type;
 	struct pos type_pos;           /* of the fetch:/transform:/load: key */
+	const struct stage_kind *kind; /* from the registry (core/stage.h) */
+	void *opts;                    /* the kind's options struct (kind->opts_size
+	                                  bytes), filled from kind->options */
 	union {
 		struct fetch_spec fetch;
 		struct transform_spec transform;

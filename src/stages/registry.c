@@ -3,6 +3,8 @@
  */
 #include "core/stage.h"
 
+#include <string.h>
+
 extern const struct stage_kind stage_fetch_http;
 extern const struct stage_kind stage_fetch_file;
 extern const struct stage_kind stage_transform;
@@ -38,4 +40,38 @@ const struct stage_kind *stage_kind_for(const struct stage_spec *spec)
 		}
 	}
 	return &stage_transform;
+}
+
+const struct stage_kind *stage_kind_by_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; stage_kinds[i]; i++)
+		if (strcmp(stage_kinds[i]->name, name) == 0)
+			return stage_kinds[i];
+	return NULL;
+}
+
+const struct stage_kind *stage_kind_find(const char *role, const char *selector)
+{
+	size_t i;
+
+	for (i = 0; stage_kinds[i]; i++) {
+		const struct stage_kind *k = stage_kinds[i];
+		if (!k->role || strcmp(k->role, role) != 0)
+			continue;
+		if (!selector ? !k->selector : k->selector && strcmp(k->selector, selector) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+bool stage_role_known(const char *role)
+{
+	size_t i;
+
+	for (i = 0; stage_kinds[i]; i++)
+		if (stage_kinds[i]->role && strcmp(stage_kinds[i]->role, role) == 0)
+			return true;
+	return false;
 }
