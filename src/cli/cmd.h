@@ -8,6 +8,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "base/units.h"
+#include "core/config.h"
 
 enum {
 	EXIT_OK = 0,          /* success */

@@ -63,8 +63,9 @@ enum opt_flag {
 };
 
 /*
- * A read hook (OPT_CUSTOM): reads value v of key k (both non-NULL, v maybe
- * an alias node, already reported) into field (the option's place in the
+ * A read hook (OPT_CUSTOM): reads value v of key k (both NULL when the key
+ * is absent, so the hook can store defaults; v may be an alias node, already
+ * reported) into field (the option's place in the
  * options struct). Reports its own errors through the opt_* functions
  * below. opts is the whole options struct, for hooks that fill several
  * fields.
@@ -163,20 +164,66 @@ void opt_check_jq(struct opt_ctx *c, const struct sval *sv, const char *name);
 void opt_check_no_record(struct opt_ctx *c, const struct ynode *node, const char *src,
                          bool tmpl, const char *label, const char *stage);
 
-/* Reports an unknown key of m (allowed: NULL-terminated; where: "in x"). */
+/* Checks that v (the value of a key; what names it in messages) is a
+ * mapping (null counts as an empty one) and reports keys not in allowed
+ * (NULL-terminated; NULL: any key), suggesting the closest; where is "in
+ * fetch" etc. Returns false when v is no mapping. */
 bool opt_map_check(struct opt_ctx *c, const struct ynode *v, const char *what,
                    const char *where, const char *const *allowed);
 
-/* The YAML tree, for hooks that walk a value themselves. */
-bool ynode_is_map(const struct ynode *n);
-bool ynode_is_seq(const struct ynode *n);
-bool ynode_is_scalar(const struct ynode *n);   /* a scalar, null included */
-size_t ynode_len(const struct ynode *n);         /* map: pairs; seq: items; else 0 */
-const struct ynode *ynode_key(const struct ynode *m, size_t i);  /* i-th key */
-const struct ynode *ynode_value(const struct ynode *m, size_t i);
-const struct ynode *ynode_item(const struct ynode *s, size_t i);
-/* A scalar's text (NULL for other nodes); a repeated key reads as NULL. */
-const char *ynode_text(const struct ynode *n);
+/* "missing required key \"name\" where" at p. */
+void opt_missing(struct opt_ctx *c, struct pos p, const char *name, const char *where);
+
+/* The best candidate among cands for a misspelt name, or NULL. */
+const char *opt_suggest(const char *name, const char *const *cands, size_t n);
+
+/* ^[A-Za-z_][A-Za-z0-9_]*$ (digit_first: a digit may start it; extra:
+ * further characters allowed after the first). */
+bool opt_name_ok(const char *s, bool digit_first, const char *extra);
+
+/* An HTTP token: [!#$%&'*+.^_`|~0-9A-Za-z-]+ */
+bool opt_token_ok(const char *s);
+
+/* Readers of key name of mapping m, each reporting a wrong value. They
+ * leave *out alone when the key is absent or its value invalid. */
+const struct ynode *opt_get_str(struct opt_ctx *c, const struct ynode *m, const char *name,
+                                struct sval *out);   /* returns the value node */
+void opt_get_plain_str(struct opt_ctx *c, const struct ynode *m, const char *name,
+                       char **out);
+const struct ynode *opt_get_integer(struct opt_ctx *c, const struct ynode *m,
+                                    const char *name, long long lo, long long hi,
+                                    long long *out);  /* the node when read */
+void opt_get_int(struct opt_ctx *c, const struct ynode *m, const char *name, long long lo,
+                 long long hi, int *out);
+void opt_get_bool(struct opt_ctx *c, const struct ynode *m, const char *name, int *out);
+void opt_get_duration(struct opt_ctx *c, const struct ynode *m, const char *name,
+                      double *out);
+void opt_get_size(struct opt_ctx *c, const struct ynode *m, const char *name,
+                  long long *out);
+/* Returns the index in vals (NULL-terminated), or -1; keep (may be NULL)
+ * gets the word with its position. */
+int opt_get_enum(struct opt_ctx *c, const struct ynode *m, const char *name,
+                 const char *const *vals, struct sval *keep);
+/* A string or a sequence of strings, appended to *v / *n (copies).
+ * Returns the value node (NULL when absent); an empty sequence is fine. */
+const struct ynode *opt_get_str_list(struct opt_ctx *c, const struct ynode *m,
+                                     const char *name, struct sval **v, size_t *n);
+/* The node that sv of list was read from (list itself when a scalar);
+ * the search starts at *from (0 for the first value) and moves it on. */
+const struct ynode *opt_list_item(const struct ynode *list, const struct sval *sv,
+                                  size_t *from);
+
+/* retry: under m into r (a struct retry_spec). opt_read_retry is the same
+ * as a read hook (field: the struct retry_spec), opt_free_retry its free. */
+void opt_get_retry(struct opt_ctx *c, const struct ynode *m, struct retry_spec *r);
+void opt_read_retry(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
+                    const struct ynode *v, void *field, void *opts);
+void opt_free_retry(void *field);
+
+/* The stage being read: whether its needs: had errors of their own, and
+ * where its needs: key is (line 0 when absent). */
+bool opt_needs_bad(const struct opt_ctx *c);
+struct pos opt_needs_pos(const struct opt_ctx *c);
 
 /*
  * Every kind's options as JSON: [{"kind", "role", "selector", "nested",

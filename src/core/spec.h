@@ -1,14 +1,14 @@
 /*
- * config: reads a pipeline YAML file with libyaml into a typed spec that keeps
- * the source position of every value, so that any later error can point at a
- * line. Reading does no I/O beyond the file itself. All errors in a file are
- * collected (not just the first) as diagnostics; see diag.h.
+ * spec: a pipeline as read from its file (core/config.h reads it), every
+ * value with its source position. The common stage fields are here; what a
+ * stage of a given kind reads is the kind's own options struct (opts),
+ * described by its option table (core/option.h, stages/).
  *
- * Ownership: config_load returns a spec the caller frees with spec_free; every
- * string and array inside belongs to the spec.
+ * Ownership: a spec owns every string and array inside; spec_free frees it
+ * all, each stage's opts through its kind's table.
  */
-#ifndef PIPECTL_CONFIG_H
-#define PIPECTL_CONFIG_H
+#ifndef PIPECTL_SPEC_H
+#define PIPECTL_SPEC_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -199,23 +199,10 @@ struct spec {
 	size_t n_stages;
 };
 
-/*
- * Parses and checks path. Returns the spec, or NULL when any error was found;
- * every error found is appended to d (so callers print them all). Checks:
- * YAML syntax, duplicate keys, unknown keys (with a suggestion), types,
- * required keys, durations/sizes, stage references, cycles (dag.c), jq
- * expressions and ${...} templates (expr.c). A file larger than 16 MiB is
- * refused unread ("file too large").
- */
-struct spec *config_load(const char *path, struct diags *d);
+/* Frees s and everything in it. NULL-safe. */
 void spec_free(struct spec *s);
 
 /* Index of the stage named id, or -1. */
 int spec_stage_index(const struct spec *s, const char *id);
-
-/* Strict value parsers, shared with the command line. Return 0 or -1. */
-int parse_duration(const char *s, double *seconds);   /* 250ms 10s 5m 1h 1.5s */
-int parse_size(const char *s, long long *bytes);      /* 512 64KiB 64MiB 1GiB 10kB 5MB */
-int parse_rate(const char *s, double *per_second);    /* 5/s 300/m 1000/h 0.5/s */
 
 #endif

@@ -9,7 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/spec.h"
+#include "core/config.h"
+#include "base/units.h"
 #include "tap.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
