@@ -105,6 +105,11 @@ struct spec {
 	size_t n_stages;
 };
 
+/* Frees what the walker and kind stored in opts (not opts itself), through
+ * kind's table and hooks. NULL-safe. Defined with the list of kinds, in
+ * stages/registry.c: spec.c calls it without knowing the kinds. */
+void stage_opts_free(const struct stage_kind *kind, void *opts);
+
 /* Frees s and everything in it. NULL-safe. */
 void spec_free(struct spec *s);
 
