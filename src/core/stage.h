@@ -9,18 +9,80 @@
 #define PIPECTL_STAGE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <ev.h>
 #include <jansson.h>
 #include "core/spec.h"
+#include "core/option.h"
 #include "core/queue.h"
 #include "store/state.h"
 
 struct engine;
 struct stage;
 
+/* What a text a stage refers to is used for (a bit set): the callers that
+ * walk a spec's texts through the refs hook pick by it. */
+enum stage_ref_use {
+	REF_SECRETS = 1u << 0,         /* the env variables it reads are secrets */
+	REF_ENV = 1u << 1,             /* an unset env variable without a default is
+	                                  an error before the run starts */
+	REF_PARAM = 1u << 2,           /* where the stage reads from or writes to
+	                                  depends on it: a changed param matters on
+	                                  resume */
+};
+
+/* Called by a refs hook for each text (s NULL: skip) of a stage: tmpl true
+ * for a ${...} template, false for a jq program; label names it in messages
+ * ("\"url\"", "a header"); use is a set of enum stage_ref_use. */
+typedef void (*stage_ref_fn)(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                             const char *label);
+
 struct stage_kind {
-	const char *name;              /* "fetch.http", "transform", "load.sqlite", ... */
+	const char *name;              /* unique: the role, a dot, what it does with it */
 	const char *description;
+
+	/* ---- how the kind is written in a pipeline file */
+
+	const char *role;              /* the stage key it appears under: "fetch",
+	                                  "transform" or "load" */
+	const char *selector;          /* the key that picks the kind in the role's
+	                                  mapping ("url", "file", "sqlite"); NULL for
+	                                  the only kind of its role */
+	bool nested;                   /* options under the selector (load: {sqlite:
+	                                  {path}}) rather than beside it (fetch: {url,
+	                                  headers}) */
+	bool sink;                     /* writes records out of the run (a load) */
+	bool source;                   /* may run without needs (a fetch) */
+	bool journaled;                /* its answers are journaled: a resume replays
+	                                  them instead of asking again */
+	const struct opt *options;  /* NULL-key-terminated */
+	size_t opts_size;              /* of the options struct the walker fills */
+
+	/* Optional: cross-field rules after the walk (url vs file, body vs json,
+	 * fan-out rules); m is the mapping the options were read from, k its
+	 * key. Reports through opt_error(). */
+	void (*check)(struct opt_ctx *c, struct stage_spec *sp, const struct ynode *k,
+	              const struct ynode *m);
+
+	/* Optional: frees what the kind's custom readers stored in opts beyond
+	 * what option_free() knows (the struct itself is freed by the caller). */
+	void (*free_opts)(void *opts);
+
+	/* Optional: calls fn for every template and jq program the spec refers
+	 * to, with what each is used for. */
+	void (*refs)(const struct stage_spec *sp, stage_ref_fn fn, void *arg);
+
+	/* Optional (sinks): prints to out where the records went and how to look
+	 * at them, after a run in which the stage succeeded (records: how many
+	 * it wrote). */
+	void (*describe)(const struct stage_spec *sp, struct engine *e, struct state *st,
+	                 const struct spec *s, long long records, FILE *out);
+
+	/* Optional (sinks): the template of the local file the stage writes,
+	 * which a run leases so two runs never write it at once; NULL when none. */
+	const struct sval *(*writes)(const struct stage_spec *sp);
+
+	/* ---- what it does in a run */
 
 	/* Prepares the instance: compile expressions, open files. Runs before the
 	 * loop starts; returns 0, or -1 with *err (malloc'd) set. Required. */
@@ -85,7 +147,25 @@ struct stage {
 /* The kind that implements spec (never NULL for a valid spec). */
 const struct stage_kind *stage_kind_for(const struct stage_spec *spec);
 
-/* Every kind, for `pipectl kinds` style listings and tests. NULL-terminated. */
+/* Every kind, for `pipectl kinds` style listings and tests. NULL-terminated.
+ * Defined in stages/registry.c, the one list of kinds. */
 extern const struct stage_kind *const stage_kinds[];
+
+/* The kind named name (see stage_kinds), or NULL. */
+const struct stage_kind *stage_kind_by_name(const char *name);
+
+/* The kind of role ("fetch", "load") picked by key selector ("url",
+ * "sqlite"; NULL for a role with one kind and no selector), or NULL. */
+const struct stage_kind *stage_kind_find(const char *role, const char *selector);
+
+/* True when role is the stage key of some kind. */
+bool stage_role_known(const char *role);
+
+/*
+ * Every kind's options as JSON: [{"kind", "role", "selector", "nested",
+ * "options": [{"key", "type", "default", "min", "max", "words",
+ * "required", "inherit", "doc"}]}]. New reference.
+ */
+json_t *stage_kinds_json(void);
 
 #endif

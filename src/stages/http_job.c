@@ -15,6 +15,7 @@
 #include "base/jsonw.h"
 #include "base/log.h"
 #include "stages/http_job.h"
+#include "stages/http_opts.h"
 #include "stages/paginate.h"
 #include "base/util.h"
 
@@ -25,7 +26,7 @@
 /* The request settings: a fetch stage's own, or an http load's. */
 const struct fetch_spec *fspec(const struct stage *st)
 {
-	return st->spec->type == STAGE_LOAD ? &st->spec->u.load.http : &st->spec->u.fetch;
+	return http_opts_fetch(st->spec);
 }
 
 static struct expr *compile(struct stage *st, const char *src, const char *what,
@@ -66,8 +67,13 @@ int fh_create(struct stage *st, char **err)
 
 	st->ctx = c;
 	c->fanout = st->spec->n_needs > 0 && !st->replay;
-	c->sink = st->spec->type == STAGE_LOAD;
-	c->batch = c->sink && st->spec->u.load.batch > 1 ? st->spec->u.load.batch : 1;
+	c->sink = st->kind->sink;
+	if (c->sink) {
+		const struct load_http_opts *l = st->spec->opts;
+		c->batch = l->batch > 1 ? l->batch : 1;
+	} else {
+		c->batch = 1;
+	}
 	/* Source mode runs `records` in the emitter; fan-out runs it itself
 	 * (then merge) and uses the emitter only for batching. */
 	if (emitter_init(&c->em, st, c->fanout ? NULL : &f->records, err) != 0)

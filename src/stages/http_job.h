@@ -17,6 +17,7 @@
 #include "net/http.h"
 #include "net/request.h"
 #include "stages/records.h"
+#include "stages/http_opts.h"
 
 struct job {
 	struct stage *st;
