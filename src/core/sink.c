@@ -88,8 +88,9 @@ static void answer(struct stage *st, enum sink_result r, const char *reason)
 	engine_retry_policy(st, &p);
 	if (r == SINK_RETRY && st->sink_attempt < p.attempts) {
 		double d = retry_delay(&p, st->sink_attempt + 1, drand48());
-		log_warn("stage %s: %s, retry %d/%d in %.1fs", st->spec->id, reason,
-		         st->sink_attempt + 1, p.attempts, d);
+		log_warn("stage %s: %s, retry %d/%d in %.*f%s", st->spec->id, reason,
+		         st->sink_attempt + 1, p.attempts, d < 1 ? 0 : 1,
+		         d < 1 ? d * 1000 : d, d < 1 ? "ms" : "s");
 		ev_timer_set(&st->sink_retry, d, 0);
 		ev_timer_start(engine_loop(st->eng), &st->sink_retry);
 		return;

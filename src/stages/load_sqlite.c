@@ -915,8 +915,9 @@ fail:
 		engine_retry_policy(st, &p);
 		if (++c->finish_attempt < p.attempts) {
 			double d = retry_delay(&p, c->finish_attempt + 1, drand48());
-			log_warn("stage %s: %s, retry %d/%d in %.1fs", st->spec->id, err,
-			         c->finish_attempt + 1, p.attempts, d);
+			log_warn("stage %s: %s, retry %d/%d in %.*f%s", st->spec->id, err,
+			         c->finish_attempt + 1, p.attempts, d < 1 ? 0 : 1,
+			         d < 1 ? d * 1000 : d, d < 1 ? "ms" : "s");
 			free(err);
 			ev_timer_set(&c->finish_retry, d, 0);
 			ev_timer_start(engine_loop(st->eng), &c->finish_retry);
