@@ -112,13 +112,15 @@ static void answer(struct stage *st, enum sink_result r, const char *reason)
 static void attempt(struct stage *st)
 {
 	struct flow_set *prev = st->lineage;
+	json_t *b = json_incref(st->sink_batch);   /* a sink may answer inside */
 	char *reason = NULL;
 	enum sink_result r;
 
 	st->sink_attempt++;
 	st->sink_waiting = true;
 	st->lineage = st->sink_lineage;
-	r = st->kind->write(st, st->sink_batch, &reason);
+	r = st->kind->write(st, b, &reason);
+	json_decref(b);
 	st->lineage = prev;
 	engine_touch(st);
 	if (r != SINK_PENDING && st->sink_batch)

@@ -27,6 +27,29 @@ struct harness_run {
 	enum run_status status;
 };
 
+/* The directory the pipelines are written to (made on first use). */
+static const char *harness_path(void)
+{
+	if (!harness_dir) {
+		char tmpl[] = "/tmp/pipectl-engine-XXXXXX";
+		harness_dir = xstrdup(mkdtemp(tmpl));
+	}
+	return harness_dir;
+}
+
+/* Writes text to the file name in the pipelines' directory. */
+static void harness_file(const char *name, const char *text)
+{
+	char *path = xasprintf("%s/%s", harness_path(), name);
+	FILE *f = fopen(path, "w");
+
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+	free(path);
+}
+
 /* Writes yaml to a new file, loads it and runs it with kinds (per stage in
  * spec order; NULL entries: the registry's kind). Keeps the state open in
  * r (harness_end frees it). Returns 0, or -1 when setup failed. */
@@ -40,10 +63,7 @@ static int harness_run(struct harness_run *r, const char *yaml,
 	struct engine_opts o = { 0 };
 
 	memset(r, 0, sizeof(*r));
-	if (!harness_dir) {
-		char tmpl[] = "/tmp/pipectl-engine-XXXXXX";
-		harness_dir = xstrdup(mkdtemp(tmpl));
-	}
+	harness_path();
 	n++;
 	path = xasprintf("%s/p%d.yaml", harness_dir, n);
 	db = xasprintf("%s/state%d.db", harness_dir, n);

@@ -105,6 +105,32 @@ static void test_skip(void)
 	harness_end(&r);
 }
 
+static void test_fanout_fetch(void)
+{
+	struct harness_run r;
+
+	fake_reset();
+	/* A fetch per record (file:// URLs): the responses come back later,
+	 * and their records are batched across inputs by the fetch's emitter;
+	 * each source batch is acked only once all its records are loaded. */
+	harness_file("x.json", "{\"v\": 1}");
+	if (harness_run(&r, HEAD "  f:\n    needs: [src]\n"
+	                "    fetch:\n      url: 'file://${run.dir}/x.json?k=${.k}'\n"
+	                "      merge: '.record + .response'\n"
+	                "  s1:\n    needs: [f]\n    load: {file: {path: o.jsonl}}\n",
+	                src_tr_sink) != 0) {
+		ok(0, "fan-out fetch: setup");
+		return;
+	}
+	is_int(r.status, ST_SUCCEEDED, "fan-out fetch: the run succeeds");
+	ok(fake_sinks[0].committed[1] == 3 && fake_sinks[0].committed[5] == 3,
+	   "fan-out fetch: every record reached the sink");
+	ok(fake_acked_in_order(5), "fan-out fetch: every batch acked in order (%d)",
+	   fake_src.n_acked);
+	ok(fake_acks_after_commits(), "fan-out fetch: each ack after the sink committed");
+	harness_end(&r);
+}
+
 static void test_retry_then_ok(void)
 {
 	struct harness_run r;
@@ -171,6 +197,7 @@ int main(void)
 	test_fanout();
 	test_dedupe();
 	test_skip();
+	test_fanout_fetch();
 	test_retry_then_ok();
 	test_failed_run();
 	test_failed_branch();
