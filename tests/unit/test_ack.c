@@ -12,9 +12,60 @@
 	"defaults:\n  retry: {attempts: 3, backoff: constant, initial: 1ms, jitter: none}\n" \
 	"stages:\n  src:\n    fetch: {file: in.jsonl}\n"
 
+/* fake.hold (a transform): keeps batch 1 (its records and a hold on its
+ * lineage) until finish, passes the others on at once: batch 1's records
+ * reach the sink last, so the acks of 2.. must wait for it. */
+static struct {
+	json_t *kept;
+	struct flow_set *hold;
+	int acked_before_release;
+} holder;
+
+static int hold_create(struct stage *st, char **err)
+{
+	(void)err;
+	st->ctx = NULL;
+	return 0;
+}
+
+static void hold_push(struct stage *st, json_t *batch)
+{
+	if (json_integer_value(json_object_get(json_array_get(batch, 0), "b")) == 1) {
+		holder.kept = json_incref(batch);
+		holder.hold = engine_hold(st);
+		return;
+	}
+	engine_emit(st, json_incref(batch));
+}
+
+static void hold_finish(struct stage *st)
+{
+	holder.acked_before_release = fake_src.n_acked;
+	engine_emit_lineage(st, holder.kept, holder.hold);
+	holder.kept = NULL;
+	engine_release(holder.hold);
+	holder.hold = NULL;
+	engine_stage_done(st);
+}
+
+static void hold_destroy(struct stage *st)
+{
+	(void)st;
+	json_decref(holder.kept);
+	engine_release(holder.hold);
+	holder.kept = NULL;
+	holder.hold = NULL;
+}
+
+static const struct stage_kind fake_hold = {
+	.name = "fake.hold", .create = hold_create, .push = hold_push,
+	.finish = hold_finish, .destroy = hold_destroy,
+};
+
 static const struct stage_kind *const src_sink[] = { &fake_source, &fake_sink, NULL };
 static const struct stage_kind *const src_2sinks[] = { &fake_source, &fake_sink, &fake_sink };
 static const struct stage_kind *const src_tr_sink[] = { &fake_source, NULL, &fake_sink };
+static const struct stage_kind *const src_hold_sink[] = { &fake_source, &fake_hold, &fake_sink };
 
 static void test_linear(void)
 {
@@ -131,6 +182,27 @@ static void test_fanout_fetch(void)
 	harness_end(&r);
 }
 
+static void test_held_back(void)
+{
+	struct harness_run r;
+
+	fake_reset();
+	memset(&holder, 0, sizeof(holder));
+	if (harness_run(&r, HEAD "  t:\n    needs: [src]\n    transform: {jq: .}\n"
+	                "  s1:\n    needs: [t]\n    load: {file: {path: o.jsonl}}\n",
+	                src_hold_sink) != 0) {
+		ok(0, "held back: setup");
+		return;
+	}
+	is_int(r.status, ST_SUCCEEDED, "held back: the run succeeds");
+	is_int(holder.acked_before_release, 0,
+	       "held back: batches 2..5, loaded first, are not acked while batch 1 is held");
+	ok(fake_acked_in_order(5), "held back: then all are acked, in emission order (%d)",
+	   fake_src.n_acked);
+	ok(fake_acks_after_commits(), "held back: each after the sink committed it");
+	harness_end(&r);
+}
+
 static void test_retry_then_ok(void)
 {
 	struct harness_run r;
@@ -198,6 +270,7 @@ int main(void)
 	test_dedupe();
 	test_skip();
 	test_fanout_fetch();
+	test_held_back();
 	test_retry_then_ok();
 	test_failed_run();
 	test_failed_branch();
