@@ -207,9 +207,12 @@ uint64_t engine_emit_lineage(struct stage *st, json_t *batch, struct flow_set *l
 		lin = st->spec->n_needs == 0 ? flow_new_batch(st->eng->flow, st, &id) :
 		      flow_ref(lin);
 		for (i = 0; i < st->n_down; i++) {
-			if (terminal(st->down[i]))
-				flow_poison(lin);  /* a failed branch: never loaded */
-			else
+			/* A stage that succeeded (left out of a resume or a dlq
+			 * replay) does not need the records; one that failed, was
+			 * cancelled or interrupted never loads them. */
+			if (st->down[i]->status > ST_SUCCEEDED)
+				flow_poison(lin);
+			else if (!terminal(st->down[i]))
 				queue_push_tagged(&st->down[i]->in, batch, flow_ref(lin));
 		}
 		flow_release(lin);
