@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include "base/diag.h"
 #include "base/policy.h"
+#include "net/hostreg.h"
 
 /* A string from the file with its position (s == NULL when absent). */
 struct sval {
@@ -64,17 +65,9 @@ struct paginate_spec {
 };
 
 /* hosts: entries (top-level map; a key is a host name, "host:port", or a
- * pool name that stages select with `pool:`). */
-struct host_spec {
-	char *name;
-	struct pos pos;
-	int concurrency;               /* 0 = unlimited */
-	double rate;                   /* requests per second; 0 = unlimited */
-	double burst;                  /* bucket size; 0 = max(1, rate) */
-	int breaker_failures;          /* consecutive failures to open; 0 = no breaker */
-	double breaker_cooldown;       /* seconds (default 30) */
-	int breaker_successes;         /* successes in half-open to close (default 1) */
-};
+ * pool name that stages select with `pool:`): the limits of a host pool,
+ * as net/hostreg.h declares them (the name keeps config.c's spelling). */
+#define host_spec host_limits
 
 /* Durations are seconds (double); -1 means "not set, inherit". */
 struct fetch_spec {
