@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "core/flow.h"
-#include "core/sink.h"
 #include "net/http.h"
 #include "base/jsonw.h"
 #include "base/log.h"

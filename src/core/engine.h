@@ -123,6 +123,18 @@ struct flow_set *engine_set_lineage(struct stage *st, struct flow_set *lin);
 /* A sink's late answer for the batch its write returned SINK_PENDING for
  * (reason: why, for RETRY and FAIL; borrowed). */
 void engine_sink_answer(struct stage *st, enum sink_result r, const char *reason);
+/* ---- sink batches: core/sink.c, for engine.c only. The engine holds one
+ * batch per sink kind with write (see stage_kind.write): RETRY is written
+ * again after the backoff of the stage's retry policy on an ev_timer (the
+ * loop never waits), FAIL and used-up attempts go to on_error record by
+ * record. sink_write takes a reference to batch and the caller's reference
+ * to lin; sink_busy: st holds a batch (waiting for an answer or a retry);
+ * sink_abandon drops it unloaded (stop, failure, end of run), poisoning its
+ * lineage. */
+void sink_write(struct stage *st, json_t *batch, struct flow_set *lin);
+bool sink_busy(const struct stage *st);
+void sink_abandon(struct stage *st);
+
 /* The retry policy of st's batches and requests: the stage's own retry:
  * when its kind has one, else defaults.retry, else retry_policy_default(). */
 void engine_retry_policy(const struct stage *st, struct retry_policy *out);

@@ -1,5 +1,6 @@
 /*
- * sink: one retry path for sink batches (see sink.h). The backoff is the
+ * sink: one retry path for sink batches (declared in engine.h, used by
+ * engine.c; stages answer through engine_sink_answer). The backoff is the
  * one requests use (retry_delay of the stage's retry policy, jitter from
  * drand48); each attempt is logged with its reason, and the history of the
  * attempts goes with a dead letter as a request's does.
@@ -8,8 +9,6 @@
  * then either the sink owes an answer (sink_waiting) or the retry timer is
  * armed, never both.
  */
-#include "core/sink.h"
-
 #include <assert.h>
 #include <stdlib.h>
 
