@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <ev.h>
 #include <jansson.h>
 #include "core/spec.h"
@@ -19,6 +20,17 @@
 
 struct engine;
 struct stage;
+struct flow_set;
+
+/* A sink's answer for one batch (see stage_kind.write). */
+enum sink_result {
+	SINK_OK = 0,                   /* committed (records it refused one by one went
+	                                  through engine_record_failure) */
+	SINK_RETRY,                    /* not committed, nothing of it left behind; a
+	                                  transient cause (a lock, a 503): try again */
+	SINK_FAIL,                     /* not committed, and trying again will not help */
+	SINK_PENDING,                  /* the answer comes later: engine_sink_answer() */
+};
 
 /* What a text a stage refers to is used for (a bit set): the callers that
  * walk a spec's texts through the refs hook pick by it. */
@@ -68,6 +80,11 @@ struct stage_kind {
 	 * what option_free() knows (the struct itself is freed by the caller). */
 	void (*free_opts)(void *opts);
 
+	/* Optional: the stage's own `retry:` setting (NULL, or one whose set is
+	 * false: the engine uses defaults.retry, else the default policy). The
+	 * engine applies it to the batches a sink answers SINK_RETRY. */
+	const struct retry_spec *(*retry)(const struct stage_spec *sp);
+
 	/* Optional: calls fn for every template and jq program the spec refers
 	 * to, with what each is used for. */
 	void (*refs)(const struct stage_spec *sp, stage_ref_fn fn, void *arg);
@@ -116,6 +133,25 @@ struct stage_kind {
 
 	/* Frees ctx. NULL-safe with respect to a failed create. Required. */
 	void (*destroy)(struct stage *st);
+
+	/* Sinks, instead of push: commit one batch (a json array, borrowed; the
+	 * engine keeps it until the answer). Returns SINK_OK, SINK_RETRY or
+	 * SINK_FAIL (with *reason malloc'd: why), or SINK_PENDING and answers
+	 * later with engine_sink_answer(). The engine writes no other batch to
+	 * the stage before the answer; on RETRY it writes the same batch again
+	 * after a backoff of the stage's retry policy (engine_retry_policy), on
+	 * a timer; on FAIL, or when the attempts are used up, the stage's
+	 * on_error takes each record of the batch. A sink whose output cannot
+	 * go on at all (a half-written file) calls engine_stage_fail() itself
+	 * and returns SINK_FAIL. Optional: NULL means push. */
+	enum sink_result (*write)(struct stage *st, json_t *batch, char **reason);
+
+	/* Sources, optional: every record derived from the batch that
+	 * engine_emit() numbered batch_id was committed by every sink it
+	 * reached (or skipped, dead-lettered or dropped by a transform). Called
+	 * once per id, in emission order, from the loop; never for a batch
+	 * whose records were lost (a failed or interrupted run). See core/flow.h. */
+	void (*ack)(struct stage *st, uint64_t batch_id);
 };
 
 struct stage {
@@ -142,6 +178,19 @@ struct stage {
 	json_t *replay;                /* dlq replay of a source fetch: the requests
 	                                  ({method, url, body}) to send instead of its
 	                                  own; NULL otherwise */
+
+	/* Acknowledgements: the lineage of the batch being pushed or written
+	 * (NULL outside; see engine_hold). */
+	struct flow_set *lineage;
+	/* Sinks with write (core/sink.c): the batch waiting for its answer or
+	 * for a retry (NULL: none), its lineage, the attempts made so far and
+	 * their history ([{attempt, error, at}]). */
+	json_t *sink_batch;
+	struct flow_set *sink_lineage;
+	int sink_attempt;
+	bool sink_waiting;             /* write returned SINK_PENDING */
+	json_t *sink_history;
+	ev_timer sink_retry;
 };
 
 /* The kind that implements spec (never NULL for a valid spec). */

@@ -128,6 +128,11 @@ static const struct opt fh_options[] = {
 	{ .key = NULL },
 };
 
+static const struct retry_spec *fh_retry(const struct stage_spec *sp)
+{
+	return &((const struct fetch_spec *)sp->opts)->retry;
+}
+
 const struct stage_kind stage_fetch_http = {
 	.name = "fetch.http",
 	.description = "request URLs (http, https, file), per input record with needs",
@@ -140,6 +145,7 @@ const struct stage_kind stage_fetch_http = {
 	.check = fetch_opts_check,
 	.free_opts = http_opts_free,
 	.refs = fetch_opts_refs,
+	.retry = fh_retry,
 	.create = fh_create,
 	.start = fh_start,
 	.resume = fh_resume,

@@ -6,6 +6,11 @@
  * temporary file is always a new one (O_EXCL, O_NOFOLLOW, an unpredictable
  * name), never something planted at its name. A dlq replay starts the
  * temporary file with the target's lines, so replayed records are added.
+ *
+ * Both answer each batch OK (written) or fail the stage (a file half
+ * written cannot go on). The file sink's records are durable only once the
+ * file is renamed: it holds the lineage of every batch until then, so their
+ * sources are acked after the rename; stdout flushes each batch.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -37,7 +42,18 @@ struct load_file {
 	char *tmp;                     /* temporary file being written */
 	FILE *f;
 	struct buf out;
+	struct flow_set **holds;       /* lineages of the batches written, until the rename */
+	size_t n_holds, cap_holds;
 };
+
+static void release_holds(struct load_file *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_holds; i++)
+		engine_release(c->holds[i]);
+	c->n_holds = 0;
+}
 
 /* Removes temporary files that a killed run left beside path: they are
  * named path.tmp.PID.SUFFIX (path.tmp.PID before), and their process is
@@ -179,7 +195,7 @@ static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 static int lf_create(struct stage *st, char **err) { return lf_create_common(st, false, err); }
 static int lo_create(struct stage *st, char **err) { return lf_create_common(st, true, err); }
 
-static void lf_push(struct stage *st, json_t *batch)
+static enum sink_result lf_write(struct stage *st, json_t *batch, char **reason)
 {
 	struct load_file *c = st->ctx;
 	json_t *rec;
@@ -190,13 +206,22 @@ static void lf_push(struct stage *st, json_t *batch)
 		jsonw_append(&c->out, rec);
 		buf_addc(&c->out, '\n');
 	}
-	if (fwrite(c->out.data, 1, c->out.len, c->f) != c->out.len) {
+	if (fwrite(c->out.data, 1, c->out.len, c->f) != c->out.len ||
+	    (!c->path && fflush(c->f) != 0)) {
 		engine_stage_fail(st, "cannot write %s: %s", c->path ? c->tmp : "standard output",
 		                  strerror(errno));
-		return;
+		return SINK_FAIL;
+	}
+	if (c->path) {
+		struct flow_set *h = engine_hold(st);
+		if (h) {
+			xgrow(&c->holds, &c->cap_holds, c->n_holds + 1, sizeof(*c->holds));
+			c->holds[c->n_holds++] = h;
+		}
 	}
 	st->stats.records_out += (int64_t)json_array_size(batch);
 	engine_touch(st);
+	return SINK_OK;
 }
 
 static void lf_finish(struct stage *st)
@@ -229,6 +254,7 @@ static void lf_finish(struct stage *st)
 	}
 	free(c->tmp);
 	c->tmp = NULL;
+	release_holds(c);              /* durable now: the sources may be acked */
 	engine_stage_done(st);
 }
 
@@ -258,6 +284,8 @@ static void lf_destroy(struct stage *st)
 	if (!c->path && c->f)
 		fflush(c->f);
 	buf_free(&c->out);
+	release_holds(c);              /* the run is over: nothing is acked */
+	free(c->holds);
 	free(c->path);
 	free(c);
 	st->ctx = NULL;
@@ -324,7 +352,7 @@ const struct stage_kind stage_load_file = {
 	.describe = lf_describe,
 	.writes = lf_writes,
 	.create = lf_create,
-	.push = lf_push,
+	.write = lf_write,
 	.finish = lf_finish,
 	.stop = lf_stop,
 	.destroy = lf_destroy,
@@ -340,7 +368,7 @@ const struct stage_kind stage_load_stdout = {
 	.options = lo_options,
 	.opts_size = sizeof(struct file_opts),
 	.create = lo_create,
-	.push = lf_push,
+	.write = lf_write,
 	.finish = lf_finish,
 	.destroy = lf_destroy,
 };

@@ -10,6 +10,11 @@
  * case is refused before it can reach the table. Identifiers are quoted,
  * values are always bound.
  *
+ * The loop never waits for a lock: there is no busy timeout; a batch that
+ * meets SQLITE_BUSY or SQLITE_LOCKED is rolled back (with what it changed in
+ * this file's caches: columns, occurrence counts, refused records) and
+ * answered SINK_RETRY, so the engine writes it again after a backoff.
+ *
  * This is the one sink that includes sqlite3.h; the run state has its own
  * module (state.c).
  */
@@ -22,6 +27,8 @@
 #include "core/engine.h"
 #include "core/yaml.h"
 #include "base/jsonw.h"
+#include "base/log.h"
+#include "base/policy.h"
 #include "base/util.h"
 #include "base/log.h"
 #include <ctype.h>
@@ -75,7 +82,20 @@ struct load_sqlite {
 	                                  after the last successful run, or NULL */
 	size_t rejected;               /* records of the current batch skipped or dead-lettered */
 	struct buf sql, tmp;
+	bool wal;                      /* journal_mode=WAL is set */
+	bool busy;                     /* the last error was SQLITE_BUSY or SQLITE_LOCKED */
+	bool schema_error;             /* the last error is the table's, not the batch's */
+	/* The current attempt: hashes whose occurrence it counted (undone on a
+	 * rollback), and the records refused, reported once it committed. */
+	uint64_t *occ_done;
+	size_t n_occ_done, cap_occ_done;
+	json_t *refused;               /* [[record, why], ...] */
+	/* finish: a table created without records meets a lock too. */
+	ev_timer finish_retry;
+	int finish_attempt;
 };
+
+static void finish_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Returns the occurrence number (1, 2, ...) of hash h. */
 static uint32_t occ_next(struct occ_table *t, uint64_t h)
@@ -112,6 +132,20 @@ static uint32_t occ_next(struct occ_table *t, uint64_t h)
 	return ++t->counts[i];
 }
 
+/* Takes back one occurrence of hash h counted by occ_next (a rolled-back
+ * attempt: its retry numbers the same records the same way). */
+static void occ_undo(struct occ_table *t, uint64_t h)
+{
+	size_t i;
+
+	if (h == 0)
+		h = 1;
+	for (i = h & (t->cap - 1); t->keys[i] && t->keys[i] != h; i = (i + 1) & (t->cap - 1))
+		;
+	if (t->keys[i] && t->counts[i] > 0)
+		t->counts[i]--;
+}
+
 /* Appends "name" with embedded quotes doubled. */
 static void quote_ident(struct buf *b, const char *name)
 {
@@ -124,11 +158,19 @@ static void quote_ident(struct buf *b, const char *name)
 	buf_addc(b, '"');
 }
 
+/* Notes whether result code rc is a lock another connection holds. */
+static void note_busy(struct load_sqlite *c, int rc)
+{
+	c->busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
 static int exec_sql(struct load_sqlite *c, const char *sql, char **err)
 {
 	char *msg = NULL;
+	int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
 
-	if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+	if (rc != SQLITE_OK) {
+		note_busy(c, rc);
 		*err = xasprintf("%s: %s", c->path, msg ? msg : sqlite3_errmsg(c->db));
 		sqlite3_free(msg);
 		return -1;
@@ -194,6 +236,8 @@ static int ls_create(struct stage *st, char **err)
 	st->ctx = c;
 	buf_init(&c->sql);
 	buf_init(&c->tmp);
+	ev_timer_init(&c->finish_retry, finish_retry_cb, 0, 0);
+	c->finish_retry.data = st;
 	if (!(c->path = engine_render_path(st->eng, l->path.s, err)))
 		return -1;
 	c->run_id = (long long)json_integer_value(json_object_get(engine_scope(st->eng)->run, "id"));
@@ -216,9 +260,18 @@ static int ls_create(struct stage *st, char **err)
 		                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
 		return -1;
 	}
-	sqlite3_busy_timeout(c->db, 10000);
-	if (exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) != 0)
+	/* No busy timeout: a lock held elsewhere is answered with a retry
+	 * after a backoff, never waited for on the loop. */
+	if (exec_sql(c, "PRAGMA synchronous=NORMAL", err) != 0)
 		return -1;
+	if (exec_sql(c, "PRAGMA journal_mode=WAL", err) != 0) {
+		if (!c->busy)
+			return -1;
+		free(*err);            /* locked now: set with the first write */
+		*err = NULL;
+	} else {
+		c->wal = true;
+	}
 	return 0;
 }
 
@@ -652,6 +705,25 @@ static char *mismatch_problem(struct load_sqlite *c, json_t *rec)
 	return xasprintf("table \"%s\": %s", c->table, sqlite3_errmsg(c->db));
 }
 
+/* A record the table cannot take (why: malloc'd, taken). With on_error:
+ * fail the stage fails now (returns -1); otherwise the record is kept and
+ * reported to on_error once the batch committed, so an attempt that is
+ * rolled back and retried does not skip or dead-letter it twice. */
+static int refuse(struct stage *st, json_t *rec, char *why)
+{
+	struct load_sqlite *c = st->ctx;
+
+	if (engine_on_error(st) == ON_ERROR_FAIL) {
+		engine_record_failure(st, rec, why, NULL);
+		free(why);
+		return -1;
+	}
+	json_array_append_new(c->refused, json_pack("[O, s]", rec, why));
+	free(why);
+	c->rejected++;
+	return 0;
+}
+
 /* Writes the batch's rows. Returns 0, -1 with *err (a database error), or
  * -2 when the stage already failed (on_error: fail). */
 static int write_batch(struct stage *st, json_t *batch, char **err)
@@ -665,15 +737,14 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 		char *bad = record_problem(c, rec);
 		if (bad) {
 			/* A record that cannot be a row: on_error decides. */
-			int r = engine_record_failure(st, rec, bad, NULL);
-			free(bad);
-			if (r != 0)
+			if (refuse(st, rec, bad) != 0)
 				return -2;
-			c->rejected++;
 			continue;
 		}
-		if (!c->table_ready && ensure_table(st, rec, err) != 0)
+		if (!c->table_ready && ensure_table(st, rec, err) != 0) {
+			c->schema_error = !c->busy;
 			return -1;
+		}
 		rc = add_columns(c, rec, err);
 		if (rc < 0)
 			return -1;
@@ -691,6 +762,9 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 			for (k = 0; k < 16; k++)
 				h = (h << 4) | (uint64_t)(hex[k] <= '9' ? hex[k] - '0' : hex[k] - 'a' + 10);
 			id = xasprintf("%lld:%.32s:%u", c->run_id, hex, occ_next(&c->occ, h));
+			xgrow(&c->occ_done, &c->cap_occ_done, c->n_occ_done + 1,
+			      sizeof(*c->occ_done));
+			c->occ_done[c->n_occ_done++] = h;
 			for (j = 0; j < c->n_cols; j++) {
 				if (strcmp(c->cols[j], ROW_COL) == 0)
 					sqlite3_bind_text(c->ins, (int)j + 1, id, -1, SQLITE_TRANSIENT);
@@ -710,15 +784,12 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 		sqlite3_clear_bindings(c->ins);
 		if (rc == SQLITE_MISMATCH) {
 			/* Only this statement was undone; on_error decides. */
-			char *why = mismatch_problem(c, rec);
-			int r = engine_record_failure(st, rec, why, NULL);
-			free(why);
-			if (r != 0)
+			if (refuse(st, rec, mismatch_problem(c, rec)) != 0)
 				return -2;
-			c->rejected++;
 			continue;
 		}
 		if (rc != SQLITE_DONE) {
+			note_busy(c, rc);
 			*err = xasprintf("%s: insert into \"%s\": %s", c->path, c->table,
 			                 sqlite3_errmsg(c->db));
 			return -1;
@@ -727,31 +798,93 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 	return 0;
 }
 
-static void ls_push(struct stage *st, json_t *batch)
+/* Undoes an attempt: the transaction, and what this file learned in it
+ * (columns added, the statement for them, occurrence counts, refusals), so
+ * that a retry starts from what the file holds. */
+static void rollback(struct load_sqlite *c)
+{
+	size_t i;
+
+	if (!sqlite3_get_autocommit(c->db)) {
+		char *ignored = NULL;
+		bool busy = c->busy;
+		exec_sql(c, "ROLLBACK", &ignored);
+		free(ignored);
+		c->busy = busy;
+	}
+	for (i = 0; i < c->n_occ_done; i++)
+		occ_undo(&c->occ, c->occ_done[i]);
+	c->n_occ_done = 0;
+	if (c->refused)
+		json_array_clear(c->refused);
+	c->rejected = 0;
+	for (i = 0; i < c->n_cols; i++)
+		free(c->cols[i]);
+	c->n_cols = 0;
+	c->table_ready = false;
+	sqlite3_finalize(c->ins);
+	c->ins = NULL;
+}
+
+/* Sets journal_mode=WAL if create could not (the file was locked). */
+static int ensure_wal(struct load_sqlite *c, char **err)
+{
+	if (c->wal)
+		return 0;
+	if (exec_sql(c, "PRAGMA journal_mode=WAL", err) != 0)
+		return -1;
+	c->wal = true;
+	return 0;
+}
+
+static enum sink_result ls_write(struct stage *st, json_t *batch, char **reason)
 {
 	struct load_sqlite *c = st->ctx;
 	char *err = NULL;
+	json_t *r;
+	size_t i;
 	int rc;
 
 	c->rejected = 0;
-	if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
+	c->n_occ_done = 0;
+	c->busy = c->schema_error = false;
+	if (!c->refused)
+		c->refused = json_array();
+	json_array_clear(c->refused);
+	if (ensure_wal(c, &err) != 0 || exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 		goto fail;
 	if ((rc = write_batch(st, batch, &err)) != 0) {
-		char *ignored = NULL;
-		exec_sql(c, "ROLLBACK", &ignored);
-		free(ignored);
+		rollback(c);
 		if (rc == -2)
-			return;
+			return SINK_FAIL;      /* the stage failed (on_error: fail) */
 		goto fail;
 	}
-	if (exec_sql(c, "COMMIT", &err) != 0)
+	if (exec_sql(c, "COMMIT", &err) != 0) {
+		rollback(c);
 		goto fail;
+	}
+	/* Committed: now the records refused are on_error's. */
+	json_array_foreach(c->refused, i, r)
+		if (engine_record_failure(st, json_array_get(r, 0),
+		                          json_string_value(json_array_get(r, 1)), NULL) != 0)
+			return SINK_FAIL;
+	json_array_clear(c->refused);
 	st->stats.records_out += (int64_t)json_array_size(batch) - c->rejected;
 	engine_touch(st);
-	return;
+	return SINK_OK;
 fail:
-	engine_stage_fail(st, "%s", err);
-	free(err);
+	if (c->busy) {
+		*reason = err;         /* e.g. "out.db: database is locked" */
+		return SINK_RETRY;
+	}
+	if (c->schema_error) {
+		/* Every batch would meet it: the stage fails, on_error aside. */
+		engine_stage_fail(st, "%s", err);
+		free(err);
+		return SINK_FAIL;
+	}
+	*reason = err;
+	return SINK_FAIL;
 }
 
 /* Records the table's columns for a later run that receives no records. */
@@ -777,27 +910,59 @@ static void ls_finish(struct stage *st)
 	const struct sqlite_opts *l = st->spec->opts;
 	char *err = NULL;
 
-	if (!c->table_ready)
+	if (!c->table_ready && !c->prev_cols)
 		c->prev_cols = engine_sink_columns(st, c->table);
+	c->busy = false;
 	if (!c->table_ready && (c->n_key || l->n_columns || json_array_size(c->prev_cols))) {
-		if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
+		if (ensure_wal(c, &err) != 0 || exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 			goto fail;
 		if (ensure_table(st, NULL, &err) != 0) {
-			char *ignored = NULL;
-			exec_sql(c, "ROLLBACK", &ignored);
-			free(ignored);
+			rollback(c);
 			goto fail;
 		}
-		if (exec_sql(c, "COMMIT", &err) != 0)
+		if (exec_sql(c, "COMMIT", &err) != 0) {
+			rollback(c);
 			goto fail;
+		}
 	}
 	if (c->table_ready)
 		save_columns(st);
 	engine_stage_done(st);
 	return;
 fail:
+	if (c->busy) {
+		/* As for a batch: try again after the retry policy's backoff. */
+		struct retry_policy p;
+		engine_retry_policy(st, &p);
+		if (++c->finish_attempt < p.attempts) {
+			double d = retry_delay(&p, c->finish_attempt + 1, drand48());
+			log_warn("stage %s: %s, retry %d/%d in %.*f%s", st->spec->id, err,
+			         c->finish_attempt + 1, p.attempts, d < 1 ? 0 : 1,
+			         d < 1 ? d * 1000 : d, d < 1 ? "ms" : "s");
+			free(err);
+			ev_timer_set(&c->finish_retry, d, 0);
+			ev_timer_start(engine_loop(st->eng), &c->finish_retry);
+			return;
+		}
+	}
 	engine_stage_fail(st, "%s", err);
 	free(err);
+}
+
+static void finish_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stage *st = w->data;
+
+	if (st->status < ST_SUCCEEDED)
+		ls_finish(st);
+}
+
+static void ls_stop(struct stage *st)
+{
+	struct load_sqlite *c = st->ctx;
+
+	if (c && ev_is_active(&c->finish_retry))
+		ev_timer_stop(engine_loop(st->eng), &c->finish_retry);
 }
 
 static void ls_destroy(struct stage *st)
@@ -807,6 +972,7 @@ static void ls_destroy(struct stage *st)
 
 	if (!c)
 		return;
+	ls_stop(st);
 	sqlite3_finalize(c->ins);
 	sqlite3_close(c->db);
 	for (i = 0; i < c->n_key; i++)
@@ -823,6 +989,8 @@ static void ls_destroy(struct stage *st)
 	buf_free(&c->tmp);
 	free(c->occ.keys);
 	free(c->occ.counts);
+	free(c->occ_done);
+	json_decref(c->refused);
 	free(c);
 	st->ctx = NULL;
 }
@@ -954,7 +1122,8 @@ const struct stage_kind stage_load_sqlite = {
 	.name = "load.sqlite",
 	.description = "insert or upsert records into a SQLite table",
 	.create = ls_create,
-	.push = ls_push,
+	.write = ls_write,
 	.finish = ls_finish,
+	.stop = ls_stop,
 	.destroy = ls_destroy,
 };
