@@ -8,6 +8,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "base/units.h"
+#include "core/config.h"
 
 /* The exit codes (EXIT_OK...) are those of the run lifecycle. */
 #include "core/run.h"

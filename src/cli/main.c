@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "core/stage.h"
 #include "base/util.h"
 
 #ifndef PACKAGE_VERSION
@@ -85,6 +86,15 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
 		printf("pipectl %s\n", PACKAGE_VERSION);
 		return EXIT_OK;
+	}
+	/* Not in the usage: every stage kind's option table as JSON, for the
+	 * checks that the tables, the schema and pipectl.yaml(5) agree. */
+	if (strcmp(argv[1], "kinds") == 0 && argc == 3 && strcmp(argv[2], "--json") == 0) {
+		json_t *kinds = stage_kinds_json();
+		int rc = json_dumpf(kinds, stdout, JSON_INDENT(2)) == 0 ? EXIT_OK : EXIT_USAGE;
+		json_decref(kinds);
+		putchar('\n');
+		return rc;
 	}
 	for (i = 0; i < ARRAY_LEN(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)

@@ -17,32 +17,11 @@
 #include "store/state.h"
 #include "base/util.h"
 
-/* The URL of an http load for the summary (malloc'd, redacted): the
- * template rendered with the run's params and environment; one that
- * depends on the record stays a template. */
-static char *summary_url(struct engine *e, const char *tpl)
-{
-	char *err = NULL, *url = NULL, *r;
-	size_t off;
-	struct expr *x;
-
-	if (expr_input_ref(tpl, true) == (size_t)-1 &&
-	    (x = expr_template(tpl, engine_scope(e), &err, &off))) {
-		url = expr_render(x, NULL, &err);
-		expr_free(x);
-	}
-	free(err);
-	r = redact(url ? url : tpl);
-	free(url);
-	return r;
-}
-
 void report_summary(const struct spec *s, const struct dag *g, struct state *st,
                     struct engine *e, int64_t run_id)
 {
 	struct stage_row *rows = NULL;
 	int n = state_stages_list(st, run_id, &rows), i;
-	char *err = NULL;
 
 	if (n <= 0)
 		return;
@@ -53,60 +32,15 @@ void report_summary(const struct spec *s, const struct dag *g, struct state *st,
 		        rows[i].kind, state_status_name(rows[i].status),
 		        (long long)rows[i].stats.records_in, (long long)rows[i].stats.records_out,
 		        (long long)rows[i].stats.errors, (long long)rows[i].stats.requests);
-	/* Where the data went, and how to look at it. */
+	/* Where the data went, and how to look at it: the sink kinds say. */
 	for (i = 0; i < n; i++) {
 		int idx = spec_stage_index(s, rows[i].stage);
 		const struct stage_spec *sp;
-		char *path;
 		if (idx < 0 || rows[i].status != ST_SUCCEEDED)
 			continue;
 		sp = &s->stages[idx];
-		if (sp->type != STAGE_LOAD || sp->u.load.target == LOAD_STDOUT)
-			continue;
-		if (sp->u.load.target == LOAD_HTTP) {
-			char *url = summary_url(e, sp->u.load.http.urls ?
-			                        sp->u.load.http.urls[0].s : "");
-			fprintf(stderr, "%s: %lld records delivered (%s %s)\n", rows[i].stage,
-			        (long long)rows[i].stats.records_out,
-			        sp->u.load.http.method.s ? sp->u.load.http.method.s : "POST", url);
-			free(url);
-			continue;
-		}
-		/* The path as this run rendered it (the stage succeeded, so it did). */
-		if (!(path = engine_render_path(e, sp->u.load.path.s, &err))) {
-			free(err);
-			continue;
-		}
-		{
-			/* A path may be built from env values: secrets. */
-			char *shown = redact(path);
-			free(path);
-			path = shown;
-		}
-		if (sp->u.load.target == LOAD_SQLITE) {
-			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n",
-			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
-			        path);
-			/* Without a record the sink can create the table only from the
-			 * columns the pipeline declares or an earlier run recorded. */
-			if (rows[i].stats.records_out == 0) {
-				char *cols = NULL;
-				bool known = sp->u.load.n_key || sp->u.load.n_columns ||
-				             state_sink_columns_get(st, s->name, sp->id, sp->u.load.table.s,
-				                                    &cols) == 1;
-				free(cols);
-				fprintf(stderr, "  0 records loaded: %s\n", known ?
-				        "the table exists, with the columns known from key, columns: or "
-				        "an earlier run" :
-				        "a table that did not exist was not created, as its columns are "
-				        "unknown (declare them with columns:)");
-			}
-			fprintf(stderr, "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n", path,
-			        sp->u.load.table.s);
-		} else
-			fprintf(stderr, "%s: %lld records in %s\n  look: head %s\n", rows[i].stage,
-			        (long long)rows[i].stats.records_out, path, path);
-		free(path);
+		if (sp->kind->describe)
+			sp->kind->describe(sp, e, st, s, (long long)rows[i].stats.records_out, stderr);
 	}
 	(void)g;
 	stage_rows_free(rows, n);
@@ -143,10 +77,10 @@ void resume_plan_print(struct state *st, const struct spec *s, const struct dag 
 			printf(" did not finish");
 		if (dg < 0)
 			dg = 0;
-		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && j - dg > 0)
+		if (sp->kind->journaled && act[x] != RESUME_SKIP && j - dg > 0)
 			printf("; %lld response%s from the journal", (long long)(j - dg),
 			       j - dg == 1 ? "" : "s");
-		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && dg > 0)
+		if (sp->kind->journaled && act[x] != RESUME_SKIP && dg > 0)
 			printf("; %lld fetched again (a body over %d KiB is journaled as its "
 			       "digest only)", (long long)dg, REQUEST_JOURNAL_MAX_BODY / 1024);
 		printf("\n");

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/flow.h"
 #include "net/http.h"
 #include "base/jsonw.h"
 #include "base/log.h"
@@ -68,6 +69,7 @@ struct engine {
 
 	struct stage *stages;          /* spec order */
 	size_t n;
+	struct flow *flow;             /* acknowledgements */
 
 	struct engine_observer *obs;
 	size_t n_obs;
@@ -272,20 +274,69 @@ static bool room_low(const struct stage *st)
 	return true;
 }
 
-void engine_emit(struct stage *st, json_t *batch)
+uint64_t engine_emit(struct stage *st, json_t *batch)
+{
+	return engine_emit_lineage(st, batch, st->lineage);
+}
+
+uint64_t engine_emit_lineage(struct stage *st, json_t *batch, struct flow_set *lin)
 {
 	size_t i, n = json_array_size(batch);
+	uint64_t id = 0;
 
-	if (n > 0 && !terminal(st)) {
-		for (i = 0; i < st->n_down; i++)
-			if (!terminal(st->down[i]))
-				queue_push(&st->down[i]->in, batch);
+	if (n > 0 && terminal(st)) {
+		flow_poison(lin);          /* records that go nowhere */
+	} else if (n > 0) {
+		/* A source's batch starts a lineage; others carry theirs on. */
+		lin = st->spec->n_needs == 0 ? flow_new_batch(st->eng->flow, st, &id) :
+		      flow_ref(lin);
+		for (i = 0; i < st->n_down; i++) {
+			/* A stage that succeeded (left out of a resume or a dlq
+			 * replay) does not need the records; one that failed, was
+			 * cancelled or interrupted never loads them. */
+			if (st->down[i]->status > ST_SUCCEEDED)
+				flow_poison(lin);
+			else if (!terminal(st->down[i]))
+				queue_push_tagged(&st->down[i]->in, batch, flow_ref(lin));
+		}
+		flow_release(lin);
 		st->stats.records_out += (int64_t)n;
 		st->dirty = true;
 		notify_emitted(st, n);
 		kick(st->eng);
 	}
 	json_decref(batch);
+	return id;
+}
+
+struct flow_set *engine_hold(struct stage *st)
+{
+	return flow_ref(st->lineage);
+}
+
+void engine_release(struct flow_set *hold)
+{
+	flow_release(hold);
+}
+
+struct flow_set *engine_set_lineage(struct stage *st, struct flow_set *lin)
+{
+	struct flow_set *prev = st->lineage;
+
+	st->lineage = lin;
+	return prev;
+}
+
+void engine_retry_policy(const struct stage *st, struct retry_policy *out)
+{
+	const struct retry_spec *r = st->kind->retry ? st->kind->retry(st->spec) : NULL;
+
+	if (!r || !r->set)
+		r = st->eng->spec->retry.set ? &st->eng->spec->retry : NULL;
+	if (r)
+		*out = r->p;
+	else
+		retry_policy_default(out);
 }
 
 bool engine_may_emit(struct stage *st)
@@ -400,6 +451,7 @@ static void cancel_down(struct stage *st, const char *cause)
 			continue;
 		if (d->kind->stop)
 			d->kind->stop(d);
+		sink_abandon(d);
 		clear_input(d);
 		free(d->error);
 		d->error = xasprintf("cancelled: stage %s failed", cause);
@@ -424,6 +476,7 @@ void engine_stage_fail(struct stage *st, const char *fmt, ...)
 	st->stats.errors++;
 	if (st->kind->stop)
 		st->kind->stop(st);
+	sink_abandon(st);
 	clear_input(st);
 	set_status(st, ST_FAILED);
 	log_error("stage %s failed: %s", st->spec->id, st->error);
@@ -450,14 +503,25 @@ static bool step(struct engine *e, struct stage *st)
 		assert(queue_empty(&st->in));
 		return false;
 	}
-	if (!queue_empty(&st->in) && room_high(st) &&
+	if (!queue_empty(&st->in) && room_high(st) && !sink_busy(st) &&
 	    (!st->kind->ready || st->kind->ready(st))) {
-		json_t *b = queue_pop(&st->in);
+		void *lin = NULL;
+		json_t *b = queue_pop_tagged(&st->in, &lin);
 		notify_depth(st);
 		set_status(st, ST_RUNNING);
 		st->stats.records_in += (int64_t)json_array_size(b);
 		st->dirty = true;
-		st->kind->push(st, b);
+		if (st->kind->write) {
+			sink_write(st, b, lin);     /* keeps b and its lineage */
+		} else {
+			assert(!st->lineage);
+			st->lineage = lin;
+			st->kind->push(st, b);
+			st->lineage = NULL;
+			if (terminal(st) && st->status != ST_SUCCEEDED)
+				flow_poison(lin);  /* failed on this batch */
+			flow_release(lin);
+		}
 		json_decref(b);
 		return true;
 	}
@@ -467,7 +531,7 @@ static bool step(struct engine *e, struct stage *st)
 		return true;
 	}
 	if (st->spec->n_needs > 0 && !st->finish_called && st->open_up == 0 &&
-	    queue_empty(&st->in)) {
+	    queue_empty(&st->in) && !sink_busy(st)) {
 		st->finish_called = true;
 		set_status(st, ST_RUNNING);
 		st->kind->finish(st);
@@ -523,6 +587,7 @@ static void interrupt_all(struct engine *e)
 			continue;
 		if (st->kind->stop)
 			st->kind->stop(st);
+		sink_abandon(st);
 		clear_input(st);
 		set_status(st, ST_INTERRUPTED);
 	}
@@ -803,6 +868,7 @@ struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, 
 	e->scope.run = e->run_obj;
 	e->n = s->n_stages;
 	e->stages = xcalloc(e->n, sizeof(*e->stages));
+	e->flow = flow_create();
 
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[i];
@@ -812,6 +878,7 @@ struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, 
 		st->kind = o->kinds && o->kinds[i] ? o->kinds[i] : stage_kind_for(st->spec);
 		st->status = ST_PENDING;
 		queue_init(&st->in, (size_t)s->queue_high, (size_t)s->queue_low);
+		st->in.drop_tag = flow_drop;
 		st->n_down = e->dag->n_down[i];
 		st->down = xcalloc(st->n_down ? st->n_down : 1, sizeof(*st->down));
 		for (j = 0; j < st->n_down; j++)
@@ -961,6 +1028,7 @@ void engine_destroy(struct engine *e)
 	ev_timer_stop(e->loop, &e->drain_timer);
 	for (i = 0; i < e->n; i++)
 		ev_timer_stop(e->loop, &e->stages[i].timeout);
+	flow_freeze(e->flow);          /* what is still held is not acked */
 	/* Requests first (no callbacks into stages), then the transfers they
 	 * had in flight, then the pools those transfers point at. */
 	if (e->rq)
@@ -975,6 +1043,7 @@ void engine_destroy(struct engine *e)
 		struct stage *st = &e->stages[i];
 		if (st->kind)
 			st->kind->destroy(st);
+		sink_abandon(st);
 		queue_clear(&st->in);
 		json_decref(st->replay);
 		free(st->down);
@@ -982,6 +1051,7 @@ void engine_destroy(struct engine *e)
 	}
 	free(e->stages);
 	free(e->obs);
+	flow_destroy(e->flow);
 	json_decref(e->run_obj);
 	json_decref(e->path_run_obj);
 	free(e);

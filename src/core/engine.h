@@ -190,8 +190,42 @@ bool engine_stopping(struct engine *e);
 bool engine_replaying(const struct engine *e);
 
 /* Sends batch (a json array, stolen) to every stage downstream. Empty batches
- * are dropped. Counts records_out. */
-void engine_emit(struct stage *st, json_t *batch);
+ * are dropped. Counts records_out. A source's batch gets an id (1, 2, ...
+ * per source), returned, which the source's ack hook receives once its
+ * records are loaded; a batch of a stage with needs inherits the lineage of
+ * the batch being pushed (st->lineage). Returns 0 when no id was given (not
+ * a source, an empty batch, a stage already finished). */
+uint64_t engine_emit(struct stage *st, json_t *batch);
+/* The same, with the lineage lin (borrowed; e.g. the union of holds a
+ * stage that collects records of several inputs accumulated). */
+uint64_t engine_emit_lineage(struct stage *st, json_t *batch, struct flow_set *lin);
+/* A stage that keeps work of a batch after push returned (requests in
+ * flight, buffered records) holds its lineage: the source batches it comes
+ * from are not acked before engine_release(). Returns the hold (NULL when
+ * nothing is tracked; engine_release accepts NULL). */
+struct flow_set *engine_hold(struct stage *st);
+void engine_release(struct flow_set *hold);
+/* Makes lin (borrowed) the lineage of what st emits until the previous one,
+ * returned, is put back: for callbacks that finish the work of a hold. */
+struct flow_set *engine_set_lineage(struct stage *st, struct flow_set *lin);
+/* A sink's late answer for the batch its write returned SINK_PENDING for
+ * (reason: why, for RETRY and FAIL; borrowed). */
+void engine_sink_answer(struct stage *st, enum sink_result r, const char *reason);
+/* ---- sink batches: core/sink.c, for engine.c only. The engine holds one
+ * batch per sink kind with write (see stage_kind.write): RETRY is written
+ * again after the backoff of the stage's retry policy on an ev_timer (the
+ * loop never waits), FAIL and used-up attempts go to on_error record by
+ * record. sink_write takes a reference to batch and the caller's reference
+ * to lin; sink_busy: st holds a batch (waiting for an answer or a retry);
+ * sink_abandon drops it unloaded (stop, failure, end of run), poisoning its
+ * lineage. */
+void sink_write(struct stage *st, json_t *batch, struct flow_set *lin);
+bool sink_busy(const struct stage *st);
+void sink_abandon(struct stage *st);
+
+/* The retry policy of st's batches and requests: the stage's own retry:
+ * when its kind has one, else defaults.retry, else retry_policy_default(). */
+void engine_retry_policy(const struct stage *st, struct retry_policy *out);
 /* True when every stage downstream has room. When false, the engine calls
  * st->kind->resume() once there is room again. */
 bool engine_may_emit(struct stage *st);

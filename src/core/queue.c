@@ -11,6 +11,8 @@
 void queue_init(struct queue *q, size_t high, size_t low)
 {
 	q->ring = NULL;
+	q->tags = NULL;
+	q->drop_tag = NULL;
 	q->head = q->n = q->cap = 0;
 	q->records = q->peak = 0;
 	q->high = high ? high : 1;
@@ -24,22 +26,35 @@ void queue_clear(struct queue *q)
 	while ((b = queue_pop(q)) != NULL)
 		json_decref(b);
 	free(q->ring);
+	free(q->tags);
 	q->ring = NULL;
+	q->tags = NULL;
 	q->head = q->n = q->cap = 0;
 }
 
 void queue_push(struct queue *q, json_t *batch)
 {
+	queue_push_tagged(q, batch, NULL);
+}
+
+void queue_push_tagged(struct queue *q, json_t *batch, void *tag)
+{
 	if (q->n == q->cap) {
 		size_t ncap = q->cap ? q->cap * 2 : 16, i;
 		json_t **r = xmalloc(ncap * sizeof(*r));
-		for (i = 0; i < q->n; i++)
+		void **t = xmalloc(ncap * sizeof(*t));
+		for (i = 0; i < q->n; i++) {
 			r[i] = q->ring[(q->head + i) % q->cap];
+			t[i] = q->tags[(q->head + i) % q->cap];
+		}
 		free(q->ring);
+		free(q->tags);
 		q->ring = r;
+		q->tags = t;
 		q->head = 0;
 		q->cap = ncap;
 	}
+	q->tags[(q->head + q->n) % q->cap] = tag;
 	q->ring[(q->head + q->n) % q->cap] = json_incref(batch);
 	q->n++;
 	q->records += json_array_size(batch);
@@ -49,11 +64,23 @@ void queue_push(struct queue *q, json_t *batch)
 
 json_t *queue_pop(struct queue *q)
 {
+	void *tag = NULL;
+	json_t *b = queue_pop_tagged(q, &tag);
+
+	if (tag && q->drop_tag)
+		q->drop_tag(tag);
+	return b;
+}
+
+json_t *queue_pop_tagged(struct queue *q, void **tag)
+{
 	json_t *b;
 
+	*tag = NULL;
 	if (q->n == 0)
 		return NULL;
 	b = q->ring[q->head];
+	*tag = q->tags[q->head];
 	q->head = (q->head + 1) % q->cap;
 	q->n--;
 	q->records -= json_array_size(b);

@@ -14,6 +14,8 @@
 
 struct queue {
 	json_t **ring;
+	void **tags;                   /* per batch, parallel to ring (NULL: none) */
+	void (*drop_tag)(void *tag);   /* what queue_clear does with a tag left */
 	size_t head, n, cap;           /* batches */
 	size_t records;                /* records in all batches */
 	size_t high, low;              /* watermarks (records) */
@@ -27,6 +29,11 @@ void queue_clear(struct queue *q);
 void queue_push(struct queue *q, json_t *batch);
 /* Removes the oldest batch; the caller owns the returned reference. NULL when empty. */
 json_t *queue_pop(struct queue *q);
+/* The same with a tag (an opaque pointer travelling with the batch, owned
+ * by the queue while the batch is in it: queue_clear hands a tag left to
+ * drop_tag). queue_pop drops the tag of what it returns the same way. */
+void queue_push_tagged(struct queue *q, json_t *batch, void *tag);
+json_t *queue_pop_tagged(struct queue *q, void **tag);
 static inline bool queue_empty(const struct queue *q) { return q->n == 0; }
 /* At or above the high watermark. */
 static inline bool queue_full(const struct queue *q) { return q->records >= q->high; }

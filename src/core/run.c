@@ -16,6 +16,7 @@
 #include "core/spec.h"
 #include "core/dag.h"
 #include "core/engine.h"
+#include "core/stage.h"
 #include "core/state_writer.h"
 #include "expr/expr.h"
 #include "net/http.h"
@@ -132,39 +133,32 @@ static bool text_uses_param(const char *t, const char *name)
 	return false;
 }
 
-/* True when the URLs or headers of f are built from params.NAME. */
-static bool target_uses_param(const struct fetch_spec *f, const char *name)
-{
-	size_t j;
+struct param_use {
+	const char *name;
+	bool found;
+};
 
-	for (j = 0; j < f->n_urls; j++)
-		if (text_uses_param(f->urls[j].s, name))
-			return true;
-	for (j = 0; j < f->n_headers; j++)
-		if (text_uses_param(f->headers[j].value.s, name))
-			return true;
-	return false;
+static void param_ref(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                      const char *label)
+{
+	struct param_use *u = arg;
+
+	(void)tmpl;
+	(void)label;
+	if ((use & REF_PARAM) && text_uses_param(text->s, u->name))
+		u->found = true;
 }
 
-/* True when fetch stage sp builds its requests or records from params.NAME. */
-static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
+/* True when stage sp reads from or writes to a place built from
+ * params.NAME: what its kind's refs hook marks REF_PARAM (a fetch's
+ * requests and records, a load's path or URL). */
+static bool stage_uses_param(const struct stage_spec *sp, const char *name)
 {
-	const struct fetch_spec *f = &sp->u.fetch;
+	struct param_use u = { name, false };
 
-	return target_uses_param(f, name) ||
-	       text_uses_param(f->file.s, name) || text_uses_param(f->body.s, name) ||
-	       text_uses_param(f->json.s, name) || text_uses_param(f->records.s, name) ||
-	       text_uses_param(f->merge.s, name) || text_uses_param(f->method.s, name) ||
-	       text_uses_param(f->paginate.next.s, name) ||
-	       text_uses_param(f->paginate.stop.s, name);
-}
-
-/* True when load stage sp writes to a place built from params.NAME: its
- * path, or for an http load the URL or headers it sends to. */
-static bool load_uses_param(const struct stage_spec *sp, const char *name)
-{
-	return text_uses_param(sp->u.load.path.s, name) ||
-	       (sp->u.load.target == LOAD_HTTP && target_uses_param(&sp->u.load.http, name));
+	if (sp->kind->refs)
+		sp->kind->refs(sp, param_ref, &u);
+	return u.found;
 }
 
 /*
@@ -201,9 +195,8 @@ int run_params_changes(const char *cmd, const struct spec *s, const json_t *old,
 		for (x = 0; st && x < s->n_stages; x++) {
 			const struct stage_spec *sp = &s->stages[x];
 			bool done = false, loaded = false;
-			bool load = sp->type == STAGE_LOAD;
-			if (load ? !load_uses_param(sp, k) :
-			    sp->type != STAGE_FETCH || !fetch_uses_param(sp, k))
+			bool load = sp->kind->sink;
+			if (!stage_uses_param(sp, k))
 				continue;
 			for (i = 0; i < n; i++)
 				if (strcmp(rows[i].stage, sp->id) == 0) {
@@ -231,10 +224,13 @@ int run_params_changes(const char *cmd, const struct spec *s, const json_t *old,
 	return changed ? affected : -1;
 }
 
-static void add_refs(const struct sval *v, json_t *names)
+static void secret_ref(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                       const char *label)
 {
-	if (v->s)
-		expr_env_refs(v->s, names);
+	(void)tmpl;
+	(void)label;
+	if ((use & REF_SECRETS) && text->s)
+		expr_env_refs(text->s, arg);
 }
 
 /* Registers the values of every environment variable the pipeline reads as
@@ -242,32 +238,12 @@ static void add_refs(const struct sval *v, json_t *names)
 static void register_secrets(const struct spec *s)
 {
 	json_t *names = json_array(), *n;
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
-		if (st->type == STAGE_FETCH) {
-			const struct fetch_spec *f = &st->u.fetch;
-			for (j = 0; j < f->n_urls; j++)
-				add_refs(&f->urls[j], names);
-			for (j = 0; j < f->n_headers; j++)
-				add_refs(&f->headers[j].value, names);
-			add_refs(&f->file, names);
-			add_refs(&f->body, names);
-			add_refs(&f->json, names);
-			add_refs(&f->records, names);
-		} else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP) {
-			const struct fetch_spec *f = &st->u.load.http;
-			for (j = 0; j < f->n_urls; j++)
-				add_refs(&f->urls[j], names);
-			for (j = 0; j < f->n_headers; j++)
-				add_refs(&f->headers[j].value, names);
-		} else if (st->type == STAGE_TRANSFORM) {
-			add_refs(&st->u.transform.jq, names);
-			add_refs(&st->u.transform.dedupe, names);
-		}
-		if (st->type == STAGE_LOAD)
-			add_refs(&st->u.load.path, names);
+		if (st->kind->refs)
+			st->kind->refs(st, secret_ref, names);
 	}
 	json_array_foreach(names, i, n) {
 		const char *v = getenv(json_string_value(n));
@@ -300,34 +276,34 @@ static void check_env_sval(const struct sval *sv, bool tmpl, const char *stage,
 	json_decref(names);
 }
 
+struct env_walk {
+	const char *stage;
+	struct diags *d;
+};
+
+static void env_ref(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                    const char *label)
+{
+	struct env_walk *w = arg;
+
+	if (use & REF_ENV)
+		check_env_sval(text, tmpl, w->stage, label, w->d);
+}
+
 /*
  * An unset ${env.X} would render as "null" and be sent: every variable a
- * request is built from must be set, unless its template gives a default.
+ * request is built from must be set, unless its template gives a default;
+ * a sink's path too: an unset variable would name a file "null".
  */
 size_t run_env_check(const struct spec *s, struct diags *d)
 {
-	size_t i, j, n0 = d->n;
+	size_t i, n0 = d->n;
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
-		const struct fetch_spec *f;
-		/* A sink's path too: an unset variable would name a file "null". */
-		if (st->type == STAGE_LOAD && st->u.load.target != LOAD_HTTP &&
-		    st->u.load.target != LOAD_STDOUT)
-			check_env_sval(&st->u.load.path, true, st->id, "\"path\"", d);
-		if (st->type == STAGE_FETCH)
-			f = &st->u.fetch;
-		else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP)
-			f = &st->u.load.http;
-		else
-			continue;
-		for (j = 0; j < f->n_urls; j++)
-			check_env_sval(&f->urls[j], true, st->id, "\"url\"", d);
-		for (j = 0; j < f->n_headers; j++)
-			check_env_sval(&f->headers[j].value, true, st->id, "a header", d);
-		check_env_sval(&f->file, true, st->id, "\"file\"", d);
-		check_env_sval(&f->body, true, st->id, "\"body\"", d);
-		check_env_sval(&f->json, false, st->id, "\"json\"", d);
+		struct env_walk w = { st->id, d };
+		if (st->kind->refs)
+			st->kind->refs(st, env_ref, &w);
 	}
 	return d->n - n0;
 }
@@ -439,13 +415,14 @@ static size_t wants_files(const struct spec *s, struct state *st, json_t *params
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *sp = &s->stages[i];
+		const struct sval *file = sp->kind->writes ? sp->kind->writes(sp) : NULL;
 		char *err = NULL, *path, *sealed, *shown;
-		if (sp->type != STAGE_LOAD || sp->u.load.target != LOAD_FILE || !sp->u.load.path.s)
+		if (!file || !file->s)
 			continue;
-		path = engine_render_sink_path(s, params, run, sp->u.load.path.s, &err);
+		path = engine_render_sink_path(s, params, run, file->s, &err);
 		free(err);
 		if (!path)
-			path = path_join(s->dir, sp->u.load.path.s);
+			path = path_join(s->dir, file->s);
 		/* The key is stored in the state database: a secret a path is
 		 * built from is kept as its placeholder, the message redacts it. */
 		sealed = secret_seal(path, strlen(path), NULL);

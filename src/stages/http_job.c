@@ -11,10 +11,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/flow.h"
 #include "expr/expr.h"
 #include "base/jsonw.h"
 #include "base/log.h"
 #include "stages/http_job.h"
+#include "stages/http_opts.h"
 #include "stages/paginate.h"
 #include "base/util.h"
 
@@ -25,7 +27,7 @@
 /* The request settings: a fetch stage's own, or an http load's. */
 const struct fetch_spec *fspec(const struct stage *st)
 {
-	return st->spec->type == STAGE_LOAD ? &st->spec->u.load.http : &st->spec->u.fetch;
+	return http_opts_fetch(st->spec);
 }
 
 static struct expr *compile(struct stage *st, const char *src, const char *what,
@@ -66,8 +68,13 @@ int fh_create(struct stage *st, char **err)
 
 	st->ctx = c;
 	c->fanout = st->spec->n_needs > 0 && !st->replay;
-	c->sink = st->spec->type == STAGE_LOAD;
-	c->batch = c->sink && st->spec->u.load.batch > 1 ? st->spec->u.load.batch : 1;
+	c->sink = st->kind->sink;
+	if (c->sink) {
+		const struct load_http_opts *l = st->spec->opts;
+		c->batch = l->batch > 1 ? l->batch : 1;
+	} else {
+		c->batch = 1;
+	}
 	/* Source mode runs `records` in the emitter; fan-out runs it itself
 	 * (then merge) and uses the emitter only for batching. */
 	if (emitter_init(&c->em, st, c->fanout ? NULL : &f->records, err) != 0)
@@ -166,6 +173,9 @@ static void job_free(struct job *j)
 	if (j->all_next)
 		j->all_next->all_prev = j->all_prev;
 	json_decref(j->input);
+	if (j->st->status > ST_SUCCEEDED)
+		flow_poison(j->lin);       /* the stage failed: never loaded */
+	engine_release(j->lin);
 	free(j->url);
 	free(j->origin);
 	for (i = 0; j->headers && j->headers[i]; i++)
@@ -299,6 +309,8 @@ static void job_end(struct job *j)
 	c->outstanding--;
 	job_free(j);
 	fh_pump(st);
+	if (c->outstanding == 0 && !c->pend_head)
+		lh_jobs_ended(st);
 	engine_kick(st);
 }
 
@@ -346,9 +358,25 @@ static void job_failed(struct job *j, const char *error, const json_t *history)
 	}
 }
 
+static void job_answer(struct job *j, const struct request_result *r);
+
+/* What an answer emits derives from the job's input: it carries the job's
+ * lineage. The job may end (and release its hold) inside: a reference of
+ * our own keeps the lineage until the answer is handled. */
 static void fh_done(void *arg, const struct request_result *r)
 {
 	struct job *j = arg;
+	struct stage *st = j->st;
+	struct flow_set *lin = flow_ref(j->lin);
+	struct flow_set *prev = engine_set_lineage(st, lin);
+
+	job_answer(j, r);
+	engine_set_lineage(st, prev);
+	engine_release(lin);
+}
+
+static void job_answer(struct job *j, const struct request_result *r)
+{
 	struct stage *st = j->st;
 	struct fetch_http *c = st->ctx;
 	const struct http_result *res = r->http;
@@ -522,6 +550,7 @@ void fh_push(struct stage *st, json_t *batch)
 			j = job_new(st);
 			j->input = json_incref(rec);
 		}
+		j->lin = engine_hold(st);
 		if (job_render(st, j, 0, &err) != 0) {
 			job_failed(j, err, NULL);
 			free(err);

@@ -17,6 +17,7 @@
 #include "net/http.h"
 #include "net/request.h"
 #include "stages/records.h"
+#include "stages/http_opts.h"
 
 struct job {
 	struct stage *st;
@@ -30,6 +31,9 @@ struct job {
 	int page;                      /* pages fetched so far */
 	int emitted;                   /* pages whose records went on */
 	long long counter;             /* paginate param value of the current page */
+	struct flow_set *lin;          /* fan-out and load: a hold on the input's
+	                                  lineage, so its source batch is not acked
+	                                  before the job ended (see engine_hold) */
 	struct job *next;              /* pending FIFO */
 	struct job *all_prev, *all_next;   /* every live job of the stage */
 };
@@ -64,6 +68,8 @@ struct fetch_http {
 	int waiting;                   /* of those, in backoff (maintained by request.c) */
 	int concurrency;
 	bool finishing, stopped;
+	bool answer_due;               /* load: a batch waits for its jobs to end
+	                                  (SINK_PENDING; see load_http.c) */
 };
 
 /* The request settings of stage st (a fetch stage's own, or an http
@@ -84,6 +90,10 @@ void fh_push(struct stage *st, json_t *batch);
 void fh_finish(struct stage *st);
 void fh_stop(struct stage *st);
 void fh_destroy(struct stage *st);
+
+/* load.http (load_http.c): every job of the batch being written ended:
+ * answers it when one is due. */
+void lh_jobs_ended(struct stage *st);
 
 /* fetch.http (fetch_http.c): fan-out emits the records of one response
  * document doc (borrowed), merged with the input record; returns 0, or -1

@@ -6,6 +6,11 @@
  * temporary file is always a new one (O_EXCL, O_NOFOLLOW, an unpredictable
  * name), never something planted at its name. A dlq replay starts the
  * temporary file with the target's lines, so replayed records are added.
+ *
+ * Both answer each batch OK (written) or fail the stage (a file half
+ * written cannot go on). The file sink's records are durable only once the
+ * file is renamed: it holds the lineage of every batch until then, so their
+ * sources are acked after the rename; stdout flushes each batch.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,13 +26,34 @@
 #include "core/engine.h"
 #include "base/jsonw.h"
 #include "base/util.h"
+#include "base/log.h"
+
+/* load.file and load.stdout (no path). */
+struct file_opts {
+	struct sval path;              /* a template (params, run, env), rendered once per
+	                                  run; relative to the pipeline dir */
+	int format;                    /* index in formats: jsonl only for now */
+};
+
+static const char *const formats[] = { "jsonl", NULL };
 
 struct load_file {
 	char *path;                    /* target; NULL for stdout */
 	char *tmp;                     /* temporary file being written */
 	FILE *f;
 	struct buf out;
+	struct flow_set **holds;       /* lineages of the batches written, until the rename */
+	size_t n_holds, cap_holds;
 };
+
+static void release_holds(struct load_file *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_holds; i++)
+		engine_release(c->holds[i]);
+	c->n_holds = 0;
+}
 
 /* Removes temporary files that a killed run left beside path: they are
  * named path.tmp.PID.SUFFIX (path.tmp.PID before), and their process is
@@ -142,7 +168,7 @@ static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 		c->f = stdout;
 		return 0;
 	}
-	if (!(c->path = engine_render_path(st->eng, st->spec->u.load.path.s, err)))
+	if (!(c->path = engine_render_path(st->eng, ((const struct file_opts *)st->spec->opts)->path.s, err)))
 		return -1;
 	dir = path_dir(c->path);
 	if (mkdir_p(dir, 0755) != 0) {
@@ -169,7 +195,7 @@ static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 static int lf_create(struct stage *st, char **err) { return lf_create_common(st, false, err); }
 static int lo_create(struct stage *st, char **err) { return lf_create_common(st, true, err); }
 
-static void lf_push(struct stage *st, json_t *batch)
+static enum sink_result lf_write(struct stage *st, json_t *batch, char **reason)
 {
 	struct load_file *c = st->ctx;
 	json_t *rec;
@@ -180,13 +206,22 @@ static void lf_push(struct stage *st, json_t *batch)
 		jsonw_append(&c->out, rec);
 		buf_addc(&c->out, '\n');
 	}
-	if (fwrite(c->out.data, 1, c->out.len, c->f) != c->out.len) {
+	if (fwrite(c->out.data, 1, c->out.len, c->f) != c->out.len ||
+	    (!c->path && fflush(c->f) != 0)) {
 		engine_stage_fail(st, "cannot write %s: %s", c->path ? c->tmp : "standard output",
 		                  strerror(errno));
-		return;
+		return SINK_FAIL;
+	}
+	if (c->path) {
+		struct flow_set *h = engine_hold(st);
+		if (h) {
+			xgrow(&c->holds, &c->cap_holds, c->n_holds + 1, sizeof(*c->holds));
+			c->holds[c->n_holds++] = h;
+		}
 	}
 	st->stats.records_out += (int64_t)json_array_size(batch);
 	engine_touch(st);
+	return SINK_OK;
 }
 
 static void lf_finish(struct stage *st)
@@ -219,6 +254,7 @@ static void lf_finish(struct stage *st)
 	}
 	free(c->tmp);
 	c->tmp = NULL;
+	release_holds(c);              /* durable now: the sources may be acked */
 	engine_stage_done(st);
 }
 
@@ -248,16 +284,75 @@ static void lf_destroy(struct stage *st)
 	if (!c->path && c->f)
 		fflush(c->f);
 	buf_free(&c->out);
+	release_holds(c);              /* the run is over: nothing is acked */
+	free(c->holds);
 	free(c->path);
 	free(c);
 	st->ctx = NULL;
 }
 
+static void lf_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
+{
+	const struct file_opts *o = sp->opts;
+
+	fn(arg, &o->path, true, REF_SECRETS | REF_ENV | REF_PARAM, "\"path\"");
+}
+
+static void lf_describe(const struct stage_spec *sp, struct engine *e, struct state *st,
+                        const struct spec *s, long long records, FILE *out)
+{
+	const struct file_opts *o = sp->opts;
+	char *err = NULL, *path, *shown;
+
+	(void)st;
+	(void)s;
+	/* The path as this run rendered it (the stage succeeded, so it did). */
+	if (!(path = engine_render_path(e, o->path.s, &err))) {
+		free(err);
+		return;
+	}
+	/* A path may be built from env values: secrets. */
+	shown = redact(path);
+	fprintf(out, "%s: %lld records in %s\n  look: head %s\n", sp->id, records, shown, shown);
+	free(shown);
+	free(path);
+}
+
+static const struct sval *lf_writes(const struct stage_spec *sp)
+{
+	const struct file_opts *o = sp->opts;
+
+	return o->path.s ? &o->path : NULL;
+}
+
+static const struct opt lf_options[] = {
+	{ .key = "path", .type = OPT_TEMPLATE, .offset = offsetof(struct file_opts, path),
+	  .flags = OPT_REQUIRED, .doc = "file to write (template), relative to the pipeline file" },
+	{ .key = "format", .type = OPT_ENUM, .offset = offsetof(struct file_opts, format),
+	  .def = "jsonl", .words = formats, .doc = "JSON lines" },
+	{ .key = NULL },
+};
+
+static const struct opt lo_options[] = {
+	{ .key = "format", .type = OPT_ENUM, .offset = offsetof(struct file_opts, format),
+	  .def = "jsonl", .words = formats, .doc = "JSON lines" },
+	{ .key = NULL },
+};
+
 const struct stage_kind stage_load_file = {
 	.name = "load.file",
 	.description = "write records as JSON lines to a file (temp file, renamed on success)",
+	.role = "load",
+	.selector = "file",
+	.nested = true,
+	.sink = true,
+	.options = lf_options,
+	.opts_size = sizeof(struct file_opts),
+	.refs = lf_refs,
+	.describe = lf_describe,
+	.writes = lf_writes,
 	.create = lf_create,
-	.push = lf_push,
+	.write = lf_write,
 	.finish = lf_finish,
 	.stop = lf_stop,
 	.destroy = lf_destroy,
@@ -266,8 +361,14 @@ const struct stage_kind stage_load_file = {
 const struct stage_kind stage_load_stdout = {
 	.name = "load.stdout",
 	.description = "write records as JSON lines to standard output",
+	.role = "load",
+	.selector = "stdout",
+	.nested = true,
+	.sink = true,
+	.options = lo_options,
+	.opts_size = sizeof(struct file_opts),
 	.create = lo_create,
-	.push = lf_push,
+	.write = lf_write,
 	.finish = lf_finish,
 	.destroy = lf_destroy,
 };

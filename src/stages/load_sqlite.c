@@ -10,6 +10,11 @@
  * case is refused before it can reach the table. Identifiers are quoted,
  * values are always bound.
  *
+ * The loop never waits for a lock: there is no busy timeout; a batch that
+ * meets SQLITE_BUSY or SQLITE_LOCKED is rolled back (with what it changed in
+ * this file's caches: columns, occurrence counts, refused records) and
+ * answered SINK_RETRY, so the engine writes it again after a backoff.
+ *
  * This is the one sink that includes sqlite3.h; the run state has its own
  * module (state.c).
  */
@@ -20,8 +25,31 @@
 #include <sqlite3.h>
 
 #include "core/engine.h"
+#include "core/yaml.h"
 #include "base/jsonw.h"
+#include "base/log.h"
+#include "base/policy.h"
 #include "base/util.h"
+#include "base/log.h"
+#include <ctype.h>
+
+/* on_conflict: what a record whose key is already in the table does. */
+enum on_conflict {
+	ON_CONFLICT_REPLACE = 0,       /* the row becomes the record (absent columns NULL) */
+	ON_CONFLICT_MERGE,             /* only the columns present in the record change */
+	ON_CONFLICT_IGNORE,            /* the existing row stays as it is */
+};
+
+struct sqlite_opts {
+	struct sval path;              /* relative to the pipeline dir */
+	struct sval table;
+	struct sval *key;              /* upsert key columns */
+	size_t n_key;
+	int on_conflict;               /* enum on_conflict, with a key */
+	struct sval *columns;          /* columns the table has even before (or
+	                                  without) a record with them */
+	size_t n_columns;
+};
 
 /* Key-less tables get this column: "<run id>:<content hash>:<occurrence>",
  * unique, so a resumed run (same run id, same records) cannot add a row
@@ -54,7 +82,20 @@ struct load_sqlite {
 	                                  after the last successful run, or NULL */
 	size_t rejected;               /* records of the current batch skipped or dead-lettered */
 	struct buf sql, tmp;
+	bool wal;                      /* journal_mode=WAL is set */
+	bool busy;                     /* the last error was SQLITE_BUSY or SQLITE_LOCKED */
+	bool schema_error;             /* the last error is the table's, not the batch's */
+	/* The current attempt: hashes whose occurrence it counted (undone on a
+	 * rollback), and the records refused, reported once it committed. */
+	uint64_t *occ_done;
+	size_t n_occ_done, cap_occ_done;
+	json_t *refused;               /* [[record, why], ...] */
+	/* finish: a table created without records meets a lock too. */
+	ev_timer finish_retry;
+	int finish_attempt;
 };
+
+static void finish_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Returns the occurrence number (1, 2, ...) of hash h. */
 static uint32_t occ_next(struct occ_table *t, uint64_t h)
@@ -91,6 +132,20 @@ static uint32_t occ_next(struct occ_table *t, uint64_t h)
 	return ++t->counts[i];
 }
 
+/* Takes back one occurrence of hash h counted by occ_next (a rolled-back
+ * attempt: its retry numbers the same records the same way). */
+static void occ_undo(struct occ_table *t, uint64_t h)
+{
+	size_t i;
+
+	if (h == 0)
+		h = 1;
+	for (i = h & (t->cap - 1); t->keys[i] && t->keys[i] != h; i = (i + 1) & (t->cap - 1))
+		;
+	if (t->keys[i] && t->counts[i] > 0)
+		t->counts[i]--;
+}
+
 /* Appends "name" with embedded quotes doubled. */
 static void quote_ident(struct buf *b, const char *name)
 {
@@ -103,11 +158,19 @@ static void quote_ident(struct buf *b, const char *name)
 	buf_addc(b, '"');
 }
 
+/* Notes whether result code rc is a lock another connection holds. */
+static void note_busy(struct load_sqlite *c, int rc)
+{
+	c->busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
 static int exec_sql(struct load_sqlite *c, const char *sql, char **err)
 {
 	char *msg = NULL;
+	int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
 
-	if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+	if (rc != SQLITE_OK) {
+		note_busy(c, rc);
 		*err = xasprintf("%s: %s", c->path, msg ? msg : sqlite3_errmsg(c->db));
 		sqlite3_free(msg);
 		return -1;
@@ -165,7 +228,7 @@ static void add_col_name(struct load_sqlite *c, const char *name)
 
 static int ls_create(struct stage *st, char **err)
 {
-	const struct load_spec *l = &st->spec->u.load;
+	const struct sqlite_opts *l = st->spec->opts;
 	struct load_sqlite *c = xcalloc(1, sizeof(*c));
 	char *dir;
 	size_t i;
@@ -173,6 +236,8 @@ static int ls_create(struct stage *st, char **err)
 	st->ctx = c;
 	buf_init(&c->sql);
 	buf_init(&c->tmp);
+	ev_timer_init(&c->finish_retry, finish_retry_cb, 0, 0);
+	c->finish_retry.data = st;
 	if (!(c->path = engine_render_path(st->eng, l->path.s, err)))
 		return -1;
 	c->run_id = (long long)json_integer_value(json_object_get(engine_scope(st->eng)->run, "id"));
@@ -195,9 +260,18 @@ static int ls_create(struct stage *st, char **err)
 		                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
 		return -1;
 	}
-	sqlite3_busy_timeout(c->db, 10000);
-	if (exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) != 0)
+	/* No busy timeout: a lock held elsewhere is answered with a retry
+	 * after a backoff, never waited for on the loop. */
+	if (exec_sql(c, "PRAGMA synchronous=NORMAL", err) != 0)
 		return -1;
+	if (exec_sql(c, "PRAGMA journal_mode=WAL", err) != 0) {
+		if (!c->busy)
+			return -1;
+		free(*err);            /* locked now: set with the first write */
+		*err = NULL;
+	} else {
+		c->wal = true;
+	}
 	return 0;
 }
 
@@ -322,7 +396,7 @@ static int alter_add(struct load_sqlite *c, const char *name, char **err)
 static int ensure_table(struct stage *st, json_t *first, char **err)
 {
 	struct load_sqlite *c = st->ctx;
-	const struct load_spec *l = &st->spec->u.load;
+	const struct sqlite_opts *l = st->spec->opts;
 	bool int_key;
 	const char *k;
 	json_t *v;
@@ -631,6 +705,25 @@ static char *mismatch_problem(struct load_sqlite *c, json_t *rec)
 	return xasprintf("table \"%s\": %s", c->table, sqlite3_errmsg(c->db));
 }
 
+/* A record the table cannot take (why: malloc'd, taken). With on_error:
+ * fail the stage fails now (returns -1); otherwise the record is kept and
+ * reported to on_error once the batch committed, so an attempt that is
+ * rolled back and retried does not skip or dead-letter it twice. */
+static int refuse(struct stage *st, json_t *rec, char *why)
+{
+	struct load_sqlite *c = st->ctx;
+
+	if (engine_on_error(st) == ON_ERROR_FAIL) {
+		engine_record_failure(st, rec, why, NULL);
+		free(why);
+		return -1;
+	}
+	json_array_append_new(c->refused, json_pack("[O, s]", rec, why));
+	free(why);
+	c->rejected++;
+	return 0;
+}
+
 /* Writes the batch's rows. Returns 0, -1 with *err (a database error), or
  * -2 when the stage already failed (on_error: fail). */
 static int write_batch(struct stage *st, json_t *batch, char **err)
@@ -644,15 +737,14 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 		char *bad = record_problem(c, rec);
 		if (bad) {
 			/* A record that cannot be a row: on_error decides. */
-			int r = engine_record_failure(st, rec, bad, NULL);
-			free(bad);
-			if (r != 0)
+			if (refuse(st, rec, bad) != 0)
 				return -2;
-			c->rejected++;
 			continue;
 		}
-		if (!c->table_ready && ensure_table(st, rec, err) != 0)
+		if (!c->table_ready && ensure_table(st, rec, err) != 0) {
+			c->schema_error = !c->busy;
 			return -1;
+		}
 		rc = add_columns(c, rec, err);
 		if (rc < 0)
 			return -1;
@@ -670,6 +762,9 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 			for (k = 0; k < 16; k++)
 				h = (h << 4) | (uint64_t)(hex[k] <= '9' ? hex[k] - '0' : hex[k] - 'a' + 10);
 			id = xasprintf("%lld:%.32s:%u", c->run_id, hex, occ_next(&c->occ, h));
+			xgrow(&c->occ_done, &c->cap_occ_done, c->n_occ_done + 1,
+			      sizeof(*c->occ_done));
+			c->occ_done[c->n_occ_done++] = h;
 			for (j = 0; j < c->n_cols; j++) {
 				if (strcmp(c->cols[j], ROW_COL) == 0)
 					sqlite3_bind_text(c->ins, (int)j + 1, id, -1, SQLITE_TRANSIENT);
@@ -689,15 +784,12 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 		sqlite3_clear_bindings(c->ins);
 		if (rc == SQLITE_MISMATCH) {
 			/* Only this statement was undone; on_error decides. */
-			char *why = mismatch_problem(c, rec);
-			int r = engine_record_failure(st, rec, why, NULL);
-			free(why);
-			if (r != 0)
+			if (refuse(st, rec, mismatch_problem(c, rec)) != 0)
 				return -2;
-			c->rejected++;
 			continue;
 		}
 		if (rc != SQLITE_DONE) {
+			note_busy(c, rc);
 			*err = xasprintf("%s: insert into \"%s\": %s", c->path, c->table,
 			                 sqlite3_errmsg(c->db));
 			return -1;
@@ -706,31 +798,93 @@ static int write_batch(struct stage *st, json_t *batch, char **err)
 	return 0;
 }
 
-static void ls_push(struct stage *st, json_t *batch)
+/* Undoes an attempt: the transaction, and what this file learned in it
+ * (columns added, the statement for them, occurrence counts, refusals), so
+ * that a retry starts from what the file holds. */
+static void rollback(struct load_sqlite *c)
+{
+	size_t i;
+
+	if (!sqlite3_get_autocommit(c->db)) {
+		char *ignored = NULL;
+		bool busy = c->busy;
+		exec_sql(c, "ROLLBACK", &ignored);
+		free(ignored);
+		c->busy = busy;
+	}
+	for (i = 0; i < c->n_occ_done; i++)
+		occ_undo(&c->occ, c->occ_done[i]);
+	c->n_occ_done = 0;
+	if (c->refused)
+		json_array_clear(c->refused);
+	c->rejected = 0;
+	for (i = 0; i < c->n_cols; i++)
+		free(c->cols[i]);
+	c->n_cols = 0;
+	c->table_ready = false;
+	sqlite3_finalize(c->ins);
+	c->ins = NULL;
+}
+
+/* Sets journal_mode=WAL if create could not (the file was locked). */
+static int ensure_wal(struct load_sqlite *c, char **err)
+{
+	if (c->wal)
+		return 0;
+	if (exec_sql(c, "PRAGMA journal_mode=WAL", err) != 0)
+		return -1;
+	c->wal = true;
+	return 0;
+}
+
+static enum sink_result ls_write(struct stage *st, json_t *batch, char **reason)
 {
 	struct load_sqlite *c = st->ctx;
 	char *err = NULL;
+	json_t *r;
+	size_t i;
 	int rc;
 
 	c->rejected = 0;
-	if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
+	c->n_occ_done = 0;
+	c->busy = c->schema_error = false;
+	if (!c->refused)
+		c->refused = json_array();
+	json_array_clear(c->refused);
+	if (ensure_wal(c, &err) != 0 || exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 		goto fail;
 	if ((rc = write_batch(st, batch, &err)) != 0) {
-		char *ignored = NULL;
-		exec_sql(c, "ROLLBACK", &ignored);
-		free(ignored);
+		rollback(c);
 		if (rc == -2)
-			return;
+			return SINK_FAIL;      /* the stage failed (on_error: fail) */
 		goto fail;
 	}
-	if (exec_sql(c, "COMMIT", &err) != 0)
+	if (exec_sql(c, "COMMIT", &err) != 0) {
+		rollback(c);
 		goto fail;
+	}
+	/* Committed: now the records refused are on_error's. */
+	json_array_foreach(c->refused, i, r)
+		if (engine_record_failure(st, json_array_get(r, 0),
+		                          json_string_value(json_array_get(r, 1)), NULL) != 0)
+			return SINK_FAIL;
+	json_array_clear(c->refused);
 	st->stats.records_out += (int64_t)json_array_size(batch) - c->rejected;
 	engine_touch(st);
-	return;
+	return SINK_OK;
 fail:
-	engine_stage_fail(st, "%s", err);
-	free(err);
+	if (c->busy) {
+		*reason = err;         /* e.g. "out.db: database is locked" */
+		return SINK_RETRY;
+	}
+	if (c->schema_error) {
+		/* Every batch would meet it: the stage fails, on_error aside. */
+		engine_stage_fail(st, "%s", err);
+		free(err);
+		return SINK_FAIL;
+	}
+	*reason = err;
+	return SINK_FAIL;
 }
 
 /* Records the table's columns for a later run that receives no records. */
@@ -753,30 +907,62 @@ static void save_columns(struct stage *st)
 static void ls_finish(struct stage *st)
 {
 	struct load_sqlite *c = st->ctx;
-	const struct load_spec *l = &st->spec->u.load;
+	const struct sqlite_opts *l = st->spec->opts;
 	char *err = NULL;
 
-	if (!c->table_ready)
+	if (!c->table_ready && !c->prev_cols)
 		c->prev_cols = engine_sink_columns(st, c->table);
+	c->busy = false;
 	if (!c->table_ready && (c->n_key || l->n_columns || json_array_size(c->prev_cols))) {
-		if (exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
+		if (ensure_wal(c, &err) != 0 || exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 			goto fail;
 		if (ensure_table(st, NULL, &err) != 0) {
-			char *ignored = NULL;
-			exec_sql(c, "ROLLBACK", &ignored);
-			free(ignored);
+			rollback(c);
 			goto fail;
 		}
-		if (exec_sql(c, "COMMIT", &err) != 0)
+		if (exec_sql(c, "COMMIT", &err) != 0) {
+			rollback(c);
 			goto fail;
+		}
 	}
 	if (c->table_ready)
 		save_columns(st);
 	engine_stage_done(st);
 	return;
 fail:
+	if (c->busy) {
+		/* As for a batch: try again after the retry policy's backoff. */
+		struct retry_policy p;
+		engine_retry_policy(st, &p);
+		if (++c->finish_attempt < p.attempts) {
+			double d = retry_delay(&p, c->finish_attempt + 1, drand48());
+			log_warn("stage %s: %s, retry %d/%d in %.*f%s", st->spec->id, err,
+			         c->finish_attempt + 1, p.attempts, d < 1 ? 0 : 1,
+			         d < 1 ? d * 1000 : d, d < 1 ? "ms" : "s");
+			free(err);
+			ev_timer_set(&c->finish_retry, d, 0);
+			ev_timer_start(engine_loop(st->eng), &c->finish_retry);
+			return;
+		}
+	}
 	engine_stage_fail(st, "%s", err);
 	free(err);
+}
+
+static void finish_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stage *st = w->data;
+
+	if (st->status < ST_SUCCEEDED)
+		ls_finish(st);
+}
+
+static void ls_stop(struct stage *st)
+{
+	struct load_sqlite *c = st->ctx;
+
+	if (c && ev_is_active(&c->finish_retry))
+		ev_timer_stop(engine_loop(st->eng), &c->finish_retry);
 }
 
 static void ls_destroy(struct stage *st)
@@ -786,6 +972,7 @@ static void ls_destroy(struct stage *st)
 
 	if (!c)
 		return;
+	ls_stop(st);
 	sqlite3_finalize(c->ins);
 	sqlite3_close(c->db);
 	for (i = 0; i < c->n_key; i++)
@@ -802,15 +989,141 @@ static void ls_destroy(struct stage *st)
 	buf_free(&c->tmp);
 	free(c->occ.keys);
 	free(c->occ.counts);
+	free(c->occ_done);
+	json_decref(c->refused);
 	free(c);
 	st->ctx = NULL;
 }
 
+/* ------------------------------------------------------------ options */
+
+/* In the order of enum on_conflict. */
+static const char *const on_conflicts[] = { "replace", "merge", "ignore", NULL };
+
+/* True when a and b are equal ignoring ASCII case, as SQLite compares
+ * identifiers. */
+static bool ident_eq(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++)
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return false;
+	return *a == *b;
+}
+
+static void ls_check(struct opt_ctx *c, struct stage_spec *sp, const struct ynode *k,
+                     const struct ynode *m)
+{
+	const struct sqlite_opts *l = sp->opts;
+	const struct ynode *v;
+	size_t i, j;
+
+	(void)k;
+	if (l->table.s && !opt_name_ok(l->table.s, false, ""))
+		opt_error(c, l->table.pos, "invalid table name \"%s\": must start with a "
+		          "letter or _ and contain only letters, digits and _", l->table.s);
+	for (i = 0; i < l->n_key; i++) {
+		if (!*l->key[i].s)
+			opt_error(c, l->key[i].pos, "\"key\" column names must not be empty");
+		for (j = 0; j < i; j++)
+			if (ident_eq(l->key[i].s, l->key[j].s)) {
+				opt_error(c, l->key[i].pos, "duplicate column \"%s\" in \"key\"",
+				          l->key[i].s);
+				break;
+			}
+	}
+	/* SQLite compares column names without regard to case, so "Name" and
+	 * "name" are the same column. */
+	for (i = 0; i < l->n_columns; i++) {
+		if (!*l->columns[i].s) {
+			opt_error(c, l->columns[i].pos, "\"columns\" names must not be empty");
+			continue;
+		}
+		for (j = 0; j < i; j++)
+			if (ident_eq(l->columns[i].s, l->columns[j].s)) {
+				opt_error(c, l->columns[i].pos, "duplicate column \"%s\" in "
+				          "\"columns\" (SQLite column names ignore case)",
+				          l->columns[i].s);
+				break;
+			}
+	}
+	v = opt_get(m, "on_conflict", NULL);
+	if (v && v->kind == YN_SCALAR && !l->n_key)
+		for (i = 0; on_conflicts[i]; i++)
+			if (strcmp(v->s, on_conflicts[i]) == 0)
+				opt_error(c, opt_pos(c, v), "\"on_conflict\" needs a \"key\": without "
+				          "one every record is a new row");
+}
+
+static void ls_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
+{
+	const struct sqlite_opts *l = sp->opts;
+
+	fn(arg, &l->path, true, REF_SECRETS | REF_ENV | REF_PARAM, "\"path\"");
+}
+
+static void ls_describe(const struct stage_spec *sp, struct engine *e, struct state *st,
+                        const struct spec *s, long long records, FILE *out)
+{
+	const struct sqlite_opts *l = sp->opts;
+	char *err = NULL, *path, *shown;
+
+	/* The path as this run rendered it (the stage succeeded, so it did). */
+	if (!(path = engine_render_path(e, l->path.s, &err))) {
+		free(err);
+		return;
+	}
+	/* A path may be built from env values: secrets. */
+	shown = redact(path);
+	free(path);
+	fprintf(out, "%s: %lld records in table \"%s\" of %s\n", sp->id, records, l->table.s,
+	        shown);
+	/* Without a record the sink can create the table only from the
+	 * columns the pipeline declares or an earlier run recorded. */
+	if (records == 0) {
+		char *cols = NULL;
+		bool known = l->n_key || l->n_columns ||
+		             state_sink_columns_get(st, s->name, sp->id, l->table.s, &cols) == 1;
+		free(cols);
+		fprintf(out, "  0 records loaded: %s\n", known ?
+		        "the table exists, with the columns known from key, columns: or "
+		        "an earlier run" :
+		        "a table that did not exist was not created, as its columns are "
+		        "unknown (declare them with columns:)");
+	}
+	fprintf(out, "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n", shown, l->table.s);
+	free(shown);
+}
+
+#define LS(field) offsetof(struct sqlite_opts, field)
+static const struct opt ls_options[] = {
+	{ .key = "path", .type = OPT_TEMPLATE, .offset = LS(path), .flags = OPT_REQUIRED,
+	  .doc = "database file (template), relative to the pipeline file" },
+	{ .key = "table", .type = OPT_STRING, .offset = LS(table), .flags = OPT_REQUIRED,
+	  .doc = "table name (created, and columns added, as records need)" },
+	{ .key = "key", .type = OPT_STRING_LIST, .offset = LS(key), .n_offset = LS(n_key),
+	  .doc = "upsert key column(s)" },
+	{ .key = "on_conflict", .type = OPT_ENUM, .offset = LS(on_conflict), .def = "replace",
+	  .words = on_conflicts, .doc = "a record whose key exists: replace, merge or ignore" },
+	{ .key = "columns", .type = OPT_STRING_LIST, .offset = LS(columns),
+	  .n_offset = LS(n_columns), .doc = "columns the table has even without records" },
+	{ .key = NULL },
+};
+
 const struct stage_kind stage_load_sqlite = {
+	.role = "load",
+	.selector = "sqlite",
+	.nested = true,
+	.sink = true,
+	.options = ls_options,
+	.opts_size = sizeof(struct sqlite_opts),
+	.check = ls_check,
+	.refs = ls_refs,
+	.describe = ls_describe,
 	.name = "load.sqlite",
 	.description = "insert or upsert records into a SQLite table",
 	.create = ls_create,
-	.push = ls_push,
+	.write = ls_write,
 	.finish = ls_finish,
+	.stop = ls_stop,
 	.destroy = ls_destroy,
 };

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "core/flow.h"
 #include "base/util.h"
 
 static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -58,22 +59,39 @@ void emitter_free(struct emitter *em)
 		ev_timer_stop(engine_loop(em->st->eng), &em->linger);
 	expr_free(em->records);
 	json_decref(em->batch);
+	engine_release(em->lin);
 	em->records = NULL;
 	em->batch = NULL;
+	em->lin = NULL;
 }
 
 void emitter_flush(struct emitter *em)
 {
 	if (ev_is_active(&em->linger))
 		ev_timer_stop(engine_loop(em->st->eng), &em->linger);
-	if (json_array_size(em->batch) == 0)
+	if (json_array_size(em->batch) == 0) {
+		engine_release(em->lin);   /* nothing came of those inputs */
+		em->lin = NULL;
 		return;
-	engine_emit(em->st, em->batch);
+	}
+	/* The batch may hold records of several inputs: it carries all their
+	 * lineages, so none is acked before it is loaded. */
+	engine_emit_lineage(em->st, em->batch, em->lin);
+	engine_release(em->lin);
+	em->lin = NULL;
 	em->batch = json_array();
+}
+
+/* Records are being added while st->lineage is current: the batch carries it. */
+static void note_lineage(struct emitter *em)
+{
+	if (em->st->lineage)
+		em->lin = flow_union(em->lin, em->st->lineage);
 }
 
 int emitter_doc(struct emitter *em, json_t *doc, const char *origin, char **err)
 {
+	note_lineage(em);
 	if (!em->records) {
 		json_array_append(em->batch, doc);
 	} else {
@@ -93,6 +111,7 @@ int emitter_doc(struct emitter *em, json_t *doc, const char *origin, char **err)
 
 void emitter_add(struct emitter *em, json_t *rec)
 {
+	note_lineage(em);
 	json_array_append_new(em->batch, rec);
 	if (json_array_size(em->batch) >= em->max)
 		emitter_flush(em);

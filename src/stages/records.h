@@ -20,6 +20,8 @@ struct emitter {
 	size_t max;                    /* records per batch */
 	ev_timer linger;               /* flushes a partial batch EMITTER_LINGER after
 	                                  its first record, so a slow source streams */
+	struct flow_set *lin;          /* lineages of the records in batch (a stage
+	                                  with needs: st->lineage when each was added) */
 };
 
 /* Seconds a partial batch may wait for more records. */

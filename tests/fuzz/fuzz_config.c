@@ -20,7 +20,8 @@
 
 #include "core/dag.h"
 #include "base/diag.h"
-#include "core/spec.h"
+#include "core/config.h"
+#include "base/units.h"
 #include "base/util.h"
 
 static int fd = -1;

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "core/config.h"
 #include "core/dag.h"
 #include "core/engine.h"
 #include "core/spec.h"
@@ -285,11 +286,10 @@ static struct run *run_new(const char *name, const char *yaml, bool real_fetch)
 	free(path);
 	r->params = json_object();
 	r->kinds = xcalloc(r->s->n_stages, sizeof(*r->kinds));
-	for (i = 0; i < r->s->n_stages; i++) {
-		enum stage_type t = r->s->stages[i].type;
-		r->kinds[i] = t == STAGE_FETCH ? (real_fetch ? NULL : &fake_source) :
-		              t == STAGE_TRANSFORM ? &fake_transform : &fake_sink;
-	}
+	/* Sources are the stages that need none, sinks those nothing needs. */
+	for (i = 0; i < r->s->n_stages; i++)
+		r->kinds[i] = r->s->stages[i].n_needs == 0 ? (real_fetch ? NULL : &fake_source) :
+		              r->g->n_down[i] > 0 ? &fake_transform : &fake_sink;
 	if (state_run_create(db, r->s->name, r->s->path, r->s->hash, "{}", now_wall(),
 	                     &r->run_id) != 0) {
 		printf("Bail out! state_run_create: %s\n", state_errmsg(db));
@@ -761,18 +761,22 @@ static size_t inflight(struct run *a, struct run *b)
 	return http_inflight(engine_http(a->e)) + http_inflight(engine_http(b->e));
 }
 
+/* Pipeline share_X: stage web_X fetches /json/N held at gate sX, from a
+ * host of concurrency 1; out_X loads it. */
+static char *share_yaml(char x, int n)
+{
+	return xasprintf("pipeline: share_%c\n"
+	                 "hosts:\n"
+	                 "  '127.0.0.1:%d': { concurrency: 1 }\n"
+	                 "stages:\n"
+	                 "  web_%c: { fetch: { url: 'http://127.0.0.1:%d/json/%d?gate=s%c' } }\n"
+	                 "  out_%c: { needs: [web_%c], load: { stdout: { format: jsonl } } }\n",
+	                 x, mock_port, x, mock_port, n, x, x, x);
+}
+
 static void test_shared_host(void)
 {
-	const char *fmt = "pipeline: %s\n"
-	                  "hosts:\n"
-	                  "  '127.0.0.1:%d': { concurrency: 1 }\n"
-	                  "stages:\n"
-	                  "  %s: { fetch: { url: 'http://127.0.0.1:%d/json/%d?gate=%s' } }\n"
-	                  "  %s: { needs: [%s], load: { stdout: { format: jsonl } } }\n";
-	char *ya = xasprintf(fmt, "share_a", mock_port, "web_a", mock_port, 1, "sa", "out_a",
-	                     "web_a");
-	char *yb = xasprintf(fmt, "share_b", mock_port, "web_b", mock_port, 2, "sb", "out_b",
-	                     "web_b");
+	char *ya = share_yaml('a', 1), *yb = share_yaml('b', 2);
 	struct fake *oa, *ob;
 	struct run *ra, *rb;
 	const char *first, *second;
