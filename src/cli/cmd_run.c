@@ -234,6 +234,17 @@ static void add_refs(const struct sval *v, json_t *names)
 		expr_env_refs(v->s, names);
 }
 
+/* stage_ref_fn: the env variables of a text that holds secrets, appended
+ * to arg (a json array of names). */
+static void ref_secrets(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                        const char *label)
+{
+	(void)tmpl;
+	(void)label;
+	if (use & REF_SECRETS)
+		add_refs(text, arg);
+}
+
 /* Registers the values of every environment variable the pipeline reads as
  * secrets, so they are redacted from messages and the state database. */
 static void register_secrets(const struct spec *s)
@@ -243,7 +254,10 @@ static void register_secrets(const struct spec *s)
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
-		if (st->type == STAGE_FETCH) {
+		if (st->kind && st->kind->refs) {
+			/* A kind that says what its texts are for. */
+			st->kind->refs(st, ref_secrets, names);
+		} else if (st->type == STAGE_FETCH) {
 			const struct fetch_spec *f = &st->u.fetch;
 			for (j = 0; j < f->n_urls; j++)
 				add_refs(&f->urls[j], names);
@@ -297,6 +311,21 @@ static void check_env_sval(const struct sval *sv, bool tmpl, const char *stage,
 	json_decref(names);
 }
 
+struct env_ref {
+	struct diags *d;
+	const char *stage;
+};
+
+/* stage_ref_fn: checks a text whose env variables must be set. */
+static void ref_env(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                    const char *label)
+{
+	struct env_ref *r = arg;
+
+	if (use & REF_ENV)
+		check_env_sval(text, tmpl, r->stage, label, r->d);
+}
+
 /*
  * An unset ${env.X} would render as "null" and be sent: every variable a
  * request is built from must be set, unless its template gives a default.
@@ -308,6 +337,11 @@ size_t env_check(const struct spec *s, struct diags *d)
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
 		const struct fetch_spec *f;
+		if (st->kind && st->kind->refs) {
+			struct env_ref r = { d, st->id };
+			st->kind->refs(st, ref_env, &r);
+			continue;
+		}
 		/* A sink's path too: an unset variable would name a file "null". */
 		if (st->type == STAGE_LOAD && st->u.load.target != LOAD_HTTP &&
 		    st->u.load.target != LOAD_STDOUT)

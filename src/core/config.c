@@ -18,6 +18,7 @@
 #include "base/units.h"
 #include "core/dag.h"
 #include "core/option_ctx.h"
+#include "core/stage.h"
 #include "expr/expr.h"
 
 #define CONFIG_MAX_DEPTH 256
@@ -687,6 +688,20 @@ static void read_stage(struct opt_ctx *c, const struct ynode *k, const struct yn
 	c->kind_known[idx] = true;
 	switch (st->type) {
 	case STAGE_FETCH:
+		/* A kind that owns its options (fetch: {sqlite: {...}}) is read
+		 * through its table, until the reader walks every kind's. */
+		if (kind_v->kind == YN_MAP && ynode_get(kind_v, "sqlite", NULL)) {
+			static const char *const alone[] = { "sqlite", NULL };
+			const struct ynode *sk, *sv = ynode_get(kind_v, "sqlite", &sk);
+			st->kind = stage_kind_find("fetch", "sqlite");
+			st->opts = xcalloc(1, st->kind->opts_size);
+			c->stage = idx;
+			opt_map_check(c, kind_v, "\"fetch\"", "in fetch", alone);
+			if (option_walk(c, st->kind->options, sk, sv, "\"sqlite\"", "in sqlite", NULL,
+			                st->opts))
+				st->kind->check(c, st, sk, sv);
+			break;
+		}
 		read_fetch(c, kind_k, kind_v, &st->u.fetch);
 		if (!st->u.fetch.records.s) {
 			st->u.fetch.records.s = xstrdup(".");

@@ -2,6 +2,7 @@
  * spec: the lifetime of a spec read by config.c (see spec.h).
  */
 #include "core/spec.h"
+#include "core/stage.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,10 @@ static void stage_free(struct stage_spec *st)
 	for (i = 0; i < st->n_needs; i++)
 		sval_free(&st->needs[i]);
 	free(st->needs);
+	if (st->kind && st->opts) {
+		option_free(st->kind->options, st->opts);
+		free(st->opts);
+	}
 	switch (st->type) {
 	case STAGE_FETCH:
 		fetch_spec_free(&st->u.fetch);
