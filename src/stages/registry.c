@@ -12,6 +12,7 @@ extern const struct stage_kind stage_load_sqlite;
 extern const struct stage_kind stage_load_file;
 extern const struct stage_kind stage_load_stdout;
 extern const struct stage_kind stage_load_http;
+extern const struct stage_kind stage_fetch_sqlite;
 
 const struct stage_kind *const stage_kinds[] = {
 	&stage_fetch_http,
@@ -21,11 +22,14 @@ const struct stage_kind *const stage_kinds[] = {
 	&stage_load_file,
 	&stage_load_stdout,
 	&stage_load_http,
+	&stage_fetch_sqlite,
 	NULL,
 };
 
 const struct stage_kind *stage_kind_for(const struct stage_spec *spec)
 {
+	if (spec->kind)
+		return spec->kind;
 	switch (spec->type) {
 	case STAGE_FETCH:
 		return spec->u.fetch.file.s ? &stage_fetch_file : &stage_fetch_http;
