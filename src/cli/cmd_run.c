@@ -129,39 +129,32 @@ static bool text_uses_param(const char *t, const char *name)
 	return false;
 }
 
-/* True when the URLs or headers of f are built from params.NAME. */
-static bool target_uses_param(const struct fetch_spec *f, const char *name)
-{
-	size_t j;
+struct param_use {
+	const char *name;
+	bool found;
+};
 
-	for (j = 0; j < f->n_urls; j++)
-		if (text_uses_param(f->urls[j].s, name))
-			return true;
-	for (j = 0; j < f->n_headers; j++)
-		if (text_uses_param(f->headers[j].value.s, name))
-			return true;
-	return false;
+static void param_ref(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                      const char *label)
+{
+	struct param_use *u = arg;
+
+	(void)tmpl;
+	(void)label;
+	if ((use & REF_PARAM) && text_uses_param(text->s, u->name))
+		u->found = true;
 }
 
-/* True when fetch stage sp builds its requests or records from params.NAME. */
-static bool fetch_uses_param(const struct stage_spec *sp, const char *name)
+/* True when stage sp reads from or writes to a place built from
+ * params.NAME: what its kind's refs hook marks REF_PARAM (a fetch's
+ * requests and records, a load's path or URL). */
+static bool stage_uses_param(const struct stage_spec *sp, const char *name)
 {
-	const struct fetch_spec *f = &sp->u.fetch;
+	struct param_use u = { name, false };
 
-	return target_uses_param(f, name) ||
-	       text_uses_param(f->file.s, name) || text_uses_param(f->body.s, name) ||
-	       text_uses_param(f->json.s, name) || text_uses_param(f->records.s, name) ||
-	       text_uses_param(f->merge.s, name) || text_uses_param(f->method.s, name) ||
-	       text_uses_param(f->paginate.next.s, name) ||
-	       text_uses_param(f->paginate.stop.s, name);
-}
-
-/* True when load stage sp writes to a place built from params.NAME: its
- * path, or for an http load the URL or headers it sends to. */
-static bool load_uses_param(const struct stage_spec *sp, const char *name)
-{
-	return text_uses_param(sp->u.load.path.s, name) ||
-	       (sp->u.load.target == LOAD_HTTP && target_uses_param(&sp->u.load.http, name));
+	if (sp->kind->refs)
+		sp->kind->refs(sp, param_ref, &u);
+	return u.found;
 }
 
 /*
@@ -198,9 +191,8 @@ static int params_changes(const char *cmd, const struct spec *s, const json_t *o
 		for (x = 0; st && x < s->n_stages; x++) {
 			const struct stage_spec *sp = &s->stages[x];
 			bool done = false, loaded = false;
-			bool load = sp->type == STAGE_LOAD;
-			if (load ? !load_uses_param(sp, k) :
-			    sp->type != STAGE_FETCH || !fetch_uses_param(sp, k))
+			bool load = sp->kind->sink;
+			if (!stage_uses_param(sp, k))
 				continue;
 			for (i = 0; i < n; i++)
 				if (strcmp(rows[i].stage, sp->id) == 0) {
@@ -228,21 +220,13 @@ static int params_changes(const char *cmd, const struct spec *s, const json_t *o
 	return changed ? affected : -1;
 }
 
-static void add_refs(const struct sval *v, json_t *names)
-{
-	if (v->s)
-		expr_env_refs(v->s, names);
-}
-
-/* stage_ref_fn: the env variables of a text that holds secrets, appended
- * to arg (a json array of names). */
-static void ref_secrets(void *arg, const struct sval *text, bool tmpl, unsigned use,
-                        const char *label)
+static void secret_ref(void *arg, const struct sval *text, bool tmpl, unsigned use,
+                       const char *label)
 {
 	(void)tmpl;
 	(void)label;
-	if (use & REF_SECRETS)
-		add_refs(text, arg);
+	if ((use & REF_SECRETS) && text->s)
+		expr_env_refs(text->s, arg);
 }
 
 /* Registers the values of every environment variable the pipeline reads as
@@ -250,35 +234,12 @@ static void ref_secrets(void *arg, const struct sval *text, bool tmpl, unsigned 
 static void register_secrets(const struct spec *s)
 {
 	json_t *names = json_array(), *n;
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
-		if (st->kind && st->kind->refs) {
-			/* A kind that says what its texts are for. */
-			st->kind->refs(st, ref_secrets, names);
-		} else if (st->type == STAGE_FETCH) {
-			const struct fetch_spec *f = &st->u.fetch;
-			for (j = 0; j < f->n_urls; j++)
-				add_refs(&f->urls[j], names);
-			for (j = 0; j < f->n_headers; j++)
-				add_refs(&f->headers[j].value, names);
-			add_refs(&f->file, names);
-			add_refs(&f->body, names);
-			add_refs(&f->json, names);
-			add_refs(&f->records, names);
-		} else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP) {
-			const struct fetch_spec *f = &st->u.load.http;
-			for (j = 0; j < f->n_urls; j++)
-				add_refs(&f->urls[j], names);
-			for (j = 0; j < f->n_headers; j++)
-				add_refs(&f->headers[j].value, names);
-		} else if (st->type == STAGE_TRANSFORM) {
-			add_refs(&st->u.transform.jq, names);
-			add_refs(&st->u.transform.dedupe, names);
-		}
-		if (st->type == STAGE_LOAD)
-			add_refs(&st->u.load.path, names);
+		if (st->kind->refs)
+			st->kind->refs(st, secret_ref, names);
 	}
 	json_array_foreach(names, i, n) {
 		const char *v = getenv(json_string_value(n));
@@ -311,54 +272,34 @@ static void check_env_sval(const struct sval *sv, bool tmpl, const char *stage,
 	json_decref(names);
 }
 
-struct env_ref {
-	struct diags *d;
+struct env_walk {
 	const char *stage;
+	struct diags *d;
 };
 
-/* stage_ref_fn: checks a text whose env variables must be set. */
-static void ref_env(void *arg, const struct sval *text, bool tmpl, unsigned use,
+static void env_ref(void *arg, const struct sval *text, bool tmpl, unsigned use,
                     const char *label)
 {
-	struct env_ref *r = arg;
+	struct env_walk *w = arg;
 
 	if (use & REF_ENV)
-		check_env_sval(text, tmpl, r->stage, label, r->d);
+		check_env_sval(text, tmpl, w->stage, label, w->d);
 }
 
 /*
  * An unset ${env.X} would render as "null" and be sent: every variable a
- * request is built from must be set, unless its template gives a default.
+ * request is built from must be set, unless its template gives a default;
+ * a sink's path too: an unset variable would name a file "null".
  */
 size_t env_check(const struct spec *s, struct diags *d)
 {
-	size_t i, j, n0 = d->n;
+	size_t i, n0 = d->n;
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *st = &s->stages[i];
-		const struct fetch_spec *f;
-		if (st->kind && st->kind->refs) {
-			struct env_ref r = { d, st->id };
-			st->kind->refs(st, ref_env, &r);
-			continue;
-		}
-		/* A sink's path too: an unset variable would name a file "null". */
-		if (st->type == STAGE_LOAD && st->u.load.target != LOAD_HTTP &&
-		    st->u.load.target != LOAD_STDOUT)
-			check_env_sval(&st->u.load.path, true, st->id, "\"path\"", d);
-		if (st->type == STAGE_FETCH)
-			f = &st->u.fetch;
-		else if (st->type == STAGE_LOAD && st->u.load.target == LOAD_HTTP)
-			f = &st->u.load.http;
-		else
-			continue;
-		for (j = 0; j < f->n_urls; j++)
-			check_env_sval(&f->urls[j], true, st->id, "\"url\"", d);
-		for (j = 0; j < f->n_headers; j++)
-			check_env_sval(&f->headers[j].value, true, st->id, "a header", d);
-		check_env_sval(&f->file, true, st->id, "\"file\"", d);
-		check_env_sval(&f->body, true, st->id, "\"body\"", d);
-		check_env_sval(&f->json, false, st->id, "\"json\"", d);
+		struct env_walk w = { st->id, d };
+		if (st->kind->refs)
+			st->kind->refs(st, env_ref, &w);
 	}
 	return d->n - n0;
 }
@@ -377,29 +318,11 @@ static int check_env(const struct spec *s)
 /* The URL of an http load for the summary (malloc'd, redacted): the
  * template rendered with the run's params and environment; one that
  * depends on the record stays a template. */
-static char *summary_url(struct engine *e, const char *tpl)
-{
-	char *err = NULL, *url = NULL, *r;
-	size_t off;
-	struct expr *x;
-
-	if (expr_input_ref(tpl, true) == (size_t)-1 &&
-	    (x = expr_template(tpl, engine_scope(e), &err, &off))) {
-		url = expr_render(x, NULL, &err);
-		expr_free(x);
-	}
-	free(err);
-	r = redact(url ? url : tpl);
-	free(url);
-	return r;
-}
-
 static void print_summary(const struct spec *s, const struct dag *g, struct state *st,
                           struct engine *e, int64_t run_id)
 {
 	struct stage_row *rows = NULL;
 	int n = state_stages_list(st, run_id, &rows), i;
-	char *err = NULL;
 
 	if (n <= 0)
 		return;
@@ -410,60 +333,15 @@ static void print_summary(const struct spec *s, const struct dag *g, struct stat
 		        rows[i].kind, state_status_name(rows[i].status),
 		        (long long)rows[i].stats.records_in, (long long)rows[i].stats.records_out,
 		        (long long)rows[i].stats.errors, (long long)rows[i].stats.requests);
-	/* Where the data went, and how to look at it. */
+	/* Where the data went, and how to look at it: the sink kinds say. */
 	for (i = 0; i < n; i++) {
 		int idx = spec_stage_index(s, rows[i].stage);
 		const struct stage_spec *sp;
-		char *path;
 		if (idx < 0 || rows[i].status != ST_SUCCEEDED)
 			continue;
 		sp = &s->stages[idx];
-		if (sp->type != STAGE_LOAD || sp->u.load.target == LOAD_STDOUT)
-			continue;
-		if (sp->u.load.target == LOAD_HTTP) {
-			char *url = summary_url(e, sp->u.load.http.urls ?
-			                        sp->u.load.http.urls[0].s : "");
-			fprintf(stderr, "%s: %lld records delivered (%s %s)\n", rows[i].stage,
-			        (long long)rows[i].stats.records_out,
-			        sp->u.load.http.method.s ? sp->u.load.http.method.s : "POST", url);
-			free(url);
-			continue;
-		}
-		/* The path as this run rendered it (the stage succeeded, so it did). */
-		if (!(path = engine_render_path(e, sp->u.load.path.s, &err))) {
-			free(err);
-			continue;
-		}
-		{
-			/* A path may be built from env values: secrets. */
-			char *shown = redact(path);
-			free(path);
-			path = shown;
-		}
-		if (sp->u.load.target == LOAD_SQLITE) {
-			fprintf(stderr, "%s: %lld records in table \"%s\" of %s\n",
-			        rows[i].stage, (long long)rows[i].stats.records_out, sp->u.load.table.s,
-			        path);
-			/* Without a record the sink can create the table only from the
-			 * columns the pipeline declares or an earlier run recorded. */
-			if (rows[i].stats.records_out == 0) {
-				char *cols = NULL;
-				bool known = sp->u.load.n_key || sp->u.load.n_columns ||
-				             state_sink_columns_get(st, s->name, sp->id, sp->u.load.table.s,
-				                                    &cols) == 1;
-				free(cols);
-				fprintf(stderr, "  0 records loaded: %s\n", known ?
-				        "the table exists, with the columns known from key, columns: or "
-				        "an earlier run" :
-				        "a table that did not exist was not created, as its columns are "
-				        "unknown (declare them with columns:)");
-			}
-			fprintf(stderr, "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n", path,
-			        sp->u.load.table.s);
-		} else
-			fprintf(stderr, "%s: %lld records in %s\n  look: head %s\n", rows[i].stage,
-			        (long long)rows[i].stats.records_out, path, path);
-		free(path);
+		if (sp->kind->describe)
+			sp->kind->describe(sp, e, st, s, (long long)rows[i].stats.records_out, stderr);
 	}
 	(void)g;
 	stage_rows_free(rows, n);
@@ -575,13 +453,14 @@ static size_t wants_files(const struct spec *s, struct state *st, json_t *params
 
 	for (i = 0; i < s->n_stages; i++) {
 		const struct stage_spec *sp = &s->stages[i];
+		const struct sval *file = sp->kind->writes ? sp->kind->writes(sp) : NULL;
 		char *err = NULL, *path, *sealed, *shown;
-		if (sp->type != STAGE_LOAD || sp->u.load.target != LOAD_FILE || !sp->u.load.path.s)
+		if (!file || !file->s)
 			continue;
-		path = engine_render_sink_path(s, params, run, sp->u.load.path.s, &err);
+		path = engine_render_sink_path(s, params, run, file->s, &err);
 		free(err);
 		if (!path)
-			path = path_join(s->dir, sp->u.load.path.s);
+			path = path_join(s->dir, file->s);
 		/* The key is stored in the state database: a secret a path is
 		 * built from is kept as its placeholder, the message redacts it. */
 		sealed = secret_seal(path, strlen(path), NULL);
@@ -1126,10 +1005,10 @@ void resume_plan_print(struct state *st, const struct spec *s, const struct dag 
 			printf(" did not finish");
 		if (dg < 0)
 			dg = 0;
-		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && j - dg > 0)
+		if (sp->kind->journaled && act[x] != RESUME_SKIP && j - dg > 0)
 			printf("; %lld response%s from the journal", (long long)(j - dg),
 			       j - dg == 1 ? "" : "s");
-		if (sp->type == STAGE_FETCH && act[x] != RESUME_SKIP && dg > 0)
+		if (sp->kind->journaled && act[x] != RESUME_SKIP && dg > 0)
 			printf("; %lld fetched again (a body over %d KiB is journaled as its "
 			       "digest only)", (long long)dg, REQUEST_JOURNAL_MAX_BODY / 1024);
 		printf("\n");

@@ -28,27 +28,9 @@
 
 /* ------------------------------------------------------------ stages */
 
-static const char *const fetch_keys[] = {
-	"url", "file", "format", "method", "headers", "body", "json", "records",
-	"timeout", "connect_timeout", "concurrency", "max_body", "tls_verify", "retry",
-	"idempotent", "pool", "paginate", "merge", "allow_hosts", NULL
+static const char *const stage_common_keys[] = {
+	"needs", "description", "on_error", "stage_timeout", NULL
 };
-static const char *const transform_keys[] = { "jq", "dedupe", NULL };
-static const char *const load_keys[] = { "sqlite", "file", "stdout", "http", NULL };
-static const char *const loadhttp_keys[] = {
-	"url", "method", "headers", "batch", "timeout", "connect_timeout", "concurrency",
-	"retry", "tls_verify", "allow_hosts", NULL
-};
-static const char *const http_methods[] = { "POST", "PUT", "PATCH", NULL };
-static const char *const sqlite_keys[] = {
-	"path", "table", "key", "on_conflict", "columns", NULL
-};
-static const char *const loadfile_keys[] = { "path", "format", NULL };
-static const char *const stdout_keys[] = { "format", NULL };
-static const char *const stage_keys[] = {
-	"fetch", "transform", "load", "needs", "description", "on_error", "stage_timeout", NULL
-};
-static const char *const kind_names[] = { "fetch", "transform", "load", NULL };
 static const char *const top_keys[] = {
 	"pipeline", "description", "params", "settings", "defaults", "hosts", "stages", NULL
 };
@@ -61,17 +43,8 @@ static const char *const defaults_keys[] = {
 };
 /* in the order of enum on_error, from ON_ERROR_FAIL */
 static const char *const on_errors[] = { "fail", "skip", "dlq", "pass", NULL };
-static const char *const paginate_keys[] = {
-	"next", "link", "param", "start", "step", "stop", "max_pages", NULL
-};
-static const char *const page_kinds[] = { "next", "link", "param", NULL };
 static const char *const host_keys[] = { "concurrency", "rate", "burst", "breaker", NULL };
 static const char *const breaker_keys[] = { "failures", "cooldown", "successes", NULL };
-static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
-static const char *const fetch_formats[] = { "json", "jsonl", NULL };
-static const char *const load_formats[] = { "jsonl", NULL };
-/* In the order of enum on_conflict. */
-static const char *const on_conflicts[] = { "replace", "merge", "ignore", NULL };
 
 /* ------------------------------------------------------------ resilience */
 
@@ -92,97 +65,6 @@ static enum on_error read_on_error(struct opt_ctx *c, const struct ynode *m, str
 static void pass_misplaced(struct opt_ctx *c, struct pos at)
 {
 	diags_add(c->d, at, "on_error: pass is only for fetch stages with needs");
-}
-
-/* pool: must name an entry of hosts:. */
-static void check_pool(struct opt_ctx *c, const struct sval *pool)
-{
-	const char **names;
-	const char *sug;
-	size_t i, n = 0;
-
-	if (ynode_get(c->hosts, pool->s, NULL))
-		return;
-	names = xcalloc(c->hosts ? c->hosts->n / 2 + 1 : 1, sizeof(*names));
-	for (i = 0; c->hosts && c->hosts->kind == YN_MAP && i + 1 < c->hosts->n; i += 2)
-		if (c->hosts->kids[i]->kind == YN_SCALAR)
-			names[n++] = c->hosts->kids[i]->s;
-	sug = opt_suggest(pool->s, names, n);
-	if (sug)
-		diags_add(c->d, pool->pos, "unknown pool \"%s\" (did you mean \"%s\"?)",
-		          pool->s, sug);
-	else
-		diags_add(c->d, pool->pos, "unknown pool \"%s\": hosts has no such entry", pool->s);
-	free(names);
-}
-
-static void only_with_param(struct opt_ctx *c, const struct ynode *m, const char *name)
-{
-	const struct ynode *k = NULL;
-
-	if (ynode_get(m, name, &k))
-		diags_add(c->d, cpos(c, k), "\"%s\" is only allowed with \"param\" in paginate",
-		          name);
-}
-
-static void read_paginate(struct opt_ctx *c, const struct ynode *m, struct paginate_spec *pg)
-{
-	const struct ynode *k = NULL, *v = ynode_get(m, "paginate", &k), *kind_k = NULL, *x;
-	bool reported = false;
-	int kind = -1, link = 1;
-	size_t i;
-
-	pg->start = 1;
-	pg->step = 1;
-	if (!v || !opt_map_check(c, v, "\"paginate\"", "in paginate", paginate_keys))
-		return;
-	pg->pos = cpos(c, k);
-	for (i = 0; v->kind == YN_MAP && i + 1 < v->n; i += 2) {
-		const struct ynode *key = v->kids[i];
-		int t;
-		if (key->kind != YN_SCALAR)
-			continue;
-		for (t = 0; page_kinds[t] && strcmp(key->s, page_kinds[t]) != 0; t++)
-			;
-		if (!page_kinds[t] || key->dup)
-			continue;
-		if (!kind_k) {
-			kind_k = key;
-			kind = t;
-		} else if (!reported) {
-			diags_add(c->d, cpos(c, key),
-			          "paginate can have only one of next, link and param");
-			reported = true;
-		}
-	}
-	if (!kind_k)
-		diags_add(c->d, opt_map_pos(c, k, v), "paginate needs one of next, link or param");
-	else
-		pg->kind = kind == 0 ? PAGE_NEXT : kind == 1 ? PAGE_LINK : PAGE_COUNTER;
-	opt_get_str(c, v, "next", &pg->next);
-	opt_check_jq(c, &pg->next, "next");
-	opt_get_bool(c, v, "link", &link);
-	if (!link && (x = ynode_get(v, "link", NULL)))
-		diags_add(c->d, cpos(c, x), "\"link\" can only be true (to not paginate, "
-		          "leave paginate out)");
-	opt_get_str(c, v, "param", &pg->param);
-	if (pg->param.s && !*pg->param.s)
-		diags_add(c->d, pg->param.pos, "\"param\" must not be empty");
-	opt_get_integer(c, v, "start", LLONG_MIN, LLONG_MAX, &pg->start);
-	if ((x = opt_get_integer(c, v, "step", LLONG_MIN, LLONG_MAX, &pg->step)) && pg->step == 0) {
-		diags_add(c->d, cpos(c, x), "invalid value 0 for \"step\": must not be 0");
-		pg->step = 1;
-	}
-	opt_get_str(c, v, "stop", &pg->stop);
-	opt_check_jq(c, &pg->stop, "stop");
-	opt_get_int(c, v, "max_pages", 1, 1000000, &pg->max_pages);
-	if (pg->kind == PAGE_COUNTER && !ynode_get(v, "stop", NULL))
-		diags_add(c->d, cpos(c, kind_k), "paginate with param needs stop");
-	if (kind_k && pg->kind != PAGE_COUNTER) {
-		only_with_param(c, v, "start");
-		only_with_param(c, v, "step");
-		only_with_param(c, v, "stop");
-	}
 }
 
 /* ^[A-Za-z0-9_.:-]+$ */
@@ -260,7 +142,6 @@ static void read_hosts(struct opt_ctx *c, const struct ynode *v)
 
 	if (!v || !opt_map_check(c, v, "\"hosts\"", "in hosts", NULL) || v->kind != YN_MAP)
 		return;
-	c->hosts = v;
 	c->s->hosts = xcalloc(v->n / 2 + 1, sizeof(*c->s->hosts));
 	for (i = 0; i + 1 < v->n; i += 2) {
 		const struct ynode *k = v->kids[i];
@@ -270,352 +151,241 @@ static void read_hosts(struct opt_ctx *c, const struct ynode *v)
 	}
 }
 
-/* The record references of a source fetch (no needs), m its fetch: mapping. */
-static void check_source_records(struct opt_ctx *c, const struct stage_spec *st,
-                                 const struct ynode *m)
-{
-	const struct fetch_spec *f = &st->u.fetch;
-	const struct ynode *url = ynode_get(m, "url", NULL), *hs = ynode_get(m, "headers", NULL);
-	size_t i, j;
+/* ------------------------------------------------------------ kinds */
 
-	for (i = j = 0; url && i < f->n_urls; i++)
-		opt_check_no_record(c, opt_list_item(url, &f->urls[i], &j), f->urls[i].s, true, "\"url\"",
-		                st->id);
-	/* The header nodes are walked in step with the headers read from them
-	 * (in order, some left out): linear in their number. */
-	for (i = j = 0; hs && hs->kind == YN_MAP && i + 1 < hs->n && j < f->n_headers; i += 2) {
-		const struct ynode *hk = hs->kids[i];
-		char *label;
-		if (hk->kind != YN_SCALAR || hk->dup || strcmp(hk->s, f->headers[j].name) != 0)
-			continue;
-		label = xasprintf("header \"%s\"", f->headers[j].name);
-		opt_check_no_record(c, hs->kids[i + 1], f->headers[j].value.s, true, label, st->id);
-		free(label);
-		j++;
+/* The kinds of role (registry order) into out (at most max); returns how
+ * many. */
+static size_t role_kinds(const char *role, const struct stage_kind **out, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; stage_kinds[i] && n < max; i++)
+		if (stage_kinds[i]->role && strcmp(stage_kinds[i]->role, role) == 0)
+			out[n++] = stage_kinds[i];
+	return n;
+}
+
+/* The roles (fetch, transform, load: the keys a stage is written with), in
+ * the order of the registry, then the other keys of a stage. */
+static void role_names(struct opt_ctx *c)
+{
+	size_t i, j, n = 0, n_common = 0;
+
+	while (stage_kinds[n])
+		n++;
+	while (stage_common_keys[n_common])
+		n_common++;
+	c->roles = xcalloc(n + 1, sizeof(*c->roles));
+	c->stage_keys = xcalloc(n + n_common + 1, sizeof(*c->stage_keys));
+	for (i = 0; stage_kinds[i]; i++) {
+		const char *r = stage_kinds[i]->role;
+		for (j = 0; r && j < c->n_roles && strcmp(c->roles[j], r) != 0; j++)
+			;
+		if (r && j == c->n_roles)
+			c->roles[c->n_roles++] = r;
 	}
-	opt_check_no_record(c, ynode_get(m, "file", NULL), f->file.s, true, "\"file\"", st->id);
-	opt_check_no_record(c, ynode_get(m, "body", NULL), f->body.s, true, "\"body\"", st->id);
-	opt_check_no_record(c, ynode_get(m, "json", NULL), f->json.s, false, "\"json\"", st->id);
+	for (i = 0; i < c->n_roles; i++)
+		c->stage_keys[i] = c->roles[i];
+	for (j = 0; j < n_common; j++)
+		c->stage_keys[i + j] = stage_common_keys[j];
 }
 
-/* Fan-out rules of a fetch stage (m: its fetch: mapping). */
-static void check_fanout(struct opt_ctx *c, size_t idx, const struct ynode *m)
+/* "fetch, transform or load" (malloc'd). */
+static char *role_list(const struct opt_ctx *c)
 {
-	const struct stage_spec *st = &c->s->stages[idx];
-	const struct ynode *k = NULL, *v;
+	struct buf b;
+	size_t i;
 
-	if (st->n_needs == 0 && !c->needs_bad[idx] && m->kind == YN_MAP)
-		check_source_records(c, st, m);
-	if (st->n_needs > 0) {
-		v = ynode_get(m, "url", NULL);
-		if (v && v->kind == YN_SEQ)
-			diags_add(c->d, cpos(c, v), "a fetch stage with needs takes one url template");
-		if (ynode_get(m, "file", NULL))
-			diags_add(c->d, c->needs_key[idx], "a file fetch cannot have needs");
-	} else if (!c->needs_bad[idx] && ynode_get(m, "merge", &k)) {
-		diags_add(c->d, cpos(c, k), "merge is only for fetch stages with needs");
-	}
+	buf_init(&b);
+	for (i = 0; i < c->n_roles; i++)
+		buf_printf(&b, "%s%s", i == 0 ? "" : i + 1 == c->n_roles ? " or " : ", ",
+		           c->roles[i]);
+	return buf_steal(&b);
 }
 
-static void only_with_url(struct opt_ctx *c, const struct ynode *m, const char *name)
-{
-	const struct ynode *k = NULL;
-
-	if (ynode_get(m, name, &k))
-		diags_add(c->d, cpos(c, k), "\"%s\" is only allowed with \"url\"", name);
-}
-
-static void read_headers(struct opt_ctx *c, const struct ynode *m, struct fetch_spec *f)
-{
-	const struct ynode *k = NULL, *v = ynode_get(m, "headers", &k);
-	size_t i, cap = 0;
-
-	if (!v || !opt_map_check(c, v, "\"headers\"", "in headers", NULL) || v->kind != YN_MAP)
-		return;
-	for (i = 0; i + 1 < v->n; i += 2) {
-		const struct ynode *hk = v->kids[i], *hv = v->kids[i + 1];
-		struct sval sv = { NULL, { NULL, 0, 0 } };
-		char *label;
-
-		if (hk->kind != YN_SCALAR || hk->dup)
-			continue;
-		if (!opt_token_ok(hk->s))
-			diags_add(c->d, cpos(c, hk),
-			          "invalid header name \"%s\": must be an HTTP token", hk->s);
-		if (!opt_read_str(c, hv, hk->s, &sv))
-			continue;
-		label = xasprintf("header \"%s\"", hk->s);
-		opt_check_template(c, hv, sv.s, label);
-		free(label);
-		xgrow(&f->headers, &cap, f->n_headers + 1, sizeof(*f->headers));
-		f->headers[f->n_headers].name = xstrdup(hk->s);
-		f->headers[f->n_headers].value = sv;
-		f->n_headers++;
-	}
-}
-
-/* allow_hosts: a host or a list of them ("host", "host:port", "*.domain",
- * "*"), never a URL. */
-static void read_allow_hosts(struct opt_ctx *c, const struct ynode *m, struct fetch_spec *f)
+/* Adds key to v (n of them) unless it is there already. */
+static void key_add(const char **v, size_t *n, const char *key)
 {
 	size_t i;
 
-	opt_get_str_list(c, m, "allow_hosts", &f->allow_hosts, &f->n_allow_hosts);
-	for (i = 0; i < f->n_allow_hosts; i++) {
-		const char *h = f->allow_hosts[i].s, *p;
-		bool bad = *h == '\0' || strchr(h, '/') != NULL || strchr(h, '@') != NULL ||
-		           (h[0] == '*' && h[1] != '\0' && h[1] != '.') || strchr(h + 1, '*');
-		for (p = h; *p && !bad; p++)
-			if (*p == ' ' || *p == '\t' || (unsigned char)*p < 0x20)
-				bad = true;
-		if (bad)
-			diags_add(c->d, f->allow_hosts[i].pos, "invalid host \"%s\" in "
-			          "\"allow_hosts\": expected a host name, host:port, *.domain or *",
-			          h);
-	}
+	for (i = 0; i < *n; i++)
+		if (strcmp(v[i], key) == 0)
+			return;
+	v[(*n)++] = key;
 }
 
-static void read_fetch(struct opt_ctx *c, const struct ynode *k, const struct ynode *m,
-                       struct fetch_spec *f)
+/* The kind of a role's mapping m that owns key (selector or, for a flat
+ * kind, option), or NULL. */
+static const struct stage_kind *key_owner(const struct stage_kind **kinds, size_t n,
+                                          const char *key, bool options)
 {
-	const struct ynode *url, *file, *body;
-	size_t i, j;
+	size_t i;
 
-	f->timeout = -1;
-	f->connect_timeout = -1;
-	f->tls_verify = -1;
-	f->idempotent = -1;
-	if (!opt_map_check(c, m, "\"fetch\"", "in fetch", fetch_keys))
+	for (i = 0; i < n; i++)
+		if (kinds[i]->selector && strcmp(kinds[i]->selector, key) == 0)
+			return kinds[i];
+	for (i = 0; options && i < n; i++)
+		if (!kinds[i]->nested && option_find(kinds[i]->options, key))
+			return kinds[i];
+	return NULL;
+}
+
+/* Allocates and reads the options of kind for stage st from mapping m
+ * (the value of key k): a nested kind's own mapping, or the role's
+ * mapping of a flat kind (keys_checked: read_role checked its keys). */
+static void read_kind(struct opt_ctx *c, struct stage_spec *st, const struct stage_kind *kind,
+                      const struct ynode *k, const struct ynode *m, bool keys_checked)
+{
+	const char *name = kind->nested ? kind->selector : kind->role;
+	char *what = xasprintf("\"%s\"", name), *where = xasprintf("in %s", name);
+	bool ok;
+
+	st->kind = kind;
+	st->opts = xcalloc(1, kind->opts_size ? kind->opts_size : 1);
+	ok = option_walk(c, kind->options, k, m, what, where, keys_checked, st->opts);
+	free(what);
+	free(where);
+	if (ok && kind->check)
+		kind->check(c, st, k, m);
+}
+
+/* Reads option o of kind (a key of a flat role mapping m that the kind read
+ * does not take) only for its errors, as a flat mapping reads every key. */
+static void read_foreign(struct opt_ctx *c, const struct stage_kind *kind,
+                         const struct opt *o, const struct ynode *m)
+{
+	void *scratch;
+
+	if (!o)
 		return;
-	url = opt_get_str_list(c, m, "url", &f->urls, &f->n_urls);
-	if (url && url->kind == YN_SEQ && url->n == 0)
-		diags_add(c->d, cpos(c, url), "\"url\" must list at least one URL");
-	for (i = j = 0; i < f->n_urls; i++)
-		opt_check_template(c, opt_list_item(url, &f->urls[i], &j), f->urls[i].s, "\"url\"");
-	file = opt_get_str(c, m, "file", &f->file);
-	if (file && f->file.s)
-		opt_check_template(c, file, f->file.s, "\"file\"");
-	url = ynode_get(m, "url", NULL);
-	file = ynode_get(m, "file", NULL);
-	if (url && file) {
-		diags_add(c->d, cpos(c, opt_later_key(m, "url", "file")),
-		          "fetch cannot have both \"url\" and \"file\"");
-	} else if (!url && !file) {
-		diags_add(c->d, opt_map_pos(c, k, m), "fetch needs one of \"url\" or \"file\"");
-	} else if (file) {
-		only_with_url(c, m, "method");
-		only_with_url(c, m, "headers");
-		only_with_url(c, m, "body");
-		only_with_url(c, m, "json");
-		only_with_url(c, m, "idempotent");
-		only_with_url(c, m, "pool");
-		only_with_url(c, m, "paginate");
-		only_with_url(c, m, "allow_hosts");
-	}
-	f->format = opt_get_enum(c, m, "format", fetch_formats, NULL) == 1 ? FMT_JSONL : FMT_JSON;
-	opt_get_enum(c, m, "method", methods, &f->method);
-	read_headers(c, m, f);
-	body = opt_get_str(c, m, "body", &f->body);
-	if (body && f->body.s)
-		opt_check_template(c, body, f->body.s, "\"body\"");
-	opt_get_str(c, m, "json", &f->json);
-	opt_check_jq(c, &f->json, "json");
-	if (ynode_get(m, "body", NULL) && ynode_get(m, "json", NULL))
-		diags_add(c->d, cpos(c, opt_later_key(m, "body", "json")),
-		          "fetch cannot have both \"body\" and \"json\"");
-	opt_get_str(c, m, "records", &f->records);
-	opt_check_jq(c, &f->records, "records");
-	opt_get_duration(c, m, "timeout", &f->timeout);
-	opt_get_duration(c, m, "connect_timeout", &f->connect_timeout);
-	opt_get_int(c, m, "concurrency", 1, 10000, &f->concurrency);
-	opt_get_size(c, m, "max_body", &f->max_body);
-	opt_get_bool(c, m, "tls_verify", &f->tls_verify);
-	opt_get_retry(c, m, &f->retry);
-	opt_get_bool(c, m, "idempotent", &f->idempotent);
-	if (opt_get_str(c, m, "pool", &f->pool) && f->pool.s)
-		check_pool(c, &f->pool);
-	read_paginate(c, m, &f->paginate);
-	read_allow_hosts(c, m, f);
-	opt_get_str(c, m, "merge", &f->merge);
-	opt_check_jq(c, &f->merge, "merge");
+	scratch = xcalloc(1, kind->opts_size ? kind->opts_size : 1);
+	option_read(c, o, m, scratch);
+	option_free(kind->options, scratch);
+	if (kind->free_opts)
+		kind->free_opts(scratch);
+	free(scratch);
 }
 
-static void read_transform(struct opt_ctx *c, const struct ynode *k, const struct ynode *m,
-                           struct transform_spec *t)
+/*
+ * The value m of a stage's role key k (fetch:, transform:, load:). A role
+ * with one kind and no selector reads its options straight from m. Else
+ * the selector keys present pick the kind: a nested kind reads the value
+ * of its selector (load: {sqlite: {...}}), a flat one reads m itself
+ * beside its selector (fetch: {url: ..., headers: ...}).
+ */
+static void read_role(struct opt_ctx *c, struct stage_spec *st, const char *role,
+                      const struct ynode *k, const struct ynode *m)
 {
-	if (!opt_map_check(c, m, "\"transform\"", "in transform", transform_keys))
+	const struct stage_kind *kinds[64], *chosen = NULL, *first_flat = NULL;
+	const struct ynode *sel_k = NULL, *sel_v = NULL;
+	size_t n = role_kinds(role, kinds, ARRAY_LEN(kinds)), i, j, n_keys = 0, n_sel = 0;
+	const char **keys;
+	char *what, *where;
+	bool ok;
+
+	if (n == 1 && !kinds[0]->selector) {
+		read_kind(c, st, kinds[0], k, m, false);
 		return;
-	opt_get_str(c, m, "jq", &t->jq);
-	opt_check_jq(c, &t->jq, "jq");
-	opt_get_str(c, m, "dedupe", &t->dedupe);
-	opt_check_jq(c, &t->dedupe, "dedupe");
-	if (!ynode_get(m, "jq", NULL) && !ynode_get(m, "dedupe", NULL))
-		diags_add(c->d, opt_map_pos(c, k, m),
-		          "transform needs at least one of \"jq\" or \"dedupe\"");
-}
-
-/* True when a and b are equal ignoring ASCII case, as SQLite compares
- * identifiers. */
-static bool ident_eq(const char *a, const char *b)
-{
-	for (; *a && *b; a++, b++)
-		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
-			return false;
-	return *a == *b;
-}
-
-/* sqlite columns: a column name or a sequence of them (SQLite compares them without
- * regard to case, so "Name" and "name" are the same column). */
-static void read_columns(struct opt_ctx *c, const struct ynode *m, struct load_spec *l)
-{
-	size_t i, j;
-
-	opt_get_str_list(c, m, "columns", &l->columns, &l->n_columns);
-	for (i = 0; i < l->n_columns; i++) {
-		if (!*l->columns[i].s) {
-			diags_add(c->d, l->columns[i].pos, "\"columns\" names must not be empty");
+	}
+	/* The keys of the role's mapping: every selector, then the options of
+	 * the flat kinds. */
+	keys = xcalloc(1 + n + 64 * n, sizeof(*keys));
+	for (i = 0; i < n; i++)
+		if (kinds[i]->selector)
+			key_add(keys, &n_keys, kinds[i]->selector);
+	for (i = 0; i < n; i++) {
+		if (kinds[i]->nested)
 			continue;
+		if (!first_flat)
+			first_flat = kinds[i];
+		for (j = 0; kinds[i]->options && kinds[i]->options[j].key; j++) {
+			if (n_keys >= 64 * n)
+				break;
+			key_add(keys, &n_keys, kinds[i]->options[j].key);
 		}
-		for (j = 0; j < i; j++)
-			if (ident_eq(l->columns[i].s, l->columns[j].s)) {
-				diags_add(c->d, l->columns[i].pos, "duplicate column \"%s\" in "
-				          "\"columns\" (SQLite column names ignore case)",
-				          l->columns[i].s);
-				break;
-			}
 	}
-}
-
-static void read_on_conflict(struct opt_ctx *c, const struct ynode *m, struct load_spec *l)
-{
-	struct sval sv = { NULL, { NULL, 0, 0 } };
-	int v = opt_get_enum(c, m, "on_conflict", on_conflicts, &sv);
-
-	if (v < 0)
-		return;
-	l->on_conflict = (enum on_conflict)v;
-	if (!l->n_key)
-		diags_add(c->d, sv.pos, "\"on_conflict\" needs a \"key\": without one every "
-		          "record is a new row");
-	free(sv.s);
-}
-
-static void read_table(struct opt_ctx *c, const struct ynode *m, struct load_spec *l)
-{
-	size_t i;
-
-	opt_get_str(c, m, "table", &l->table);
-	if (l->table.s && !opt_name_ok(l->table.s, false, ""))
-		diags_add(c->d, l->table.pos, "invalid table name \"%s\": must start with a "
-		          "letter or _ and contain only letters, digits and _", l->table.s);
-	opt_get_str_list(c, m, "key", &l->key, &l->n_key);
-	for (i = 0; i < l->n_key; i++) {
-		size_t j;
-		if (!*l->key[i].s)
-			diags_add(c->d, l->key[i].pos, "\"key\" column names must not be empty");
-		for (j = 0; j < i; j++)
-			if (ident_eq(l->key[i].s, l->key[j].s)) {
-				diags_add(c->d, l->key[i].pos, "duplicate column \"%s\" in \"key\"",
-				          l->key[i].s);
-				break;
-			}
-	}
-	read_columns(c, m, l);
-	read_on_conflict(c, m, l);
-}
-
-/* A sink's path: a template (params, run, env), rendered once per run. */
-static void read_load_path(struct opt_ctx *c, const struct ynode *m, struct load_spec *l)
-{
-	if (opt_get_str(c, m, "path", &l->path) && l->path.s)
-		opt_check_template(c, ynode_get(m, "path", NULL), l->path.s, "\"path\"");
-}
-
-static void read_load(struct opt_ctx *c, const struct ynode *k, const struct ynode *m,
-                      struct load_spec *l)
-{
-	const struct ynode *tk = NULL, *tv = NULL;
-	size_t i;
-
-	l->format = FMT_JSONL;
-	if (!opt_map_check(c, m, "\"load\"", "in load", load_keys))
-		return;
+	what = xasprintf("\"%s\"", role);
+	where = xasprintf("in %s", role);
+	ok = opt_map_check(c, m, what, where, keys);
+	free(what);
+	free(where);
+	if (!ok)
+		goto done;
+	/* The selectors given, in file order: the first picks the kind. */
 	for (i = 0; m->kind == YN_MAP && i + 1 < m->n; i += 2) {
 		const struct ynode *key = m->kids[i];
-		int t;
-		if (key->kind != YN_SCALAR)
+		const struct stage_kind *kk;
+		if (key->kind != YN_SCALAR || key->dup ||
+		    !(kk = key_owner(kinds, n, key->s, false)))
 			continue;
-		for (t = 0; load_keys[t] && strcmp(key->s, load_keys[t]) != 0; t++)
-			;
-		if (!load_keys[t] || key->dup)
-			continue;
-		if (tk) {
-			diags_add(c->d, cpos(c, key), "load cannot have both \"%s\" and \"%s\"",
-			          tk->s, key->s);
+		n_sel++;
+		if (!chosen) {
+			chosen = kk;
+			sel_k = key;
+			sel_v = m->kids[i + 1];
 			continue;
 		}
-		tk = key;
-		tv = m->kids[i + 1];
-		l->target = (enum load_target)t;
+		/* Flat kinds are named in the order of the registry, as "url" and
+		 * "file" always were; nested ones in file order. */
+		if (!chosen->nested && !kk->nested) {
+			size_t a = 0, b = 0;
+			for (j = 0; j < n; j++) {
+				if (kinds[j] == chosen)
+					a = j;
+				if (kinds[j] == kk)
+					b = j;
+			}
+			opt_error(c, cpos(c, key), "%s cannot have both \"%s\" and \"%s\"", role,
+			          kinds[a < b ? a : b]->selector, kinds[a < b ? b : a]->selector);
+		} else {
+			opt_error(c, cpos(c, key), "%s cannot have both \"%s\" and \"%s\"", role,
+			          sel_k->s, key->s);
+		}
+		if (!kk->nested)
+			read_foreign(c, kk, option_find(kk->options, key->s), m);
 	}
-	if (!tk) {
-		diags_add(c->d, opt_map_pos(c, k, m),
-		          "load needs one of \"sqlite\", \"file\", \"stdout\" or \"http\"");
-		return;
+	if (!chosen) {
+		struct buf b;
+		size_t n_sels = 0;
+		for (i = 0; i < n; i++)
+			n_sels += kinds[i]->selector != NULL;
+		buf_init(&b);
+		for (i = j = 0; i < n; i++) {
+			if (!kinds[i]->selector)
+				continue;
+			j++;
+			buf_printf(&b, "%s\"%s\"", j == 1 ? "" : j == n_sels ? " or " : ", ",
+			           kinds[i]->selector);
+		}
+		opt_error(c, opt_map_pos(c, k, m), "%s needs one of %s", role, b.data);
+		buf_free(&b);
+		/* A flat mapping is read all the same, for the errors in it. */
+		if (first_flat)
+			read_kind(c, st, first_flat, k, m, true);
+		goto done;
 	}
-	switch (l->target) {
-	case LOAD_SQLITE:
-		if (!opt_map_check(c, tv, "\"sqlite\"", "in sqlite", sqlite_keys))
-			return;
-		if (!ynode_get(tv, "path", NULL))
-			opt_missing(c, opt_map_pos(c, tk, tv), "path", "in sqlite");
-		if (!ynode_get(tv, "table", NULL))
-			opt_missing(c, opt_map_pos(c, tk, tv), "table", "in sqlite");
-		read_load_path(c, tv, l);
-		read_table(c, tv, l);
-		break;
-	case LOAD_FILE:
-		if (!opt_map_check(c, tv, "\"file\"", "in file", loadfile_keys))
-			return;
-		if (!ynode_get(tv, "path", NULL))
-			opt_missing(c, opt_map_pos(c, tk, tv), "path", "in file");
-		read_load_path(c, tv, l);
-		opt_get_enum(c, tv, "format", load_formats, NULL);
-		break;
-	case LOAD_STDOUT:
-		if (!opt_map_check(c, tv, "\"stdout\"", "in stdout", stdout_keys))
-			return;
-		opt_get_enum(c, tv, "format", load_formats, NULL);
-		break;
-	case LOAD_HTTP: {
-		struct fetch_spec *f = &l->http;
-		const struct ynode *url;
-		f->timeout = -1;
-		f->connect_timeout = -1;
-		f->tls_verify = -1;
-		f->idempotent = 1;
-		l->batch = 1;
-		if (!opt_map_check(c, tv, "\"http\"", "in http", loadhttp_keys))
-			return;
-		if (!ynode_get(tv, "url", NULL))
-			opt_missing(c, opt_map_pos(c, tk, tv), "url", "in http");
-		url = opt_get_str_list(c, tv, "url", &f->urls, &f->n_urls);
-		if (url && url->kind == YN_SEQ)
-			diags_add(c->d, cpos(c, url), "\"url\" of an http load is one URL template");
-		else if (url && f->n_urls == 1)
-			opt_check_template(c, url, f->urls[0].s, "\"url\"");
-		opt_get_enum(c, tv, "method", http_methods, &f->method);
-		read_headers(c, tv, f);
-		opt_get_int(c, tv, "batch", 1, 10000, &l->batch);
-		opt_get_duration(c, tv, "timeout", &f->timeout);
-		opt_get_duration(c, tv, "connect_timeout", &f->connect_timeout);
-		opt_get_int(c, tv, "concurrency", 1, 10000, &f->concurrency);
-		opt_get_bool(c, tv, "tls_verify", &f->tls_verify);
-		opt_get_retry(c, tv, &f->retry);
-		read_allow_hosts(c, tv, f);
-		break;
+	/* Keys of other flat kinds: an error when one kind was given, and
+	 * read for their own errors in any case. */
+	for (i = 0; m->kind == YN_MAP && i + 1 < m->n; i += 2) {
+		const struct ynode *key = m->kids[i];
+		const struct stage_kind *owner;
+		if (key->kind != YN_SCALAR || key->dup || key_owner(kinds, n, key->s, false))
+			continue;
+		if (!chosen->nested && option_find(chosen->options, key->s))
+			continue;
+		if (!(owner = key_owner(kinds, n, key->s, true)))
+			continue;
+		if (n_sel == 1)
+			opt_error(c, cpos(c, key), "\"%s\" is only allowed with \"%s\"", key->s,
+			          owner->selector);
+		read_foreign(c, owner, option_find(owner->options, key->s), m);
 	}
-	}
+	if (chosen->nested)
+		read_kind(c, st, chosen, sel_k, sel_v, false);
+	else
+		read_kind(c, st, chosen, k, m, true);
+done:
+	free(keys);
 }
 
 static void read_stage(struct opt_ctx *c, const struct ynode *k, const struct ynode *m, size_t idx)
@@ -623,12 +393,14 @@ static void read_stage(struct opt_ctx *c, const struct ynode *k, const struct yn
 	struct stage_spec *st = &c->s->stages[idx];
 	const struct ynode *kind_k = NULL, *kind_v = NULL, *nk = NULL;
 	struct pos on_error_at = { NULL, 0, 0 };
+	const char *role = NULL;
 	char *where;
 	size_t i;
 
 	st->stage_timeout = -1;
 	st->id = xstrdup(k->s);
 	st->pos = cpos(c, k);
+	c->stage = idx;
 	if (!opt_name_ok(st->id, false, "-"))
 		diags_add(c->d, st->pos, "invalid stage id \"%s\": must start with a letter "
 		          "or _ and contain only letters, digits, _ and -", st->id);
@@ -640,16 +412,16 @@ static void read_stage(struct opt_ctx *c, const struct ynode *k, const struct yn
 		return;
 	}
 	where = xasprintf("in stage \"%s\"", st->id);
-	opt_map_check(c, m, "a stage", where, stage_keys);
+	opt_map_check(c, m, "a stage", where, c->stage_keys);
 	free(where);
 	for (i = 0; m->kind == YN_MAP && i + 1 < m->n; i += 2) {
 		const struct ynode *key = m->kids[i];
-		int t;
+		size_t t;
 		if (key->kind != YN_SCALAR)
 			continue;
-		for (t = 0; kind_names[t] && strcmp(key->s, kind_names[t]) != 0; t++)
+		for (t = 0; t < c->n_roles && strcmp(key->s, c->roles[t]) != 0; t++)
 			;
-		if (!kind_names[t] || key->dup)
+		if (t == c->n_roles || key->dup)
 			continue;
 		if (kind_k) {
 			diags_add(c->d, cpos(c, key), "stage \"%s\" has both %s and %s", st->id,
@@ -658,7 +430,7 @@ static void read_stage(struct opt_ctx *c, const struct ynode *k, const struct yn
 		}
 		kind_k = key;
 		kind_v = m->kids[i + 1];
-		st->type = (enum stage_type)t;
+		role = c->roles[t];
 	}
 	if (ynode_get(m, "needs", &nk)) {
 		size_t n0 = c->d->n;
@@ -680,61 +452,47 @@ static void read_stage(struct opt_ctx *c, const struct ynode *k, const struct yn
 	st->on_error = read_on_error(c, m, &on_error_at);
 	opt_get_duration(c, m, "stage_timeout", &st->stage_timeout);
 	if (!kind_k) {
-		diags_add(c->d, st->pos, "stage \"%s\" needs one of fetch, transform or load",
-		          st->id);
+		char *list = role_list(c);
+		diags_add(c->d, st->pos, "stage \"%s\" needs one of %s", st->id, list);
+		free(list);
 		return;
 	}
 	st->type_pos = cpos(c, kind_k);
-	c->kind_known[idx] = true;
-	switch (st->type) {
-	case STAGE_FETCH:
-		/* A kind that owns its options (fetch: {sqlite: {...}}) is read
-		 * through its table, until the reader walks every kind's. */
-		if (kind_v->kind == YN_MAP && ynode_get(kind_v, "sqlite", NULL)) {
-			static const char *const alone[] = { "sqlite", NULL };
-			const struct ynode *sk, *sv = ynode_get(kind_v, "sqlite", &sk);
-			st->kind = stage_kind_find("fetch", "sqlite");
-			st->opts = xcalloc(1, st->kind->opts_size);
-			c->stage = idx;
-			opt_map_check(c, kind_v, "\"fetch\"", "in fetch", alone);
-			if (option_walk(c, st->kind->options, sk, sv, "\"sqlite\"", "in sqlite", NULL,
-			                st->opts))
-				st->kind->check(c, st, sk, sv);
-			break;
-		}
-		read_fetch(c, kind_k, kind_v, &st->u.fetch);
-		if (!st->u.fetch.records.s) {
-			st->u.fetch.records.s = xstrdup(".");
-			st->u.fetch.records.pos = st->type_pos;
-		}
-		check_fanout(c, idx, kind_v);
-		break;
-	case STAGE_TRANSFORM:
-		read_transform(c, kind_k, kind_v, &st->u.transform);
-		break;
-	case STAGE_LOAD:
-		read_load(c, kind_k, kind_v, &st->u.load);
-		break;
-	}
+	c->role[idx] = role;
+	read_role(c, st, role, kind_k, kind_v);
+	/* pass: only a fan-out stage (a source kind that also takes input) has
+	 * an input record to pass on. */
 	if (st->on_error == ON_ERROR_PASS && !c->needs_bad[idx] &&
-	    !(st->type == STAGE_FETCH && st->n_needs > 0))
+	    !(st->kind && st->kind->source && st->kind->push && st->n_needs > 0))
 		pass_misplaced(c, on_error_at);
 }
 
+/* True when some kind of role may run without needs (a source). */
+static bool role_source(const char *role)
+{
+	const struct stage_kind *kinds[64];
+	size_t n = role_kinds(role, kinds, ARRAY_LEN(kinds)), i;
+
+	for (i = 0; i < n; i++)
+		if (kinds[i]->source)
+			return true;
+	return false;
+}
+
 /* Graph rules that depend on the stage kind (dag.c checks names and cycles;
- * the fan-out rules of fetch stages are in check_fanout). */
+ * the fan-out rules are the kinds' check hooks). */
 static void check_kind_needs(struct opt_ctx *c)
 {
 	size_t i;
 
 	for (i = 0; i < c->s->n_stages; i++) {
 		const struct stage_spec *st = &c->s->stages[i];
-		if (!c->kind_known[i])
+		if (!c->role[i])
 			continue;
-		if (st->type != STAGE_FETCH && st->n_needs == 0 && !c->needs_bad[i])
+		if (!role_source(c->role[i]) && st->n_needs == 0 && !c->needs_bad[i])
 			diags_add(c->d, c->needs_key[i].line ? c->needs_key[i] : st->pos,
 			          "%s stage \"%s\" needs an upstream stage (needs:)",
-			          kind_names[st->type], st->id);
+			          c->role[i], st->id);
 	}
 }
 
@@ -754,7 +512,7 @@ static void read_stages(struct opt_ctx *c, const struct ynode *k, const struct y
 		return;
 	}
 	c->s->stages = xcalloc(m->n / 2, sizeof(*c->s->stages));
-	c->kind_known = xcalloc(m->n / 2, sizeof(*c->kind_known));
+	c->role = xcalloc(m->n / 2, sizeof(*c->role));
 	c->needs_key = xcalloc(m->n / 2, sizeof(*c->needs_key));
 	c->needs_bad = xcalloc(m->n / 2, sizeof(*c->needs_bad));
 	for (i = 0; i + 1 < m->n; i += 2) {
@@ -935,13 +693,16 @@ struct spec *config_load(const char *path, struct diags *d)
 	c.text.file = s->path;
 	c.text.text = s->text;
 	c.text.len = s->text_len;
+	role_names(&c);
 	root = ytree_parse(&c.text, d, CONFIG_MAX_DEPTH);
 	if (root)
 		read_top(&c, root);
 	ynode_free(root);
 
 	opt_ctx_release(&c);
-	free(c.kind_known);
+	free(c.role);
+	free(c.roles);
+	free(c.stage_keys);
 	free(c.needs_key);
 	free(c.needs_bad);
 	json_decref(c.run);

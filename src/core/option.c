@@ -319,13 +319,22 @@ int opt_get_enum(struct opt_ctx *c, const struct ynode *m, const char *name,
  * here; callers decide.
  */
 const struct ynode *opt_get_str_list(struct opt_ctx *c, const struct ynode *m,
-                                         const char *name, struct sval **v, size_t *n)
+                                     const char *name, struct sval **v, size_t *n)
 {
 	const struct ynode *node = ynode_get(m, name, NULL);
+
+	if (node)
+		opt_read_str_list(c, node, name, v, n);
+	return node;
+}
+
+void opt_read_str_list(struct opt_ctx *c, const struct ynode *node, const char *name,
+                       struct sval **v, size_t *n)
+{
 	size_t i, cap = 0;
 
-	if (!node || node->kind == YN_BAD)
-		return node;
+	if (node->kind == YN_BAD)
+		return;
 	if (node->kind == YN_SCALAR && !ynode_is_null(node)) {
 		struct sval sv = { NULL, { NULL, 0, 0 } };
 		if (opt_read_str(c, node, name, &sv)) {
@@ -333,13 +342,13 @@ const struct ynode *opt_get_str_list(struct opt_ctx *c, const struct ynode *m,
 			(*v)[0] = sv;
 			*n = 1;
 		}
-		return node;
+		return;
 	}
 	if (node->kind != YN_SEQ) {
-		diags_add(c->d, cpos(c, node),
+		opt_error(c, cpos(c, node),
 		          "expected a string or a sequence of strings for \"%s\", got %s", name,
 		          ynode_describe(node));
-		return node;
+		return;
 	}
 	for (i = 0; i < node->n; i++) {
 		struct sval sv = { NULL, { NULL, 0, 0 } };
@@ -348,7 +357,6 @@ const struct ynode *opt_get_str_list(struct opt_ctx *c, const struct ynode *m,
 		xgrow(v, &cap, *n + 1, sizeof(**v));
 		(*v)[(*n)++] = sv;
 	}
-	return node;
 }
 
 static const struct expr_check *check_expr(struct opt_ctx *c, const char *src, bool tmpl)
@@ -759,12 +767,17 @@ static void read_one(struct opt_ctx *c, const struct opt *o, const struct ynode 
 	}
 }
 
+void option_read(struct opt_ctx *c, const struct opt *o, const struct ynode *m, void *out)
+{
+	read_one(c, o, m, out);
+}
+
 bool option_walk(struct opt_ctx *c, const struct opt *opts, const struct ynode *k,
                  const struct ynode *m, const char *what, const char *where,
-                 const char *const *extra, void *out)
+                 bool keys_checked, void *out)
 {
-	size_t n = option_count(opts), n_extra = extra ? strv_len(extra) : 0, i;
-	const char **allowed = xcalloc(n + n_extra + 1, sizeof(*allowed));
+	size_t n = option_count(opts), i;
+	const char **allowed = xcalloc(n + 1, sizeof(*allowed));
 	struct pos at = cpos(c, k);
 	bool ok;
 
@@ -772,9 +785,7 @@ bool option_walk(struct opt_ctx *c, const struct opt *opts, const struct ynode *
 		allowed[i] = opts[i].key;
 		set_default(&opts[i], out, at);
 	}
-	for (i = 0; i < n_extra; i++)
-		allowed[n + i] = extra[i];
-	ok = opt_map_check(c, m, what, where, allowed);
+	ok = opt_map_check(c, m, what, where, keys_checked ? NULL : allowed);
 	free(allowed);
 	if (!ok)
 		return false;

@@ -108,16 +108,20 @@ const char *option_type_name(const struct opt *o);
 /*
  * Reads mapping m (the value of key k; what names it in messages, e.g.
  * "\"sqlite\"", and where is "in sqlite") through opts into the options
- * struct at out (zeroed by the caller, opts_size bytes): defaults first,
- * then each key given. Keys of m not in opts are reported as unknown
- * (suggesting the closest), unless extra (NULL-terminated, may be NULL)
- * lists them: the caller handles those. A null value reads as an empty
- * mapping. Returns false when m is no mapping (reported) and nothing was
- * read.
+ * struct at out (zeroed by the caller, the kind's opts_size bytes):
+ * defaults first, then each key given. Keys of m not in opts are reported
+ * as unknown (suggesting the closest), unless keys_checked: the caller
+ * checked them itself (a flat kind read from its role's mapping, which
+ * holds other kinds' keys too). A null value reads as an empty mapping.
+ * Returns false when m is no mapping (reported) and nothing was read.
  */
 bool option_walk(struct opt_ctx *c, const struct opt *opts, const struct ynode *k,
                  const struct ynode *m, const char *what, const char *where,
-                 const char *const *extra, void *out);
+                 bool keys_checked, void *out);
+
+/* Reads the one option o from mapping m into out (no default, no
+ * unknown-key check): for a key a caller reads only for its errors. */
+void option_read(struct opt_ctx *c, const struct opt *o, const struct ynode *m, void *out);
 
 /* Frees what option_walk stored in out (strings, lists, custom fields);
  * out itself is not freed. NULL-safe. */
@@ -208,6 +212,9 @@ int opt_get_enum(struct opt_ctx *c, const struct ynode *m, const char *name,
  * Returns the value node (NULL when absent); an empty sequence is fine. */
 const struct ynode *opt_get_str_list(struct opt_ctx *c, const struct ynode *m,
                                      const char *name, struct sval **v, size_t *n);
+/* The same for value node v of key name. */
+void opt_read_str_list(struct opt_ctx *c, const struct ynode *v, const char *name,
+                       struct sval **list, size_t *n);
 /* The node that sv of list was read from (list itself when a scalar);
  * the search starts at *from (0 for the first value) and moves it on. */
 const struct ynode *opt_list_item(const struct ynode *list, const struct sval *sv,

@@ -28,11 +28,14 @@ struct opt_ctx {
 	size_t n_checks, cap_checks;
 	json_t *run;                   /* {"id":0,"pipeline":name} */
 	struct expr_scope scope;
-	bool *kind_known;              /* per stage: fetch/transform/load was read */
+	const char **role;             /* per stage: the fetch/transform/load key read
+	                                  (a kind's role string), NULL if none */
+	const char **roles;            /* every role, in registry order */
+	size_t n_roles;
+	const char **stage_keys;       /* the keys a stage may have: roles and common */
 	struct pos *needs_key;         /* per stage: the needs: key (line 0 if absent) */
 	bool *needs_bad;               /* per stage: needs: had errors of its own */
 	size_t stage;                  /* the stage being read */
-	const struct ynode *hosts;     /* the hosts: mapping (pool names), or NULL */
 };
 
 static inline struct pos cpos(const struct opt_ctx *c, const struct ynode *n)

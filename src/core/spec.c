@@ -2,43 +2,17 @@
  * spec: the lifetime of a spec read by config.c (see spec.h).
  */
 #include "core/spec.h"
-#include "core/stage.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/option.h"
+#include "core/stage.h"
 
 static void sval_free(struct sval *v)
 {
 	free(v->s);
 	v->s = NULL;
-}
-
-static void fetch_spec_free(struct fetch_spec *f)
-{
-	size_t i;
-
-	for (i = 0; i < f->n_urls; i++)
-		sval_free(&f->urls[i]);
-	free(f->urls);
-	sval_free(&f->file);
-	sval_free(&f->method);
-	for (i = 0; i < f->n_headers; i++) {
-		free(f->headers[i].name);
-		sval_free(&f->headers[i].value);
-	}
-	free(f->headers);
-	sval_free(&f->body);
-	sval_free(&f->json);
-	sval_free(&f->records);
-	sval_free(&f->retry.when);
-	sval_free(&f->pool);
-	sval_free(&f->paginate.next);
-	sval_free(&f->paginate.param);
-	sval_free(&f->paginate.stop);
-	sval_free(&f->merge);
-	for (i = 0; i < f->n_allow_hosts; i++)
-		sval_free(&f->allow_hosts[i]);
-	free(f->allow_hosts);
 }
 
 static void stage_free(struct stage_spec *st)
@@ -52,28 +26,10 @@ static void stage_free(struct stage_spec *st)
 	free(st->needs);
 	if (st->kind && st->opts) {
 		option_free(st->kind->options, st->opts);
-		free(st->opts);
+		if (st->kind->free_opts)
+			st->kind->free_opts(st->opts);
 	}
-	switch (st->type) {
-	case STAGE_FETCH:
-		fetch_spec_free(&st->u.fetch);
-		break;
-	case STAGE_TRANSFORM:
-		sval_free(&st->u.transform.jq);
-		sval_free(&st->u.transform.dedupe);
-		break;
-	case STAGE_LOAD:
-		fetch_spec_free(&st->u.load.http);
-		sval_free(&st->u.load.path);
-		sval_free(&st->u.load.table);
-		for (i = 0; i < st->u.load.n_key; i++)
-			sval_free(&st->u.load.key[i]);
-		free(st->u.load.key);
-		for (i = 0; i < st->u.load.n_columns; i++)
-			sval_free(&st->u.load.columns[i]);
-		free(st->u.load.columns);
-		break;
-	}
+	free(st->opts);
 }
 
 void spec_free(struct spec *s)

@@ -22,14 +22,9 @@ struct sval {
 	struct pos pos;
 };
 
-struct header {
-	char *name;
-	struct sval value;             /* a ${...} template */
-};
-
 enum data_format { FMT_JSON = 0, FMT_JSONL };
 
-/* retry: (in defaults: or a fetch stage; a stage's retry replaces the
+/* retry: (in defaults: or a stage's options; a stage's retry replaces the
  * default one as a whole). */
 struct retry_spec {
 	bool set;                      /* the key was given */
@@ -48,21 +43,6 @@ enum on_error {
 	                                  with an "_errors" field */
 };
 
-/* paginate: (fetch with url). Exactly one kind. */
-enum page_kind { PAGE_NONE = 0, PAGE_NEXT, PAGE_LINK, PAGE_COUNTER };
-struct paginate_spec {
-	enum page_kind kind;
-	struct pos pos;
-	struct sval next;              /* NEXT: jq on the body -> next URL (absolute or
-	                                  relative to the current one), or null/empty to stop */
-	struct sval param;             /* COUNTER: query parameter to set (e.g. page, offset) */
-	long long start;               /* COUNTER: first value (default 1) */
-	long long step;                /* COUNTER: increment (default 1) */
-	struct sval stop;              /* COUNTER: jq predicate on the body: stop when true
-	                                  (required for COUNTER; default for others: none) */
-	int max_pages;                 /* 0 = unlimited; else stop after this many pages */
-};
-
 /* hosts: entries (top-level map; a key is a host name, "host:port", or a
  * pool name that stages select with `pool:`). */
 struct host_spec {
@@ -76,74 +56,6 @@ struct host_spec {
 	int breaker_successes;         /* successes in half-open to close (default 1) */
 };
 
-/* Durations are seconds (double); -1 means "not set, inherit". */
-struct fetch_spec {
-	struct sval *urls;             /* templates; n_urls == 0 when file is set */
-	size_t n_urls;
-	struct sval file;              /* local path template (relative to the pipeline dir) */
-	enum data_format format;       /* of each response / of the file */
-	struct sval method;            /* default GET (s NULL) */
-	struct header *headers;
-	size_t n_headers;
-	struct sval body;              /* raw body template, or */
-	struct sval json;              /* jq expression whose value is sent as JSON */
-	struct sval records;           /* jq: document -> 0..n records; default "." */
-	double timeout;                /* per attempt */
-	double connect_timeout;
-	int concurrency;               /* transfers in flight for this stage; 0 = inherit */
-	long long max_body;            /* bytes; 0 = inherit */
-	int tls_verify;                /* 1, 0, or -1 = inherit (default on) */
-	struct retry_spec retry;       /* !set: inherit defaults.retry */
-	int idempotent;                /* -1 unset (GET/HEAD/PUT/DELETE yes; POST/PATCH no), 0, 1 */
-	struct sval pool;              /* a hosts: entry to use instead of the URL's host */
-	struct paginate_spec paginate;
-	/* Hosts other than the job's own that a URL a server supplies (a next
-	 * page, a redirect) may go to: "host", "host:port", "*.domain", "*". */
-	struct sval *allow_hosts;
-	size_t n_allow_hosts;
-	/* Fan-out (a fetch stage with needs): runs once per input record, with
-	 * url/headers/body/json templated from it (`.` is the record). */
-	struct sval merge;             /* jq on {"record": in, "response": r} for each
-	                                  response record r -> 0..n outputs; absent:
-	                                  outputs are the response records */
-};
-
-struct transform_spec {
-	struct sval jq;                /* per-record expression, 0..n outputs (optional) */
-	struct sval dedupe;            /* key expression: keep the first record per key (optional) */
-};
-
-enum load_target { LOAD_SQLITE = 0, LOAD_FILE, LOAD_STDOUT, LOAD_HTTP };
-
-/* sqlite on_conflict: what a record whose key is already in the table does. */
-enum on_conflict {
-	ON_CONFLICT_REPLACE = 0,       /* the row becomes the record (absent columns NULL) */
-	ON_CONFLICT_MERGE,             /* only the columns present in the record change */
-	ON_CONFLICT_IGNORE,            /* the existing row stays as it is */
-};
-
-struct load_spec {
-	enum load_target target;
-	struct sval path;              /* sqlite, file: relative to the pipeline dir */
-	struct sval table;             /* sqlite */
-	struct sval *key;              /* sqlite: upsert key columns */
-	size_t n_key;
-	enum on_conflict on_conflict;  /* sqlite, with a key */
-	struct sval *columns;          /* sqlite: columns the table has even before
-	                                  (or without) a record with them */
-	size_t n_columns;
-	enum data_format format;       /* file, stdout: FMT_JSONL only for now */
-	/* http: records sent as JSON request bodies (one record, or an array of
-	 * `batch` records). Uses urls[0] (a template: `.` is the record, or the
-	 * array when batch > 1), method (POST, PUT or PATCH; default POST),
-	 * headers, timeout, connect_timeout, concurrency, retry and tls_verify
-	 * of this fetch_spec; requests are always idempotent (Idempotency-Key). */
-	struct fetch_spec http;
-	int batch;                     /* http: records per request (default 1) */
-};
-
-enum stage_type { STAGE_FETCH = 0, STAGE_TRANSFORM, STAGE_LOAD };
-
 struct stage_kind;
 
 struct stage_spec {
@@ -154,16 +66,10 @@ struct stage_spec {
 	double stage_timeout;          /* seconds; -1 = inherit (default: none) */
 	struct sval *needs;
 	size_t n_needs;
-	enum stage_type type;
 	struct pos type_pos;           /* of the fetch:/transform:/load: key */
 	const struct stage_kind *kind; /* from the registry (core/stage.h) */
 	void *opts;                    /* the kind's options struct (kind->opts_size
 	                                  bytes), filled from kind->options */
-	union {
-		struct fetch_spec fetch;
-		struct transform_spec transform;
-		struct load_spec load;
-	} u;
 };
 
 struct spec {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "stages/http_opts.h"
 #include "expr/expr.h"
 #include "stages/records.h"
 #include "base/util.h"
@@ -28,7 +29,7 @@ struct fetch_file {
 
 static int ff_create(struct stage *st, char **err)
 {
-	const struct fetch_spec *fs = &st->spec->u.fetch;
+	const struct fetch_spec *fs = st->spec->opts;
 	struct fetch_file *c = xcalloc(1, sizeof(*c));
 	char *msg = NULL, *rel;
 	size_t off;
@@ -82,7 +83,7 @@ static void ff_fail(struct stage *st, char *err)
 static void ff_step(struct stage *st)
 {
 	struct fetch_file *c = st->ctx;
-	const struct fetch_spec *fs = &st->spec->u.fetch;
+	const struct fetch_spec *fs = st->spec->opts;
 	char *err = NULL;
 	size_t n, keep_from, i;
 	long docs;
@@ -179,9 +180,46 @@ static void ff_destroy(struct stage *st)
 	st->ctx = NULL;
 }
 
+#define FS(field) offsetof(struct fetch_spec, field)
+static const char *const formats[] = { "json", "jsonl", NULL };
+
+/* Written beside fetch.http's options (fetch: {file: ...}), in its struct;
+ * the keys a fetch always took stay accepted. */
+const struct opt fetch_file_options[] = {
+	{ .key = "file", .type = OPT_TEMPLATE, .offset = FS(file), .flags = OPT_SELECTOR,
+	  .doc = "local path template, relative to the pipeline file's directory" },
+	{ .key = "format", .type = OPT_ENUM, .offset = FS(format), .def = "json",
+	  .words = formats, .doc = "what the file holds: one JSON document or JSON lines" },
+	{ .key = "records", .type = OPT_JQ, .offset = FS(records), .def = ".",
+	  .doc = "jq: the document (or each line) -> 0..n records" },
+	{ .key = "timeout", .type = OPT_DURATION, .offset = FS(timeout), .flags = OPT_INHERIT,
+	  .doc = "accepted for symmetry with url; unused" },
+	{ .key = "connect_timeout", .type = OPT_DURATION, .offset = FS(connect_timeout),
+	  .flags = OPT_INHERIT, .doc = "accepted for symmetry with url; unused" },
+	{ .key = "concurrency", .type = OPT_INT, .offset = FS(concurrency), .min = 1,
+	  .max = 10000, .flags = OPT_INHERIT, .doc = "accepted for symmetry with url; unused" },
+	{ .key = "max_body", .type = OPT_SIZE, .offset = FS(max_body), .flags = OPT_INHERIT,
+	  .doc = "accepted for symmetry with url; unused" },
+	{ .key = "tls_verify", .type = OPT_BOOL, .offset = FS(tls_verify), .flags = OPT_INHERIT,
+	  .doc = "accepted for symmetry with url; unused" },
+	{ .key = "retry", .type = OPT_CUSTOM, .offset = FS(retry), .read = opt_read_retry,
+	  .free = opt_free_retry, .shape = "retry", .doc = "accepted for symmetry with url; unused" },
+	{ .key = "merge", .type = OPT_JQ, .offset = FS(merge),
+	  .doc = "only with needs, which a file fetch cannot have" },
+	{ .key = NULL },
+};
+
 const struct stage_kind stage_fetch_file = {
 	.name = "fetch.file",
 	.description = "stream a local file (JSON lines in chunks, or one JSON document)",
+	.role = "fetch",
+	.selector = "file",
+	.source = true,
+	.options = fetch_file_options,
+	.opts_size = sizeof(struct fetch_spec),
+	.check = fetch_opts_check,
+	.free_opts = http_opts_free,
+	.refs = fetch_opts_refs,
 	.create = ff_create,
 	.start = ff_start,
 	.resume = ff_resume,

@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "net/request.h"
 #include "stages/records.h"
+#include "stages/http_opts.h"
 #include "base/util.h"
 
 /* Jobs started but not finished, beyond the concurrency, while some wait:
@@ -79,7 +80,7 @@ struct fetch_http {
 /* The request settings: a fetch stage's own, or an http load's. */
 static const struct fetch_spec *fspec(const struct stage *st)
 {
-	return st->spec->type == STAGE_LOAD ? &st->spec->u.load.http : &st->spec->u.fetch;
+	return http_opts_fetch(st->spec);
 }
 
 static struct expr *compile(struct stage *st, const char *src, const char *what,
@@ -120,8 +121,13 @@ static int fh_create(struct stage *st, char **err)
 
 	st->ctx = c;
 	c->fanout = st->spec->n_needs > 0 && !st->replay;
-	c->sink = st->spec->type == STAGE_LOAD;
-	c->batch = c->sink && st->spec->u.load.batch > 1 ? st->spec->u.load.batch : 1;
+	c->sink = st->kind->sink;
+	if (c->sink) {
+		const struct load_http_opts *l = st->spec->opts;
+		c->batch = l->batch > 1 ? l->batch : 1;
+	} else {
+		c->batch = 1;
+	}
 	/* Source mode runs `records` in the emitter; fan-out runs it itself
 	 * (then merge) and uses the emitter only for batching. */
 	if (emitter_init(&c->em, st, c->fanout ? NULL : &f->records, err) != 0)
@@ -821,6 +827,16 @@ static void fh_destroy(struct stage *st)
 const struct stage_kind stage_load_http = {
 	.name = "load.http",
 	.description = "send records as JSON to an HTTP endpoint (delivery log: the journal)",
+	.role = "load",
+	.selector = "http",
+	.nested = true,
+	.sink = true,
+	.options = load_http_options,
+	.opts_size = sizeof(struct load_http_opts),
+	.check = load_http_opts_check,
+	.free_opts = load_http_opts_free,
+	.refs = load_http_opts_refs,
+	.describe = load_http_opts_describe,
 	.create = fh_create,
 	.push = fh_push,
 	.ready = fh_ready,
@@ -832,6 +848,15 @@ const struct stage_kind stage_load_http = {
 const struct stage_kind stage_fetch_http = {
 	.name = "fetch.http",
 	.description = "request URLs (http, https, file), per input record with needs",
+	.role = "fetch",
+	.selector = "url",
+	.source = true,
+	.journaled = true,
+	.options = fetch_http_options,
+	.opts_size = sizeof(struct fetch_spec),
+	.check = fetch_opts_check,
+	.free_opts = http_opts_free,
+	.refs = fetch_opts_refs,
 	.create = fh_create,
 	.start = fh_start,
 	.resume = fh_resume,

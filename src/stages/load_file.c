@@ -21,6 +21,16 @@
 #include "core/engine.h"
 #include "base/jsonw.h"
 #include "base/util.h"
+#include "base/log.h"
+
+/* load.file and load.stdout (no path). */
+struct file_opts {
+	struct sval path;              /* a template (params, run, env), rendered once per
+	                                  run; relative to the pipeline dir */
+	int format;                    /* index in formats: jsonl only for now */
+};
+
+static const char *const formats[] = { "jsonl", NULL };
 
 struct load_file {
 	char *path;                    /* target; NULL for stdout */
@@ -142,7 +152,7 @@ static int lf_create_common(struct stage *st, bool to_stdout, char **err)
 		c->f = stdout;
 		return 0;
 	}
-	if (!(c->path = engine_render_path(st->eng, st->spec->u.load.path.s, err)))
+	if (!(c->path = engine_render_path(st->eng, ((const struct file_opts *)st->spec->opts)->path.s, err)))
 		return -1;
 	dir = path_dir(c->path);
 	if (mkdir_p(dir, 0755) != 0) {
@@ -253,9 +263,66 @@ static void lf_destroy(struct stage *st)
 	st->ctx = NULL;
 }
 
+static void lf_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
+{
+	const struct file_opts *o = sp->opts;
+
+	fn(arg, &o->path, true, REF_SECRETS | REF_ENV | REF_PARAM, "\"path\"");
+}
+
+static void lf_describe(const struct stage_spec *sp, struct engine *e, struct state *st,
+                        const struct spec *s, long long records, FILE *out)
+{
+	const struct file_opts *o = sp->opts;
+	char *err = NULL, *path, *shown;
+
+	(void)st;
+	(void)s;
+	/* The path as this run rendered it (the stage succeeded, so it did). */
+	if (!(path = engine_render_path(e, o->path.s, &err))) {
+		free(err);
+		return;
+	}
+	/* A path may be built from env values: secrets. */
+	shown = redact(path);
+	fprintf(out, "%s: %lld records in %s\n  look: head %s\n", sp->id, records, shown, shown);
+	free(shown);
+	free(path);
+}
+
+static const struct sval *lf_writes(const struct stage_spec *sp)
+{
+	const struct file_opts *o = sp->opts;
+
+	return o->path.s ? &o->path : NULL;
+}
+
+static const struct opt lf_options[] = {
+	{ .key = "path", .type = OPT_TEMPLATE, .offset = offsetof(struct file_opts, path),
+	  .flags = OPT_REQUIRED, .doc = "file to write (template), relative to the pipeline file" },
+	{ .key = "format", .type = OPT_ENUM, .offset = offsetof(struct file_opts, format),
+	  .def = "jsonl", .words = formats, .doc = "JSON lines" },
+	{ .key = NULL },
+};
+
+static const struct opt lo_options[] = {
+	{ .key = "format", .type = OPT_ENUM, .offset = offsetof(struct file_opts, format),
+	  .def = "jsonl", .words = formats, .doc = "JSON lines" },
+	{ .key = NULL },
+};
+
 const struct stage_kind stage_load_file = {
 	.name = "load.file",
 	.description = "write records as JSON lines to a file (temp file, renamed on success)",
+	.role = "load",
+	.selector = "file",
+	.nested = true,
+	.sink = true,
+	.options = lf_options,
+	.opts_size = sizeof(struct file_opts),
+	.refs = lf_refs,
+	.describe = lf_describe,
+	.writes = lf_writes,
 	.create = lf_create,
 	.push = lf_push,
 	.finish = lf_finish,
@@ -266,6 +333,12 @@ const struct stage_kind stage_load_file = {
 const struct stage_kind stage_load_stdout = {
 	.name = "load.stdout",
 	.description = "write records as JSON lines to standard output",
+	.role = "load",
+	.selector = "stdout",
+	.nested = true,
+	.sink = true,
+	.options = lo_options,
+	.opts_size = sizeof(struct file_opts),
 	.create = lo_create,
 	.push = lf_push,
 	.finish = lf_finish,

@@ -20,8 +20,29 @@
 #include <sqlite3.h>
 
 #include "core/engine.h"
+#include "core/yaml.h"
 #include "base/jsonw.h"
 #include "base/util.h"
+#include "base/log.h"
+#include <ctype.h>
+
+/* on_conflict: what a record whose key is already in the table does. */
+enum on_conflict {
+	ON_CONFLICT_REPLACE = 0,       /* the row becomes the record (absent columns NULL) */
+	ON_CONFLICT_MERGE,             /* only the columns present in the record change */
+	ON_CONFLICT_IGNORE,            /* the existing row stays as it is */
+};
+
+struct sqlite_opts {
+	struct sval path;              /* relative to the pipeline dir */
+	struct sval table;
+	struct sval *key;              /* upsert key columns */
+	size_t n_key;
+	int on_conflict;               /* enum on_conflict, with a key */
+	struct sval *columns;          /* columns the table has even before (or
+	                                  without) a record with them */
+	size_t n_columns;
+};
 
 /* Key-less tables get this column: "<run id>:<content hash>:<occurrence>",
  * unique, so a resumed run (same run id, same records) cannot add a row
@@ -165,7 +186,7 @@ static void add_col_name(struct load_sqlite *c, const char *name)
 
 static int ls_create(struct stage *st, char **err)
 {
-	const struct load_spec *l = &st->spec->u.load;
+	const struct sqlite_opts *l = st->spec->opts;
 	struct load_sqlite *c = xcalloc(1, sizeof(*c));
 	char *dir;
 	size_t i;
@@ -322,7 +343,7 @@ static int alter_add(struct load_sqlite *c, const char *name, char **err)
 static int ensure_table(struct stage *st, json_t *first, char **err)
 {
 	struct load_sqlite *c = st->ctx;
-	const struct load_spec *l = &st->spec->u.load;
+	const struct sqlite_opts *l = st->spec->opts;
 	bool int_key;
 	const char *k;
 	json_t *v;
@@ -753,7 +774,7 @@ static void save_columns(struct stage *st)
 static void ls_finish(struct stage *st)
 {
 	struct load_sqlite *c = st->ctx;
-	const struct load_spec *l = &st->spec->u.load;
+	const struct sqlite_opts *l = st->spec->opts;
 	char *err = NULL;
 
 	if (!c->table_ready)
@@ -806,7 +827,130 @@ static void ls_destroy(struct stage *st)
 	st->ctx = NULL;
 }
 
+/* ------------------------------------------------------------ options */
+
+/* In the order of enum on_conflict. */
+static const char *const on_conflicts[] = { "replace", "merge", "ignore", NULL };
+
+/* True when a and b are equal ignoring ASCII case, as SQLite compares
+ * identifiers. */
+static bool ident_eq(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++)
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return false;
+	return *a == *b;
+}
+
+static void ls_check(struct opt_ctx *c, struct stage_spec *sp, const struct ynode *k,
+                     const struct ynode *m)
+{
+	const struct sqlite_opts *l = sp->opts;
+	const struct ynode *v;
+	size_t i, j;
+
+	(void)k;
+	if (l->table.s && !opt_name_ok(l->table.s, false, ""))
+		opt_error(c, l->table.pos, "invalid table name \"%s\": must start with a "
+		          "letter or _ and contain only letters, digits and _", l->table.s);
+	for (i = 0; i < l->n_key; i++) {
+		if (!*l->key[i].s)
+			opt_error(c, l->key[i].pos, "\"key\" column names must not be empty");
+		for (j = 0; j < i; j++)
+			if (ident_eq(l->key[i].s, l->key[j].s)) {
+				opt_error(c, l->key[i].pos, "duplicate column \"%s\" in \"key\"",
+				          l->key[i].s);
+				break;
+			}
+	}
+	/* SQLite compares column names without regard to case, so "Name" and
+	 * "name" are the same column. */
+	for (i = 0; i < l->n_columns; i++) {
+		if (!*l->columns[i].s) {
+			opt_error(c, l->columns[i].pos, "\"columns\" names must not be empty");
+			continue;
+		}
+		for (j = 0; j < i; j++)
+			if (ident_eq(l->columns[i].s, l->columns[j].s)) {
+				opt_error(c, l->columns[i].pos, "duplicate column \"%s\" in "
+				          "\"columns\" (SQLite column names ignore case)",
+				          l->columns[i].s);
+				break;
+			}
+	}
+	v = opt_get(m, "on_conflict", NULL);
+	if (v && v->kind == YN_SCALAR && !l->n_key)
+		for (i = 0; on_conflicts[i]; i++)
+			if (strcmp(v->s, on_conflicts[i]) == 0)
+				opt_error(c, opt_pos(c, v), "\"on_conflict\" needs a \"key\": without "
+				          "one every record is a new row");
+}
+
+static void ls_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
+{
+	const struct sqlite_opts *l = sp->opts;
+
+	fn(arg, &l->path, true, REF_SECRETS | REF_ENV | REF_PARAM, "\"path\"");
+}
+
+static void ls_describe(const struct stage_spec *sp, struct engine *e, struct state *st,
+                        const struct spec *s, long long records, FILE *out)
+{
+	const struct sqlite_opts *l = sp->opts;
+	char *err = NULL, *path, *shown;
+
+	/* The path as this run rendered it (the stage succeeded, so it did). */
+	if (!(path = engine_render_path(e, l->path.s, &err))) {
+		free(err);
+		return;
+	}
+	/* A path may be built from env values: secrets. */
+	shown = redact(path);
+	free(path);
+	fprintf(out, "%s: %lld records in table \"%s\" of %s\n", sp->id, records, l->table.s,
+	        shown);
+	/* Without a record the sink can create the table only from the
+	 * columns the pipeline declares or an earlier run recorded. */
+	if (records == 0) {
+		char *cols = NULL;
+		bool known = l->n_key || l->n_columns ||
+		             state_sink_columns_get(st, s->name, sp->id, l->table.s, &cols) == 1;
+		free(cols);
+		fprintf(out, "  0 records loaded: %s\n", known ?
+		        "the table exists, with the columns known from key, columns: or "
+		        "an earlier run" :
+		        "a table that did not exist was not created, as its columns are "
+		        "unknown (declare them with columns:)");
+	}
+	fprintf(out, "  look: sqlite3 %s 'SELECT * FROM \"%s\" LIMIT 10'\n", shown, l->table.s);
+	free(shown);
+}
+
+#define LS(field) offsetof(struct sqlite_opts, field)
+static const struct opt ls_options[] = {
+	{ .key = "path", .type = OPT_TEMPLATE, .offset = LS(path), .flags = OPT_REQUIRED,
+	  .doc = "database file (template), relative to the pipeline file" },
+	{ .key = "table", .type = OPT_STRING, .offset = LS(table), .flags = OPT_REQUIRED,
+	  .doc = "table name (created, and columns added, as records need)" },
+	{ .key = "key", .type = OPT_STRING_LIST, .offset = LS(key), .n_offset = LS(n_key),
+	  .doc = "upsert key column(s)" },
+	{ .key = "on_conflict", .type = OPT_ENUM, .offset = LS(on_conflict), .def = "replace",
+	  .words = on_conflicts, .doc = "a record whose key exists: replace, merge or ignore" },
+	{ .key = "columns", .type = OPT_STRING_LIST, .offset = LS(columns),
+	  .n_offset = LS(n_columns), .doc = "columns the table has even without records" },
+	{ .key = NULL },
+};
+
 const struct stage_kind stage_load_sqlite = {
+	.role = "load",
+	.selector = "sqlite",
+	.nested = true,
+	.sink = true,
+	.options = ls_options,
+	.opts_size = sizeof(struct sqlite_opts),
+	.check = ls_check,
+	.refs = ls_refs,
+	.describe = ls_describe,
 	.name = "load.sqlite",
 	.description = "insert or upsert records into a SQLite table",
 	.create = ls_create,

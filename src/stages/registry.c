@@ -28,22 +28,7 @@ const struct stage_kind *const stage_kinds[] = {
 
 const struct stage_kind *stage_kind_for(const struct stage_spec *spec)
 {
-	if (spec->kind)
-		return spec->kind;
-	switch (spec->type) {
-	case STAGE_FETCH:
-		return spec->u.fetch.file.s ? &stage_fetch_file : &stage_fetch_http;
-	case STAGE_TRANSFORM:
-		return &stage_transform;
-	case STAGE_LOAD:
-		switch (spec->u.load.target) {
-		case LOAD_SQLITE: return &stage_load_sqlite;
-		case LOAD_FILE: return &stage_load_file;
-		case LOAD_STDOUT: return &stage_load_stdout;
-		case LOAD_HTTP: return &stage_load_http;
-		}
-	}
-	return &stage_transform;
+	return spec->kind;
 }
 
 const struct stage_kind *stage_kind_by_name(const char *name)

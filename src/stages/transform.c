@@ -10,6 +10,12 @@
 #include "expr/expr.h"
 #include "base/jsonw.h"
 #include "base/util.h"
+#include "core/yaml.h"
+
+struct transform_opts {
+	struct sval jq;                /* per-record expression, 0..n outputs (optional) */
+	struct sval dedupe;            /* key expression: keep the first record per key (optional) */
+};
 
 struct transform {
 	struct expr *jq;               /* NULL: records pass unchanged */
@@ -38,7 +44,7 @@ static struct expr *compile(struct stage *st, const struct sval *v, const char *
 
 static int tr_create(struct stage *st, char **err)
 {
-	const struct transform_spec *t = &st->spec->u.transform;
+	const struct transform_opts *t = st->spec->opts;
 	struct transform *c = xcalloc(1, sizeof(*c));
 
 	st->ctx = c;
@@ -145,9 +151,39 @@ static void tr_destroy(struct stage *st)
 	st->ctx = NULL;
 }
 
+static void tr_check(struct opt_ctx *c, struct stage_spec *sp, const struct ynode *k,
+                     const struct ynode *m)
+{
+	(void)sp;
+	if (!opt_get(m, "jq", NULL) && !opt_get(m, "dedupe", NULL))
+		opt_error(c, opt_map_pos(c, k, m),
+		          "transform needs at least one of \"jq\" or \"dedupe\"");
+}
+
+static void tr_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
+{
+	const struct transform_opts *t = sp->opts;
+
+	fn(arg, &t->jq, false, REF_SECRETS, "\"jq\"");
+	fn(arg, &t->dedupe, false, REF_SECRETS, "\"dedupe\"");
+}
+
+static const struct opt tr_options[] = {
+	{ .key = "jq", .type = OPT_JQ, .offset = offsetof(struct transform_opts, jq),
+	  .doc = "jq per record: 0..n outputs each" },
+	{ .key = "dedupe", .type = OPT_JQ, .offset = offsetof(struct transform_opts, dedupe),
+	  .doc = "jq key: keep the first record per key" },
+	{ .key = NULL },
+};
+
 const struct stage_kind stage_transform = {
 	.name = "transform",
 	.description = "jq per record (0..n outputs), then optional dedupe by a jq key",
+	.role = "transform",
+	.options = tr_options,
+	.opts_size = sizeof(struct transform_opts),
+	.check = tr_check,
+	.refs = tr_refs,
 	.create = tr_create,
 	.push = tr_push,
 	.finish = tr_finish,

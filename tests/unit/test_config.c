@@ -10,10 +10,47 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/option.h"
+#include "core/stage.h"
 #include "base/units.h"
+#include "stages/http_opts.h"
 #include "tap.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
+
+/* The field of option key in stage st's options, found through its kind's
+ * table (the options structs of most kinds are private to their file). */
+static void *opt_field(const struct stage_spec *st, const char *key)
+{
+	const struct opt *o = option_find(st->kind->options, key);
+
+	if (!o) {
+		printf("Bail out! kind %s has no option %s\n", st->kind->name, key);
+		exit(1);
+	}
+	return (char *)st->opts + o->offset;
+}
+
+static const struct sval *opt_sval(const struct stage_spec *st, const char *key)
+{
+	return opt_field(st, key);
+}
+
+/* An OPT_ENUM option's word. */
+static const char *opt_word(const struct stage_spec *st, const char *key)
+{
+	return option_find(st->kind->options, key)->words[*(int *)opt_field(st, key)];
+}
+
+static size_t opt_count(const struct stage_spec *st, const char *key)
+{
+	return *(size_t *)((char *)st->opts + option_find(st->kind->options, key)->n_offset);
+}
+
+static const struct sval *opt_item(const struct stage_spec *st, const char *key, size_t i)
+{
+	return &(*(struct sval **)opt_field(st, key))[i];
+}
 
 /* Writes text to a file in the scratch directory; returns its path (static). */
 static const char *write_file(const char *name, const char *text)
@@ -165,12 +202,12 @@ static void test_full(void)
 	is_int(s->n_stages, 6, "six stages");
 
 	st = &s->stages[0];
-	f = &st->u.fetch;
+	f = st->opts;
 	is_str(st->id, "users", "stage 0 id");
 	is_int(st->pos.line, 16, "stage position line");
 	is_int(st->pos.col, 3, "stage position col");
 	is_str(st->description, "users, two pages", "stage description");
-	is_int(st->type, STAGE_FETCH, "users is a fetch");
+	is_str(st->kind->name, "fetch.http", "users is a fetch.http");
 	is_int(st->type_pos.line, 18, "type_pos line");
 	is_int(f->n_urls, 2, "two urls");
 	is_str(f->urls[0].s, "https://api.example.com/users?page=1&c=${params.country}", "url 0");
@@ -194,7 +231,8 @@ static void test_full(void)
 	ok(f->file.s == NULL, "no file with url");
 
 	st = &s->stages[1];
-	f = &st->u.fetch;
+	is_str(st->kind->name, "fetch.file", "a fetch with file is a fetch.file");
+	f = st->opts;
 	is_str(f->file.s, "data/in.jsonl", "file fetch path");
 	is_int(f->n_urls, 0, "file fetch has no urls");
 	is_int(f->format, FMT_JSON, "format defaults to json");
@@ -206,29 +244,29 @@ static void test_full(void)
 	is_int(f->tls_verify, -1, "unset tls_verify is -1");
 
 	st = &s->stages[2];
-	is_int(st->type, STAGE_TRANSFORM, "clean is a transform");
+	is_str(st->kind->name, "transform", "clean is a transform");
 	is_int(st->n_needs, 2, "clean needs two");
 	is_str(st->needs[1].s, "local", "needs[1]");
 	is_int(st->needs[1].pos.col, 20, "needs[1] column");
-	is_str(st->u.transform.jq.s, "select(.active)", "transform jq");
-	is_str(st->u.transform.dedupe.s, ".id", "transform dedupe");
+	is_str(opt_sval(st, "jq")->s, "select(.active)", "transform jq");
+	is_str(opt_sval(st, "dedupe")->s, ".id", "transform dedupe");
 
 	st = &s->stages[3];
-	is_int(st->type, STAGE_LOAD, "db is a load");
+	is_str(st->kind->role, "load", "db is a load");
 	is_int(st->n_needs, 1, "a single string need is a list of one");
 	is_str(st->needs[0].s, "clean", "db needs clean");
-	is_int(st->u.load.target, LOAD_SQLITE, "sqlite target");
-	is_str(st->u.load.path.s, "out/x.db", "sqlite path");
-	is_str(st->u.load.table.s, "users", "sqlite table");
-	is_int(st->u.load.n_key, 2, "two key columns");
-	is_str(st->u.load.key[1].s, "site", "key[1]");
+	is_str(st->kind->name, "load.sqlite", "sqlite target");
+	is_str(opt_sval(st, "path")->s, "out/x.db", "sqlite path");
+	is_str(opt_sval(st, "table")->s, "users", "sqlite table");
+	is_int((long long)opt_count(st, "key"), 2, "two key columns");
+	is_str(opt_item(st, "key", 1)->s, "site", "key[1]");
 
 	st = &s->stages[4];
-	is_int(st->u.load.target, LOAD_FILE, "file target");
-	is_str(st->u.load.path.s, "out/x.jsonl", "file path");
-	is_int(st->u.load.format, FMT_JSONL, "file format");
+	is_str(st->kind->name, "load.file", "file target");
+	is_str(opt_sval(st, "path")->s, "out/x.jsonl", "file path");
+	is_str(opt_word(st, "format"), "jsonl", "file format");
 	st = &s->stages[5];
-	is_int(st->u.load.target, LOAD_STDOUT, "stdout target (null value)");
+	is_str(st->kind->name, "load.stdout", "stdout target (null value)");
 	is_int(spec_stage_index(s, "dump"), 4, "spec_stage_index finds dump");
 	is_int(spec_stage_index(s, "nope"), -1, "spec_stage_index -1 for unknown");
 
@@ -619,7 +657,7 @@ static void test_resilience(void)
 
 	ok(s->stages[0].stage_timeout == 30, "stage_timeout 30s");
 	is_int(s->stages[0].on_error, ON_ERROR_UNSET, "unset on_error stays UNSET");
-	f = &s->stages[0].u.fetch;
+	f = s->stages[0].opts;
 	ok(!f->retry.set, "no retry: inherits (set is false)");
 	is_int(f->idempotent, -1, "unset idempotent is -1");
 	ok(f->pool.s == NULL, "no pool");
@@ -634,7 +672,7 @@ static void test_resilience(void)
 	is_int(s->stages[1].n_needs, 1, "fan-out stage has needs");
 	is_int(s->stages[1].on_error, ON_ERROR_PASS, "on_error pass");
 	ok(s->stages[1].stage_timeout == -1, "unset stage_timeout is -1");
-	f = &s->stages[1].u.fetch;
+	f = s->stages[1].opts;
 	is_int(f->n_urls, 1, "one url template");
 	is_int(f->idempotent, 1, "idempotent true");
 	is_str(f->pool.s, "fast", "pool");
@@ -654,7 +692,7 @@ static void test_resilience(void)
 	is_int(f->paginate.max_pages, 0, "max_pages unset is 0");
 	is_str(f->merge.s, ".record + .response", "merge");
 
-	f = &s->stages[2].u.fetch;
+	f = s->stages[2].opts;
 	is_int(f->paginate.kind, PAGE_LINK, "link pagination");
 	ok(f->retry.set, "empty retry: is set");
 	is_int(f->retry.p.attempts, 3, "empty retry keeps the default 3 attempts");
@@ -677,7 +715,7 @@ static void test_resilience(void)
 		ok(s->stage_timeout == -1, "defaults.stage_timeout unset is -1");
 		is_int(s->n_hosts, 0, "no hosts");
 		ok(s->hosts == NULL, "hosts NULL");
-		is_int(s->stages[0].u.fetch.paginate.kind, PAGE_NONE, "no pagination");
+		is_int(((const struct fetch_spec *)s->stages[0].opts)->paginate.kind, PAGE_NONE, "no pagination");
 	}
 	spec_free(s);
 	diags_free(&d);
@@ -850,21 +888,21 @@ static void test_sqlite_keys(void)
 		"  r:\n"
 		"    needs: a\n"
 		"    load: {sqlite: {path: x.db, table: t, key: id}}\n", &d);
-	const struct load_spec *l;
+	const struct stage_spec *l;
 
 	if (!ok(s != NULL, "on_conflict and columns parse")) {
 		diags_free(&d);
 		return;
 	}
-	l = &s->stages[1].u.load;
-	is_int(l->on_conflict, ON_CONFLICT_MERGE, "on_conflict: merge");
-	is_int((long long)l->n_columns, 2, "two columns");
-	is_str(l->columns[0].s, "Name", "columns keep their case");
-	is_str(l->path.s, "out/${run.date}.db", "the path is kept as its template");
-	l = &s->stages[2].u.load;
-	is_int(l->on_conflict, ON_CONFLICT_IGNORE, "on_conflict: ignore");
-	is_int((long long)l->n_columns, 1, "one column as a string");
-	is_int(s->stages[3].u.load.on_conflict, ON_CONFLICT_REPLACE, "replace is the default");
+	l = &s->stages[1];
+	is_str(opt_word(l, "on_conflict"), "merge", "on_conflict: merge");
+	is_int((long long)opt_count(l, "columns"), 2, "two columns");
+	is_str(opt_item(l, "columns", 0)->s, "Name", "columns keep their case");
+	is_str(opt_sval(l, "path")->s, "out/${run.date}.db", "the path is kept as its template");
+	l = &s->stages[2];
+	is_str(opt_word(l, "on_conflict"), "ignore", "on_conflict: ignore");
+	is_int((long long)opt_count(l, "columns"), 1, "one column as a string");
+	is_str(opt_word(&s->stages[3], "on_conflict"), "replace", "replace is the default");
 	spec_free(s);
 	diags_free(&d);
 
@@ -925,10 +963,10 @@ static void test_retry_on(void)
 	}
 	is_int(s->retry.p.on, RETRY_ON_CONNECT | RETRY_ON_4XX, "retry_on: connect, 4xx");
 	ok(s->retry.p.n_codes == 1 && s->retry.p.codes[0] == 503, "retry_on: 503");
-	is_int(s->stages[0].u.fetch.retry.p.on, RETRY_ON_TIMEOUT, "on (older name): timeout");
-	ok(s->stages[0].u.fetch.retry.p.n_codes == 1 &&
-	   s->stages[0].u.fetch.retry.p.codes[0] == 429, "on (older name): 429");
-	is_int(s->stages[1].u.fetch.retry.p.on, def.on, "neither: the default list");
+	is_int(((const struct fetch_spec *)s->stages[0].opts)->retry.p.on, RETRY_ON_TIMEOUT, "on (older name): timeout");
+	ok(((const struct fetch_spec *)s->stages[0].opts)->retry.p.n_codes == 1 &&
+	   ((const struct fetch_spec *)s->stages[0].opts)->retry.p.codes[0] == 429, "on (older name): 429");
+	is_int(((const struct fetch_spec *)s->stages[1].opts)->retry.p.on, def.on, "neither: the default list");
 	spec_free(s);
 	diags_free(&d);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/dag.h"
+#include "core/stage.h"
 #include "tap.h"
 
 /*
@@ -30,7 +31,7 @@ static struct spec *mkspec(const char *const *lines, size_t n)
 
 		st->id = xstrndup(lines[i], (size_t)(colon - lines[i]));
 		st->pos = (struct pos){ s->path, 10 * (int)(i + 1), 3 };
-		st->type = STAGE_TRANSFORM;
+		st->kind = stage_kind_by_name("transform");
 		while (*p) {
 			size_t len = strcspn(p, ",");
 			st->needs = xrealloc(st->needs, (st->n_needs + 1) * sizeof(*st->needs));
@@ -131,8 +132,8 @@ static void test_fanout(void)
 	struct dag *g;
 	char *o;
 
-	s->stages[1].type = STAGE_FETCH;
-	s->stages[2].type = STAGE_FETCH;
+	s->stages[1].kind = stage_kind_by_name("fetch.http");
+	s->stages[2].kind = stage_kind_by_name("fetch.http");
 	g = dag_build(s, &d);
 	if (ok(g != NULL && d.n == 0, "fan-out fetch stage: builds")) {
 		o = order_text(s, g);
@@ -147,7 +148,7 @@ static void test_fanout(void)
 	diags_free(&d);
 
 	s = mkspec(loop, 3);
-	s->stages[0].type = STAGE_FETCH;
+	s->stages[0].kind = stage_kind_by_name("fetch.http");
 	g = dag_build(s, &d);
 	ok(g == NULL && d.n == 1 && strcmp(d.v[0].msg, "cycle: a → b → c → a") == 0,
 	   "a cycle through a fetch stage is reported");
