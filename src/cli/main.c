@@ -26,6 +26,7 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "status [RUN] [--stage ID] [-f FILE | --state DB] [--json]" },
 	{ "runs", cmd_runs, "runs [-n LIMIT] [-f FILE | --state DB] [--json]" },
 	{ "gc", cmd_gc, "gc --older-than AGE [-f FILE | --state DB]" },
+	{ "kinds", cmd_kinds, "kinds [--json]" },
 	{ "dlq", cmd_dlq, "dlq list [RUN] [--stage ID] [--all] [-f FILE | --state DB] [--json]\n"
 	                  "  pipectl dlq replay RUN [--stage ID] [-p NAME=VALUE]... [-f FILE | --state DB]" },
 };

@@ -331,7 +331,7 @@ static const struct opt fsq_options[] = {
 	  .offset = offsetof(struct fetch_sqlite_opts, bind),
 	  .read = fsq_read_bind, .free = fsq_free_bind,
 	  .doc = "the value (a template) of each named parameter of the query" },
-	{ .key = "records", .type = OPT_JQ,
+	{ .key = "records", .type = OPT_JQ, .def = ".",
 	  .offset = offsetof(struct fetch_sqlite_opts, records),
 	  .doc = "jq: row -> 0..n records (default: the row)" },
 	{ .key = "busy_timeout", .type = OPT_DURATION, .def = "10s",
