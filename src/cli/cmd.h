@@ -11,14 +11,8 @@
 #include "base/units.h"
 #include "core/config.h"
 
-enum {
-	EXIT_OK = 0,          /* success */
-	EXIT_RUN_FAILED = 1,  /* the run failed (a stage failed or was cancelled) */
-	EXIT_USAGE = 2,       /* bad command line, invalid pipeline, unknown run */
-	EXIT_STATE = 3,       /* the state database cannot be opened or written */
-	EXIT_BUSY = 4,        /* another live process owns the run or a file it writes */
-	/* 128 + N: the run was interrupted by signal N (130 SIGINT, 143 SIGTERM) */
-};
+/* The exit codes (EXIT_OK...) are those of the run lifecycle. */
+#include "core/run.h"
 
 int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
@@ -48,14 +42,6 @@ char *cmd_scope(struct state *st, const char *cmd, const char *file, int *rc);
  * returns EXIT_USAGE. */
 int cmd_scope_check(const char *cmd, const char *scope, const char *file,
                     const struct run_row *r);
-/* Prints, stage by stage, what `pipectl resume RUN` would do. */
-void resume_plan_print(struct state *st, const struct spec *s, const struct dag *g,
-                       int64_t run);
-
-struct diags;
-/* Adds to d one diagnostic per environment variable that a stage builds its
- * requests from, without a default, and that is not set. Returns how many. */
-size_t env_check(const struct spec *s, struct diags *d);
 
 /* Prints "pipectl CMD: message" to stderr and returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...)

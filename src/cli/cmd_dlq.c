@@ -2,7 +2,7 @@
  * cmd_dlq: `pipectl dlq list [RUN]` shows dead letters (records or requests
  * that failed for good in a stage with on_error: dlq); `pipectl dlq replay
  * RUN` runs them again through their stage and everything downstream of it,
- * as a new run, and marks those that went through.
+ * as a new run, and marks those that went through (cmd_replay.c).
  */
 #include <getopt.h>
 #include <stdio.h>

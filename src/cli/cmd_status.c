@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cli/cmd.h"
+#include "cli/report.h"
 #include "core/spec.h"
 #include "core/dag.h"
 #include "base/jsonw.h"

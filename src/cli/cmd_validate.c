@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "core/run.h"
 #include "core/spec.h"
 #include "core/dag.h"
 
@@ -43,7 +44,7 @@ int cmd_validate(int argc, char **argv)
 			 * differ), but run would refuse to start here. */
 			struct diags env = { 0 };
 			size_t k;
-			env_check(s, &env);
+			run_env_check(s, &env);
 			for (k = 0; k < env.n; k++)
 				fprintf(stderr, "%s:%d:%d: warning: %s\n", env.v[k].file,
 				        env.v[k].line, env.v[k].col, env.v[k].msg);

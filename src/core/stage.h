@@ -38,7 +38,7 @@ typedef void (*stage_ref_fn)(void *arg, const struct sval *text, bool tmpl, unsi
                              const char *label);
 
 struct stage_kind {
-	const char *name;              /* "fetch.http", "transform", "load.sqlite", ... */
+	const char *name;              /* unique: the role, a dot, what it does with it */
 	const char *description;
 
 	/* ---- how the kind is written in a pipeline file */
@@ -151,7 +151,7 @@ const struct stage_kind *stage_kind_for(const struct stage_spec *spec);
  * Defined in stages/registry.c, the one list of kinds. */
 extern const struct stage_kind *const stage_kinds[];
 
-/* The kind named name ("load.sqlite"), or NULL. */
+/* The kind named name (see stage_kinds), or NULL. */
 const struct stage_kind *stage_kind_by_name(const char *name);
 
 /* The kind of role ("fetch", "load") picked by key selector ("url",
