@@ -170,6 +170,9 @@ start_err dup 'SELECT id, name AS id FROM users' \
 start_err blob "SELECT id, x'00ff' AS b FROM users" \
 	'column "b" of row 1 is a BLOB' "a BLOB value"
 start_err nosuch 'SELECT * FROM nope' '"query": no such table: nope' "an unknown table"
+start_err utf8 "SELECT CAST(x'ff' AS TEXT) AS t" \
+	'column "t" of row 1 is not valid UTF-8 text' "text that is not UTF-8"
+start_err inf 'SELECT 9e999 AS r' 'column "r" of row 1 is inf, which JSON cannot hold' "an infinite REAL"
 start_err nocols 'PRAGMA user_version = 0' '"query" is not read-only' "a PRAGMA that writes"
 start_err empty ' -- nothing' '"query" is empty' "a query of comments only"
 sed 's/users.db/missing.db/' nosuch.yaml >missing.yaml
