@@ -22,7 +22,6 @@ int cmd_dlq(int argc, char **argv);
 int cmd_dlq_replay(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
-int cmd_kinds(int argc, char **argv);
 
 /* The state database path: --state if given, else $PIPECTL_STATE, else
  * .pipectl/state.db beside the pipeline file (or in the current directory

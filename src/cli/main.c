@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "core/stage.h"
 #include "base/util.h"
 
 #ifndef PACKAGE_VERSION
@@ -26,7 +27,6 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "status [RUN] [--stage ID] [-f FILE | --state DB] [--json]" },
 	{ "runs", cmd_runs, "runs [-n LIMIT] [-f FILE | --state DB] [--json]" },
 	{ "gc", cmd_gc, "gc --older-than AGE [-f FILE | --state DB]" },
-	{ "kinds", cmd_kinds, "kinds [--json]" },
 	{ "dlq", cmd_dlq, "dlq list [RUN] [--stage ID] [--all] [-f FILE | --state DB] [--json]\n"
 	                  "  pipectl dlq replay RUN [--stage ID] [-p NAME=VALUE]... [-f FILE | --state DB]" },
 };
@@ -86,6 +86,15 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
 		printf("pipectl %s\n", PACKAGE_VERSION);
 		return EXIT_OK;
+	}
+	/* Not in the usage: every stage kind's option table as JSON, for the
+	 * checks that the tables, the schema and pipectl.yaml(5) agree. */
+	if (strcmp(argv[1], "kinds") == 0 && argc == 3 && strcmp(argv[2], "--json") == 0) {
+		json_t *kinds = stage_kinds_json();
+		int rc = json_dumpf(kinds, stdout, JSON_INDENT(2)) == 0 ? EXIT_OK : EXIT_USAGE;
+		json_decref(kinds);
+		putchar('\n');
+		return rc;
 	}
 	for (i = 0; i < ARRAY_LEN(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)

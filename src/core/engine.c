@@ -40,6 +40,7 @@ struct engine {
 	struct ev_loop *loop;
 	struct http *http;
 	struct requester *rq;
+	struct hostreg *hosts;         /* host pools (this run's own) */
 	json_t *run_obj;
 	struct expr_scope scope;
 	json_t *path_run_obj;          /* run as sink paths see it (owned) */
@@ -663,7 +664,12 @@ struct engine *engine_create(const struct engine_opts *o, char **err)
 	e->quiet = o->quiet;
 	e->loop = ev_default_loop(EVFLAG_AUTO);
 	e->http = http_create(e->loop, s->concurrency);
-	e->rq = requester_create(e->loop, e->http, s, o->run_id);
+	{
+		struct transport tr;
+		http_transport(e->http, &tr);
+		e->hosts = hostreg_create(e->loop);
+		e->rq = requester_create(e->loop, &tr, e->hosts, s->hosts, s->n_hosts, o->run_id);
+	}
 	if (o->paths_run_id > 0)
 		requester_set_key_run(e->rq, o->paths_run_id);
 	e->run_obj = engine_run_object(s, o->state, o->run_id);
@@ -828,6 +834,8 @@ void engine_destroy(struct engine *e)
 	e->http = NULL;
 	requester_destroy(e->rq);
 	e->rq = NULL;
+	hostreg_destroy(e->hosts);
+	e->hosts = NULL;
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[i];
 		if (st->kind)

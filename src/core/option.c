@@ -18,7 +18,6 @@
 
 #include "base/units.h"
 #include "core/option_ctx.h"
-#include "core/stage.h"
 
 /* ------------------------------------------------------------ names */
 
@@ -877,41 +876,4 @@ const char *option_type_name(const struct opt *o)
 	case OPT_CUSTOM: break;
 	}
 	return o->shape ? o->shape : "mapping";
-}
-
-json_t *option_kinds_json(void)
-{
-	json_t *all = json_array();
-	size_t i, j;
-
-	for (i = 0; stage_kinds[i]; i++) {
-		const struct stage_kind *k = stage_kinds[i];
-		json_t *opts = json_array();
-		for (j = 0; k->options && k->options[j].key; j++) {
-			const struct opt *o = &k->options[j];
-			json_t *jo = json_pack("{s:s, s:s, s:b, s:b, s:s}", "key", o->key,
-			                       "type", option_type_name(o),
-			                       "required", (o->flags & (OPT_REQUIRED | OPT_SELECTOR)) != 0,
-			                       "inherit", (o->flags & OPT_INHERIT) != 0,
-			                       "doc", o->doc ? o->doc : "");
-			if (o->def)
-				json_object_set_new(jo, "default", json_string(o->def));
-			if ((o->type == OPT_INT || o->type == OPT_LONG) && (o->min || o->max)) {
-				json_object_set_new(jo, "min", json_real(o->min));
-				json_object_set_new(jo, "max", json_real(o->max));
-			}
-			if (o->words) {
-				json_t *w = json_array();
-				size_t x;
-				for (x = 0; o->words[x]; x++)
-					json_array_append_new(w, json_string(o->words[x]));
-				json_object_set_new(jo, "words", w);
-			}
-			json_array_append_new(opts, jo);
-		}
-		json_array_append_new(all, json_pack("{s:s, s:s?, s:s?, s:b, s:o}", "kind", k->name,
-		                                     "role", k->role, "selector", k->selector,
-		                                     "nested", k->nested, "options", opts));
-	}
-	return all;
 }

@@ -12,7 +12,8 @@
  * paginate only with url) are the kind's check hook (core/stage.h).
  *
  * The same tables feed the documentation checks: every option carries its
- * key, type, default and doc, and option_kinds_json() writes them all.
+ * key, type, default and doc, and stage_kinds_json() (core/stage.h) writes
+ * them all.
  *
  * The entry is `struct opt`, not `struct option`: <getopt.h> defines that
  * tag, and the commands include both.
@@ -41,7 +42,7 @@ enum opt_type {
 	OPT_INT,                       /* int, min..max */
 	OPT_LONG,                      /* long long, min..max (both 0: any) */
 	OPT_BOOL,                      /* int: 1 or 0 (OPT_INHERIT: -1 when absent) */
-	OPT_DURATION,                  /* double seconds > 0 (OPT_INHERIT: -1 when absent) */
+	OPT_DURATION,                  /* double seconds > 0; -1 when absent, no default */
 	OPT_SIZE,                      /* long long bytes >= 1 (OPT_INHERIT: 0 when absent) */
 	OPT_ENUM,                      /* int: index in words (OPT_WORD: struct sval) */
 	OPT_STRING_LIST,               /* struct sval * at offset, size_t count at
@@ -56,10 +57,9 @@ enum opt_flag {
 	                                  takes the value of defaults: */
 	OPT_WORD = 1u << 2,            /* OPT_ENUM: store the word as a struct sval
 	                                  (s NULL when absent) instead of its index */
-	OPT_SCALAR = 1u << 3,          /* list types: one value only; a sequence is
-	                                  reported with the option's `one` message */
-	OPT_SELECTOR = 1u << 4,        /* flat kinds: this key picks the kind (url,
-	                                  file); it is required by being the selector */
+	OPT_SELECTOR = 1u << 3,        /* flat kinds: this key is the kind's selector
+	                                  (url, file): config picks the kind by it, so
+	                                  it is required by being there (docs only) */
 };
 
 /*
@@ -232,11 +232,5 @@ void opt_free_retry(void *field);
 bool opt_needs_bad(const struct opt_ctx *c);
 struct pos opt_needs_pos(const struct opt_ctx *c);
 
-/*
- * Every kind's options as JSON: [{"kind", "role", "selector", "nested",
- * "options": [{"key", "type", "default", "min", "max", "words",
- * "required", "inherit", "doc"}]}]. New reference.
- */
-json_t *option_kinds_json(void);
 
 #endif

@@ -8,7 +8,8 @@
 
 #include <stdbool.h>
 #include <jansson.h>
-#include "core/option.h"
+#include "base/diag.h"
+#include "core/spec.h"
 #include "core/yaml.h"
 #include "expr/expr.h"
 

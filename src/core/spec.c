@@ -6,9 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/option.h"
-#include "core/stage.h"
-
 static void sval_free(struct sval *v)
 {
 	free(v->s);
@@ -24,11 +21,7 @@ static void stage_free(struct stage_spec *st)
 	for (i = 0; i < st->n_needs; i++)
 		sval_free(&st->needs[i]);
 	free(st->needs);
-	if (st->kind && st->opts) {
-		option_free(st->kind->options, st->opts);
-		if (st->kind->free_opts)
-			st->kind->free_opts(st->opts);
-	}
+	stage_opts_free(st->kind, st->opts);
 	free(st->opts);
 }
 

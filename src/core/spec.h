@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include "base/diag.h"
 #include "base/policy.h"
+#include "net/hostreg.h"
 
 /* A string from the file with its position (s == NULL when absent). */
 struct sval {
@@ -44,17 +45,9 @@ enum on_error {
 };
 
 /* hosts: entries (top-level map; a key is a host name, "host:port", or a
- * pool name that stages select with `pool:`). */
-struct host_spec {
-	char *name;
-	struct pos pos;
-	int concurrency;               /* 0 = unlimited */
-	double rate;                   /* requests per second; 0 = unlimited */
-	double burst;                  /* bucket size; 0 = max(1, rate) */
-	int breaker_failures;          /* consecutive failures to open; 0 = no breaker */
-	double breaker_cooldown;       /* seconds (default 30) */
-	int breaker_successes;         /* successes in half-open to close (default 1) */
-};
+ * pool name that stages select with `pool:`): the limits of a host pool,
+ * as net/hostreg.h declares them (the name keeps config.c's spelling). */
+#define host_spec host_limits
 
 struct stage_kind;
 
@@ -104,6 +97,11 @@ struct spec {
 	struct stage_spec *stages;     /* in file order */
 	size_t n_stages;
 };
+
+/* Frees what the walker and kind stored in opts (not opts itself), through
+ * kind's table and hooks. NULL-safe. Defined with the list of kinds, in
+ * stages/registry.c: spec.c calls it without knowing the kinds. */
+void stage_opts_free(const struct stage_kind *kind, void *opts);
 
 /* Frees s and everything in it. NULL-safe. */
 void spec_free(struct spec *s);

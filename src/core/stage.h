@@ -161,4 +161,11 @@ const struct stage_kind *stage_kind_find(const char *role, const char *selector)
 /* True when role is the stage key of some kind. */
 bool stage_role_known(const char *role);
 
+/*
+ * Every kind's options as JSON: [{"kind", "role", "selector", "nested",
+ * "options": [{"key", "type", "default", "min", "max", "words",
+ * "required", "inherit", "doc"}]}]. New reference.
+ */
+json_t *stage_kinds_json(void);
+
 #endif

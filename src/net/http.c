@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include "base/util.h"
+#include "net/transport.h"
 
 /* PACKAGE_VERSION comes from configure as a -D flag (no config header). */
 #ifdef PACKAGE_VERSION
@@ -924,6 +925,37 @@ char *http_result_take_body(const struct http_result *res)
 	b = x->resp.data;
 	buf_init(&x->resp);
 	return b;
+}
+
+static void tr_submit(void *impl, const struct http_request *req, http_done_fn done,
+                      void *arg)
+{
+	http_submit(impl, req, done, arg);
+}
+
+static void tr_cancel_all(void *impl)
+{
+	http_cancel_all(impl);
+}
+
+static size_t tr_inflight(const void *impl)
+{
+	return http_inflight(impl);
+}
+
+static char *tr_take_body(void *impl, const struct http_result *res)
+{
+	return http_result_take_body(res);
+}
+
+static const struct transport_ops http_transport_ops = {
+	tr_submit, tr_cancel_all, tr_inflight, tr_take_body
+};
+
+void http_transport(struct http *h, struct transport *t)
+{
+	t->ops = &http_transport_ops;
+	t->impl = h;
 }
 
 /* Returns the value of the first header called name (any case), borrowed

@@ -93,6 +93,11 @@ size_t http_queued(const struct http *h);     /* waiting for a slot */
  * body that outlives the callback. */
 char *http_result_take_body(const struct http_result *res);
 
+/* t becomes a transport (net/transport.h) carrying requests through h,
+ * which must outlive every user of t. */
+struct transport;
+void http_transport(struct http *h, struct transport *t);
+
 /* Case-insensitive header lookup in a result; NULL when absent. */
 const char *http_result_header(const struct http_result *res, const char *name);
 

@@ -2,18 +2,16 @@
  * request: logical requests under the run's policies (see request.h).
  *
  * States: ADMIT (waiting in its pool's FIFO for a slot or a token), INFLIGHT
- * (an attempt is in http.c), BACKOFF (an ev_timer before the next attempt),
- * DONE. Only INFLIGHT holds a slot: the pool's and http.c's. The circuit
- * breaker is asked before every attempt, like the concurrency and the rate:
- * while it is open, requests wait in the FIFO for its cool-down and use up
- * no attempt.
+ * (an attempt is in the transport), BACKOFF (an ev_timer before the next
+ * attempt), DONE. Only INFLIGHT holds a slot: the pool's and the
+ * transport's. The circuit breaker is asked before every attempt, like the
+ * concurrency and the rate: while it is open, requests wait in the FIFO for
+ * its cool-down and use up no attempt. Pools live in the hostreg (hostreg.c),
+ * shared with every other requester on the loop; the journal and the rows
+ * buffered for the state database are journal.c's.
  *
- * Waiting is accounted by reason. A pool's FIFO is blocked for one reason
- * at a time (its concurrency, its breaker, its rate), and the pool keeps the
- * total time it spent blocked for each; a request's share is the growth of
- * those totals while it was queued, since a FIFO keeps everyone behind the
- * head waiting for the same thing. Backoff and Retry-After are the delays
- * set on the request's own timer.
+ * Backoff and Retry-After are the delays set on the request's own timer;
+ * the time queued in the pool is accounted by hostreg.c.
  */
 #include "net/request.h"
 
@@ -25,12 +23,11 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "base/jsonw.h"
 #include "base/log.h"
 #include "base/secret.h"
 #include "base/util.h"
+#include "net/request_int.h"
 
-enum req_state { R_ADMIT, R_INFLIGHT, R_PARSING, R_BACKOFF, R_DONE };
 
 /* A JSON body larger than this is parsed on a thread of its own, so the
  * loop goes on (timers, other transfers) while it is. */
@@ -54,97 +51,7 @@ struct parse_job {
 	struct parse_job *next;
 };
 
-/* Why a pool's FIFO cannot start its head request. */
-enum pool_block { BLOCK_NONE = -1, BLOCK_CONCURRENCY = 0, BLOCK_BREAKER, BLOCK_RATE,
-                  BLOCK_N };
 
-struct pool {
-	struct requester *rq;
-	char *name;
-	int concurrency;               /* 0 = unlimited */
-	int inflight;
-	bool has_bucket;
-	struct token_bucket bucket;
-	struct breaker br;
-	struct request *q_head, *q_tail;   /* waiting for admission, FIFO */
-	ev_timer rate_timer;
-	ev_timer breaker_timer;        /* end of the breaker's cool-down */
-	enum pool_block blocked;       /* why the FIFO waits now */
-	double blocked_since;          /* monotonic */
-	double blocked_total[BLOCK_N]; /* seconds blocked per reason, before blocked_since */
-	struct pool *next;
-};
-
-struct request {
-	struct requester *rq;
-	struct pool *pool;
-	enum req_state state;
-	bool cancelled;
-	char *stage, *method, *url, *body;
-	size_t body_len;
-	char **headers;                /* NULL-terminated */
-	char *origin;
-	char **allow_hosts;            /* NULL-terminated, or NULL */
-	struct http_request hreq;
-	struct retry_policy retry;
-	struct expr *when;
-	enum request_body body_format;
-	json_t *doc;                   /* the last attempt's parsed body */
-	bool retry_unsafe_ok;          /* may retry this method */
-	int *waiting;
-	void (*on_wait)(void *arg);
-	request_done_fn done;
-	void *arg;
-	void *owner;
-	int attempt;                   /* attempts made so far */
-	double wait_backoff;           /* before the next attempt: its own backoff, */
-	double wait_retry_after;       /* the delay the server asked for, */
-	double wait_block[BLOCK_N];    /* and time queued per pool_block reason */
-	double queued_at[BLOCK_N];     /* the pool's totals when it was queued */
-	double started;                /* of the current attempt, wall clock */
-	json_t *history;
-	char fingerprint[65];
-	ev_timer timer;
-	struct request *q_next;        /* in the pool's FIFO (or the journal queue) */
-	struct journal_entry jentry;   /* when answered from the journal */
-	char *refetch;                 /* digest of a journaled body fetched again */
-	bool from_journal;
-	struct request *prev, *next;   /* in the requester's list */
-};
-
-/* A successful response waiting for requester_flush. */
-struct jrow {
-	char *stage;
-	char fingerprint[65];
-	struct journal_entry e;
-};
-
-struct requester {
-	struct state *journal;         /* NULL: no journal */
-	bool serve;                    /* answer from the journal when possible */
-	int64_t hits;
-	struct jrow *jrows;
-	size_t n_jrows, cap_jrows;
-	double jfirst;                 /* now_mono() when jrows[0] was buffered */
-	ev_timer jtimer;               /* fires journal answers, one loop turn later */
-	struct request *jq_head;       /* requests to answer from the journal */
-	pthread_mutex_t plock;         /* parse_job.done */
-	ev_async pasync;               /* a worker finished a parse */
-	struct parse_job *pjobs;       /* bodies being parsed */
-	struct ev_loop *loop;
-	struct http *http;
-	int64_t run_id;
-	int64_t key_run_id;            /* seeds Idempotency-Key values */
-	struct pool *pools;
-	struct request *all;
-	struct attempt_row *rows;
-	size_t n_rows, cap_rows;
-	struct event_row *events;
-	size_t n_events, cap_events;
-};
-
-static void admit(struct request *r);
-static void pool_pump(struct pool *p);
 static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents);
 
 /* ------------------------------------------------------------ helpers */
@@ -192,87 +99,24 @@ static const char *reason(long status)
 	}
 }
 
-static struct pool *pool_new(struct requester *rq, const char *name)
-{
-	struct pool *p = xcalloc(1, sizeof(*p));
-
-	p->rq = rq;
-	p->name = xstrdup(name);
-	p->blocked = BLOCK_NONE;
-	breaker_init(&p->br, 0, 30, 1);
-	p->next = rq->pools;
-	rq->pools = p;
-	return p;
-}
-
-/* Fires a pool's pump when its rate allows the next request or its
- * breaker's cool-down is over. */
-static void pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	pool_pump(w->data);
-}
-
-/* Seconds p has spent blocked for reason b up to now. */
-static double pool_blocked_total(const struct pool *p, enum pool_block b, double now)
-{
-	double t = p->blocked_total[b];
-
-	if (p->blocked == b && now > p->blocked_since)
-		t += now - p->blocked_since;
-	return t;
-}
-
-/* From now on p is blocked for reason b (BLOCK_NONE: not blocked). */
-static void pool_set_blocked(struct pool *p, enum pool_block b, double now)
-{
-	if (p->blocked != BLOCK_NONE && now > p->blocked_since)
-		p->blocked_total[p->blocked] += now - p->blocked_since;
-	p->blocked = b;
-	p->blocked_since = now;
-}
-
-static struct pool *pool_get(struct requester *rq, const char *name)
-{
-	struct pool *p;
-
-	for (p = rq->pools; p; p = p->next)
-		if (strcmp(p->name, name) == 0)
-			return p;
-	return pool_new(rq, name);
-}
-
-struct requester *requester_create(struct ev_loop *loop, struct http *http,
-                                   const struct spec *spec, int64_t run_id)
+struct requester *requester_create(struct ev_loop *loop, const struct transport *tr,
+                                   struct hostreg *hosts, const struct host_limits *limits,
+                                   size_t n_limits, int64_t run_id)
 {
 	struct requester *rq = xcalloc(1, sizeof(*rq));
 	size_t i;
-	double now = now_mono();
 
 	rq->loop = loop;
-	rq->http = http;
+	rq->tr = *tr;
+	rq->hr = hosts;
 	pthread_mutex_init(&rq->plock, NULL);
 	ev_async_init(&rq->pasync, parse_async_cb);
 	rq->pasync.data = rq;
 	rq->run_id = run_id;
 	rq->key_run_id = run_id;
-	srand48((long)getpid() ^ (long)(now * 1e6));
-	for (i = 0; spec && i < spec->n_hosts; i++) {
-		const struct host_spec *h = &spec->hosts[i];
-		struct pool *p = pool_new(rq, h->name);
-		char *c;
-		for (c = p->name; *c; c++)
-			if (*c >= 'A' && *c <= 'Z')
-				*c = (char)(*c - 'A' + 'a');
-		p->concurrency = h->concurrency;
-		if (h->rate > 0) {
-			double burst = h->burst > 0 ? h->burst : ceil(h->rate);
-			p->has_bucket = true;
-			bucket_init(&p->bucket, h->rate, burst < 1 ? 1 : burst, now);
-		}
-		breaker_init(&p->br, h->breaker_failures,
-		             h->breaker_cooldown > 0 ? h->breaker_cooldown : 30,
-		             h->breaker_successes > 0 ? h->breaker_successes : 1);
-	}
+	srand48((long)getpid() ^ (long)(now_mono() * 1e6));
+	for (i = 0; i < n_limits; i++)
+		hostreg_declare(rq, &limits[i]);
 	return rq;
 }
 
@@ -295,7 +139,7 @@ static void list_del(struct requester *rq, struct request *r)
 		r->next->prev = r->prev;
 }
 
-static void request_free(struct request *r)
+void request_free(struct request *r)
 {
 	size_t i;
 
@@ -318,37 +162,6 @@ static void request_free(struct request *r)
 	journal_entry_free(&r->jentry);
 	free(r->refetch);
 	free(r);
-}
-
-static void q_push(struct pool *p, struct request *r)
-{
-	double now = now_mono();
-	int b;
-
-	for (b = 0; b < BLOCK_N; b++)
-		r->queued_at[b] = pool_blocked_total(p, (enum pool_block)b, now);
-	r->q_next = NULL;
-	if (p->q_tail)
-		p->q_tail->q_next = r;
-	else
-		p->q_head = r;
-	p->q_tail = r;
-	r->state = R_ADMIT;
-}
-
-static void q_remove(struct pool *p, struct request *r)
-{
-	struct request **pp = &p->q_head, *prev = NULL;
-
-	while (*pp && *pp != r) {
-		prev = *pp;
-		pp = &(*pp)->q_next;
-	}
-	if (!*pp)
-		return;
-	*pp = r->q_next;
-	if (p->q_tail == r)
-		p->q_tail = prev;
 }
 
 /* Buffers one attempt row (written by requester_flush). */
@@ -391,8 +204,8 @@ static void record_attempt(struct request *r, long status, const char *error, do
 	memset(r->wait_block, 0, sizeof(r->wait_block));
 }
 
-static void record_event(struct requester *rq, const char *stage, const char *kind,
-                         const char *msg)
+void requester_event(struct requester *rq, const char *stage, const char *kind,
+                     const char *msg)
 {
 	struct event_row *e;
 
@@ -405,138 +218,10 @@ static void record_event(struct requester *rq, const char *stage, const char *ki
 	e->at = now_wall();
 }
 
-void requester_flush(struct requester *rq, struct state *st)
-{
-	size_t i;
-
-	for (i = 0; i < rq->n_rows; i++) {
-		struct attempt_row *a = &rq->rows[i];
-		if (st && state_attempt_add(st, a) != 0)
-			log_warn("cannot record an attempt: %s", state_errmsg(st));
-		free(a->stage);
-		free(a->fingerprint);
-		free(a->method);
-		free(a->url);
-		free(a->error);
-	}
-	rq->n_rows = 0;
-	for (i = 0; i < rq->n_events; i++) {
-		struct event_row *e = &rq->events[i];
-		if (st && state_event_add(st, e->run_id, e->stage, e->kind, e->message, e->at) != 0)
-			log_warn("cannot record an event: %s", state_errmsg(st));
-		free(e->stage);
-		free(e->kind);
-		free(e->message);
-	}
-	rq->n_events = 0;
-	for (i = 0; i < rq->n_jrows; i++) {
-		struct jrow *j = &rq->jrows[i];
-		if (st && state_journal_put(st, rq->run_id, j->stage, j->fingerprint, &j->e) != 0)
-			log_warn("cannot journal a response: %s", state_errmsg(st));
-		free(j->stage);
-		journal_entry_free(&j->e);
-	}
-	rq->n_jrows = 0;
-}
-
-size_t requester_journal_pending(const struct requester *rq)
-{
-	return rq->n_jrows;
-}
-
-size_t requester_parsing(const struct requester *rq)
-{
-	const struct parse_job *pj;
-	size_t n = 0;
-
-	for (pj = rq->pjobs; pj; pj = pj->next)
-		n++;
-	return n;
-}
-
-int requester_commit(struct requester *rq)
-{
-	size_t n = rq->n_jrows;
-
-	if (!rq->journal)
-		return 0;
-	if (state_begin(rq->journal) != 0) {
-		/* The rows stay buffered: the next commit (or the progress
-		 * timer's) writes them. */
-		log_debug("cannot journal %zu responses yet: %s", n, state_errmsg(rq->journal));
-		return -1;
-	}
-	requester_flush(rq, rq->journal);
-	if (state_commit(rq->journal) != 0) {
-		log_warn("cannot journal %zu responses: %s", n, state_errmsg(rq->journal));
-		return -1;
-	}
-	if (n > 0)
-		log_debug("journal: committed %zu responses", n);
-	return 0;
-}
-
-void requester_use_journal(struct requester *rq, struct state *st, bool serve)
-{
-	rq->journal = st;
-	rq->serve = serve;
-}
-
-int64_t requester_journal_hits(const struct requester *rq)
-{
-	return rq->hits;
-}
-
-/* Buffers a successful response for the journal. */
-static void journal_add(struct request *r, const struct http_result *res)
-{
-	struct requester *rq = r->rq;
-	struct jrow *j;
-	json_t *h;
-	size_t i;
-
-	if (!rq->journal || r->from_journal)
-		return;
-	if (rq->n_jrows == 0)
-		rq->jfirst = now_mono();
-	xgrow(&rq->jrows, &rq->cap_jrows, rq->n_jrows + 1, sizeof(*rq->jrows));
-	j = &rq->jrows[rq->n_jrows++];
-	memset(j, 0, sizeof(*j));
-	j->stage = xstrdup(r->stage);
-	memcpy(j->fingerprint, r->fingerprint, sizeof(j->fingerprint));
-	j->e.status = res->status;
-	h = json_object();
-	for (i = 0; i < res->n_headers; i++)
-		json_object_set_new(h, res->headers[i].name, json_string(res->headers[i].value));
-	{
-		/* Secrets (env values a template read) never reach the state
-		 * database, even when a server echoes them back. A resume
-		 * serves these responses as if they came from the server (a
-		 * next-page link holding the key is followed): they are sealed,
-		 * not redacted, and rendered again when served. */
-		char *hs = jsonw_dumps(h);
-		j->e.headers = secret_seal(hs, strlen(hs), NULL);
-		free(hs);
-	}
-	json_decref(h);
-	if (res->body_len > REQUEST_JOURNAL_MAX_BODY && res->body_sha256 &&
-	    *res->body_sha256) {
-		/* Too large to keep: its digest and size; a resume asks again. */
-		j->e.digest = xstrdup(res->body_sha256);
-		j->e.body_len = res->body_len;
-	} else {
-		j->e.body = secret_seal(res->body, res->body_len, &j->e.body_len);
-	}
-	/* The loop is still busy with this iteration's answers: the oldest
-	 * buffered one does not wait past the window for the engine's commit. */
-	if (now_mono() - rq->jfirst >= REQUESTER_JOURNAL_WINDOW)
-		requester_commit(rq);
-}
-
 /* ------------------------------------------------------------ lifecycle */
 
-static void finish(struct request *r, bool ok, const char *error,
-                   const struct http_result *res)
+void request_finish(struct request *r, bool ok, const char *error,
+                    const struct http_result *res)
 {
 	struct request_result out;
 
@@ -567,15 +252,12 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (r->waiting)
 		(*r->waiting)--;
-	admit(r);
+	pool_enqueue(r);
 }
 
 static void record_attempt(struct request *r, long status, const char *error, double dur);
 static void attempt_failed(struct request *r, enum attempt_class c, long status,
                            const char *msg, const struct http_result *res);
-static void finish(struct request *r, bool ok, const char *error,
-                   const struct http_result *res);
-static void journal_add(struct request *r, const struct http_result *res);
 
 static void *parse_main(void *arg)
 {
@@ -613,7 +295,7 @@ static void parse_start(struct request *r, const struct http_result *res)
 		pj->headers[i].value = xstrdup(res->headers[i].value);
 	}
 	pj->n_headers = res->n_headers;
-	pj->body = http_result_take_body(res);
+	pj->body = rq->tr.ops->take_body(rq->tr.impl, res);
 	r->state = R_PARSING;
 	pj->next = rq->pjobs;
 	rq->pjobs = pj;
@@ -678,7 +360,7 @@ static void parse_finish(struct parse_job *pj)
 	} else {
 		record_attempt(r, res.status, c == ATTEMPT_OK ? NULL : msg, res.duration);
 		if (c == ATTEMPT_OK)
-			finish(r, true, NULL, &res);
+			request_finish(r, true, NULL, &res);
 		else
 			attempt_failed(r, c, res.status, msg, &res);
 	}
@@ -713,7 +395,7 @@ static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents)
 /* Checks a 2xx body against r->body_format: JSON is parsed into r->doc,
  * every line of JSON lines is parsed and dropped. Returns 0, or -1 with
  * *msg (malloc'd) saying where the body stops being valid. */
-static int check_body(struct request *r, const struct http_result *res, char **msg)
+int request_check_body(struct request *r, const struct http_result *res, char **msg)
 {
 	json_error_t jerr;
 	const char *p = res->body, *end = res->body + res->body_len;
@@ -789,7 +471,7 @@ static enum attempt_class classify(struct request *r, const struct http_result *
 		*defer = true;
 		return ATTEMPT_OK;
 	}
-	if (check_body(r, res, msg) != 0)
+	if (request_check_body(r, res, msg) != 0)
 		return ATTEMPT_INVALID_BODY;
 	return classify_when(r, res, msg);
 }
@@ -839,19 +521,6 @@ static double server_delay(const struct http_result *res)
 	return -1;
 }
 
-static void log_breaker(struct pool *p, const char *stage, enum breaker_state before)
-{
-	char *msg;
-
-	if (p->br.state == before)
-		return;
-	msg = xasprintf("circuit breaker for %s: %s -> %s", p->name,
-	                breaker_state_name(before), breaker_state_name(p->br.state));
-	log_warn("%s", msg);
-	record_event(p->rq, stage, "breaker", msg);
-	free(msg);
-}
-
 /* After a failed attempt: schedule the next one, or finish. */
 static void attempt_failed(struct request *r, enum attempt_class c, long status,
                            const char *msg, const struct http_result *res)
@@ -886,7 +555,7 @@ static void attempt_failed(struct request *r, enum attempt_class c, long status,
 		                  r->attempt);
 	else
 		final = xasprintf("%s %s: %s", r->method, r->url, msg);
-	finish(r, false, final, res);
+	request_finish(r, false, final, res);
 	free(final);
 }
 
@@ -895,25 +564,18 @@ static void on_http_done(void *arg, const struct http_result *res)
 	struct request *r = arg;
 	struct pool *p = r->pool;
 	enum attempt_class c;
-	enum breaker_state before = p->br.state;
 	char *msg = NULL;
 	long status = res->status;
-	bool defer = false;
+	bool defer = false, failure;
 
 	/* With -v, when each answer arrived (the crash tests compare it with
 	 * the time of a kill). */
 	if (res->error == HTTP_OK)
 		log_debug("answer %ld: %s %s", status, r->method, r->url);
-	p->inflight--;
 	c = classify(r, res, &msg, &defer);
-	/* Also for a request nobody waits for any more: the answer still tells
-	 * about the host, and a half-open breaker waits for its trial's. */
-	if (res->error != HTTP_ERR_CANCELLED) {
-		bool failure = c == ATTEMPT_CONNECT || c == ATTEMPT_TIMEOUT ||
-		               c == ATTEMPT_NETWORK || (c == ATTEMPT_HTTP && status >= 500);
-		breaker_record(&p->br, !failure, now_mono());
-		log_breaker(p, r->stage, before);
-	}
+	failure = c == ATTEMPT_CONNECT || c == ATTEMPT_TIMEOUT || c == ATTEMPT_NETWORK ||
+	          (c == ATTEMPT_HTTP && status >= 500);
+	pool_attempt_done(p, r, failure, res->error == HTTP_ERR_CANCELLED);
 	if (r->cancelled) {
 		/* Nobody waits for it any more, but the server did the work: keep
 		 * the answer so a resume does not ask (or deliver) again. */
@@ -933,162 +595,22 @@ static void on_http_done(void *arg, const struct http_result *res)
 	record_attempt(r, status, c == ATTEMPT_OK ? NULL : msg, res->duration);
 	pool_pump(p);
 	if (c == ATTEMPT_OK)
-		finish(r, true, NULL, res);
+		request_finish(r, true, NULL, res);
 	else if (res->error == HTTP_ERR_CANCELLED)
-		finish(r, false, "cancelled", res);
+		request_finish(r, false, "cancelled", res);
 	else
 		attempt_failed(r, c, status, msg, res);
 	free(msg);
 }
 
-/* Makes an attempt now: pool_pump checked the pool's limits and its
- * breaker let it through. */
-static void send_attempt(struct request *r)
+void request_send(struct request *r)
 {
-	struct pool *p = r->pool;
+	struct requester *rq = r->rq;
 
-	p->inflight++;
 	r->attempt++;
 	r->state = R_INFLIGHT;
 	r->started = now_wall();
-	http_submit(r->rq->http, &r->hreq, on_http_done, r);
-}
-
-/* Arms p's timer w to pump p in `in` seconds, unless it is armed already. */
-static void pool_arm(struct pool *p, ev_timer *w, double in)
-{
-	if (ev_is_active(w))
-		return;
-	ev_timer_init(w, pool_timer_cb, in, 0);
-	w->data = p;
-	ev_timer_start(p->rq->loop, w);
-}
-
-/*
- * Starts queued requests while the pool has room, its breaker lets requests
- * through and its bucket has tokens. Limits are checked in that order and
- * the first that holds the head back is the reason everyone queued waits.
- * Nothing is taken (a token, a half-open trial) until all of them agree.
- */
-static void pool_pump(struct pool *p)
-{
-	struct request *r;
-	double now = now_mono(), in = 0;
-	enum breaker_state before;
-	int b;
-
-	pool_set_blocked(p, BLOCK_NONE, now);
-	while ((r = p->q_head) != NULL) {
-		if (p->concurrency > 0 && p->inflight >= p->concurrency) {
-			pool_set_blocked(p, BLOCK_CONCURRENCY, now);
-			return;
-		}
-		if (breaker_blocked(&p->br, now, &in)) {
-			pool_set_blocked(p, BLOCK_BREAKER, now);
-			pool_arm(p, &p->breaker_timer, in);
-			return;
-		}
-		if (p->has_bucket && (in = bucket_wait(&p->bucket, now)) > 0) {
-			pool_set_blocked(p, BLOCK_RATE, now);
-			pool_arm(p, &p->rate_timer, in);
-			return;
-		}
-		before = p->br.state;
-		if (!breaker_allow(&p->br, now, &in)) {
-			/* Not reached: breaker_blocked said no at the same now. */
-			pool_set_blocked(p, BLOCK_BREAKER, now);
-			pool_arm(p, &p->breaker_timer, in);
-			return;
-		}
-		log_breaker(p, r->stage, before);
-		if (p->has_bucket)
-			bucket_take(&p->bucket, now);
-		p->q_head = r->q_next;
-		if (!p->q_head)
-			p->q_tail = NULL;
-		for (b = 0; b < BLOCK_N; b++)
-			r->wait_block[b] += pool_blocked_total(p, (enum pool_block)b, now) -
-			                    r->queued_at[b];
-		send_attempt(r);
-	}
-}
-
-/* Answers the queued journal hits (from a timer: never inside
- * request_start, so callers see the same order of events as with I/O). */
-static void journal_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct requester *rq = w->data;
-
-	while (rq->jq_head) {
-		struct request *r = rq->jq_head;
-		struct http_result res;
-		struct http_header *hs = NULL;
-		size_t n = 0, i = 0, body_len = 0;
-		char *err = NULL, *htext, *body = NULL;
-		json_t *h = NULL, *v;
-		const char *k;
-
-		rq->jq_head = r->q_next;
-		/* Stored sealed: secrets come back from this environment. */
-		htext = r->jentry.headers ? secret_unseal(r->jentry.headers,
-		                                          strlen(r->jentry.headers), NULL, &err) :
-		                            xstrdup("{}");
-		if (htext)
-			body = secret_unseal(r->jentry.body ? r->jentry.body : "", r->jentry.body_len,
-			                     &body_len, &err);
-		if (!body) {
-			char *msg = xasprintf("cannot serve the journaled response: %s", err);
-			r->attempt = 0;
-			finish(r, false, msg, NULL);
-			free(msg);
-			free(err);
-			free(htext);
-			continue;
-		}
-		h = json_loads(htext, 0, NULL);
-		free(htext);
-		if (h) {
-			hs = xcalloc(json_object_size(h) + 1, sizeof(*hs));
-			json_object_foreach(h, k, v) {
-				hs[i].name = (char *)k;
-				hs[i].value = (char *)(json_string_value(v) ? json_string_value(v) : "");
-				i++;
-			}
-			n = i;
-		}
-		memset(&res, 0, sizeof(res));
-		res.error = HTTP_OK;
-		res.status = r->jentry.status;
-		res.body = body;
-		res.body_len = body_len;
-		res.headers = hs;
-		res.n_headers = n;
-		res.url = r->url;
-		r->attempt = 0;
-		{
-			/* A body journaled before it was checked (an older pipectl)
-			 * fails like the answer it was. */
-			char *msg = NULL;
-			if (check_body(r, &res, &msg) != 0) {
-				char *final = xasprintf("%s %s: %s (from the journal)", r->method,
-				                        r->url, msg);
-				finish(r, false, final, &res);
-				free(final);
-				free(msg);
-			} else {
-				finish(r, true, NULL, &res);
-			}
-		}
-		free(hs);
-		free(body);
-		json_decref(h);
-	}
-}
-
-static void admit(struct request *r)
-{
-	q_push(r->pool, r);
-	pool_pump(r->pool);
+	rq->tr.ops->submit(rq->tr.impl, &r->hreq, on_http_done, r);
 }
 
 static bool method_is_idempotent(const char *m)
@@ -1101,7 +623,6 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 {
 	struct request *r = xcalloc(1, sizeof(*r));
 	size_t n = 0, i;
-	char *host;
 
 	r->rq = rq;
 	r->stage = xstrdup(spec->stage ? spec->stage : "");
@@ -1162,58 +683,10 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 			r->allow_hosts[i] = xstrdup(spec->allow_hosts[i]);
 		r->hreq.allow_hosts = (const char *const *)r->allow_hosts;
 	}
-	if (spec->pool) {
-		r->pool = pool_get(rq, spec->pool);
-	} else {
-		host = http_url_host(r->url);
-		r->pool = pool_get(rq, host ? host : "(local)");
-		/* A hosts: entry may name the host without its port. */
-		if (host && r->pool->concurrency == 0 && !r->pool->has_bucket &&
-		    r->pool->br.failures_to_open == 0) {
-			char *colon = strrchr(host, ':');
-			if (colon && !strchr(host, ']')) {
-				struct pool *q;
-				*colon = '\0';
-				for (q = rq->pools; q; q = q->next)
-					if (strcmp(q->name, host) == 0)
-						r->pool = q;
-			}
-		}
-		free(host);
-	}
+	r->pool = hostreg_pool_for(rq, spec->pool, r->url);
 	list_add(rq, r);
-	if (rq->journal && rq->serve) {
-		int found = state_journal_get(rq->journal, rq->run_id, r->stage, r->fingerprint,
-		                              &r->jentry);
-		if (found > 0 && r->jentry.digest && r->body_format != REQUEST_BODY_ANY) {
-			/* Only the digest was kept: fetch the body again. */
-			log_debug("stage %s: %s %s: fetching again (a body of %zu bytes is not "
-			          "journaled)", r->stage, r->method, r->url, r->jentry.size);
-			r->refetch = r->jentry.digest;
-			r->jentry.digest = NULL;
-			journal_entry_free(&r->jentry);
-			found = 0;
-		}
-		if (found > 0) {
-			struct request **pp = &rq->jq_head;
-			rq->hits++;
-			r->from_journal = true;
-			r->state = R_ADMIT;
-			while (*pp)
-				pp = &(*pp)->q_next;
-			r->q_next = NULL;
-			*pp = r;
-			if (!ev_is_active(&rq->jtimer)) {
-				ev_timer_init(&rq->jtimer, journal_cb, 0, 0);
-				rq->jtimer.data = rq;
-				ev_timer_start(rq->loop, &rq->jtimer);
-			}
-			return r;
-		}
-		if (found < 0)
-			log_warn("cannot read the journal: %s", state_errmsg(rq->journal));
-	}
-	admit(r);
+	if (!journal_serve(r))
+		pool_enqueue(r);
 	return r;
 }
 
@@ -1222,15 +695,10 @@ static void cancel_one(struct request *r)
 	r->cancelled = true;
 	switch (r->state) {
 	case R_ADMIT:
-		if (r->from_journal) {
-			struct request **pp = &r->rq->jq_head;
-			while (*pp && *pp != r)
-				pp = &(*pp)->q_next;
-			if (*pp)
-				*pp = r->q_next;
-		} else {
-			q_remove(r->pool, r);
-		}
+		if (r->from_journal)
+			journal_unqueue(r);
+		else
+			pool_dequeue(r);
 		request_free(r);
 		break;
 	case R_BACKOFF:
@@ -1266,6 +734,16 @@ void requester_cancel_all(struct requester *rq)
 	}
 }
 
+size_t requester_parsing(const struct requester *rq)
+{
+	const struct parse_job *pj;
+	size_t n = 0;
+
+	for (pj = rq->pjobs; pj; pj = pj->next)
+		n++;
+	return n;
+}
+
 void requester_set_key_run(struct requester *rq, int64_t run_id)
 {
 	rq->key_run_id = run_id;
@@ -1273,8 +751,6 @@ void requester_set_key_run(struct requester *rq, int64_t run_id)
 
 void requester_destroy(struct requester *rq)
 {
-	struct pool *p, *pn;
-
 	if (!rq)
 		return;
 	requester_cancel_all(rq);
@@ -1295,15 +771,7 @@ void requester_destroy(struct requester *rq)
 	if (ev_is_active(&rq->jtimer))
 		ev_timer_stop(rq->loop, &rq->jtimer);
 	free(rq->jrows);
-	for (p = rq->pools; p; p = pn) {
-		pn = p->next;
-		if (ev_is_active(&p->rate_timer))
-			ev_timer_stop(rq->loop, &p->rate_timer);
-		if (ev_is_active(&p->breaker_timer))
-			ev_timer_stop(rq->loop, &p->breaker_timer);
-		free(p->name);
-		free(p);
-	}
+	hostreg_release(rq);
 	free(rq->rows);
 	free(rq->events);
 	free(rq);

@@ -1,8 +1,8 @@
 /*
  * request: one logical HTTP request carried out under the run's policies:
  * admission to its host pool (concurrency, token-bucket rate, circuit
- * breaker), attempts through http.c, retries with backoff and Retry-After,
- * and a record of every attempt. A request waiting out a backoff or a rate
+ * breaker; see hostreg.h), attempts through a transport (http.c's),
+ * retries with backoff and Retry-After, and a record of every attempt. A request waiting out a backoff or a rate
  * limit holds no slot of any kind: only an ev_timer.
  *
  * Ownership: the requester copies everything in request_spec; the result
@@ -15,9 +15,10 @@
 #include <stdint.h>
 #include <ev.h>
 #include <jansson.h>
-#include "core/spec.h"
 #include "expr/expr.h"
+#include "net/hostreg.h"
 #include "net/http.h"
+#include "net/transport.h"
 #include "base/policy.h"
 #include "store/state.h"
 
@@ -71,10 +72,15 @@ struct request_result {
 
 typedef void (*request_done_fn)(void *arg, const struct request_result *r);
 
-/* The spec's hosts: entries become pools; others are created per host on
- * first use (unlimited, no breaker). */
-struct requester *requester_create(struct ev_loop *loop, struct http *http,
-                                   const struct spec *spec, int64_t run_id);
+/* A requester for run run_id: its attempts go through tr (copied; its
+ * impl must outlive the requester), admitted by the pools of hosts (shared
+ * with other requesters; it must outlive this one). limits (n_limits, a
+ * pipeline's hosts: entries, copied) declare pools under the rules of
+ * hostreg.h; a host no entry names gets a pool on first use (unlimited, no
+ * breaker). Caller owns the result: requester_destroy. */
+struct requester *requester_create(struct ev_loop *loop, const struct transport *tr,
+                                   struct hostreg *hosts, const struct host_limits *limits,
+                                   size_t n_limits, int64_t run_id);
 /* Idempotency-Key values are those of run run_id (by default the run the
  * requester was created for): a dlq replay sends a dead letter again with
  * the key it had in the run it failed in, so a server that applied it

@@ -57,4 +57,20 @@ for sym in $(grep -ho '^const struct stage_kind [a-z_]*' src/stages/*.c | awk '{
 	ok $? "the registry lists $sym"
 done
 
+# The tables as JSON (pipectl kinds --json): one entry per kind, each
+# option with its key, type and doc.
+"$PIPECTL" kinds --json >"$T_TMP/kinds.json"
+ok $? "pipectl kinds --json exits 0"
+/usr/bin/python3 - "$T_TMP/kinds.json" "$names" <<'PY'
+import json, sys
+kinds = json.load(open(sys.argv[1]))
+want = set(sys.argv[2].split())
+got = {k["kind"] for k in kinds}
+assert want <= got, (want - got)
+for k in kinds:
+    for o in k["options"]:
+        assert o["key"] and o["type"] and o["doc"], (k["kind"], o)
+PY
+ok $? "pipectl kinds --json lists every kind, each option with a key, a type and a doc"
+
 done_testing

@@ -345,7 +345,7 @@ static void test_selectors(void)
 
 static void test_json(void)
 {
-	json_t *all = option_kinds_json(), *k, *o;
+	json_t *all = stage_kinds_json(), *k, *o;
 	size_t i, j, n_opts = 0;
 	bool complete = true;
 
