@@ -146,6 +146,12 @@ static void fsq_scan_params(const char *sql,
 		} else if ((ch == ':' || ch == '@' || ch == '$') && (n = fsq_idlen(sql + i + 1)) > 0) {
 			fn(arg, sql + i + 1, n, i);
 			i += 1 + n;
+		} else if ((unsigned char)ch >= 0x80 || ch == '_' || ((ch | 0x20) >= 'a' &&
+		           (ch | 0x20) <= 'z') || (ch >= '0' && ch <= '9')) {
+			/* A word (a$b is one identifier, 1e5 one number): no
+			 * parameter starts inside it. */
+			while ((n = fsq_idlen(sql + i)) > 0 || sql[i] == '$')
+				i += n > 0 ? n : 1;
 		} else {
 			i++;
 		}

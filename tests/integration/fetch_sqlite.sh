@@ -147,6 +147,27 @@ YAML
 run_pl -q trail.yaml
 is "$RC:$(cat trail.jsonl)" '0:{"id":1}' "a trailing ; and comment are not a second statement"
 
+# A $ inside a word is part of it (SQLite identifiers may hold $), and
+# :x in a string or a comment is text, not a parameter.
+sq dollar.db "CREATE TABLE \"a\$b\" (id INTEGER); INSERT INTO \"a\$b\" VALUES (1), (2);"
+cat >dollar.yaml <<'YAML'
+pipeline: dollar
+stages:
+  src:
+    fetch:
+      sqlite:
+        path: dollar.db
+        query: "SELECT id AS x$y, ':no' AS s FROM a$b /* :nor */ WHERE id = :v -- :nor\n"
+        bind: { v: "${2}" }
+  out:
+    needs: src
+    load: { file: { path: dollar.jsonl } }
+YAML
+"$PIPECTL" validate dollar.yaml >/dev/null 2>&1
+is "$?" 0 "validate: no parameter inside a word, a string or a comment"
+run_pl -q dollar.yaml
+is "$RC:$(cat dollar.jsonl)" '0:{"x$y":2,"s":":no"}' "and the run binds only :v"
+
 # ---- errors when the run starts
 start_err() { # start_err NAME QUERY EXPECTED DESC
 	cat >"$1.yaml" <<YAML
