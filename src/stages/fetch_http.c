@@ -78,6 +78,56 @@ size_t n_sources(struct stage *st)
 static void fh_start(struct stage *st) { fh_pump(st); }
 static void fh_resume(struct stage *st) { fh_pump(st); }
 
+#define FS(field) offsetof(struct fetch_spec, field)
+
+static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
+/* in the order of enum data_format */
+static const char *const fetch_formats[] = { "json", "jsonl", NULL };
+
+/* In the order of the keys in messages and suggestions: url and file
+ * first (fetch.file's table adds file), then as they were always listed. */
+static const struct opt fh_options[] = {
+	{ .key = "url", .type = OPT_TEMPLATE_LIST, .offset = FS(urls), .n_offset = FS(n_urls),
+	  .flags = OPT_SELECTOR, .doc = "URL template, or a list of them (one with needs)" },
+	{ .key = "format", .type = OPT_ENUM, .offset = FS(format), .def = "json",
+	  .words = fetch_formats, .doc = "what a response body holds: one JSON document or JSON lines" },
+	{ .key = "method", .type = OPT_ENUM, .offset = FS(method), .def = "GET",
+	  .words = methods, .flags = OPT_WORD, .doc = "HTTP method" },
+	{ .key = "headers", .type = OPT_CUSTOM, .offset = FS(headers), .read = http_opts_read_headers,
+	  .shape = "map of templates", .doc = "request headers: name -> template" },
+	{ .key = "body", .type = OPT_TEMPLATE, .offset = FS(body),
+	  .doc = "raw request body template" },
+	{ .key = "json", .type = OPT_JQ, .offset = FS(json),
+	  .doc = "jq expression whose value is sent as a JSON body" },
+	{ .key = "records", .type = OPT_JQ, .offset = FS(records), .def = ".",
+	  .doc = "jq: a response document -> 0..n records" },
+	{ .key = "timeout", .type = OPT_DURATION, .offset = FS(timeout), .flags = OPT_INHERIT,
+	  .doc = "per attempt (default: defaults.timeout)" },
+	{ .key = "connect_timeout", .type = OPT_DURATION, .offset = FS(connect_timeout),
+	  .flags = OPT_INHERIT, .doc = "per connection (default: defaults.connect_timeout)" },
+	{ .key = "concurrency", .type = OPT_INT, .offset = FS(concurrency), .min = 1,
+	  .max = 10000, .flags = OPT_INHERIT,
+	  .doc = "transfers in flight (default: defaults.concurrency)" },
+	{ .key = "max_body", .type = OPT_SIZE, .offset = FS(max_body), .flags = OPT_INHERIT,
+	  .doc = "largest response body (default: defaults.max_body)" },
+	{ .key = "tls_verify", .type = OPT_BOOL, .offset = FS(tls_verify), .flags = OPT_INHERIT,
+	  .doc = "verify TLS certificates (default true)" },
+	{ .key = "retry", .type = OPT_CUSTOM, .offset = FS(retry), .read = opt_read_retry,
+	  .free = opt_free_retry, .shape = "retry", .doc = "retry policy (replaces defaults.retry)" },
+	{ .key = "idempotent", .type = OPT_BOOL, .offset = FS(idempotent), .flags = OPT_INHERIT,
+	  .doc = "may be retried (default: by method)" },
+	{ .key = "pool", .type = OPT_STRING, .offset = FS(pool),
+	  .doc = "a hosts: entry to use instead of the URL's host" },
+	{ .key = "paginate", .type = OPT_CUSTOM, .offset = FS(paginate), .read = http_opts_read_paginate,
+	  .free = http_opts_free_paginate, .shape = "paginate", .doc = "follow next pages" },
+	{ .key = "merge", .type = OPT_JQ, .offset = FS(merge),
+	  .doc = "fan-out: jq on {record, response} -> outputs" },
+	{ .key = "allow_hosts", .type = OPT_STRING_LIST, .offset = FS(allow_hosts),
+	  .n_offset = FS(n_allow_hosts),
+	  .doc = "other hosts a server-supplied URL may go to" },
+	{ .key = NULL },
+};
+
 const struct stage_kind stage_fetch_http = {
 	.name = "fetch.http",
 	.description = "request URLs (http, https, file), per input record with needs",
@@ -85,7 +135,7 @@ const struct stage_kind stage_fetch_http = {
 	.selector = "url",
 	.source = true,
 	.journaled = true,
-	.options = fetch_http_options,
+	.options = fh_options,
 	.opts_size = sizeof(struct fetch_spec),
 	.check = fetch_opts_check,
 	.free_opts = http_opts_free,

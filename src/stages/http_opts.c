@@ -1,6 +1,8 @@
 /*
- * http_opts: reading the options of fetch.http, fetch.file and load.http
- * (see http_opts.h), and what they say about the texts a stage refers to.
+ * http_opts: what fetch.http, fetch.file and load.http share about their
+ * options (see http_opts.h): the readers of headers and paginate, the
+ * checks and refs of the two fetch kinds (written in one mapping), the
+ * URLs and headers a request goes to. Each kind's table is in its file.
  */
 #include "stages/http_opts.h"
 
@@ -12,26 +14,17 @@
 #include "base/util.h"
 #include "core/yaml.h"
 #include "expr/expr.h"
-#include "base/log.h"
-#include "core/engine.h"
-
-#define FS(field) offsetof(struct fetch_spec, field)
-#define LH(field) offsetof(struct load_http_opts, http.field)
 
 static const char *const page_kinds[] = { "next", "link", "param", NULL };
 static const char *const paginate_keys[] = {
 	"next", "link", "param", "start", "step", "stop", "max_pages", NULL
 };
-static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL };
-static const char *const http_methods[] = { "POST", "PUT", "PATCH", NULL };
-/* in the order of enum data_format */
-static const char *const fetch_formats[] = { "json", "jsonl", NULL };
 
 /* ------------------------------------------------------------ readers */
 
 /* headers: a mapping of header names to templates. The struct is the
  * fetch_spec at opts (a load_http_opts starts with one). */
-static void read_headers(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
+void http_opts_read_headers(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
                          const struct ynode *v, void *field, void *opts)
 {
 	struct fetch_spec *f = opts;
@@ -73,7 +66,7 @@ static void only_with_param(struct opt_ctx *c, const struct ynode *m, const char
 		          name);
 }
 
-static void read_paginate(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
+void http_opts_read_paginate(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
                           const struct ynode *v, void *field, void *opts)
 {
 	struct paginate_spec *pg = field;
@@ -138,7 +131,7 @@ static void read_paginate(struct opt_ctx *c, const struct opt *o, const struct y
 	}
 }
 
-static void free_paginate(void *field)
+void http_opts_free_paginate(void *field)
 {
 	struct paginate_spec *pg = field;
 
@@ -148,24 +141,6 @@ static void free_paginate(void *field)
 	pg->next.s = pg->param.s = pg->stop.s = NULL;
 }
 
-/* load.http url: one template (a list of one is read, a sequence refused). */
-static void read_load_url(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
-                          const struct ynode *v, void *field, void *opts)
-{
-	struct load_http_opts *l = opts;
-	struct fetch_spec *f = &l->http;
-
-	(void)o;
-	(void)k;
-	(void)field;
-	if (!v)
-		return;
-	opt_read_str_list(c, v, "url", &f->urls, &f->n_urls);
-	if (v->kind == YN_SEQ)
-		opt_error(c, opt_pos(c, v), "\"url\" of an http load is one URL template");
-	else if (f->n_urls == 1)
-		opt_check_template(c, v, f->urls[0].s, "\"url\"");
-}
 
 /* ------------------------------------------------------------ checks */
 
@@ -194,7 +169,7 @@ static void check_pool(struct opt_ctx *c, const struct sval *pool)
 
 /* allow_hosts: a host or a list of them ("host", "host:port", "*.domain",
  * "*"), never a URL. */
-static void check_allow_hosts(struct opt_ctx *c, const struct fetch_spec *f)
+void http_opts_check_allow_hosts(struct opt_ctx *c, const struct fetch_spec *f)
 {
 	size_t i;
 
@@ -254,7 +229,7 @@ void fetch_opts_check(struct opt_ctx *c, struct stage_spec *sp, const struct yno
 		          "fetch cannot have both \"body\" and \"json\"");
 	if (f->pool.s)
 		check_pool(c, &f->pool);
-	check_allow_hosts(c, f);
+	http_opts_check_allow_hosts(c, f);
 	/* fan-out rules */
 	if (sp->n_needs == 0 && !opt_needs_bad(c) && m->kind == YN_MAP)
 		check_source_records(c, sp, f, m);
@@ -268,21 +243,11 @@ void fetch_opts_check(struct opt_ctx *c, struct stage_spec *sp, const struct yno
 	}
 }
 
-void load_http_opts_check(struct opt_ctx *c, struct stage_spec *sp, const struct ynode *k,
-                          const struct ynode *m)
-{
-	struct load_http_opts *l = sp->opts;
-
-	(void)k;
-	(void)m;
-	l->http.idempotent = 1;
-	check_allow_hosts(c, &l->http);
-}
 
 /* ------------------------------------------------------------ refs */
 
 /* The URLs and headers of f: what a request goes to. */
-static void target_refs(const struct fetch_spec *f, stage_ref_fn fn, void *arg)
+void http_opts_target_refs(const struct fetch_spec *f, stage_ref_fn fn, void *arg)
 {
 	unsigned use = REF_SECRETS | REF_ENV | REF_PARAM;
 	size_t i;
@@ -298,7 +263,7 @@ void fetch_opts_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
 	const struct fetch_spec *f = sp->opts;
 	unsigned use = REF_SECRETS | REF_ENV | REF_PARAM;
 
-	target_refs(f, fn, arg);
+	http_opts_target_refs(f, fn, arg);
 	fn(arg, &f->file, true, use, "\"file\"");
 	fn(arg, &f->body, true, use, "\"body\"");
 	fn(arg, &f->json, false, use, "\"json\"");
@@ -309,44 +274,8 @@ void fetch_opts_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
 	fn(arg, &f->paginate.stop, false, REF_PARAM, "\"stop\"");
 }
 
-void load_http_opts_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg)
-{
-	const struct load_http_opts *l = sp->opts;
 
-	target_refs(&l->http, fn, arg);
-}
 
-/* The URL of a summary line: tpl rendered with the run's scope when it
- * does not refer to a record, redacted (malloc'd). */
-static char *summary_url(struct engine *e, const char *tpl)
-{
-	char *err = NULL, *url = NULL, *r;
-	size_t off;
-	struct expr *x;
-
-	if (expr_input_ref(tpl, true) == (size_t)-1 &&
-	    (x = expr_template(tpl, engine_scope(e), &err, &off))) {
-		url = expr_render(x, NULL, &err);
-		expr_free(x);
-	}
-	free(err);
-	r = redact(url ? url : tpl);
-	free(url);
-	return r;
-}
-
-void load_http_opts_describe(const struct stage_spec *sp, struct engine *e, struct state *st,
-                             const struct spec *s, long long records, FILE *out)
-{
-	const struct load_http_opts *l = sp->opts;
-	char *url = summary_url(e, l->http.urls ? l->http.urls[0].s : "");
-
-	(void)st;
-	(void)s;
-	fprintf(out, "%s: %lld records delivered (%s %s)\n", sp->id, records,
-	        l->http.method.s ? l->http.method.s : "POST", url);
-	free(url);
-}
 
 const struct fetch_spec *http_opts_fetch(const struct stage_spec *sp)
 {
@@ -368,87 +297,3 @@ void http_opts_free(void *opts)
 	f->headers = NULL;
 	f->n_headers = 0;
 }
-
-void load_http_opts_free(void *opts)
-{
-	struct load_http_opts *l = opts;
-	size_t i;
-
-	http_opts_free(&l->http);
-	for (i = 0; i < l->http.n_urls; i++)
-		free(l->http.urls[i].s);
-	free(l->http.urls);
-	l->http.urls = NULL;
-	l->http.n_urls = 0;
-}
-
-/* ------------------------------------------------------------ tables */
-
-/* In the order of the keys in messages and suggestions: url and file
- * first (fetch.file's table adds file), then as they were always listed. */
-const struct opt fetch_http_options[] = {
-	{ .key = "url", .type = OPT_TEMPLATE_LIST, .offset = FS(urls), .n_offset = FS(n_urls),
-	  .flags = OPT_SELECTOR, .doc = "URL template, or a list of them (one with needs)" },
-	{ .key = "format", .type = OPT_ENUM, .offset = FS(format), .def = "json",
-	  .words = fetch_formats, .doc = "what a response body holds: one JSON document or JSON lines" },
-	{ .key = "method", .type = OPT_ENUM, .offset = FS(method), .def = "GET",
-	  .words = methods, .flags = OPT_WORD, .doc = "HTTP method" },
-	{ .key = "headers", .type = OPT_CUSTOM, .offset = FS(headers), .read = read_headers,
-	  .shape = "map of templates", .doc = "request headers: name -> template" },
-	{ .key = "body", .type = OPT_TEMPLATE, .offset = FS(body),
-	  .doc = "raw request body template" },
-	{ .key = "json", .type = OPT_JQ, .offset = FS(json),
-	  .doc = "jq expression whose value is sent as a JSON body" },
-	{ .key = "records", .type = OPT_JQ, .offset = FS(records), .def = ".",
-	  .doc = "jq: a response document -> 0..n records" },
-	{ .key = "timeout", .type = OPT_DURATION, .offset = FS(timeout), .flags = OPT_INHERIT,
-	  .doc = "per attempt (default: defaults.timeout)" },
-	{ .key = "connect_timeout", .type = OPT_DURATION, .offset = FS(connect_timeout),
-	  .flags = OPT_INHERIT, .doc = "per connection (default: defaults.connect_timeout)" },
-	{ .key = "concurrency", .type = OPT_INT, .offset = FS(concurrency), .min = 1,
-	  .max = 10000, .flags = OPT_INHERIT,
-	  .doc = "transfers in flight (default: defaults.concurrency)" },
-	{ .key = "max_body", .type = OPT_SIZE, .offset = FS(max_body), .flags = OPT_INHERIT,
-	  .doc = "largest response body (default: defaults.max_body)" },
-	{ .key = "tls_verify", .type = OPT_BOOL, .offset = FS(tls_verify), .flags = OPT_INHERIT,
-	  .doc = "verify TLS certificates (default true)" },
-	{ .key = "retry", .type = OPT_CUSTOM, .offset = FS(retry), .read = opt_read_retry,
-	  .free = opt_free_retry, .shape = "retry", .doc = "retry policy (replaces defaults.retry)" },
-	{ .key = "idempotent", .type = OPT_BOOL, .offset = FS(idempotent), .flags = OPT_INHERIT,
-	  .doc = "may be retried (default: by method)" },
-	{ .key = "pool", .type = OPT_STRING, .offset = FS(pool),
-	  .doc = "a hosts: entry to use instead of the URL's host" },
-	{ .key = "paginate", .type = OPT_CUSTOM, .offset = FS(paginate), .read = read_paginate,
-	  .free = free_paginate, .shape = "paginate", .doc = "follow next pages" },
-	{ .key = "merge", .type = OPT_JQ, .offset = FS(merge),
-	  .doc = "fan-out: jq on {record, response} -> outputs" },
-	{ .key = "allow_hosts", .type = OPT_STRING_LIST, .offset = FS(allow_hosts),
-	  .n_offset = FS(n_allow_hosts),
-	  .doc = "other hosts a server-supplied URL may go to" },
-	{ .key = NULL },
-};
-
-const struct opt load_http_options[] = {
-	{ .key = "url", .type = OPT_CUSTOM, .offset = LH(urls), .read = read_load_url,
-	  .flags = OPT_REQUIRED, .shape = "template", .doc = "URL template (`.` is the record or the batch)" },
-	{ .key = "method", .type = OPT_ENUM, .offset = LH(method), .def = "POST",
-	  .words = http_methods, .flags = OPT_WORD, .doc = "HTTP method" },
-	{ .key = "headers", .type = OPT_CUSTOM, .offset = LH(headers), .read = read_headers,
-	  .shape = "map of templates", .doc = "request headers: name -> template" },
-	{ .key = "batch", .type = OPT_INT, .offset = offsetof(struct load_http_opts, batch),
-	  .def = "1", .min = 1, .max = 10000, .doc = "records per request (sent as an array when > 1)" },
-	{ .key = "timeout", .type = OPT_DURATION, .offset = LH(timeout), .flags = OPT_INHERIT,
-	  .doc = "per attempt (default: defaults.timeout)" },
-	{ .key = "connect_timeout", .type = OPT_DURATION, .offset = LH(connect_timeout),
-	  .flags = OPT_INHERIT, .doc = "per connection (default: defaults.connect_timeout)" },
-	{ .key = "concurrency", .type = OPT_INT, .offset = LH(concurrency), .min = 1,
-	  .max = 10000, .flags = OPT_INHERIT,
-	  .doc = "requests in flight (default: defaults.concurrency)" },
-	{ .key = "retry", .type = OPT_CUSTOM, .offset = LH(retry), .read = opt_read_retry,
-	  .free = opt_free_retry, .shape = "retry", .doc = "retry policy (replaces defaults.retry)" },
-	{ .key = "tls_verify", .type = OPT_BOOL, .offset = LH(tls_verify), .flags = OPT_INHERIT,
-	  .doc = "verify TLS certificates (default true)" },
-	{ .key = "allow_hosts", .type = OPT_STRING_LIST, .offset = LH(allow_hosts),
-	  .n_offset = LH(n_allow_hosts), .doc = "other hosts a redirect may go to" },
-	{ .key = NULL },
-};

@@ -77,9 +77,21 @@ struct load_http_opts {
 	int batch;                     /* records per request (default 1) */
 };
 
-extern const struct opt fetch_http_options[];
-extern const struct opt fetch_file_options[];
-extern const struct opt load_http_options[];
+/* Read hooks (OPT_CUSTOM) of the HTTP kinds: headers (a mapping of names
+ * to templates, into the fetch_spec at opts: a load_http_opts starts with
+ * one; freed by http_opts_free) and paginate (into a struct paginate_spec). */
+void http_opts_read_headers(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
+                            const struct ynode *v, void *field, void *opts);
+void http_opts_read_paginate(struct opt_ctx *c, const struct opt *o, const struct ynode *k,
+                             const struct ynode *v, void *field, void *opts);
+void http_opts_free_paginate(void *field);
+
+/* Reports an allow_hosts entry of f that is no host, host:port, *.domain
+ * or *. */
+void http_opts_check_allow_hosts(struct opt_ctx *c, const struct fetch_spec *f);
+
+/* Calls fn for the URLs and headers of f (what a request goes to). */
+void http_opts_target_refs(const struct fetch_spec *f, stage_ref_fn fn, void *arg);
 
 /* The fetch_spec of a stage of fetch.http, fetch.file or load.http. */
 const struct fetch_spec *http_opts_fetch(const struct stage_spec *sp);
@@ -89,16 +101,9 @@ void fetch_opts_check(struct opt_ctx *c, struct stage_spec *sp, const struct yno
                       const struct ynode *m);
 void fetch_opts_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg);
 
-/* Hooks of load.http. */
-void load_http_opts_check(struct opt_ctx *c, struct stage_spec *sp, const struct ynode *k,
-                          const struct ynode *m);
-void load_http_opts_refs(const struct stage_spec *sp, stage_ref_fn fn, void *arg);
-void load_http_opts_describe(const struct stage_spec *sp, struct engine *e, struct state *st,
-                             const struct spec *s, long long records, FILE *out);
 
-/* free_opts hooks: the headers of the fetch_spec at opts (fetch.http,
- * fetch.file), and those and the URL of a load_http_opts. */
+/* free_opts hook: the headers of the fetch_spec at opts (fetch.http,
+ * fetch.file; load.http's frees them through it). */
 void http_opts_free(void *opts);
-void load_http_opts_free(void *opts);
 
 #endif
