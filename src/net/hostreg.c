@@ -3,9 +3,12 @@
  *
  * Waiting is accounted by reason. A pool's FIFO is blocked for one reason
  * at a time (its concurrency, its breaker, its rate), and the pool keeps the
- * total time it spent blocked for each; a request's share is the growth of
+ * total time it spent blocked for each; a waiter's share is the growth of
  * those totals while it was queued, since a FIFO keeps everyone behind the
  * head waiting for the same thing, whichever run it belongs to.
+ *
+ * The registry knows its users and waiters only as such: what waits (a
+ * request) is the user's, reached through the waiter's ops.
  */
 #include "net/hostreg.h"
 
@@ -16,7 +19,46 @@
 
 #include "base/log.h"
 #include "base/util.h"
-#include "net/request_int.h"
+#include "net/http.h"
+
+struct pool {
+	struct hostreg *hr;
+	char *name;
+	int users;                     /* users holding a reference */
+	bool declared;                 /* limits come from a hosts: entry */
+	struct host_limits lim;        /* as declared (name and pos.file owned) */
+	int concurrency;               /* 0 = unlimited */
+	int inflight;                  /* across every user */
+	bool has_bucket;
+	struct token_bucket bucket;
+	struct breaker br;
+	struct pool_waiter *q_head, *q_tail;   /* waiting for admission, FIFO */
+	ev_timer rate_timer;
+	ev_timer breaker_timer;        /* end of the breaker's cool-down */
+	enum pool_block blocked;       /* why the FIFO waits now */
+	double blocked_since;          /* hostreg clock */
+	double blocked_total[POOL_BLOCK_N];    /* seconds blocked per reason,
+	                                          before blocked_since */
+	struct pool *next;
+};
+
+struct hostreg {
+	struct ev_loop *loop;
+	struct pool *pools;
+	double (*now)(void);
+};
+
+/* A user's reference to a pool it declared or sent through. */
+struct pool_ref {
+	struct pool *p;
+	bool declared;
+};
+
+struct hostreg_user {
+	struct hostreg *hr;
+	struct pool_ref *refs;         /* pools this user holds */
+	size_t n_refs, cap_refs;
+};
 
 struct hostreg *hostreg_create(struct ev_loop *loop)
 {
@@ -32,7 +74,8 @@ void hostreg_set_clock(struct hostreg *hr, double (*now)(void))
 	hr->now = now ? now : now_mono;
 }
 
-double hostreg_now(const struct hostreg *hr)
+/* The hostreg clock. */
+static double hostreg_now(const struct hostreg *hr)
 {
 	return hr->now();
 }
@@ -61,7 +104,7 @@ void hostreg_destroy(struct hostreg *hr)
 	if (!hr)
 		return;
 	while (hr->pools) {
-		/* Every requester is destroyed before its registry. */
+		/* Every user leaves before its registry is destroyed. */
 		assert(hr->pools->users == 0);
 		pool_free(hr->pools);
 	}
@@ -101,27 +144,27 @@ static struct pool *pool_new(struct hostreg *hr, const char *name)
 
 	p->hr = hr;
 	p->name = xstrdup(name);
-	p->blocked = BLOCK_NONE;
+	p->blocked = POOL_BLOCK_NONE;
 	breaker_init(&p->br, 0, 30, 1);
 	p->next = hr->pools;
 	hr->pools = p;
 	return p;
 }
 
-/* rq holds a reference to p (once). */
-static void pool_ref(struct requester *rq, struct pool *p, bool declared)
+/* u holds a reference to p (once). */
+static void pool_ref(struct hostreg_user *u, struct pool *p, bool declared)
 {
 	size_t i;
 
-	for (i = 0; i < rq->n_refs; i++)
-		if (rq->refs[i].p == p) {
-			rq->refs[i].declared |= declared;
+	for (i = 0; i < u->n_refs; i++)
+		if (u->refs[i].p == p) {
+			u->refs[i].declared |= declared;
 			return;
 		}
-	xgrow(&rq->refs, &rq->cap_refs, rq->n_refs + 1, sizeof(*rq->refs));
-	rq->refs[rq->n_refs].p = p;
-	rq->refs[rq->n_refs].declared = declared;
-	rq->n_refs++;
+	xgrow(&u->refs, &u->cap_refs, u->n_refs + 1, sizeof(*u->refs));
+	u->refs[u->n_refs].p = p;
+	u->refs[u->n_refs].declared = declared;
+	u->n_refs++;
 	p->users++;
 }
 
@@ -183,9 +226,11 @@ static char *pool_key(const char *name)
 	return k;
 }
 
-void hostreg_declare(struct requester *rq, const struct host_limits *h)
+/* u declares the pool of limits h (see hostreg.h for the rules) and holds
+ * a reference to it. */
+static void hostreg_declare(struct hostreg_user *u, const struct host_limits *h)
 {
-	struct hostreg *hr = rq->hr;
+	struct hostreg *hr = u->hr;
 	struct pool *p;
 	char *name = pool_key(h->name);
 
@@ -204,12 +249,24 @@ void hostreg_declare(struct requester *rq, const struct host_limits *h)
 		         pos_text(&h->pos, a, sizeof(a)), name, pos_text(&p->lim.pos, b, sizeof(b)));
 	}
 	free(name);
-	pool_ref(rq, p, true);
+	pool_ref(u, p, true);
 }
 
-struct pool *hostreg_pool_for(struct requester *rq, const char *name, const char *url)
+struct hostreg_user *hostreg_join(struct hostreg *hr, const struct host_limits *limits,
+                                  size_t n_limits)
 {
-	struct hostreg *hr = rq->hr;
+	struct hostreg_user *u = xcalloc(1, sizeof(*u));
+	size_t i;
+
+	u->hr = hr;
+	for (i = 0; i < n_limits; i++)
+		hostreg_declare(u, &limits[i]);
+	return u;
+}
+
+struct pool *hostreg_pool_for(struct hostreg_user *u, const char *name, const char *url)
+{
+	struct hostreg *hr = u->hr;
 	struct pool *p;
 	char *host;
 
@@ -218,7 +275,7 @@ struct pool *hostreg_pool_for(struct requester *rq, const char *name, const char
 		if (!(p = pool_find(hr, k)))
 			p = pool_new(hr, k);
 		free(k);
-		pool_ref(rq, p, false);
+		pool_ref(u, p, false);
 		return p;
 	}
 	host = http_url_host(url);
@@ -238,16 +295,18 @@ struct pool *hostreg_pool_for(struct requester *rq, const char *name, const char
 	if (!p)
 		p = pool_new(hr, host ? host : "(local)");
 	free(host);
-	pool_ref(rq, p, false);
+	pool_ref(u, p, false);
 	return p;
 }
 
-void hostreg_release(struct requester *rq)
+void hostreg_leave(struct hostreg_user *u)
 {
 	size_t i;
 
-	for (i = 0; i < rq->n_refs; i++) {
-		struct pool *p = rq->refs[i].p;
+	if (!u)
+		return;
+	for (i = 0; i < u->n_refs; i++) {
+		struct pool *p = u->refs[i].p;
 		if (--p->users > 0)
 			continue;
 		/* Nobody uses it: nothing is queued or in flight. Keep it only
@@ -261,12 +320,11 @@ void hostreg_release(struct requester *rq)
 				ev_timer_stop(p->hr->loop, &p->breaker_timer);
 		}
 	}
-	free(rq->refs);
-	rq->refs = NULL;
-	rq->n_refs = rq->cap_refs = 0;
+	free(u->refs);
+	free(u);
 }
 
-/* Fires a pool's pump when its rate allows the next request or its
+/* Fires a pool's pump when its rate allows the next attempt or its
  * breaker's cool-down is over. */
 static void pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -283,73 +341,64 @@ static double pool_blocked_total(const struct pool *p, enum pool_block b, double
 	return t;
 }
 
-/* From now on p is blocked for reason b (BLOCK_NONE: not blocked). */
+/* From now on p is blocked for reason b (POOL_BLOCK_NONE: not blocked). */
 static void pool_set_blocked(struct pool *p, enum pool_block b, double now)
 {
-	if (p->blocked != BLOCK_NONE && now > p->blocked_since)
+	if (p->blocked != POOL_BLOCK_NONE && now > p->blocked_since)
 		p->blocked_total[p->blocked] += now - p->blocked_since;
 	p->blocked = b;
 	p->blocked_since = now;
 }
 
-void pool_enqueue(struct request *r)
+void pool_enqueue(struct pool *p, struct pool_waiter *w)
 {
-	struct pool *p = r->pool;
 	double now = hostreg_now(p->hr);
 	int b;
 
-	for (b = 0; b < BLOCK_N; b++)
-		r->queued_at[b] = pool_blocked_total(p, (enum pool_block)b, now);
-	r->q_next = NULL;
+	for (b = 0; b < POOL_BLOCK_N; b++)
+		w->queued_at[b] = pool_blocked_total(p, (enum pool_block)b, now);
+	w->next = NULL;
 	if (p->q_tail)
-		p->q_tail->q_next = r;
+		p->q_tail->next = w;
 	else
-		p->q_head = r;
-	p->q_tail = r;
-	r->state = R_ADMIT;
+		p->q_head = w;
+	p->q_tail = w;
 	pool_pump(p);
 }
 
-void pool_dequeue(struct request *r)
+void pool_dequeue(struct pool *p, struct pool_waiter *w)
 {
-	struct pool *p = r->pool;
-	struct request **pp = &p->q_head, *prev = NULL;
+	struct pool_waiter **pp = &p->q_head, *prev = NULL;
 
-	while (*pp && *pp != r) {
+	while (*pp && *pp != w) {
 		prev = *pp;
-		pp = &(*pp)->q_next;
+		pp = &(*pp)->next;
 	}
 	if (!*pp)
 		return;
-	*pp = r->q_next;
-	if (p->q_tail == r)
+	*pp = w->next;
+	if (p->q_tail == w)
 		p->q_tail = prev;
 }
 
-static void log_breaker(struct pool *p, struct request *r, enum breaker_state before)
+/* Tells w when p's breaker is no longer in state before. */
+static void report_breaker(struct pool *p, struct pool_waiter *w, enum breaker_state before)
 {
-	char *msg;
-
-	if (p->br.state == before)
-		return;
-	msg = xasprintf("circuit breaker for %s: %s -> %s", p->name,
-	                breaker_state_name(before), breaker_state_name(p->br.state));
-	log_warn("%s", msg);
-	requester_event(r->rq, r->stage, "breaker", msg);
-	free(msg);
+	if (p->br.state != before)
+		w->ops->breaker(w->arg, p->name, before, p->br.state);
 }
 
-void pool_attempt_done(struct pool *p, struct request *r, bool failure, bool cancelled)
+void pool_attempt_done(struct pool *p, struct pool_waiter *w, bool failure, bool cancelled)
 {
 	enum breaker_state before = p->br.state;
 
 	assert(p->inflight > 0);
 	p->inflight--;
-	/* Also for a request nobody waits for any more: the answer still tells
+	/* Also for an attempt nobody waits for any more: the answer still tells
 	 * about the host, and a half-open breaker waits for its trial's. */
 	if (!cancelled) {
 		breaker_record(&p->br, !failure, hostreg_now(p->hr));
-		log_breaker(p, r, before);
+		report_breaker(p, w, before);
 	}
 }
 
@@ -364,51 +413,51 @@ static void pool_arm(struct pool *p, ev_timer *w, double in)
 }
 
 /*
- * Starts queued requests while the pool has room, its breaker lets requests
+ * Admits queued waiters while the pool has room, its breaker lets attempts
  * through and its bucket has tokens. Limits are checked in that order and
  * the first that holds the head back is the reason everyone queued waits.
  * Nothing is taken (a token, a half-open trial) until all of them agree.
  */
 void pool_pump(struct pool *p)
 {
-	struct request *r;
+	struct pool_waiter *w;
 	double now = hostreg_now(p->hr), in = 0;
 	enum breaker_state before;
 	int b;
 
-	pool_set_blocked(p, BLOCK_NONE, now);
-	while ((r = p->q_head) != NULL) {
+	pool_set_blocked(p, POOL_BLOCK_NONE, now);
+	while ((w = p->q_head) != NULL) {
 		if (p->concurrency > 0 && p->inflight >= p->concurrency) {
-			pool_set_blocked(p, BLOCK_CONCURRENCY, now);
+			pool_set_blocked(p, POOL_BLOCK_CONCURRENCY, now);
 			return;
 		}
 		if (breaker_blocked(&p->br, now, &in)) {
-			pool_set_blocked(p, BLOCK_BREAKER, now);
+			pool_set_blocked(p, POOL_BLOCK_BREAKER, now);
 			pool_arm(p, &p->breaker_timer, in);
 			return;
 		}
 		if (p->has_bucket && (in = bucket_wait(&p->bucket, now)) > 0) {
-			pool_set_blocked(p, BLOCK_RATE, now);
+			pool_set_blocked(p, POOL_BLOCK_RATE, now);
 			pool_arm(p, &p->rate_timer, in);
 			return;
 		}
 		before = p->br.state;
 		if (!breaker_allow(&p->br, now, &in)) {
 			/* Not reached: breaker_blocked said no at the same now. */
-			pool_set_blocked(p, BLOCK_BREAKER, now);
+			pool_set_blocked(p, POOL_BLOCK_BREAKER, now);
 			pool_arm(p, &p->breaker_timer, in);
 			return;
 		}
-		log_breaker(p, r, before);
+		report_breaker(p, w, before);
 		if (p->has_bucket)
 			bucket_take(&p->bucket, now);
-		p->q_head = r->q_next;
+		p->q_head = w->next;
 		if (!p->q_head)
 			p->q_tail = NULL;
-		for (b = 0; b < BLOCK_N; b++)
-			r->wait_block[b] += pool_blocked_total(p, (enum pool_block)b, now) -
-			                    r->queued_at[b];
+		for (b = 0; b < POOL_BLOCK_N; b++)
+			w->blocked[b] += pool_blocked_total(p, (enum pool_block)b, now) -
+			                 w->queued_at[b];
 		p->inflight++;
-		request_send(r);
+		w->ops->admit(w->arg);
 	}
 }

@@ -24,6 +24,7 @@
 #ifndef PIPECTL_HOSTREG_H
 #define PIPECTL_HOSTREG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <ev.h>
 #include "base/diag.h"
@@ -57,5 +58,68 @@ const struct breaker *hostreg_breaker(const struct hostreg *hr, const char *name
 /* The clock pools read (monotonic seconds; default now_mono): a test sets
  * its own to drive rates and cool-downs without waiting. */
 void hostreg_set_clock(struct hostreg *hr, double (*now)(void));
+
+/* ---- users and waiters (a requester is one user; its requests wait)
+ *
+ * The registry knows nothing of what waits in its pools: a user queues a
+ * struct pool_waiter (embedded in what it carries) and the pool calls its
+ * ops back to admit it and to report a change of its breaker. */
+
+struct hostreg_user;
+struct pool;
+
+/* Why a pool's FIFO cannot start its head. Waits are accounted by reason:
+ * the pool keeps the total time it spent blocked for each, and a waiter's
+ * share is the growth of those totals while it was queued (a FIFO keeps
+ * everyone behind the head waiting for the same thing, whoever they are). */
+enum pool_block { POOL_BLOCK_NONE = -1, POOL_BLOCK_CONCURRENCY = 0, POOL_BLOCK_BREAKER,
+                  POOL_BLOCK_RATE, POOL_BLOCK_N };
+
+struct pool_waiter_ops {
+	/* The pool admits the waiter: its attempt may start now, and holds a
+	 * slot of the pool until pool_attempt_done. Called from pool_enqueue,
+	 * pool_pump or a pool's timer; it may enqueue or pump again. */
+	void (*admit)(void *arg);
+	/* The breaker of pool (its name) went from one state to another on the
+	 * waiter's admission or the end of its attempt. */
+	void (*breaker)(void *arg, const char *pool, enum breaker_state from,
+	                enum breaker_state to);
+};
+
+/* Something waiting for admission to a pool. The user sets ops and arg and
+ * reads blocked; the pool owns the rest while the waiter is queued. */
+struct pool_waiter {
+	const struct pool_waiter_ops *ops;
+	void *arg;                     /* handed to ops */
+	double blocked[POOL_BLOCK_N];  /* seconds queued per reason, added at each
+	                                  admission; the user resets it */
+	double queued_at[POOL_BLOCK_N];/* the pool's totals when it was queued */
+	struct pool_waiter *next;      /* in the pool's FIFO */
+};
+
+/* A new user of hr declaring the pools of limits (n_limits, copied) under
+ * the rules above; it holds a reference to them and to every pool it gets
+ * from hostreg_pool_for. Caller owns it: hostreg_leave, before
+ * hostreg_destroy. */
+struct hostreg_user *hostreg_join(struct hostreg *hr, const struct host_limits *limits,
+                                  size_t n_limits);
+/* Drops every pool reference of u and frees u; nothing of u may be queued
+ * or in flight. NULL-safe. */
+void hostreg_leave(struct hostreg_user *u);
+/* The pool a request of u goes through: pool name (a hosts: entry), else
+ * the host of url; referenced by u (borrowed: valid until hostreg_leave).
+ * Never NULL. */
+struct pool *hostreg_pool_for(struct hostreg_user *u, const char *name, const char *url);
+/* Queues w (ops and arg set) in p and admits what p's limits allow, w
+ * perhaps at once. */
+void pool_enqueue(struct pool *p, struct pool_waiter *w);
+/* Takes w (given up while queued) out of p's FIFO. */
+void pool_dequeue(struct pool *p, struct pool_waiter *w);
+/* The attempt of w that p admitted ended; failure: it counts against the
+ * breaker; cancelled: it tells nothing about the host. Call pool_pump
+ * afterwards to start what may start now. */
+void pool_attempt_done(struct pool *p, struct pool_waiter *w, bool failure, bool cancelled);
+/* Admits queued waiters while p's limits allow. */
+void pool_pump(struct pool *p);
 
 #endif

@@ -14,62 +14,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <ev.h>
+#include "net/transport.h"
 
 struct http;
 struct http_xfer;
 
-/* What a caller asks for. Everything is copied by http_submit. */
-struct http_request {
-	const char *method;            /* NULL = GET */
-	const char *url;               /* http://, https:// or file:// */
-	const char *const *headers;    /* "Name: value" strings, NULL-terminated; may be NULL */
-	const char *body;              /* may be NULL */
-	size_t body_len;
-	double timeout;                /* per attempt, seconds; 0 = none */
-	double connect_timeout;        /* seconds; 0 = libcurl default */
-	long long max_body;            /* bytes; a larger body fails the transfer; 0 = no limit */
-	bool tls_verify;
-	/* Redirects are followed only where http_url_supplied_check allows,
-	 * from origin (NULL = url) with allow_hosts (NULL-terminated; may be
-	 * NULL); a refused one fails the transfer with HTTP_ERR_REFUSED. */
-	const char *origin;
-	const char *const *allow_hosts;
-};
-
-enum http_error {
-	HTTP_OK = 0,                   /* transport succeeded (any HTTP status) */
-	HTTP_ERR_CONNECT,              /* resolve/connect/refused */
-	HTTP_ERR_TIMEOUT,              /* per-attempt or connect timeout fired */
-	HTTP_ERR_TOO_BIG,              /* body exceeded max_body */
-	HTTP_ERR_CANCELLED,            /* http_cancel_all / http_destroy */
-	HTTP_ERR_REFUSED,              /* a redirect to a URL that may not be followed */
-	HTTP_ERR_OTHER                 /* anything else libcurl reports (reset, TLS, ...) */
-};
-
-struct http_header {
-	char *name;                    /* as sent by the server */
-	char *value;                   /* trimmed */
-};
-
-/* Handed to the completion callback; valid only during the call. */
-struct http_result {
-	enum http_error error;
-	const char *error_msg;         /* libcurl's message when error != HTTP_OK */
-	long status;                   /* HTTP status (0 when none; 0 for file://) */
-	const char *body;              /* NUL-terminated; never NULL */
-	size_t body_len;
-	const struct http_header *headers; /* of the final response */
-	size_t n_headers;
-	const char *body_sha256;       /* hex SHA-256 of body, computed as it arrived */
-	double duration;               /* seconds, submit-to-completion excluded queueing */
-	const char *url;               /* effective URL as requested */
-	bool permanent;                /* HTTP_ERR_OTHER that no retry can cure: a bad or
-	                                  refused URL or scheme, a missing file, a failed
-	                                  TLS verification, too many redirects */
-	void *xfer;                    /* http.c's, for http_result_take_body */
-};
-
-typedef void (*http_done_fn)(void *arg, const struct http_result *res);
+/* The request and result types, the error classes and http_done_fn are
+ * the transport's vocabulary (net/transport.h): http.c is its libcurl
+ * implementation. */
 
 /* max_inflight >= 1: transfers running at once across the whole run. */
 struct http *http_create(struct ev_loop *loop, int max_inflight);
@@ -95,7 +47,6 @@ char *http_result_take_body(const struct http_result *res);
 
 /* t becomes a transport (net/transport.h) carrying requests through h,
  * which must outlive every user of t. */
-struct transport;
 void http_transport(struct http *h, struct transport *t);
 
 /* Case-insensitive header lookup in a result; NULL when absent. */

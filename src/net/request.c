@@ -7,8 +7,9 @@
  * transport's. The circuit breaker is asked before every attempt, like the
  * concurrency and the rate: while it is open, requests wait in the FIFO for
  * its cool-down and use up no attempt. Pools live in the hostreg (hostreg.c),
- * shared with every other requester on the loop; the journal and the rows
- * buffered for the state database are journal.c's.
+ * shared with every other requester on the loop: a request waits in its
+ * pool as a pool_waiter, admitted through request_admit; the journal and
+ * the rows buffered for the state database are journal.c's.
  *
  * Backoff and Retry-After are the delays set on the request's own timer;
  * the time queued in the pool is accounted by hostreg.c.
@@ -53,6 +54,15 @@ struct parse_job {
 
 
 static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents);
+static void request_admit(void *arg);
+static void request_breaker(void *arg, const char *pool, enum breaker_state from,
+                            enum breaker_state to);
+
+/* How a request's pool reaches it. */
+static const struct pool_waiter_ops request_waiter_ops = {
+	.admit = request_admit,
+	.breaker = request_breaker,
+};
 
 /* ------------------------------------------------------------ helpers */
 
@@ -104,19 +114,16 @@ struct requester *requester_create(struct ev_loop *loop, const struct transport 
                                    size_t n_limits, int64_t run_id)
 {
 	struct requester *rq = xcalloc(1, sizeof(*rq));
-	size_t i;
 
 	rq->loop = loop;
 	rq->tr = *tr;
-	rq->hr = hosts;
 	pthread_mutex_init(&rq->plock, NULL);
 	ev_async_init(&rq->pasync, parse_async_cb);
 	rq->pasync.data = rq;
 	rq->run_id = run_id;
 	rq->key_run_id = run_id;
 	srand48((long)getpid() ^ (long)(now_mono() * 1e6));
-	for (i = 0; i < n_limits; i++)
-		hostreg_declare(rq, &limits[i]);
+	rq->hosts = hostreg_join(hosts, limits, n_limits);
 	return rq;
 }
 
@@ -186,9 +193,9 @@ static void record_attempt(struct request *r, long status, const char *error, do
 	a->duration = dur;
 	a->wait_backoff = r->wait_backoff;
 	a->wait_retry_after = r->wait_retry_after;
-	a->wait_rate = r->wait_block[BLOCK_RATE];
-	a->wait_concurrency = r->wait_block[BLOCK_CONCURRENCY];
-	a->wait_breaker = r->wait_block[BLOCK_BREAKER];
+	a->wait_rate = r->waiter.blocked[POOL_BLOCK_RATE];
+	a->wait_concurrency = r->waiter.blocked[POOL_BLOCK_CONCURRENCY];
+	a->wait_breaker = r->waiter.blocked[POOL_BLOCK_BREAKER];
 	a->wait = a->wait_backoff + a->wait_retry_after + a->wait_rate +
 	          a->wait_concurrency + a->wait_breaker;
 	h = json_pack("{s:i, s:I, s:o, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:f}}",
@@ -201,7 +208,7 @@ static void record_attempt(struct request *r, long status, const char *error, do
 	json_array_append_new(r->history, h);
 	/* The waits belong to this attempt; the next one starts from zero. */
 	r->wait_backoff = r->wait_retry_after = 0;
-	memset(r->wait_block, 0, sizeof(r->wait_block));
+	memset(r->waiter.blocked, 0, sizeof(r->waiter.blocked));
 }
 
 void requester_event(struct requester *rq, const char *stage, const char *kind,
@@ -218,7 +225,28 @@ void requester_event(struct requester *rq, const char *stage, const char *kind,
 	e->at = now_wall();
 }
 
+/* The breaker of r's pool changed on r's admission or attempt: said as a
+ * warning and as an event of r's run and stage. */
+static void request_breaker(void *arg, const char *pool, enum breaker_state from,
+                            enum breaker_state to)
+{
+	struct request *r = arg;
+	char *msg = xasprintf("circuit breaker for %s: %s -> %s", pool,
+	                      breaker_state_name(from), breaker_state_name(to));
+
+	log_warn("%s", msg);
+	requester_event(r->rq, r->stage, "breaker", msg);
+	free(msg);
+}
+
 /* ------------------------------------------------------------ lifecycle */
+
+/* Queues r in its pool for its next attempt. */
+static void request_enqueue(struct request *r)
+{
+	r->state = R_ADMIT;
+	pool_enqueue(r->pool, &r->waiter);
+}
 
 void request_finish(struct request *r, bool ok, const char *error,
                     const struct http_result *res)
@@ -252,7 +280,7 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (r->waiting)
 		(*r->waiting)--;
-	pool_enqueue(r);
+	request_enqueue(r);
 }
 
 static void record_attempt(struct request *r, long status, const char *error, double dur);
@@ -575,7 +603,7 @@ static void on_http_done(void *arg, const struct http_result *res)
 	c = classify(r, res, &msg, &defer);
 	failure = c == ATTEMPT_CONNECT || c == ATTEMPT_TIMEOUT || c == ATTEMPT_NETWORK ||
 	          (c == ATTEMPT_HTTP && status >= 500);
-	pool_attempt_done(p, r, failure, res->error == HTTP_ERR_CANCELLED);
+	pool_attempt_done(p, &r->waiter, failure, res->error == HTTP_ERR_CANCELLED);
 	if (r->cancelled) {
 		/* Nobody waits for it any more, but the server did the work: keep
 		 * the answer so a resume does not ask (or deliver) again. */
@@ -603,8 +631,10 @@ static void on_http_done(void *arg, const struct http_result *res)
 	free(msg);
 }
 
-void request_send(struct request *r)
+/* r's pool admitted it: makes an attempt now. */
+static void request_admit(void *arg)
 {
+	struct request *r = arg;
 	struct requester *rq = r->rq;
 
 	r->attempt++;
@@ -683,10 +713,12 @@ struct request *request_start(struct requester *rq, const struct request_spec *s
 			r->allow_hosts[i] = xstrdup(spec->allow_hosts[i]);
 		r->hreq.allow_hosts = (const char *const *)r->allow_hosts;
 	}
-	r->pool = hostreg_pool_for(rq, spec->pool, r->url);
+	r->pool = hostreg_pool_for(rq->hosts, spec->pool, r->url);
+	r->waiter.ops = &request_waiter_ops;
+	r->waiter.arg = r;
 	list_add(rq, r);
 	if (!journal_serve(r))
-		pool_enqueue(r);
+		request_enqueue(r);
 	return r;
 }
 
@@ -698,7 +730,7 @@ static void cancel_one(struct request *r)
 		if (r->from_journal)
 			journal_unqueue(r);
 		else
-			pool_dequeue(r);
+			pool_dequeue(r->pool, &r->waiter);
 		request_free(r);
 		break;
 	case R_BACKOFF:
@@ -771,7 +803,7 @@ void requester_destroy(struct requester *rq)
 	if (ev_is_active(&rq->jtimer))
 		ev_timer_stop(rq->loop, &rq->jtimer);
 	free(rq->jrows);
-	hostreg_release(rq);
+	hostreg_leave(rq->hosts);
 	free(rq->rows);
 	free(rq->events);
 	free(rq);

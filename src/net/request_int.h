@@ -1,8 +1,8 @@
 /*
- * request_int.h: what request.c, hostreg.c and journal.c share (private to
- * src/net/). request.c carries a request through its attempts; hostreg.c
- * admits attempts through their pool (concurrency, rate, breaker);
- * journal.c buffers what is recorded and serves a resumed run's answers.
+ * request_int.h: what request.c and journal.c share (private to src/net/).
+ * request.c carries a request through its attempts, each admitted by its
+ * pool (hostreg.h: concurrency, rate, breaker); journal.c buffers what is
+ * recorded and serves a resumed run's answers.
  */
 #ifndef PIPECTL_REQUEST_INT_H
 #define PIPECTL_REQUEST_INT_H
@@ -18,42 +18,6 @@
 #include "net/transport.h"
 
 enum req_state { R_ADMIT, R_INFLIGHT, R_PARSING, R_BACKOFF, R_DONE };
-
-/* Why a pool's FIFO cannot start its head request. */
-enum pool_block { BLOCK_NONE = -1, BLOCK_CONCURRENCY = 0, BLOCK_BREAKER, BLOCK_RATE,
-                  BLOCK_N };
-
-struct pool {
-	struct hostreg *hr;
-	char *name;
-	int users;                     /* requesters holding a reference */
-	bool declared;                 /* limits come from a hosts: entry */
-	struct host_limits lim;        /* as declared (name and pos.file owned) */
-	int concurrency;               /* 0 = unlimited */
-	int inflight;                  /* across every requester */
-	bool has_bucket;
-	struct token_bucket bucket;
-	struct breaker br;
-	struct request *q_head, *q_tail;   /* waiting for admission, FIFO */
-	ev_timer rate_timer;
-	ev_timer breaker_timer;        /* end of the breaker's cool-down */
-	enum pool_block blocked;       /* why the FIFO waits now */
-	double blocked_since;          /* hostreg clock */
-	double blocked_total[BLOCK_N]; /* seconds blocked per reason, before blocked_since */
-	struct pool *next;
-};
-
-struct hostreg {
-	struct ev_loop *loop;
-	struct pool *pools;
-	double (*now)(void);
-};
-
-/* A requester's reference to a pool it declared or sent through. */
-struct pool_ref {
-	struct pool *p;
-	bool declared;
-};
 
 struct request {
 	struct requester *rq;
@@ -79,13 +43,13 @@ struct request {
 	int attempt;                   /* attempts made so far */
 	double wait_backoff;           /* before the next attempt: its own backoff, */
 	double wait_retry_after;       /* the delay the server asked for, */
-	double wait_block[BLOCK_N];    /* and time queued per pool_block reason */
-	double queued_at[BLOCK_N];     /* the pool's totals when it was queued */
+	struct pool_waiter waiter;     /* in its pool's FIFO; waiter.blocked: the
+	                                  time queued per pool_block reason */
 	double started;                /* of the current attempt, wall clock */
 	json_t *history;
 	char fingerprint[65];
 	ev_timer timer;
-	struct request *q_next;        /* in the pool's FIFO (or the journal queue) */
+	struct request *q_next;        /* in the journal queue */
 	struct journal_entry jentry;   /* when answered from the journal */
 	char *refetch;                 /* digest of a journaled body fetched again */
 	bool from_journal;
@@ -115,9 +79,7 @@ struct requester {
 	struct parse_job *pjobs;       /* bodies being parsed */
 	struct ev_loop *loop;
 	struct transport tr;
-	struct hostreg *hr;
-	struct pool_ref *refs;         /* pools this requester uses */
-	size_t n_refs, cap_refs;
+	struct hostreg_user *hosts;    /* the pools this requester uses */
 	int64_t run_id;
 	int64_t key_run_id;            /* seeds Idempotency-Key values */
 	struct request *all;
@@ -127,33 +89,8 @@ struct requester {
 	size_t n_events, cap_events;
 };
 
-/* ---- hostreg.c */
-
-/* rq declares the pool of limits h (see hostreg.h for the rules) and holds
- * a reference to it. */
-void hostreg_declare(struct requester *rq, const struct host_limits *h);
-/* The pool a request of rq goes through: pool name (a hosts: entry), else
- * the host of url; referenced by rq. Never NULL. */
-struct pool *hostreg_pool_for(struct requester *rq, const char *name, const char *url);
-/* Drops every pool reference of rq (its requests are gone). */
-void hostreg_release(struct requester *rq);
-/* Queues r in its pool and starts what the pool's limits allow. */
-void pool_enqueue(struct request *r);
-/* Takes r (cancelled while queued) out of its pool's FIFO. */
-void pool_dequeue(struct request *r);
-/* An attempt of r through pool p ended; failure: it counts against the
- * breaker; cancelled: it tells nothing about the host. Starts what may
- * start now. */
-void pool_attempt_done(struct pool *p, struct request *r, bool failure, bool cancelled);
-/* Starts queued requests while the pool's limits allow. */
-void pool_pump(struct pool *p);
-/* The hostreg clock. */
-double hostreg_now(const struct hostreg *hr);
-
 /* ---- request.c */
 
-/* Makes an attempt now: the pool admitted it. */
-void request_send(struct request *r);
 /* Ends r: calls its callback (unless cancelled) and frees it. */
 void request_finish(struct request *r, bool ok, const char *error,
                     const struct http_result *res);

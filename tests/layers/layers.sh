@@ -14,8 +14,6 @@
 # arrow out of the cycle check.
 ALLOW='
 stages/paginate -> stages/http_job  # paginate.h works on struct job: gone when pagination keeps its own state
-net/hostreg -> net/request  # pools queue and admit struct request itself: gone when a pool sees only a waiter with callbacks
-net/transport -> net/http  # transport.h borrows the request and result types of http.h: gone when the interface and its vocabulary are one header
 '
 
 # This script runs no binary; defaults let it run outside make check too.

@@ -1,8 +1,9 @@
 /*
  * Unit tests for request.c and hostreg.c through a fake transport: retries,
  * Retry-After, backoff kinds, the circuit breaker, pool concurrency and
- * rate, pools shared by two requesters on one hostreg, cancellation, and
- * Idempotency-Key. The fake answers from a script on the next loop
+ * rate, pools shared by two requesters on one hostreg, cancellation,
+ * Idempotency-Key, and the registry on its own with waiters that are no
+ * requests. The fake answers from a script on the next loop
  * iteration; the pools read a fake clock the tests move, so nothing here
  * depends on how long anything takes: the assertions are on counts and
  * orders (and on the delays requests asked for, as recorded).
@@ -791,6 +792,96 @@ static void test_idempotency_key(void)
 	rig_free(&g);
 }
 
+/* ------------------------------------------------------------ the registry alone */
+
+/* A waiter that is no request: the registry admits what it is given and
+ * tells it of breaker changes through its ops, nothing else. */
+struct probe {
+	struct pool_waiter w;
+	int id;
+	int *order, *n_order;          /* admissions, in order (shared) */
+	char breaker[128];             /* the last change reported to this one */
+};
+
+static void probe_admit(void *arg)
+{
+	struct probe *pr = arg;
+
+	pr->order[(*pr->n_order)++] = pr->id;
+}
+
+static void probe_breaker(void *arg, const char *pool, enum breaker_state from,
+                          enum breaker_state to)
+{
+	struct probe *pr = arg;
+
+	snprintf(pr->breaker, sizeof(pr->breaker), "%s: %s -> %s", pool,
+	         breaker_state_name(from), breaker_state_name(to));
+}
+
+static const struct pool_waiter_ops probe_ops = { probe_admit, probe_breaker };
+
+static void test_pool_waiters(void)
+{
+	struct host_limits lim = limits("W.test", 1, 0, 0, 1, 10, 1);
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct hostreg *hr = hostreg_create(loop);
+	struct hostreg_user *u;
+	struct probe pr[3];
+	struct pool *p;
+	int order[3], n_order = 0, i;
+	double t0 = fake_time;
+
+	hostreg_set_clock(hr, fake_now);
+	u = hostreg_join(hr, &lim, 1);
+	p = hostreg_pool_for(u, NULL, "http://w.test/x");
+	ok(p == hostreg_pool_for(u, "w.TEST", NULL),
+	   "waiters: a URL's host finds its declared pool");
+	memset(pr, 0, sizeof(pr));
+	for (i = 0; i < 3; i++) {
+		pr[i].w.ops = &probe_ops;
+		pr[i].w.arg = &pr[i];
+		pr[i].id = i;
+		pr[i].order = order;
+		pr[i].n_order = &n_order;
+		pool_enqueue(p, &pr[i].w);
+	}
+	ok(n_order == 1 && order[0] == 0, "waiters: concurrency 1 admits the first at once");
+	fake_time = t0 + 2;
+	pool_attempt_done(p, &pr[0].w, true, false);
+	pool_pump(p);
+	is_str(pr[0].breaker, "w.test: closed -> open",
+	       "waiters: the failure opening the breaker is told to its waiter");
+	ok(n_order == 1, "waiters: nothing admitted while the breaker is open");
+	fake_time = t0 + 12;
+	pool_pump(p);
+	ok(n_order == 2 && order[1] == 1, "waiters: the cool-down over, the next one is the trial");
+	is_str(pr[1].breaker, "w.test: open -> half-open",
+	       "waiters: half-open is told to the waiter admitted as the trial");
+	ok(pr[1].w.blocked[POOL_BLOCK_CONCURRENCY] == 2 &&
+	   pr[1].w.blocked[POOL_BLOCK_BREAKER] == 10 && pr[1].w.blocked[POOL_BLOCK_RATE] == 0,
+	   "waiters: queued 2 s for concurrency, 10 s for the breaker (%g, %g)",
+	   pr[1].w.blocked[POOL_BLOCK_CONCURRENCY], pr[1].w.blocked[POOL_BLOCK_BREAKER]);
+	fake_time = t0 + 13;
+	pool_attempt_done(p, &pr[1].w, false, false);
+	pool_pump(p);
+	is_str(pr[1].breaker, "w.test: half-open -> closed",
+	       "waiters: the trial's success closing the breaker is told to it");
+	ok(n_order == 3 && order[2] == 2, "waiters: the last one goes once the trial is over");
+	/* Behind the trial it waits for the pool's one slot, not the breaker. */
+	ok(pr[2].w.blocked[POOL_BLOCK_CONCURRENCY] == 3 &&
+	   pr[2].w.blocked[POOL_BLOCK_BREAKER] == 10,
+	   "waiters: the last one waited 3 s for concurrency, 10 s for the breaker (%g, %g)",
+	   pr[2].w.blocked[POOL_BLOCK_CONCURRENCY], pr[2].w.blocked[POOL_BLOCK_BREAKER]);
+	ok(pr[2].breaker[0] == '\0', "waiters: a waiter no change concerned is told nothing");
+	pool_attempt_done(p, &pr[2].w, false, false);
+	hostreg_leave(u);
+	is_int(hostreg_pools(hr), 0, "waiters: the user gone, the idle closed pool is freed");
+	hostreg_destroy(hr);
+	ev_loop_destroy(loop);
+	fake_time = t0 + 100;
+}
+
 int main(void)
 {
 	test_retries();
@@ -801,5 +892,6 @@ int main(void)
 	test_shared_pools();
 	test_cancel_one_run();
 	test_idempotency_key();
+	test_pool_waiters();
 	return done_testing();
 }
