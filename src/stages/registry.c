@@ -14,6 +14,7 @@ extern const struct stage_kind stage_load_sqlite;
 extern const struct stage_kind stage_load_file;
 extern const struct stage_kind stage_load_stdout;
 extern const struct stage_kind stage_load_http;
+extern const struct stage_kind stage_fetch_sqlite;
 
 const struct stage_kind *const stage_kinds[] = {
 	&stage_fetch_http,
@@ -23,6 +24,7 @@ const struct stage_kind *const stage_kinds[] = {
 	&stage_load_file,
 	&stage_load_stdout,
 	&stage_load_http,
+	&stage_fetch_sqlite,
 	NULL,
 };
 
