@@ -96,7 +96,7 @@ with open("faults.yaml", "w") as f:
             f.write("        - http://127.0.0.1:%s/seq/f%d?codes=429,200&retry_after=1\n" % (port, i))
         else:
             f.write("        - http://127.0.0.1:%s/json/%d\n" % (port, i))
-    f.write("      records: '{id: (.id // .name), attempt}'\n"
+    f.write("      records: '{id: ((.id // .name) | tostring), attempt}'\n"
             "  db:\n    needs: api\n    load:\n"
             "      sqlite: { path: faults.db, table: items, key: id }\n")
 PY

@@ -239,7 +239,8 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 			j->body_len = strlen(b);
 		}
 		if (fspec(st)->paginate.kind == PAGE_COUNTER)
-			replay_counter(st, j);
+			paginate_replay_counter(&fspec(st)->paginate, j->url, &j->counter,
+			                        &j->page);
 		j->origin = xstrdup(j->url);
 		return 0;              /* pages continue from the stored URL */
 	} else if (c->body_t) {
@@ -434,7 +435,12 @@ static void job_answer(struct job *j, const struct request_result *r)
 	if (!c->fanout)                /* fan-out: the engine counted the input records */
 		st->stats.records_in += docs;
 	j->emitted++;
-	next = next_page(st, j, res, doc, &err);
+	{
+		struct pager pg = { &fspec(st)->paginate, c->page_next, c->page_stop,
+		                     (const char *const *)c->allow_hosts };
+		struct page_at at = { j->url, j->origin, j->page, &j->counter };
+		next = paginate_next(&pg, &at, res, doc, &err);
+	}
 	json_decref(doc);
 	if (err) {
 		job_failed(j, err, r->history);

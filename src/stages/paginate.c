@@ -8,17 +8,16 @@
 #include <string.h>
 #include <strings.h>
 
-#include "expr/expr.h"
 #include "stages/paginate.h"
 #include "base/util.h"
 
 /* dlq replay of a page of a counter pagination: the counter (and the
  * pages already fetched) from the stored URL's parameter, so the next
  * page follows it instead of starting over. */
-void replay_counter(struct stage *st, struct job *j)
+void paginate_replay_counter(const struct paginate_spec *pg, const char *url,
+                             long long *counter, int *page)
 {
-	const struct paginate_spec *pg = &fspec(st)->paginate;
-	const char *q = strchr(j->url, '?'), *end = strchr(j->url, '#');
+	const char *q = strchr(url, '?'), *end = strchr(url, '#');
 	size_t n = strlen(pg->param.s);
 
 	while (q && *q && (!end || q < end)) {
@@ -27,9 +26,9 @@ void replay_counter(struct stage *st, struct job *j)
 			char *e;
 			long long v = strtoll(q + n + 1, &e, 10);
 			if (e != q + n + 1) {
-				j->counter = v;
+				*counter = v;
 				if (pg->step != 0 && (v - pg->start) / pg->step >= 0)
-					j->page = (int)((v - pg->start) / pg->step);
+					*page = (int)((v - pg->start) / pg->step);
 			}
 			return;
 		}
@@ -37,21 +36,16 @@ void replay_counter(struct stage *st, struct job *j)
 	}
 }
 
-static char *next_page_url(struct stage *st, struct job *j, const struct http_result *res,
-                           json_t *doc, char **err);
+static char *next_page_url(const struct pager *p, const struct page_at *at,
+                           const struct http_result *res, json_t *doc, char **err);
 
-/* Next page URL for job j after a response (doc may be NULL), or NULL
- * (with *err set when the pagination cannot go on). A URL the server
- * supplied must keep to the job's scheme and host (or allow_hosts). */
-char *next_page(struct stage *st, struct job *j, const struct http_result *res,
-                json_t *doc, char **err)
+char *paginate_next(const struct pager *p, const struct page_at *at,
+                    const struct http_result *res, json_t *doc, char **err)
 {
-	struct fetch_http *c = st->ctx;
-	char *next = next_page_url(st, j, res, doc, err), *why;
+	char *next = next_page_url(p, at, res, doc, err), *why;
 
-	if (next && (why = http_url_supplied_check(j->origin, next,
-	                                           (const char *const *)c->allow_hosts))) {
-		*err = xasprintf("%s: next page %s refused: %s", j->url, next, why);
+	if (next && (why = http_url_supplied_check(at->origin, next, p->allow_hosts))) {
+		*err = xasprintf("%s: next page %s refused: %s", at->url, next, why);
 		free(why);
 		free(next);
 		next = NULL;
@@ -59,53 +53,52 @@ char *next_page(struct stage *st, struct job *j, const struct http_result *res,
 	return next;
 }
 
-static char *next_page_url(struct stage *st, struct job *j, const struct http_result *res,
-                           json_t *doc, char **err)
+static char *next_page_url(const struct pager *p, const struct page_at *at,
+                           const struct http_result *res, json_t *doc, char **err)
 {
-	struct fetch_http *c = st->ctx;
-	const struct paginate_spec *pg = &fspec(st)->paginate;
+	const struct paginate_spec *pg = p->spec;
 	char *msg = NULL, *next = NULL;
 
-	if (pg->kind == PAGE_NONE || (pg->max_pages > 0 && j->page >= pg->max_pages))
+	if (pg->kind == PAGE_NONE || (pg->max_pages > 0 && at->page >= pg->max_pages))
 		return NULL;
 	if (pg->kind == PAGE_LINK) {
 		const char *link = res ? http_result_header(res, "Link") : NULL;
 		char *t = link ? http_link_next(link) : NULL;
 		if (t) {
-			next = http_url_resolve(j->url, t);
+			next = http_url_resolve(at->url, t);
 			free(t);
 		}
 		return next;
 	}
 	if (!doc) {
-		*err = xasprintf("%s: paginate needs a JSON document (format: json)", j->url);
+		*err = xasprintf("%s: paginate needs a JSON document (format: json)", at->url);
 		return NULL;
 	}
 	if (pg->kind == PAGE_NEXT) {
-		json_t *v = expr_eval1(c->page_next, doc, &msg);
+		json_t *v = expr_eval1(p->next, doc, &msg);
 		if (!v) {
-			*err = xasprintf("%s: paginate \"next\" failed: %s", j->url, msg);
+			*err = xasprintf("%s: paginate \"next\" failed: %s", at->url, msg);
 			free(msg);
 			return NULL;
 		}
 		if (json_is_string(v) && json_string_length(v) > 0) {
-			next = http_url_resolve(j->url, json_string_value(v));
+			next = http_url_resolve(at->url, json_string_value(v));
 			if (!next)
 				*err = xasprintf("%s: paginate \"next\" gave a URL that does not parse: %s",
-				                 j->url, json_string_value(v));
+				                 at->url, json_string_value(v));
 		} else if (!json_is_null(v) && !json_is_string(v) && !json_is_false(v)) {
 			*err = xasprintf("%s: paginate \"next\" must give a URL string or null",
-			                 j->url);
+			                 at->url);
 		}
 		json_decref(v);
 		return next;
 	}
 	/* PAGE_COUNTER */
 	{
-		json_t *v = expr_eval1(c->page_stop, doc, &msg);
+		json_t *v = expr_eval1(p->stop, doc, &msg);
 		char num[32];
 		if (!v) {
-			*err = xasprintf("%s: paginate \"stop\" failed: %s", j->url, msg);
+			*err = xasprintf("%s: paginate \"stop\" failed: %s", at->url, msg);
 			free(msg);
 			return NULL;
 		}
@@ -114,8 +107,8 @@ static char *next_page_url(struct stage *st, struct job *j, const struct http_re
 			return NULL;
 		}
 		json_decref(v);
-		j->counter += pg->step;
-		snprintf(num, sizeof(num), "%lld", j->counter);
-		return http_url_set_param(j->url, pg->param.s, num);
+		*at->counter += pg->step;
+		snprintf(num, sizeof(num), "%lld", *at->counter);
+		return http_url_set_param(at->url, pg->param.s, num);
 	}
 }

@@ -7,22 +7,26 @@
 
 #include "core/option.h"
 
-extern const struct stage_kind stage_fetch_http;
-extern const struct stage_kind stage_fetch_file;
-extern const struct stage_kind stage_transform;
-extern const struct stage_kind stage_load_sqlite;
-extern const struct stage_kind stage_load_file;
-extern const struct stage_kind stage_load_stdout;
-extern const struct stage_kind stage_load_http;
+/* Every kind, one line each, in the order `pipectl kinds` lists them (for a
+ * role, the order its selectors are named in messages). Adding a kind is
+ * one file under src/stages/ that defines `const struct stage_kind
+ * stage_NAME` and one line here. */
+#define STAGE_KINDS(X) \
+	X(stage_fetch_http) \
+	X(stage_fetch_file) \
+	X(stage_transform) \
+	X(stage_load_sqlite) \
+	X(stage_load_file) \
+	X(stage_load_stdout) \
+	X(stage_load_http) \
+	X(stage_fetch_sqlite)
+
+#define DECLARE(k) extern const struct stage_kind k;
+#define ENTRY(k) &k,
+STAGE_KINDS(DECLARE)
 
 const struct stage_kind *const stage_kinds[] = {
-	&stage_fetch_http,
-	&stage_fetch_file,
-	&stage_transform,
-	&stage_load_sqlite,
-	&stage_load_file,
-	&stage_load_stdout,
-	&stage_load_http,
+	STAGE_KINDS(ENTRY)
 	NULL,
 };
 

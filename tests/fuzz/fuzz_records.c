@@ -61,7 +61,7 @@ const struct expr_scope *engine_scope(struct engine *e)
 	return &scope;
 }
 
-void engine_emit(struct stage *st, json_t *batch)
+uint64_t engine_emit_lineage(struct stage *st, json_t *batch, struct flow_set *lin)
 {
 	size_t k = (size_t)(st - &stages[0][0]), n = json_array_size(batch);
 
@@ -72,6 +72,12 @@ void engine_emit(struct stage *st, json_t *batch)
 		FUZZ_CHECK(n <= (size_t)batch_sizes[k % N_BATCHES], "batch over the batch size");
 	emitted += n;
 	json_decref(batch);
+	return 0;
+}
+
+/* The fake stages are pushed nothing, so their lineage is always NULL. */
+void engine_release(struct flow_set *hold)
+{
 }
 
 /* At exit, so that LeakSanitizer sees what is still allocated as freed:

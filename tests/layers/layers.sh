@@ -13,7 +13,6 @@
 # file include a header of a higher layer; "dir/a -> dir/b" leaves a module
 # arrow out of the cycle check.
 ALLOW='
-stages/paginate -> stages/http_job  # paginate.h works on struct job: gone when pagination keeps its own state
 '
 
 # This script runs no binary; defaults let it run outside make check too.
