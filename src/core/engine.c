@@ -814,6 +814,7 @@ static void setup_replay(struct engine *e, size_t x, json_t *payloads)
 		xs->replay = json_incref(payloads);
 	} else {
 		json_t *batch = json_array(), *p;
+		xs->replay_in = true;
 		json_array_foreach(payloads, i, p) {
 			json_array_append(batch, p);
 			if (json_array_size(batch) >= bs) {

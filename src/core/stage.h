@@ -179,6 +179,8 @@ struct stage {
 	json_t *replay;                /* dlq replay of a source fetch: the requests
 	                                  ({method, url, body}) to send instead of its
 	                                  own; NULL otherwise */
+	bool replay_in;                /* dlq replay of a stage with needs: its
+	                                  input is its dead letters */
 
 	/* Acknowledgements: the lineage of the batch being pushed or written
 	 * (NULL outside; see engine_hold). */

@@ -537,7 +537,7 @@ void fh_push(struct stage *st, json_t *batch)
 		struct job *j;
 		char *err = NULL;
 		rec = json_array_get(batch, i);
-		if (c->batch > 1) {
+		if (c->batch > 1 && !(st->replay_in && json_is_array(rec))) {
 			/* http load with batch: N records per request, as an array. */
 			if (rec) {
 				if (!group)
@@ -553,6 +553,10 @@ void fh_push(struct stage *st, json_t *batch)
 			j->input = group;
 			group = NULL;
 		} else {
+			/* One record; or, in a dlq replay of a batched load, one
+			 * dead letter: the array a request carried, sent again as
+			 * that request (same body, same Idempotency-Key), not
+			 * grouped as a record of a new array. */
 			j = job_new(st);
 			j->input = json_incref(rec);
 		}
