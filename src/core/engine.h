@@ -223,6 +223,23 @@ void sink_write(struct stage *st, json_t *batch, struct flow_set *lin);
 bool sink_busy(const struct stage *st);
 void sink_abandon(struct stage *st);
 
+/*
+ * Sources: st could not make progress for a transient reason (a locked
+ * file; reason borrowed, e.g. "PATH: database is locked"). The engine calls
+ * st->kind->resume() again after the backoff of the stage's retry policy
+ * (engine_retry_policy, on an ev_timer: the loop never waits), logging
+ * "stage ID: REASON, retry N/M in D" as the sink path does; resume() is not
+ * called for anything else meanwhile. Once the policy's attempts are used
+ * up the stage fails with "REASON (after N attempts)". The count is of
+ * calls in a row: a start() or resume() call that returns without calling
+ * engine_source_retry() made progress and resets it. Call it at most once
+ * per start/resume call, from inside it or from a callback of the source.
+ */
+void engine_source_retry(struct stage *st, const char *reason);
+/* core/sink.c, for engine.c: stops st's source retry timer (stop, failure,
+ * end of run). */
+void source_abandon(struct stage *st);
+
 /* The retry policy of st's batches and requests: the stage's own retry:
  * when its kind has one, else defaults.retry, else retry_policy_default(). */
 void engine_retry_policy(const struct stage *st, struct retry_policy *out);

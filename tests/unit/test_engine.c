@@ -45,6 +45,9 @@ struct fake {
 	int emitted;                   /* batches */
 	int resumes;
 	bool resumed_above_low;        /* resumed while a queue it feeds was above low */
+	const char *script;            /* busy source: per start/resume call, B asks
+	                                  for a retry, x emits a batch; then as src */
+	size_t pos;
 	/* transform and sink */
 	bool fail_on_push;
 	bool hold;                     /* sink: not ready, batches wait in its queue */
@@ -145,6 +148,29 @@ static void src_resume(struct stage *st)
 	src_produce(st);
 }
 
+/* A source that cannot make progress now and then (a locked file). */
+static void busy_step(struct stage *st)
+{
+	struct fake *f = st->ctx;
+	char ch = f->script[f->pos];
+	json_t *b;
+
+	f->resumes++;
+	if (!ch) {
+		src_produce(st);
+		return;
+	}
+	f->pos++;
+	if (ch == 'B') {
+		engine_source_retry(st, "fake busy");
+		return;
+	}
+	b = json_array();
+	json_array_append_new(b, json_integer(f->emitted++));
+	engine_emit(st, b);
+	engine_want_run(st);
+}
+
 static void xf_push(struct stage *st, json_t *batch)
 {
 	struct fake *f = st->ctx;
@@ -185,6 +211,10 @@ static const struct stage_kind fake_source = {
 	.name = "fake.source", .create = fake_create, .start = src_start,
 	.resume = src_resume, .stop = fake_stop, .destroy = fake_destroy,
 };
+static const struct stage_kind fake_busy_source = {
+	.name = "fake.busy", .create = fake_create, .start = busy_step,
+	.resume = busy_step, .stop = fake_stop, .destroy = fake_destroy,
+};
 static const struct stage_kind fake_transform = {
 	.name = "fake.transform", .create = fake_create, .push = xf_push,
 	.finish = fake_finish, .stop = fake_stop, .destroy = fake_destroy,
@@ -215,6 +245,7 @@ struct run {
 };
 
 static int n_running;            /* runs started and not done */
+static const struct stage_kind *source_kind = &fake_source;   /* of runs made */
 static struct hostreg *shared_hosts;   /* given to the runs made meanwhile */
 
 static void observe(void *arg, const struct engine_event *ev)
@@ -288,7 +319,7 @@ static struct run *run_new(const char *name, const char *yaml, bool real_fetch)
 	r->kinds = xcalloc(r->s->n_stages, sizeof(*r->kinds));
 	/* Sources are the stages that need none, sinks those nothing needs. */
 	for (i = 0; i < r->s->n_stages; i++)
-		r->kinds[i] = r->s->stages[i].n_needs == 0 ? (real_fetch ? NULL : &fake_source) :
+		r->kinds[i] = r->s->stages[i].n_needs == 0 ? (real_fetch ? NULL : source_kind) :
 		              r->g->n_down[i] > 0 ? &fake_transform : &fake_sink;
 	if (state_run_create(db, r->s->name, r->s->path, r->s->hash, "{}", now_wall(),
 	                     &r->run_id) != 0) {
@@ -406,6 +437,55 @@ static void test_firing_rule(void)
 	is_int(row_records_out(r, "b"), 3, "firing: the state writer recorded b's counter");
 	spin(5);
 	is_int(r->done_calls, 1, "firing: on_done not called again");
+	run_free(r);
+	fakes_free();
+}
+
+/* engine_source_retry: resume() again after the policy's backoff; the
+ * attempts are counted in a row (a call that made progress resets them),
+ * and the stage fails once they are used up. */
+static void test_source_retry(void)
+{
+	static const char *yaml =
+		"pipeline: busy\n"
+		"defaults: { retry: { attempts: 3, initial: 1ms, jitter: none } }\n"
+		"stages:\n"
+		"  src: { fetch: { file: none.jsonl } }\n"
+		"  out: { needs: [src], load: { stdout: { format: jsonl } } }\n";
+	struct fake *src, *out;
+	struct run *r;
+	const char *msg, *id = NULL;
+
+	/* Two busy calls, progress, two more: never three in a row. */
+	src = fake_new("src");
+	out = fake_new("out");
+	src->script = "BBxBB";
+	source_kind = &fake_busy_source;
+	r = run_new("busy_ok", yaml, false);
+	run_start(r);
+	is_int(src->resumes, 1, "source retry: start asked for a retry; no resume yet");
+	ev_run(loop, 0);
+	is_int(r->status, ST_SUCCEEDED, "source retry: progress resets the count, the run succeeds");
+	is_int(src->resumes, 6, "source retry: start, four retries, one more turn");
+	is_int((int)out->got_records, 3, "source retry: every record arrived");
+	ok(!out->out_of_order, "source retry: in order");
+	run_free(r);
+	fakes_free();
+
+	/* Three busy calls in a row: the attempts are used up. */
+	src = fake_new("src");
+	fake_new("out");
+	src->script = "xBBB";
+	r = run_new("busy_fail", yaml, false);
+	source_kind = &fake_source;
+	run_start(r);
+	ev_run(loop, 0);
+	is_int(r->status, ST_FAILED, "source retry: three busy calls in a row fail the run");
+	msg = engine_first_error(r->e, &id);
+	is_str(msg ? msg : "(none)", "fake busy (after 3 attempts)",
+	       "source retry: with the reason and the attempts");
+	is_str(id ? id : "(none)", "src", "source retry: the source failed");
+	is_int(src->resumes, 4, "source retry: no resume after the last attempt");
 	run_free(r);
 	fakes_free();
 }
@@ -906,6 +986,7 @@ int main(void)
 
 	test_firing_rule();
 	test_backpressure();
+	test_source_retry();
 	test_cancellation();
 	test_two_runs();
 	test_stop_before_start();
