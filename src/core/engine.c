@@ -112,8 +112,8 @@ static void notify(struct engine *e, struct engine_event *ev)
 		e->obs[i].event(e->obs[i].arg, ev);
 }
 
-/* The requester's attempts, retries and breaker changes, as events of the
- * stage the request belongs to. */
+/* The requester's attempts, retries, breaker changes and pool waits, as
+ * events of the stage the request belongs to. */
 static void on_request_fact(void *arg, const struct request_fact *f)
 {
 	struct engine *e = arg;
@@ -133,6 +133,10 @@ static void on_request_fact(void *arg, const struct request_fact *f)
 		break;
 	case REQUEST_FACT_BREAKER:
 		ev.type = ENGINE_EV_BREAKER;
+		ev.reason = f->message;
+		break;
+	case REQUEST_FACT_WAIT:
+		ev.type = ENGINE_EV_WAIT;
 		ev.reason = f->message;
 		break;
 	default:
@@ -156,6 +160,14 @@ static void notify_depth(struct stage *st)
 	struct engine_event ev = { .type = ENGINE_EV_QUEUE_DEPTH, .stage = st,
 	                           .status = st->status, .records = st->in.records,
 	                           .batches = st->in.n };
+
+	notify(st->eng, &ev);
+}
+
+void engine_batch_loaded(struct stage *st, size_t records)
+{
+	struct engine_event ev = { .type = ENGINE_EV_BATCH_LOADED, .stage = st,
+	                           .status = st->status, .records = records };
 
 	notify(st->eng, &ev);
 }

@@ -91,6 +91,9 @@ static void answer(struct stage *st, enum sink_result r, const char *reason)
 		return;
 	}
 	if (r == SINK_OK) {
+		/* Told before release(): observers hear of the load before the
+		 * source hears of its ack. */
+		engine_batch_loaded(st, json_array_size(st->sink_batch));
 		release(st);
 		engine_kick(st);
 		return;
