@@ -112,8 +112,8 @@ static void notify(struct engine *e, struct engine_event *ev)
 		e->obs[i].event(e->obs[i].arg, ev);
 }
 
-/* The requester's attempts, retries and breaker changes, as events of the
- * stage the request belongs to. */
+/* The requester's attempts, retries, breaker changes and pool waits, as
+ * events of the stage the request belongs to. */
 static void on_request_fact(void *arg, const struct request_fact *f)
 {
 	struct engine *e = arg;
@@ -133,6 +133,10 @@ static void on_request_fact(void *arg, const struct request_fact *f)
 		break;
 	case REQUEST_FACT_BREAKER:
 		ev.type = ENGINE_EV_BREAKER;
+		ev.reason = f->message;
+		break;
+	case REQUEST_FACT_WAIT:
+		ev.type = ENGINE_EV_WAIT;
 		ev.reason = f->message;
 		break;
 	default:
@@ -156,6 +160,14 @@ static void notify_depth(struct stage *st)
 	struct engine_event ev = { .type = ENGINE_EV_QUEUE_DEPTH, .stage = st,
 	                           .status = st->status, .records = st->in.records,
 	                           .batches = st->in.n };
+
+	notify(st->eng, &ev);
+}
+
+void engine_batch_loaded(struct stage *st, size_t records)
+{
+	struct engine_event ev = { .type = ENGINE_EV_BATCH_LOADED, .stage = st,
+	                           .status = st->status, .records = records };
 
 	notify(st->eng, &ev);
 }
@@ -452,6 +464,7 @@ static void cancel_down(struct stage *st, const char *cause)
 		if (d->kind->stop)
 			d->kind->stop(d);
 		sink_abandon(d);
+		source_abandon(d);
 		clear_input(d);
 		free(d->error);
 		d->error = xasprintf("cancelled: stage %s failed", cause);
@@ -477,6 +490,7 @@ void engine_stage_fail(struct stage *st, const char *fmt, ...)
 	if (st->kind->stop)
 		st->kind->stop(st);
 	sink_abandon(st);
+	source_abandon(st);
 	clear_input(st);
 	set_status(st, ST_FAILED);
 	log_error("stage %s failed: %s", st->spec->id, st->error);
@@ -494,6 +508,17 @@ static bool all_terminal(const struct engine *e)
 		if (!terminal(&e->stages[i]))
 			return false;
 	return true;
+}
+
+/* Calls a source's start or resume; one that did not ask for a retry made
+ * progress (see engine_source_retry). */
+static void call_source(struct stage *st, void (*fn)(struct stage *))
+{
+	st->src_asked = false;
+	fn(st);
+	if (!st->src_asked)
+		st->src_attempt = 0;
+	st->src_asked = false;
 }
 
 /* Lets st do one step of work. Returns true if it did anything. */
@@ -525,9 +550,9 @@ static bool step(struct engine *e, struct stage *st)
 		json_decref(b);
 		return true;
 	}
-	if (st->want_run && !e->stopping && room_low(st)) {
+	if (st->want_run && !e->stopping && room_low(st) && !ev_is_active(&st->src_retry)) {
 		st->want_run = false;
-		st->kind->resume(st);
+		call_source(st, st->kind->resume);
 		return true;
 	}
 	if (st->spec->n_needs > 0 && !st->finish_called && st->open_up == 0 &&
@@ -588,6 +613,7 @@ static void interrupt_all(struct engine *e)
 		if (st->kind->stop)
 			st->kind->stop(st);
 		sink_abandon(st);
+		source_abandon(st);
 		clear_input(st);
 		set_status(st, ST_INTERRUPTED);
 	}
@@ -980,7 +1006,7 @@ void engine_start(struct engine *e, engine_done_fn on_done, void *arg)
 		struct stage *st = &e->stages[e->dag->order[i]];
 		if ((st->spec->n_needs == 0 || st->replay) && !terminal(st)) {
 			set_status(st, ST_RUNNING);
-			st->kind->start(st);
+			call_source(st, st->kind->start);
 		}
 	}
 	/* Stopped before it started: nothing ran, every stage is interrupted. */
@@ -1045,6 +1071,7 @@ void engine_destroy(struct engine *e)
 		if (st->kind)
 			st->kind->destroy(st);
 		sink_abandon(st);
+		source_abandon(st);
 		queue_clear(&st->in);
 		json_decref(st->replay);
 		free(st->down);

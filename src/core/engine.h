@@ -40,14 +40,20 @@ enum engine_event_type {
 	ENGINE_EV_STAGE_STARTED,       /* stage running (its first work) */
 	ENGINE_EV_STAGE_FINISHED,      /* stage terminal: status, error */
 	ENGINE_EV_BATCH_EMITTED,       /* stage sent records downstream */
-	ENGINE_EV_BATCH_LOADED,        /* a sink committed records */
+	ENGINE_EV_BATCH_LOADED,        /* a sink (a kind with write) committed a
+	                                  batch (answered SINK_OK): records */
 	ENGINE_EV_ATTEMPT,             /* a request attempt ended: attempt, http_status,
 	                                  reason (the error; NULL when it succeeded) */
 	ENGINE_EV_RETRY,               /* attempt is scheduled in delay seconds */
 	ENGINE_EV_BREAKER,             /* a host's breaker changed: reason
 	                                  ("circuit breaker for H: a -> b") */
 	ENGINE_EV_QUEUE_DEPTH,         /* stage's input queue changed: records, batches */
-	ENGINE_EV_WAIT,                /* stage waits: reason */
+	ENGINE_EV_WAIT,                /* stage waits: reason. A source pausing
+	                                  ("downstream queue full") is told when
+	                                  it starts (delay 0); a request's wait for
+	                                  its host pool when it ends: reason "POOL:
+	                                  rate|concurrency|breaker", delay the
+	                                  seconds waited, attempt the one admitted */
 	ENGINE_EV_STOPPING,            /* engine_stop was asked (abort: how) */
 };
 
@@ -61,9 +67,9 @@ struct engine_event {
 	size_t records;                /* BATCH_*: records; QUEUE_DEPTH: records queued */
 	size_t batches;                /* QUEUE_DEPTH: batches queued */
 	const char *reason;            /* WAIT, BREAKER, ATTEMPT: in words */
-	int attempt;                   /* ATTEMPT, RETRY: number (from 1) */
+	int attempt;                   /* ATTEMPT, RETRY, WAIT: number (from 1) */
 	long http_status;              /* ATTEMPT: 0 when no answer */
-	double delay;                  /* RETRY: seconds until it */
+	double delay;                  /* RETRY: seconds until it; WAIT: seconds waited */
 	bool abort;                    /* STOPPING: abort rather than graceful */
 };
 
@@ -222,6 +228,26 @@ void engine_sink_answer(struct stage *st, enum sink_result r, const char *reason
 void sink_write(struct stage *st, json_t *batch, struct flow_set *lin);
 bool sink_busy(const struct stage *st);
 void sink_abandon(struct stage *st);
+/* sink.c -> engine.c: st committed a batch of records records (tells the
+ * observers BATCH_LOADED). */
+void engine_batch_loaded(struct stage *st, size_t records);
+
+/*
+ * Sources: st could not make progress for a transient reason (a locked
+ * file; reason borrowed, e.g. "PATH: database is locked"). The engine calls
+ * st->kind->resume() again after the backoff of the stage's retry policy
+ * (engine_retry_policy, on an ev_timer: the loop never waits), logging
+ * "stage ID: REASON, retry N/M in D" as the sink path does; resume() is not
+ * called for anything else meanwhile. Once the policy's attempts are used
+ * up the stage fails with "REASON (after N attempts)". The count is of
+ * calls in a row: a start() or resume() call that returns without calling
+ * engine_source_retry() made progress and resets it. Call it at most once
+ * per start/resume call, from inside it or from a callback of the source.
+ */
+void engine_source_retry(struct stage *st, const char *reason);
+/* core/sink.c, for engine.c: stops st's source retry timer (stop, failure,
+ * end of run). */
+void source_abandon(struct stage *st);
 
 /* The retry policy of st's batches and requests: the stage's own retry:
  * when its kind has one, else defaults.retry, else retry_policy_default(). */

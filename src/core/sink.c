@@ -8,6 +8,10 @@
  * Invariant: st->sink_batch != NULL exactly while the stage holds a batch;
  * then either the sink owes an answer (sink_waiting) or the retry timer is
  * armed, never both.
+ *
+ * Sources take the same path for what keeps them from making progress
+ * (engine_source_retry): the same policy, backoff and log line, with
+ * resume() called again instead of write().
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -24,6 +28,18 @@ static bool terminal(const struct stage *st)
 }
 
 static void attempt(struct stage *st);
+
+/* Logs a retry of st as both paths do; returns the delay (seconds) before
+ * attempt next of policy p. */
+static double retry_log(const struct stage *st, const struct retry_policy *p, int next,
+                        const char *reason)
+{
+	double d = retry_delay(p, next, drand48());
+
+	log_warn("stage %s: %s, retry %d/%d in %.*f%s", st->spec->id, reason, next,
+	         p->attempts, d < 1 ? 0 : 1, d < 1 ? d * 1000 : d, d < 1 ? "ms" : "s");
+	return d;
+}
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -75,6 +91,9 @@ static void answer(struct stage *st, enum sink_result r, const char *reason)
 		return;
 	}
 	if (r == SINK_OK) {
+		/* Told before release(): observers hear of the load before the
+		 * source hears of its ack. */
+		engine_batch_loaded(st, json_array_size(st->sink_batch));
 		release(st);
 		engine_kick(st);
 		return;
@@ -86,10 +105,7 @@ static void answer(struct stage *st, enum sink_result r, const char *reason)
 	                                "error", reason, "at", now_wall()));
 	engine_retry_policy(st, &p);
 	if (r == SINK_RETRY && st->sink_attempt < p.attempts) {
-		double d = retry_delay(&p, st->sink_attempt + 1, drand48());
-		log_warn("stage %s: %s, retry %d/%d in %.*f%s", st->spec->id, reason,
-		         st->sink_attempt + 1, p.attempts, d < 1 ? 0 : 1,
-		         d < 1 ? d * 1000 : d, d < 1 ? "ms" : "s");
+		double d = retry_log(st, &p, st->sink_attempt + 1, reason);
 		ev_timer_set(&st->sink_retry, d, 0);
 		ev_timer_start(engine_loop(st->eng), &st->sink_retry);
 		return;
@@ -146,4 +162,51 @@ void engine_sink_answer(struct stage *st, enum sink_result r, const char *reason
 	if (!st->sink_batch || !st->sink_waiting || r == SINK_PENDING)
 		return;                /* stopped meanwhile, or no batch asked for */
 	answer(st, r, reason);
+}
+
+/* ------------------------------------------------------------ sources */
+
+static void source_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct stage *st = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (!terminal(st) && !engine_stopping(st->eng))
+		engine_want_run(st);
+}
+
+void engine_source_retry(struct stage *st, const char *reason)
+{
+	struct retry_policy p;
+	double d;
+
+	if (terminal(st) || engine_stopping(st->eng))
+		return;
+	assert(!ev_is_active(&st->src_retry));
+	if (!reason || !*reason)
+		reason = "temporary failure";
+	st->src_asked = true;
+	st->src_attempt++;
+	engine_retry_policy(st, &p);
+	if (st->src_attempt >= p.attempts) {
+		engine_stage_fail(st, "%s (after %d attempt%s)", reason, st->src_attempt,
+		                  st->src_attempt == 1 ? "" : "s");
+		return;
+	}
+	/* Nothing else wakes the source while it waits. */
+	st->want_run = false;
+	d = retry_log(st, &p, st->src_attempt + 1, reason);
+	if (!st->src_retry.cb) {
+		ev_timer_init(&st->src_retry, source_retry_cb, 0, 0);
+		st->src_retry.data = st;
+	}
+	ev_timer_set(&st->src_retry, d, 0);
+	ev_timer_start(engine_loop(st->eng), &st->src_retry);
+}
+
+void source_abandon(struct stage *st)
+{
+	if (st->src_retry.cb && ev_is_active(&st->src_retry))
+		ev_timer_stop(engine_loop(st->eng), &st->src_retry);
 }

@@ -82,7 +82,8 @@ struct stage_kind {
 
 	/* Optional: the stage's own `retry:` setting (NULL, or one whose set is
 	 * false: the engine uses defaults.retry, else the default policy). The
-	 * engine applies it to the batches a sink answers SINK_RETRY. */
+	 * engine applies it to the batches a sink answers SINK_RETRY and to a
+	 * source's engine_source_retry(). */
 	const struct retry_spec *(*retry)(const struct stage_spec *sp);
 
 	/* Optional: calls fn for every template and jq program the spec refers
@@ -110,7 +111,8 @@ struct stage_kind {
 
 	/* Sources: called by the engine when the stage asked to run again
 	 * (engine_may_emit() said no, or engine_want_run()) and downstream has
-	 * room. Produce a bounded amount of work, then ask again if needed. */
+	 * room, or after the backoff of engine_source_retry(). Produce a bounded
+	 * amount of work, then ask again if needed. */
 	void (*resume)(struct stage *st);
 
 	/* Stages with `needs`: one batch of input (a json array, borrowed).
@@ -194,6 +196,12 @@ struct stage {
 	bool sink_waiting;             /* write returned SINK_PENDING */
 	json_t *sink_history;
 	ev_timer sink_retry;
+	/* Sources (core/sink.c, engine_source_retry): the attempts that could
+	 * not make progress in a row (0: the last start/resume call did), and
+	 * the timer of the retry (resume() is not called while it is armed). */
+	int src_attempt;
+	bool src_asked;                /* the current start/resume call asked */
+	ev_timer src_retry;
 };
 
 /* The kind that implements spec (never NULL for a valid spec). */

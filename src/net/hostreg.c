@@ -331,6 +331,16 @@ static void pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	pool_pump(w->data);
 }
 
+const char *pool_block_name(enum pool_block b)
+{
+	switch (b) {
+	case POOL_BLOCK_CONCURRENCY: return "concurrency";
+	case POOL_BLOCK_BREAKER: return "breaker";
+	case POOL_BLOCK_RATE: return "rate";
+	default: return "none";
+	}
+}
+
 /* Seconds p has spent blocked for reason b up to now. */
 static double pool_blocked_total(const struct pool *p, enum pool_block b, double now)
 {
@@ -421,7 +431,7 @@ static void pool_arm(struct pool *p, ev_timer *w, double in)
 void pool_pump(struct pool *p)
 {
 	struct pool_waiter *w;
-	double now = hostreg_now(p->hr), in = 0;
+	double now = hostreg_now(p->hr), in = 0, share[POOL_BLOCK_N];
 	enum breaker_state before;
 	int b;
 
@@ -454,10 +464,14 @@ void pool_pump(struct pool *p)
 		p->q_head = w->next;
 		if (!p->q_head)
 			p->q_tail = NULL;
-		for (b = 0; b < POOL_BLOCK_N; b++)
-			w->blocked[b] += pool_blocked_total(p, (enum pool_block)b, now) -
-			                 w->queued_at[b];
+		for (b = 0; b < POOL_BLOCK_N; b++) {
+			share[b] = pool_blocked_total(p, (enum pool_block)b, now) - w->queued_at[b];
+			w->blocked[b] += share[b];
+		}
 		p->inflight++;
+		for (b = 0; b < POOL_BLOCK_N && w->ops->waited; b++)
+			if (share[b] > 0)
+				w->ops->waited(w->arg, p->name, (enum pool_block)b, share[b]);
 		w->ops->admit(w->arg);
 	}
 }

@@ -84,7 +84,14 @@ struct pool_waiter_ops {
 	 * waiter's admission or the end of its attempt. */
 	void (*breaker)(void *arg, const char *pool, enum breaker_state from,
 	                enum breaker_state to);
+	/* Optional: the waiter's wait ended, as pool admits it: it spent
+	 * seconds (> 0) queued while pool was blocked for reason. Called once
+	 * per reason it waited for, just before admit. */
+	void (*waited)(void *arg, const char *pool, enum pool_block reason, double seconds);
 };
+
+/* The reason in a word: "concurrency", "breaker" or "rate" (static). */
+const char *pool_block_name(enum pool_block b);
 
 /* Something waiting for admission to a pool. The user sets ops and arg and
  * reads blocked; the pool owns the rest while the waiter is queued. */

@@ -57,11 +57,14 @@ static void parse_async_cb(struct ev_loop *loop, ev_async *w, int revents);
 static void request_admit(void *arg);
 static void request_breaker(void *arg, const char *pool, enum breaker_state from,
                             enum breaker_state to);
+static void request_waited(void *arg, const char *pool, enum pool_block reason,
+                           double seconds);
 
 /* How a request's pool reaches it. */
 static const struct pool_waiter_ops request_waiter_ops = {
 	.admit = request_admit,
 	.breaker = request_breaker,
+	.waited = request_waited,
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -254,6 +257,19 @@ static void request_breaker(void *arg, const char *pool, enum breaker_state from
 
 	log_warn("%s", msg);
 	requester_event(r->rq, r->stage, "breaker", msg);
+	free(msg);
+}
+
+/* r's wait for its pool ended: told to the listener, per reason. */
+static void request_waited(void *arg, const char *pool, enum pool_block reason,
+                           double seconds)
+{
+	struct request *r = arg;
+	char *msg = xasprintf("%s: %s", pool, pool_block_name(reason));
+
+	tell(r->rq, &(struct request_fact){ .type = REQUEST_FACT_WAIT, .stage = r->stage,
+	                                    .attempt = r->attempt + 1, .delay = seconds,
+	                                    .message = msg });
 	free(msg);
 }
 

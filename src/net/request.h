@@ -106,6 +106,10 @@ enum request_fact_type {
 	REQUEST_FACT_ATTEMPT,          /* an attempt ended: attempt, http_status, error */
 	REQUEST_FACT_RETRY,            /* attempt is due in delay seconds */
 	REQUEST_FACT_BREAKER,          /* a host's breaker changed: message */
+	REQUEST_FACT_WAIT,             /* a wait for the request's host pool ended
+	                                  (it is admitted): message ("POOL: rate",
+	                                  "POOL: concurrency", "POOL: breaker"),
+	                                  delay (seconds waited); one per reason */
 };
 struct request_fact {
 	enum request_fact_type type;
@@ -113,8 +117,9 @@ struct request_fact {
 	int attempt;                   /* from 1 */
 	long http_status;              /* ATTEMPT: 0 without an answer */
 	const char *error;             /* ATTEMPT: NULL when it succeeded (redacted) */
-	double delay;                  /* RETRY: seconds */
-	const char *message;           /* BREAKER: "circuit breaker for H: a -> b" */
+	double delay;                  /* RETRY: seconds; WAIT: seconds waited */
+	const char *message;           /* BREAKER: "circuit breaker for H: a -> b";
+	                                  WAIT: "POOL: REASON" */
 };
 typedef void (*request_fact_fn)(void *arg, const struct request_fact *f);
 /* fn(arg, fact) is called, on the loop, for every fact from now on (one

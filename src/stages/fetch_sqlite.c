@@ -31,9 +31,11 @@
  * held whole.
  *
  * Locks: SQLite's busy timeout would block the loop, so none is set. A
- * SQLITE_BUSY answer (another connection holds a write lock) is retried on a
- * timer, 10 ms doubling up to 500 ms, until busy_timeout has passed; then the
- * stage fails with "database is locked".
+ * SQLITE_BUSY answer (another connection holds a write lock) goes to the
+ * engine (engine_source_retry), which calls resume() again after the backoff
+ * of the stage's retry policy (`retry:`, else defaults.retry) and fails the
+ * stage with "PATH: database is locked (after N attempts)" once the attempts
+ * are used up. A turn that ends without a lock resets the count.
  *
  * Resume: nothing of the query is journaled; a resumed run that needs the
  * stage runs the query again, and sinks absorb the repeats (upsert on key,
@@ -55,9 +57,6 @@
 #include "base/log.h"
 #include "base/util.h"
 
-#define BUSY_FIRST 0.01            /* seconds before the first retry after BUSY */
-#define BUSY_MAX 0.5               /* longest wait between retries */
-
 /* One bind: entry: the parameter's name (without :, @ or $) and its value. */
 struct fsq_bind {
 	char *name;
@@ -77,7 +76,7 @@ struct fetch_sqlite_opts {
 	struct sval query;
 	struct fsq_binds bind;
 	struct sval records;           /* jq per row; default: the row */
-	double busy_timeout;           /* seconds */
+	struct retry_spec retry;       /* !set: inherit defaults.retry */
 };
 
 struct fetch_sqlite {
@@ -90,8 +89,6 @@ struct fetch_sqlite {
 	int ncol;
 	const char **cols;             /* column names (owned by stmt) */
 	long long rows;
-	ev_timer busy;
-	double busy_waited, busy_delay;
 	bool stopped;
 };
 
@@ -340,11 +337,19 @@ static const struct opt fsq_options[] = {
 	{ .key = "records", .type = OPT_JQ, .def = ".",
 	  .offset = offsetof(struct fetch_sqlite_opts, records),
 	  .doc = "jq: row -> 0..n records (default: the row)" },
-	{ .key = "busy_timeout", .type = OPT_DURATION, .def = "10s",
-	  .offset = offsetof(struct fetch_sqlite_opts, busy_timeout),
-	  .doc = "how long to retry, without blocking, while another connection locks the file" },
+	{ .key = "retry", .type = OPT_CUSTOM, .read = opt_read_retry, .free = opt_free_retry,
+	  .shape = "retry", .offset = offsetof(struct fetch_sqlite_opts, retry),
+	  .doc = "retry policy while another connection locks the file (replaces "
+	         "defaults.retry)" },
 	{ .key = NULL },
 };
+
+static const struct retry_spec *fsq_retry(const struct stage_spec *sp)
+{
+	const struct fetch_sqlite_opts *o = sp->opts;
+
+	return &o->retry;
+}
 
 /* ------------------------------------------------------- running */
 
@@ -551,7 +556,6 @@ static int fsq_create(struct stage *st, char **err)
 
 	st->ctx = c;
 	c->o = o;
-	c->busy_delay = BUSY_FIRST;
 	if (emitter_init(&c->em, st, &o->records, err) != 0)
 		return -1;
 	c->path = engine_render_path(st->eng, o->path.s, err);
@@ -582,26 +586,15 @@ static int fsq_create(struct stage *st, char **err)
 	return rc < 0 ? -1 : 0;
 }
 
-static void fsq_busy_cb(struct ev_loop *loop, ev_timer *w, int revents);
-
-/* SQLITE_BUSY: try again later, or give up after busy_timeout. */
+/* SQLITE_BUSY: the engine calls resume() again after a backoff, or fails
+ * the stage once the attempts of its retry policy are used up. */
 static void fsq_busy(struct stage *st)
 {
 	struct fetch_sqlite *c = st->ctx;
+	char *why = xasprintf("%s: database is locked", c->path);
 
-	if (c->busy_waited >= c->o->busy_timeout) {
-		engine_stage_fail(st, "%s: database is locked (waited %.1f s, the stage's "
-		                  "busy_timeout)", c->path, c->busy_waited);
-		return;
-	}
-	if (c->busy_waited == 0)
-		log_warn("stage %s: %s is locked by another connection; retrying",
-		        st->spec->id, c->path);
-	ev_timer_init(&c->busy, fsq_busy_cb, c->busy_delay, 0);
-	c->busy.data = st;
-	ev_timer_start(engine_loop(st->eng), &c->busy);
-	c->busy_waited += c->busy_delay;
-	c->busy_delay = fmin(c->busy_delay * 2, BUSY_MAX);
+	engine_source_retry(st, why);
+	free(why);
 }
 
 /* One row as a record (new reference), or NULL with *err. */
@@ -657,7 +650,7 @@ static void fsq_step(struct stage *st)
 	char *err = NULL;
 	int n, max = engine_batch_size(st->eng), rc;
 
-	if (c->stopped || ev_is_active(&c->busy))
+	if (c->stopped)
 		return;
 	if (!c->stmt) {
 		rc = fsq_prepare(c, &err);
@@ -697,8 +690,6 @@ static void fsq_step(struct stage *st)
 		if (rc != 0)
 			goto fail;
 	}
-	c->busy_waited = 0;
-	c->busy_delay = BUSY_FIRST;
 	st->stats.records_in = c->rows;
 	engine_touch(st);
 	/* Go on when there is room; the engine calls resume() then. */
@@ -708,18 +699,6 @@ static void fsq_step(struct stage *st)
 fail:
 	engine_stage_fail(st, "%s", err);
 	free(err);
-}
-
-static void fsq_busy_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct stage *st = w->data;
-
-	(void)loop;
-	(void)revents;
-	ev_timer_stop(engine_loop(st->eng), w);
-	if (engine_stopping(st->eng))
-		return;
-	fsq_step(st);
 }
 
 /* One query: `requests` counts it once, `records_in` counts rows. */
@@ -738,8 +717,6 @@ static void fsq_stop(struct stage *st)
 	if (!c)
 		return;
 	c->stopped = true;
-	if (ev_is_active(&c->busy))
-		ev_timer_stop(engine_loop(st->eng), &c->busy);
 }
 
 static void fsq_destroy(struct stage *st)
@@ -750,8 +727,6 @@ static void fsq_destroy(struct stage *st)
 	if (!c)
 		return;
 	emitter_free(&c->em);
-	if (ev_is_active(&c->busy))
-		ev_timer_stop(engine_loop(st->eng), &c->busy);
 	sqlite3_finalize(c->stmt);
 	sqlite3_close(c->db);
 	for (i = 0; c->vals && i < c->o->bind.n; i++)
@@ -775,6 +750,7 @@ const struct stage_kind stage_fetch_sqlite = {
 	.opts_size = sizeof(struct fetch_sqlite_opts),
 	.check = fsq_check,
 	.refs = fsq_refs,
+	.retry = fsq_retry,
 	.create = fsq_create,
 	.start = fsq_start,
 	.resume = fsq_resume,

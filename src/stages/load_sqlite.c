@@ -49,6 +49,8 @@ struct sqlite_opts {
 	struct sval *columns;          /* columns the table has even before (or
 	                                  without) a record with them */
 	size_t n_columns;
+	struct retry_spec retry;       /* of batches that find the file locked;
+	                                  !set: inherit defaults.retry */
 };
 
 /* Key-less tables get this column: "<run id>:<content hash>:<occurrence>",
@@ -1106,8 +1108,19 @@ static const struct opt ls_options[] = {
 	  .words = on_conflicts, .doc = "a record whose key exists: replace, merge or ignore" },
 	{ .key = "columns", .type = OPT_STRING_LIST, .offset = LS(columns),
 	  .n_offset = LS(n_columns), .doc = "columns the table has even without records" },
+	{ .key = "retry", .type = OPT_CUSTOM, .offset = LS(retry), .read = opt_read_retry,
+	  .free = opt_free_retry, .shape = "retry",
+	  .doc = "retry policy of batches that find the database locked (replaces "
+	         "defaults.retry)" },
 	{ .key = NULL },
 };
+
+static const struct retry_spec *ls_retry(const struct stage_spec *sp)
+{
+	const struct sqlite_opts *l = sp->opts;
+
+	return &l->retry;
+}
 
 const struct stage_kind stage_load_sqlite = {
 	.role = "load",
@@ -1119,6 +1132,7 @@ const struct stage_kind stage_load_sqlite = {
 	.check = ls_check,
 	.refs = ls_refs,
 	.describe = ls_describe,
+	.retry = ls_retry,
 	.name = "load.sqlite",
 	.description = "insert or upsert records into a SQLite table",
 	.create = ls_create,

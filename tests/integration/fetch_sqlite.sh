@@ -4,7 +4,8 @@
 # -p reach the query, errors come at validate time (file:line:col) where the
 # file shows them and when the run starts otherwise, the file is never
 # written, 100,000 rows stream in the memory of 1,000, a locked file is
-# waited for without blocking (and given up after busy_timeout), and a run
+# retried by the engine without blocking (and given up after the attempts of
+# the stage's retry:), and a run
 # killed with SIGKILL resumes by running the query again, its HTTP sink
 # delivering each record once.
 . "$TOP_SRCDIR/tests/lib.sh"
@@ -344,24 +345,29 @@ PY
 	T_PIDS="$T_PIDS $LOCK_PID"
 	wait_until test -s locked || { echo "Bail out! the lock was not taken"; exit 1; }
 }
-sed 's/^        path: users.db$/&\n        busy_timeout: 300ms/' users.yaml >busy.yaml
-sed -i 's/^pipeline: users/pipeline: busy/' busy.yaml
+# The stage's retry: (not defaults.retry, which would allow many attempts).
+sed 's/^        path: users.db$/&\n        retry: { attempts: 3, initial: 10ms, jitter: none }/' users.yaml >busy.yaml
+sed -i 's/^pipeline: users/pipeline: busy\ndefaults: { retry: { attempts: 100 } }/' busy.yaml
 lock users.db
 run_pl busy.yaml
-is "$RC" 1 "a file locked for longer than busy_timeout: exit 1"
-grep -q 'users.db: database is locked (waited' "$ERR"
-ok $? "saying the database is locked"
+is "$RC" 1 "a file locked for longer than the stage's retry attempts: exit 1"
+grep -q 'stage users: .*users.db: database is locked, retry 2/3 in 10ms' "$ERR"
+ok $? "each retry is logged as the engine logs retries"
+grep -q 'stage users failed: .*users.db: database is locked (after 3 attempts)' "$ERR"
+ok $? "the stage fails saying the database is locked, after the policy's attempts"
 touch release
 wait "$LOCK_PID"
 
-sed 's/^        path: users.db$/&\n        busy_timeout: 120s/' users.yaml >wait.yaml
+# Enough attempts that the lock is released long before they are used up
+# (exponential from 100ms, at most 2s between: minutes).
+sed 's/^        path: users.db$/&\n        retry: { attempts: 100, initial: 100ms, max: 2s }/' users.yaml >wait.yaml
 sed -i 's/^pipeline: users/pipeline: wait/' wait.yaml
 rm -f users.jsonl
 lock users.db
 "$PIPECTL" run wait.yaml >/dev/null 2>wait.err &
 RUN_PID=$!
-wait_until grep -q 'users.db is locked by another connection; retrying' wait.err
-ok $? "a locked file: the stage says it waits"
+wait_until grep -q 'users.db: database is locked, retry 2/100 in' wait.err
+ok $? "a locked file: the stage says it retries"
 touch release
 wait "$LOCK_PID"
 wait "$RUN_PID"

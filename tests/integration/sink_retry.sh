@@ -3,8 +3,9 @@
 # after a backoff, on a timer: the loop goes on (another branch fetches from
 # the mock API meanwhile), and once the lock is released every record is
 # loaded exactly once. When the attempts are used up, on_error decides
-# (fail / skip / dlq). No sleeps: the test waits for pipectl's log line
-# saying it retries, and for the mock's gate.
+# (fail / skip / dlq); the stage's own retry: replaces defaults.retry. No
+# sleeps: the test waits for pipectl's log line saying it retries, and for
+# the mock's gate.
 . "$TOP_SRCDIR/tests/lib.sh"
 cd "$T_TMP" || exit 1
 start_mockapi
@@ -157,5 +158,36 @@ is "$(stq "SELECT count(*), count(DISTINCT json_extract(payload, '$.id')) FROM d
 	"1200|1200" "on_error dlq: every record dead-lettered once"
 is "$(stq "SELECT DISTINCT json_array_length(attempts) || ' ' || (error LIKE '%database is locked (after 3 attempts)') FROM dlq")" \
 	"3 1" "on_error dlq: with the error and the three attempts made"
+
+# ------------------------------------------------------------ the stage's own retry:
+# It replaces defaults.retry: 2 attempts, not the defaults' 100.
+case_dir stage_retry
+cp "$T_TMP/data.jsonl" .
+hold_lock out.db
+cat >p.yaml <<YAML
+pipeline: stage_retry
+defaults:
+  retry: {attempts: 100, backoff: constant, initial: 10ms, jitter: none}
+stages:
+  src:
+    fetch: {file: data.jsonl, format: jsonl}
+  db:
+    needs: [src]
+    on_error: fail
+    load:
+      sqlite:
+        path: out.db
+        table: items
+        retry: {attempts: 2, backoff: constant, initial: 10ms, jitter: none}
+YAML
+run_pl p.yaml
+release_lock
+is "$RC" 1 "load.sqlite retry: the stage's attempts, not the defaults', fail the run"
+grep -q 'stage db failed: .*out.db: database is locked (after 2 attempts)' "$ERR"
+ok $? "load.sqlite retry: after the stage's 2 attempts"
+is "$(grep -c 'database is locked, retry' "$ERR")" 1 \
+	"load.sqlite retry: one retry was logged (retry 2/2)"
+grep -q 'database is locked, retry 2/2 in 10ms' "$ERR"
+ok $? "load.sqlite retry: counted against the stage's policy"
 
 done_testing

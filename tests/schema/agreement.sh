@@ -64,19 +64,19 @@ fails "an option only in a table (fetch.sqlite limit) fails the check" added.jso
 mutate load.http 'k["options"].append({"key": "gzip", "type": "boolean", "required": False, "inherit": False, "doc": "x"})' added2.json
 fails "so does one of another nested kind (load.http gzip)" added2.json "$SCHEMA" "$MAN" \
 	"load.http: option 'gzip' is not in the schema" "load.http: option 'gzip' is not documented"
-mutate fetch.sqlite 'k["options"] = [o for o in k["options"] if o["key"] != "busy_timeout"]' removed.json
+mutate fetch.sqlite 'k["options"] = [o for o in k["options"] if o["key"] != "records"]' removed.json
 fails "an option only in the docs fails the check" removed.json "$SCHEMA" "$MAN" \
-	"fetch.sqlite: the schema has 'busy_timeout', no table has" \
-	"fetch.sqlite: the man page has 'busy_timeout', no table has"
+	"fetch.sqlite: the schema has 'records', no table has" \
+	"fetch.sqlite: the man page has 'records', no table has"
 mutate fetch.http 'k["options"] = [o for o in k["options"] if o["key"] != "pool"]' removed2.json
 fails "so does one of a flat kind (fetch.http pool)" removed2.json "$SCHEMA" "$MAN" \
 	"fetch: the schema has 'pool', no table has" "fetch: the man page has 'pool', no table has"
-sed 's/^\\fBbusy_timeout\\fR: \\fIduration\\fR (default \\fB10s\\fR)$/\\fBbusy_timeout\\fR: \\fIduration\\fR (default \\fB5s\\fR)/' "$MAN" >man5
-sed 's/"default": "10s"/"default": "5s"/' "$SCHEMA" >schema5
+sed 's/^\(\\fBon_conflict\\fR: .*(default \\fB\)replace\\fR;/\1merge\\fR;/' "$MAN" >man5
+sed 's/"default": "replace"/"default": "merge"/' "$SCHEMA" >schema5
 is "$(cmp -s "$MAN" man5; echo $?):$(cmp -s "$SCHEMA" schema5; echo $?)" "1:1" "(the copies with another default differ)"
 fails "another default in the man page or the schema fails the check" kinds.json schema5 man5 \
-	"fetch.sqlite.busy_timeout: schema default '5s', table default '10s'" \
-	"fetch.sqlite.busy_timeout: the man page's entry does not say (default 10s)"
+	"load.sqlite.on_conflict: schema default 'merge', table default 'replace'" \
+	"load.sqlite.on_conflict: the man page's entry does not say (default replace)"
 mutate load.sqlite 'next(o for o in k["options"] if o["key"] == "table")["type"] = "integer"' typed.json
 fails "another type fails the check" typed.json "$SCHEMA" "$MAN" \
 	"load.sqlite.table: table type integer wants JSON ['integer']"

@@ -45,6 +45,11 @@ struct fake {
 	int emitted;                   /* batches */
 	int resumes;
 	bool resumed_above_low;        /* resumed while a queue it feeds was above low */
+	const char *script;            /* busy source: per start/resume call, B asks
+	                                  for a retry, x emits a batch; then as src.
+	                                  write sink: per write, R answers RETRY,
+	                                  anything else OK; then OK */
+	size_t pos;
 	/* transform and sink */
 	bool fail_on_push;
 	bool hold;                     /* sink: not ready, batches wait in its queue */
@@ -145,6 +150,29 @@ static void src_resume(struct stage *st)
 	src_produce(st);
 }
 
+/* A source that cannot make progress now and then (a locked file). */
+static void busy_step(struct stage *st)
+{
+	struct fake *f = st->ctx;
+	char ch = f->script[f->pos];
+	json_t *b;
+
+	f->resumes++;
+	if (!ch) {
+		src_produce(st);
+		return;
+	}
+	f->pos++;
+	if (ch == 'B') {
+		engine_source_retry(st, "fake busy");
+		return;
+	}
+	b = json_array();
+	json_array_append_new(b, json_integer(f->emitted++));
+	engine_emit(st, b);
+	engine_want_run(st);
+}
+
 static void xf_push(struct stage *st, json_t *batch)
 {
 	struct fake *f = st->ctx;
@@ -176,6 +204,19 @@ static void sink_push(struct stage *st, json_t *batch)
 	}
 }
 
+/* A sink with write: answers by its script, then commits. */
+static enum sink_result sink_write_fake(struct stage *st, json_t *batch, char **reason)
+{
+	struct fake *f = st->ctx;
+
+	if (f->script && f->script[f->pos] && f->script[f->pos++] == 'R') {
+		*reason = xstrdup("fake lock");
+		return SINK_RETRY;
+	}
+	sink_push(st, batch);
+	return SINK_OK;
+}
+
 static bool sink_ready(struct stage *st)
 {
 	return !((struct fake *)st->ctx)->hold;
@@ -184,6 +225,14 @@ static bool sink_ready(struct stage *st)
 static const struct stage_kind fake_source = {
 	.name = "fake.source", .create = fake_create, .start = src_start,
 	.resume = src_resume, .stop = fake_stop, .destroy = fake_destroy,
+};
+static const struct stage_kind fake_busy_source = {
+	.name = "fake.busy", .create = fake_create, .start = busy_step,
+	.resume = busy_step, .stop = fake_stop, .destroy = fake_destroy,
+};
+static const struct stage_kind fake_write_sink = {
+	.name = "fake.write", .create = fake_create, .write = sink_write_fake,
+	.finish = fake_finish, .stop = fake_stop, .destroy = fake_destroy,
 };
 static const struct stage_kind fake_transform = {
 	.name = "fake.transform", .create = fake_create, .push = xf_push,
@@ -209,12 +258,19 @@ struct run {
 	/* what the test observer heard */
 	int ev_run_started, ev_run_finished, ev_stage_started, ev_stage_finished;
 	int ev_batches, ev_waits, ev_stopping;
+	int ev_loaded;                 /* BATCH_LOADED events */
+	size_t loaded_records;         /* their records */
+	struct buf loaded;             /* "out:2 ..." stage and records, per event */
+	struct buf pool_waits;         /* "stage[reason]" of WAIT events with a delay */
+	bool wait_without_delay;       /* a pool wait told with no duration */
 	size_t max_depth;
 	bool finished_before_done;
 	struct buf facts;              /* "A1:503 R2 B:... A2:200" */
 };
 
 static int n_running;            /* runs started and not done */
+static const struct stage_kind *source_kind = &fake_source;   /* of runs made */
+static const struct stage_kind *sink_kind = &fake_sink;
 static struct hostreg *shared_hosts;   /* given to the runs made meanwhile */
 
 static void observe(void *arg, const struct engine_event *ev)
@@ -230,7 +286,21 @@ static void observe(void *arg, const struct engine_event *ev)
 	case ENGINE_EV_STAGE_STARTED: r->ev_stage_started++; break;
 	case ENGINE_EV_STAGE_FINISHED: r->ev_stage_finished++; break;
 	case ENGINE_EV_BATCH_EMITTED: r->ev_batches++; break;
-	case ENGINE_EV_WAIT: r->ev_waits++; break;
+	case ENGINE_EV_WAIT:
+		r->ev_waits++;
+		if (strcmp(ev->reason, "downstream queue full") == 0)
+			break;
+		if (!(ev->delay > 0))
+			r->wait_without_delay = true;
+		buf_printf(&r->pool_waits, "%s%s[%s]", r->pool_waits.len ? " " : "",
+		           ev->stage ? ev->stage->spec->id : "?", ev->reason);
+		break;
+	case ENGINE_EV_BATCH_LOADED:
+		r->ev_loaded++;
+		r->loaded_records += ev->records;
+		buf_printf(&r->loaded, "%s%s:%zu", r->loaded.len ? " " : "",
+		           ev->stage ? ev->stage->spec->id : "?", ev->records);
+		break;
 	case ENGINE_EV_STOPPING: r->ev_stopping++; break;
 	case ENGINE_EV_QUEUE_DEPTH:
 		if (ev->records > r->max_depth)
@@ -288,8 +358,8 @@ static struct run *run_new(const char *name, const char *yaml, bool real_fetch)
 	r->kinds = xcalloc(r->s->n_stages, sizeof(*r->kinds));
 	/* Sources are the stages that need none, sinks those nothing needs. */
 	for (i = 0; i < r->s->n_stages; i++)
-		r->kinds[i] = r->s->stages[i].n_needs == 0 ? (real_fetch ? NULL : &fake_source) :
-		              r->g->n_down[i] > 0 ? &fake_transform : &fake_sink;
+		r->kinds[i] = r->s->stages[i].n_needs == 0 ? (real_fetch ? NULL : source_kind) :
+		              r->g->n_down[i] > 0 ? &fake_transform : sink_kind;
 	if (state_run_create(db, r->s->name, r->s->path, r->s->hash, "{}", now_wall(),
 	                     &r->run_id) != 0) {
 		printf("Bail out! state_run_create: %s\n", state_errmsg(db));
@@ -328,6 +398,8 @@ static void run_free(struct run *r)
 	json_decref(r->params);
 	free(r->kinds);
 	buf_free(&r->facts);
+	buf_free(&r->loaded);
+	buf_free(&r->pool_waits);
 	free(r);
 }
 
@@ -406,6 +478,98 @@ static void test_firing_rule(void)
 	is_int(row_records_out(r, "b"), 3, "firing: the state writer recorded b's counter");
 	spin(5);
 	is_int(r->done_calls, 1, "firing: on_done not called again");
+	run_free(r);
+	fakes_free();
+}
+
+/* engine_source_retry: resume() again after the policy's backoff; the
+ * attempts are counted in a row (a call that made progress resets them),
+ * and the stage fails once they are used up. */
+static void test_source_retry(void)
+{
+	static const char *yaml =
+		"pipeline: busy\n"
+		"defaults: { retry: { attempts: 3, initial: 1ms, jitter: none } }\n"
+		"stages:\n"
+		"  src: { fetch: { file: none.jsonl } }\n"
+		"  out: { needs: [src], load: { stdout: { format: jsonl } } }\n";
+	struct fake *src, *out;
+	struct run *r;
+	const char *msg, *id = NULL;
+
+	/* Two busy calls, progress, two more: never three in a row. */
+	src = fake_new("src");
+	out = fake_new("out");
+	src->script = "BBxBB";
+	source_kind = &fake_busy_source;
+	r = run_new("busy_ok", yaml, false);
+	run_start(r);
+	is_int(src->resumes, 1, "source retry: start asked for a retry; no resume yet");
+	ev_run(loop, 0);
+	is_int(r->status, ST_SUCCEEDED, "source retry: progress resets the count, the run succeeds");
+	is_int(src->resumes, 6, "source retry: start, four retries, one more turn");
+	is_int((int)out->got_records, 3, "source retry: every record arrived");
+	ok(!out->out_of_order, "source retry: in order");
+	run_free(r);
+	fakes_free();
+
+	/* Three busy calls in a row: the attempts are used up. */
+	src = fake_new("src");
+	fake_new("out");
+	src->script = "xBBB";
+	r = run_new("busy_fail", yaml, false);
+	source_kind = &fake_source;
+	run_start(r);
+	ev_run(loop, 0);
+	is_int(r->status, ST_FAILED, "source retry: three busy calls in a row fail the run");
+	msg = engine_first_error(r->e, &id);
+	is_str(msg ? msg : "(none)", "fake busy (after 3 attempts)",
+	       "source retry: with the reason and the attempts");
+	is_str(id ? id : "(none)", "src", "source retry: the source failed");
+	is_int(src->resumes, 4, "source retry: no resume after the last attempt");
+	run_free(r);
+	fakes_free();
+}
+
+/* BATCH_LOADED: once per batch a sink with write committed (not per
+ * attempt), with its records; a sink with push tells none. */
+static void test_batch_loaded(void)
+{
+	static const char *yaml =
+		"pipeline: loaded\n"
+		"defaults: { retry: { attempts: 3, initial: 1ms, jitter: none } }\n"
+		"stages:\n"
+		"  src: { fetch: { file: none.jsonl } }\n"
+		"  out: { needs: [src], load: { stdout: { format: jsonl } } }\n";
+	struct fake *src, *out;
+	struct run *r;
+	char *t;
+
+	src = fake_new("src");
+	out = fake_new("out");
+	src->batch_records = 2;
+	out->script = "xR";            /* the second batch is retried once */
+	sink_kind = &fake_write_sink;
+	r = run_new("loaded", yaml, false);
+	sink_kind = &fake_sink;
+	run_start(r);
+	ev_run(loop, 0);
+	is_int(r->status, ST_SUCCEEDED, "batch loaded: the run succeeded");
+	is_int((int)out->got_records, 6, "batch loaded: the sink committed six records");
+	t = buf_steal(&r->loaded);
+	is_str(t, "out:2 out:2 out:2", "batch loaded: one event per batch committed, with "
+	       "stage and records (none for the retried attempt)");
+	free(t);
+	run_free(r);
+	fakes_free();
+
+	/* The push sinks of the other tests commit nothing the engine sees. */
+	fake_new("src");
+	fake_new("out");
+	r = run_new("loaded_push", yaml, false);
+	run_start(r);
+	ev_run(loop, 0);
+	is_int(r->ev_loaded, 0, "batch loaded: not told for a sink without write");
 	run_free(r);
 	fakes_free();
 }
@@ -815,6 +979,17 @@ static void test_shared_host(void)
 	free(s);
 	if (n_running > 0)
 		ev_run(loop, 0);
+	{
+		struct run *rf = first[1] == 'a' ? ra : rb, *rs = first[1] == 'a' ? rb : ra;
+		char *want = xasprintf("web_%c[127.0.0.1:%d: concurrency]", second[1], mock_port);
+		is_str(rf->pool_waits.len ? rf->pool_waits.data : "",
+		       "", "shared host: the request admitted at once told no wait");
+		is_str(rs->pool_waits.len ? rs->pool_waits.data : "", want,
+		       "shared host: the other's wait for the pool reached its observers, "
+		       "with the reason");
+		ok(!rs->wait_without_delay, "shared host: and how long it waited");
+		free(want);
+	}
 	is_int(ra->status, ST_SUCCEEDED, "shared host: the first run succeeded");
 	is_int(rb->status, ST_SUCCEEDED, "shared host: the second run succeeded");
 	is_int(oa->got_records + ob->got_records, 2, "shared host: both answers loaded");
@@ -906,6 +1081,8 @@ int main(void)
 
 	test_firing_rule();
 	test_backpressure();
+	test_source_retry();
+	test_batch_loaded();
 	test_cancellation();
 	test_two_runs();
 	test_stop_before_start();

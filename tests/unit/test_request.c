@@ -801,6 +801,7 @@ struct probe {
 	int id;
 	int *order, *n_order;          /* admissions, in order (shared) */
 	char breaker[128];             /* the last change reported to this one */
+	char waited[128];              /* "pool:reason=seconds ..." as told */
 };
 
 static void probe_admit(void *arg)
@@ -819,7 +820,16 @@ static void probe_breaker(void *arg, const char *pool, enum breaker_state from,
 	         breaker_state_name(from), breaker_state_name(to));
 }
 
-static const struct pool_waiter_ops probe_ops = { probe_admit, probe_breaker };
+static void probe_waited(void *arg, const char *pool, enum pool_block reason, double seconds)
+{
+	struct probe *pr = arg;
+	size_t n = strlen(pr->waited);
+
+	snprintf(pr->waited + n, sizeof(pr->waited) - n, "%s%s:%s=%g", n ? " " : "", pool,
+	         pool_block_name(reason), seconds);
+}
+
+static const struct pool_waiter_ops probe_ops = { probe_admit, probe_breaker, probe_waited };
 
 static void test_pool_waiters(void)
 {
@@ -874,9 +884,37 @@ static void test_pool_waiters(void)
 	   "waiters: the last one waited 3 s for concurrency, 10 s for the breaker (%g, %g)",
 	   pr[2].w.blocked[POOL_BLOCK_CONCURRENCY], pr[2].w.blocked[POOL_BLOCK_BREAKER]);
 	ok(pr[2].breaker[0] == '\0', "waiters: a waiter no change concerned is told nothing");
+	is_str(pr[0].waited, "", "waiters: one admitted at once is told of no wait");
+	is_str(pr[1].waited, "w.test:concurrency=2 w.test:breaker=10",
+	       "waiters: the end of a wait is told per reason, with its seconds");
+	is_str(pr[2].waited, "w.test:concurrency=3 w.test:breaker=10",
+	       "waiters: so is the last one's");
 	pool_attempt_done(p, &pr[2].w, false, false);
 	hostreg_leave(u);
 	is_int(hostreg_pools(hr), 0, "waiters: the user gone, the idle closed pool is freed");
+
+	/* A rate of 1/s with a burst of 1: the second waits a second for it. */
+	lim = limits("R.test", 0, 1, 1, 0, 0, 0);
+	u = hostreg_join(hr, &lim, 1);
+	p = hostreg_pool_for(u, NULL, "http://r.test/x");
+	memset(pr, 0, sizeof(pr));
+	n_order = 0;
+	for (i = 0; i < 2; i++) {
+		pr[i].w.ops = &probe_ops;
+		pr[i].w.arg = &pr[i];
+		pr[i].id = i;
+		pr[i].order = order;
+		pr[i].n_order = &n_order;
+		pool_enqueue(p, &pr[i].w);
+	}
+	ok(n_order == 1, "waiters: rate 1/s, burst 1: one admitted at once");
+	fake_time += 1;
+	pool_pump(p);
+	ok(n_order == 2, "waiters: the second a second later");
+	is_str(pr[1].waited, "r.test:rate=1", "waiters: told it waited 1 s for the rate");
+	pool_attempt_done(p, &pr[0].w, false, false);
+	pool_attempt_done(p, &pr[1].w, false, false);
+	hostreg_leave(u);
 	hostreg_destroy(hr);
 	ev_loop_destroy(loop);
 	fake_time = t0 + 100;
