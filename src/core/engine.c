@@ -172,6 +172,14 @@ void engine_batch_loaded(struct stage *st, size_t records)
 	notify(st->eng, &ev);
 }
 
+void engine_retry_scheduled(struct stage *st, int attempt, double delay, const char *reason)
+{
+	struct engine_event ev = { .type = ENGINE_EV_RETRY, .stage = st, .status = st->status,
+	                           .attempt = attempt, .delay = delay, .reason = reason };
+
+	notify(st->eng, &ev);
+}
+
 /* st sent n records to every live stage downstream. */
 static void notify_emitted(struct stage *st, size_t n)
 {

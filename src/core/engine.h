@@ -231,6 +231,9 @@ void sink_abandon(struct stage *st);
 /* sink.c -> engine.c: st committed a batch of records records (tells the
  * observers BATCH_LOADED). */
 void engine_batch_loaded(struct stage *st, size_t records);
+/* For the sink and source retry paths (core/sink.c): observers hear that
+ * attempt (from 1) of st comes in delay seconds, and why. */
+void engine_retry_scheduled(struct stage *st, int attempt, double delay, const char *reason);
 
 /*
  * Sources: st could not make progress for a transient reason (a locked

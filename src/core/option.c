@@ -330,16 +330,15 @@ const struct ynode *opt_get_str_list(struct opt_ctx *c, const struct ynode *m,
 void opt_read_str_list(struct opt_ctx *c, const struct ynode *node, const char *name,
                        struct sval **v, size_t *n)
 {
-	size_t i, cap = 0;
+	size_t i, cap = *n;            /* what *v holds is kept: values are appended */
 
 	if (node->kind == YN_BAD)
 		return;
 	if (node->kind == YN_SCALAR && !ynode_is_null(node)) {
 		struct sval sv = { NULL, { NULL, 0, 0 } };
 		if (opt_read_str(c, node, name, &sv)) {
-			*v = xcalloc(1, sizeof(**v));
-			(*v)[0] = sv;
-			*n = 1;
+			xgrow(v, &cap, *n + 1, sizeof(**v));
+			(*v)[(*n)++] = sv;
 		}
 		return;
 	}

@@ -29,13 +29,14 @@ static bool terminal(const struct stage *st)
 
 static void attempt(struct stage *st);
 
-/* Logs a retry of st as both paths do; returns the delay (seconds) before
- * attempt next of policy p. */
-static double retry_log(const struct stage *st, const struct retry_policy *p, int next,
+/* Logs a retry of st as both paths do and tells the observers; returns the
+ * delay (seconds) before attempt next of policy p. */
+static double retry_log(struct stage *st, const struct retry_policy *p, int next,
                         const char *reason)
 {
 	double d = retry_delay(p, next, drand48());
 
+	engine_retry_scheduled(st, next, d, reason);
 	log_warn("stage %s: %s, retry %d/%d in %.*f%s", st->spec->id, reason, next,
 	         p->attempts, d < 1 ? 0 : 1, d < 1 ? d * 1000 : d, d < 1 ? "ms" : "s");
 	return d;

@@ -4,6 +4,7 @@
  * `stop` expression), and the counter of a dead-lettered page on dlq
  * replay. A URL the server supplied must keep to the job's origin.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,10 +26,13 @@ void paginate_replay_counter(const struct paginate_spec *pg, const char *url,
 		if (strncmp(q, pg->param.s, n) == 0 && q[n] == '=') {
 			char *e;
 			long long v = strtoll(q + n + 1, &e, 10);
+			long long d;
 			if (e != q + n + 1) {
 				*counter = v;
-				if (pg->step != 0 && (v - pg->start) / pg->step >= 0)
-					*page = (int)((v - pg->start) / pg->step);
+				/* The URL is stored data: no value of it may overflow. */
+				if (pg->step != 0 && !__builtin_sub_overflow(v, pg->start, &d) &&
+				    !(d == LLONG_MIN && pg->step == -1) && d / pg->step >= 0)
+					*page = d / pg->step > INT_MAX ? INT_MAX : (int)(d / pg->step);
 			}
 			return;
 		}
@@ -107,7 +111,11 @@ static char *next_page_url(const struct pager *p, const struct page_at *at,
 			return NULL;
 		}
 		json_decref(v);
-		*at->counter += pg->step;
+		if (__builtin_add_overflow(*at->counter, pg->step, at->counter)) {
+			*err = xasprintf("%s: paginate \"%s\" would go past %lld", at->url,
+			                 pg->param.s, pg->step > 0 ? LLONG_MAX : LLONG_MIN);
+			return NULL;
+		}
 		snprintf(num, sizeof(num), "%lld", *at->counter);
 		return http_url_set_param(at->url, pg->param.s, num);
 	}

@@ -293,4 +293,20 @@ is "$RC:$(logcount 'c=d4i')" "1:2" "big invalid body: retried once, then the sta
 grep -q "stage s failed: GET $MOCK_URL/big?kb=600&truncate=1&c=d4i: invalid JSON at line 1.* (after 2 attempts)" "$ERR"
 ok $? "big invalid body: the error says it is not JSON"
 
+# =====================================================================
+# A counter that would run past the largest integer ends the pagination
+# with an error instead of wrapping round to negative pages.
+case_dir counter_overflow
+out_pl p.yaml hostile <<YAML
+  s:
+    fetch:
+      url: "$MOCK_URL/json/1?c=ovf"
+      paginate: {param: page, start: 9223372036854775806, step: 1, stop: 'false', max_pages: 5}
+YAML
+run_pl p.yaml
+is "$RC" 1 "counter past the largest integer: exit 1"
+grep -q 'stage s failed: .*c=ovf&page=9223372036854775807: paginate "page" would go past 9223372036854775807' "$ERR"
+ok $? "counter past the largest integer: the error names the page and the limit"
+is "$(logcount 'c=ovf&page=-')" 0 "counter past the largest integer: no negative page is asked for"
+
 done_testing

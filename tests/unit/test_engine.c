@@ -560,6 +560,9 @@ static void test_batch_loaded(void)
 	is_str(t, "out:2 out:2 out:2", "batch loaded: one event per batch committed, with "
 	       "stage and records (none for the retried attempt)");
 	free(t);
+	t = buf_steal(&r->facts);
+	is_str(t, "R2", "batch loaded: the sink's retry reached the observers as attempt 2");
+	free(t);
 	run_free(r);
 	fakes_free();
 
