@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "base/units.h"
-#include "core/config.h"
+#include "core/config_load.h"
 
 /* The exit codes (EXIT_OK...) are those of the run lifecycle. */
 #include "core/run.h"

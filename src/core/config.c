@@ -6,7 +6,7 @@
  * diagnostic and reading carries on, so one run shows them all. The graph
  * checks (names, cycles) are dag.c's, run by config_load on the stages read.
  */
-#include "core/config.h"
+#include "core/config_load.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * spec: a pipeline as read from its file (core/config.h reads it), every
+ * spec: a pipeline as read from its file (core/config_load.h reads it), every
  * value with its source position. The common stage fields are here; what a
  * stage of a given kind reads is the kind's own options struct (opts),
  * described by its option table (core/option.h, stages/).

@@ -20,7 +20,7 @@
 
 #include "core/dag.h"
 #include "base/diag.h"
-#include "core/config.h"
+#include "core/config_load.h"
 #include "base/units.h"
 #include "base/util.h"
 

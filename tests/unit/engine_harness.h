@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "core/config_load.h"
 #include "core/dag.h"
 #include "core/engine.h"
 #include "core/state_writer.h"

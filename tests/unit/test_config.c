@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/config.h"
+#include "core/config_load.h"
 #include "core/option.h"
 #include "core/stage.h"
 #include "base/units.h"

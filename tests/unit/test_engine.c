@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "core/config.h"
+#include "core/config_load.h"
 #include "core/dag.h"
 #include "core/engine.h"
 #include "core/spec.h"

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/config.h"
+#include "core/config_load.h"
 #include "core/option.h"
 #include "core/option_ctx.h"
 #include "core/stage.h"

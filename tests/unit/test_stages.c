@@ -30,7 +30,7 @@
 #include "base/util.h"
 #include "core/dag.h"
 #include "core/engine.h"
-#include "core/config.h"
+#include "core/config_load.h"
 #include "core/spec.h"
 #include "store/state.h"
 #include "tap.h"
