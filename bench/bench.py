@@ -10,7 +10,8 @@
 # a run that fails or loads the wrong data is FAILED, never left out.
 #
 # Environment (run.sh passes it on):
-#   PIPECTL, MOCKAPI       the binaries (required)
+#   PIPECTL, MOCKAPI,
+#   RUNSTAT                the binaries (required; RUNSTAT is bench/runstat)
 #   BENCH_OUT              work directory (default bench/out)
 #   BENCH_ROUNDS           rounds (default 3)
 #   BENCH_SCALE            multiplies the default sizes (default 1)
@@ -58,6 +59,7 @@ def env_num(name, default, kind=int):
 
 PIPECTL = os.environ.get("PIPECTL") or sys.exit("bench: PIPECTL is not set")
 MOCKAPI = os.environ.get("MOCKAPI") or sys.exit("bench: MOCKAPI is not set")
+RUNSTAT = os.environ.get("RUNSTAT") or sys.exit("bench: RUNSTAT (bench/runstat) is not set")
 OUT = os.path.abspath(os.environ.get("BENCH_OUT") or os.path.join(HERE, "out"))
 SCALE = env_num("BENCH_SCALE", 1.0, float)
 ROUNDS = env_num("BENCH_ROUNDS", 3)
@@ -100,14 +102,17 @@ class Run:
 
 def run(cmd, log, stdin=None, cwd=None, shell=False):
     """Run CMD (argv, or a sh -c string when SHELL) with stdout and stderr
-    to LOG; time it and take ITS peak RSS from wait4 (for a shell string
-    that is the shell's, so only argv runs report a meaningful RSS)."""
+    to LOG, under RUNSTAT, which times it and takes its peak RSS (for a
+    shell string that is the shell's, so only argv runs report an RSS)."""
     logpath = os.path.join(OUT, "logs", log)
+    statpath = logpath + ".stat"
+    rm(statpath)
+    argv = [RUNSTAT, statpath] + (["/bin/sh", "-c", cmd] if shell else cmd)
     with open(logpath, "wb") as lf:
         fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
         t0 = time.monotonic()
-        p = subprocess.Popen(cmd if not shell else ["/bin/sh", "-c", cmd], stdin=fin,
-                             stdout=lf, stderr=lf, cwd=cwd or OUT, start_new_session=True)
+        p = subprocess.Popen(argv, stdin=fin, stdout=lf, stderr=lf, cwd=cwd or OUT,
+                             start_new_session=True)
         killed = []
 
         def kill():
@@ -117,21 +122,33 @@ def run(cmd, log, stdin=None, cwd=None, shell=False):
             except ProcessLookupError:
                 pass
         timer = threading.Timer(TIMEOUT, kill)
+        timer.daemon = True
         timer.start()
-        _, status, ru = os.wait4(p.pid, 0)
+        try:
+            p.wait()
+        except BaseException:  # interrupted: take the run down with us
+            kill()
+            p.wait()
+            raise
+        finally:
+            timer.cancel()
         secs = time.monotonic() - t0
-        timer.cancel()
-        p.returncode = os.waitstatus_to_exitcode(status)
         if stdin:
             fin.close()
     with open(logpath, "rb") as lf:
         out = lf.read(1 << 20).decode("utf-8", "replace")
     rel = os.path.relpath(logpath, SRCDIR)
     if killed:
-        return Run(False, secs, ru.ru_maxrss, "killed after %gs (BENCH_TIMEOUT), see %s" % (TIMEOUT, rel), out)
+        return Run(False, secs, 0, "killed after %gs (BENCH_TIMEOUT), see %s" % (TIMEOUT, rel), out)
+    try:
+        with open(statpath) as f:
+            stat = dict(line.split() for line in f if line.strip())
+        secs, rss = int(stat["wall_ns"]) / 1e9, int(stat["maxrss_kib"])
+    except (OSError, KeyError, ValueError):
+        return Run(False, secs, 0, "runstat wrote no result (exit %d), see %s" % (p.returncode, rel), out)
     if p.returncode != 0:
-        return Run(False, secs, ru.ru_maxrss, "exit %d, see %s" % (p.returncode, rel), out)
-    return Run(True, secs, ru.ru_maxrss, "", out)
+        return Run(False, secs, rss, "exit %d, see %s" % (p.returncode, rel), out)
+    return Run(True, secs, rss, "", out)
 
 
 def check(r, cond, msg):

@@ -6,7 +6,7 @@
 # the BENCH_* variables and README.md ("Performance") for what each row
 # means. References that are not installed are reported and skipped.
 set -eu
-: "${PIPECTL:?}" "${MOCKAPI:?}"
+: "${PIPECTL:?}" "${MOCKAPI:?}" "${RUNSTAT:?}"
 here=$(cd "$(dirname "$0")" && pwd)
-export PIPECTL MOCKAPI
+export PIPECTL MOCKAPI RUNSTAT
 exec /usr/bin/python3 "$here/bench.py"
