@@ -137,7 +137,7 @@ def run(cmd, log, stdin=None, cwd=None, shell=False):
             fin.close()
     with open(logpath, "rb") as lf:
         out = lf.read(1 << 20).decode("utf-8", "replace")
-    rel = os.path.relpath(logpath, SRCDIR)
+    rel = shown(logpath)
     if killed:
         return Run(False, secs, 0, "killed after %gs (BENCH_TIMEOUT), see %s" % (TIMEOUT, rel), out)
     try:
@@ -149,6 +149,12 @@ def run(cmd, log, stdin=None, cwd=None, shell=False):
     if p.returncode != 0:
         return Run(False, secs, rss, "exit %d, see %s" % (p.returncode, rel), out)
     return Run(True, secs, rss, "", out)
+
+
+def shown(path):
+    """PATH relative to the source tree when inside it."""
+    rel = os.path.relpath(path, SRCDIR)
+    return path if rel.startswith("..") else rel
 
 
 def check(r, cond, msg):
@@ -693,7 +699,7 @@ def row(rows, workload, label, ref, ref_label, tool, goal, met_fn, per=None, mis
     rss_s = "%.1f MB" % (rss / 1024) if pt is not None and rss else "—"
     if pc == "FAILED" or rc == "FAILED":
         met = "FAILED"
-    elif pt is None:
+    elif pt is None or missing:
         met = "—"
     else:
         m = met_fn(q, pt, rss)
@@ -773,7 +779,8 @@ def machine():
     except OSError:
         pass
     try:
-        ver = subprocess.run([PIPECTL, "--version"], capture_output=True, text=True).stdout.strip()
+        ver = subprocess.run([PIPECTL, "--version"], capture_output=True,
+                             text=True).stdout.strip().split("\n")[0]
     except OSError:
         ver = "?"
     return ("%s UTC; %d cores (nproc), %s; Linux %s; %s; %d rounds (medians)"
@@ -801,10 +808,11 @@ def main():
     say("out: %s; %d rounds; workloads: %s" % (OUT, ROUNDS, ",".join(ONLY)))
     for prog, pkg, used in (("sqlite3", "sqlite3", "bulk"), ("jq", "jq", "bulk, http, start-up"),
                             ("wrk", "wrk", "http"), ("curl", "curl", "http"),
-                            ("nginx", "nginx-light", "http (else tests/mockapi serves it)"),
                             ("make", "make", "dag")):
         if not have(prog):
             say("%s not installed (Debian package %s): reference skipped in %s" % (prog, pkg, used))
+    if not have("nginx"):
+        say("nginx not installed (Debian package nginx-light): tests/mockapi serves the http workload")
     if not have_aiohttp():
         say("aiohttp not installed (Debian package python3-aiohttp): reference skipped in http, faults")
     if "bulk" in ONLY and not have("sqlite3"):
@@ -849,7 +857,7 @@ def main():
         f.write(text)
     print()
     print(text)
-    print("(written to %s)" % os.path.relpath(os.path.join(OUT, "results.md"), SRCDIR))
+    print("(written to %s)" % shown(os.path.join(OUT, "results.md")))
     for f in sorted(set(failed)):
         print("FAILED %s" % f)
     return 1 if failed else 0
