@@ -204,19 +204,21 @@ BULK_JQ = "{id, sku, price, qty, warehouse: .meta.warehouse}"
 
 def bulk_generate(n, jsonl, csv):
     """The input records and, for .import, the same rows projected as CSV.
-    Returns sum(qty), which every loaded table must reproduce."""
-    qty_sum = 0
+    Returns (sum(qty), sum(price in cents)), which every loaded table must
+    reproduce."""
+    qty_sum = cents = 0
     with open(jsonl, "w") as fj, (open(csv, "w") if csv else open(os.devnull, "w")) as fc:
         for i in range(n):
             price = "%d.%02d" % (i % 500, i % 100)
             qty = i % 37
             qty_sum += qty
+            cents += (i % 500) * 100 + i % 100
             fj.write('{"id":%d,"sku":"SKU-%07d","name":"Product %d","price":%s,"qty":%d,'
                      '"tags":["x","y"],"meta":{"warehouse":"w%d","updated":"2026-11-25T00:00:00Z"}}\n'
                      % (i, i, i, price, qty, i % 9))
             if csv:
                 fc.write("%d,SKU-%07d,%s,%d,w%d\n" % (i, i, price, qty, i % 9))
-    return qty_sum
+    return qty_sum, cents
 
 
 def bulk_yaml(path, src, db):
@@ -228,10 +230,12 @@ def bulk_yaml(path, src, db):
                 "      sqlite: { path: %s, table: products, key: id }\n" % (src, BULK_JQ, db))
 
 
-def bulk_check(r, db, n, qty_sum):
-    row = db_query(db, "SELECT count(*), sum(qty), count(DISTINCT warehouse) FROM products")
-    want = (n, qty_sum, min(n, 9))
-    check(r, tuple(row) == want, "%s holds (rows, sum(qty), warehouses) = %r, expected %r"
+def bulk_check(r, db, n, sums):
+    row = db_query(db, "SELECT count(*), sum(qty), sum(CAST(round(price * 100) AS INTEGER)),"
+                   " count(DISTINCT warehouse) FROM products")
+    want = (n, sums[0], sums[1], min(n, 9))
+    check(r, tuple(row) == want,
+          "%s holds (rows, sum(qty), sum(price in cents), warehouses) = %r, expected %r"
           % (os.path.basename(db), tuple(row), want))
     rm(db)
     return r
