@@ -8,6 +8,8 @@
 # ratios). Inputs are generated before the first round and not timed. Every
 # run's output is checked (rows in the database, requests the server saw);
 # a run that fails or loads the wrong data is FAILED, never left out.
+# Every command runs under bench/runstat, which times it and takes its own
+# peak RSS (see runstat.c for why not from here).
 #
 # Environment (run.sh passes it on):
 #   PIPECTL, MOCKAPI,
