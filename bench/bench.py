@@ -719,7 +719,7 @@ def row(rows, workload, label, ref, ref_label, tool, goal, met_fn, per=None, mis
     else:
         pc = fmt_t(pt) + (" (%s/stage)" % fmt_t(pt / per) if per else "")
     q = ratio(workload, ref, tool) if ref and rt is not None and pt is not None else None
-    rss_s = "%.1f MB" % (rss / 1024) if pt is not None and rss else "—"
+    rss_s = "%.1f MiB" % (rss / 1024) if pt is not None and rss else "—"
     if pc == "FAILED" or rc == "FAILED":
         met = "FAILED"
     elif pt is None or missing:
@@ -736,7 +736,7 @@ def table():
     if "bulk" in ONLY:
         w = "bulk %s records" % format(RECORDS, ",")
         row(rows, "bulk", w, "import", "`sqlite3 .import` of ready CSV", "pipectl",
-            "≥ 1.0 ×; RSS ≤ 32 MB", lambda q, t, rss: q is not None and q >= 1.0 and mb(rss) <= 32)
+            "≥ 1.0 ×; RSS ≤ 32 MiB", lambda q, t, rss: q is not None and q >= 1.0 and mb(rss) <= 32)
         row(rows, "bulk", w, "jq", "jq → CSV → `sqlite3 .import`", "pipectl", "> 1 × (beat it)",
             lambda q, t, rss: q is not None and q > 1.0, missing=None if have("jq") else "jq")
         row(rows, "bulk", w, "python", "python3 json + sqlite3 loop", "pipectl", "> 1 × (beat it)",
@@ -744,11 +744,11 @@ def table():
         if BIG:
             base = summary("bulk", "pipectl")[2]
             row(rows, "bulk10", "bulk %s records" % format(RECORDS * 10, ","), None,
-                "— (RSS flatness, 1 run)", "pipectl", "RSS ≤ 32 MB, flat from 1 ×",
+                "— (RSS flatness, 1 run)", "pipectl", "RSS ≤ 32 MiB, flat from 1 ×",
                 lambda q, t, rss: mb(rss) <= 32 and (base is None or rss <= base * 1.15))
     if "http" in ONLY:
         w = "http %s docs, c=%d, %s" % (format(REQUESTS, ","), CONCURRENCY, SERVER_KIND)
-        row(rows, "http", w, "wrk", "`wrk -t1 -c64` (rate)", "pipectl", "≥ 0.5 ×; RSS ≤ 16 MB",
+        row(rows, "http", w, "wrk", "`wrk -t1 -c64` (rate)", "pipectl", "≥ 0.5 ×; RSS ≤ 16 MiB",
             lambda q, t, rss: q is not None and q >= 0.5 and mb(rss) <= 16,
             missing=None if have("wrk") else "wrk")
         row(rows, "http", w, "curl", "curl --parallel + jq + sqlite3", "pipectl", "≥ 2 ×",
