@@ -667,6 +667,12 @@ def fmt_t(s):
     return "%.0f µs" % (s * 1e6)
 
 
+def fmt_q(q):
+    if q is None:
+        return "—"
+    return ("%.2f ×" if q >= 0.1 else "%.2g ×") % q
+
+
 def summary(workload, tool):
     """(state, median seconds, max RSS KiB, runs): state is 'ok', 'FAILED:
     reason', 'not installed' or 'not run'."""
@@ -727,7 +733,7 @@ def row(rows, workload, label, ref, ref_label, tool, goal, met_fn, per=None, mis
     else:
         m = met_fn(q, pt, rss)
         met = "—" if m is None else ("yes" if m else "**no**")
-    rows.append((label, ref_label, rc, pc, "%.2f ×" % q if q is not None else "—", rss_s, goal, met))
+    rows.append((label, ref_label, rc, pc, fmt_q(q), rss_s, goal, met))
 
 
 def table():
