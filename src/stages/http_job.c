@@ -59,6 +59,13 @@ static bool is_identity(const char *src)
 	return !src || *src == '\0' || strcmp(src, ".") == 0;
 }
 
+/* Whether a url template renders as itself: no ${...}, and no $${ that
+ * rendering would turn into ${. */
+static bool url_is_plain(const char *src)
+{
+	return expr_template_is_const(src) && !strstr(src, "$${");
+}
+
 int fh_create(struct stage *st, char **err)
 {
 	const struct fetch_spec *f = fspec(st);
@@ -87,7 +94,10 @@ int fh_create(struct stage *st, char **err)
 	c->method = xstrdup(f->method.s ? f->method.s : c->sink ? "POST" : "GET");
 	c->url_t = xcalloc(f->n_urls ? f->n_urls : 1, sizeof(*c->url_t));
 	for (i = 0; i < f->n_urls; i++) {
-		if (!(c->url_t[i] = compile(st, f->urls[i].s, "url", true, err)))
+		/* A URL without ${...} is sent as written (job_render): a long
+		 * list of plain URLs keeps no compiled template per entry. */
+		if (!url_is_plain(f->urls[i].s) &&
+		    !(c->url_t[i] = compile(st, f->urls[i].s, "url", true, err)))
 			return -1;
 		c->n_url_t++;
 	}
@@ -202,6 +212,8 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 			return -1;
 		}
 		j->url = xstrdup(u);
+	} else if (!c->url_t[which]) {
+		j->url = xstrdup(fspec(st)->urls[which].s);
 	} else {
 		j->url = expr_render(c->url_t[which], j->input, &msg);
 	}

@@ -1552,12 +1552,11 @@ static void test_migration_v2(void)
 	       "journal columns");
 	free(text);
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
-	                " (SELECT name FROM pragma_index_info("
-	                "  (SELECT name FROM pragma_index_list('journal')"
-	                "   WHERE \"unique\" = 1)) ORDER BY seqno)");
-	is_str(text, "run_id,stage,fingerprint",
-	       "journal keyed on (run_id, stage, fingerprint) by a unique index");
+	                " (SELECT name FROM pragma_index_info('journal_run_stage') ORDER BY seqno)");
+	is_str(text, "run_id,stage", "journal indexed on (run_id, stage), where rows append");
 	free(text);
+	is_int(raw_int(path, "SELECT COUNT(*) FROM pragma_index_list('journal')"), 1,
+	       "and by nothing else (no index on the fingerprint, a hash)");
 	is_int(raw_int(path, "SELECT sql LIKE '%WITHOUT ROWID%' FROM sqlite_master"
 	               " WHERE name = 'journal'"), 0,
 	       "a rowid table (rows append; only the key lands at random)");
@@ -1730,6 +1729,88 @@ static void test_migration_journal_rowid(void)
 	free(path);
 }
 
+/* Lookups by fingerprint: the first entry of a key counts whether or not
+ * the handle had looked before (a fresh run puts without looking, a resumed
+ * one looks first); entries another handle appends after a look are found;
+ * an entry removed behind the handle's back is not. */
+static void test_journal_lookup(void)
+{
+	char *path = xasprintf("%s/lookup.db", tmpdir), *err = NULL;
+	struct state *st, *st2;
+	struct journal_entry e, got;
+	int64_t id = 0;
+	char fp[32];
+	int i, found = 0, bodies = 0;
+
+	st = state_open(path, false, &err);
+	st2 = st ? state_open(path, false, &err) : NULL;
+	ok(st && st2, "lookup: two handles: %s", err ? err : "ok");
+	free(err);
+	if (!st || !st2) {
+		state_close(st);
+		free(path);
+		return;
+	}
+	ok(state_run_create(st, "lookup", "l.yaml", "h", "{}", 14000, &id) == 0, "lookup: a run");
+	/* Puts without any look first, as a fresh run makes them. */
+	ok(state_begin(st) == 0, "one transaction");
+	for (i = 0; i < 1000; i++) {
+		char body[32];
+		snprintf(fp, sizeof(fp), "fp-%d", i);
+		snprintf(body, sizeof(body), "body-%d", i);
+		e = mk_entry(200, "{}", body, strlen(body));
+		if (state_journal_put(st, id, "s", fp, &e) != 0)
+			break;
+	}
+	ok(state_commit(st) == 0 && i == 1000, "1000 entries put");
+	e = mk_entry(500, "{}", "second", 6);
+	ok(state_journal_put(st, id, "s", "fp-7", &e) == 0,
+	   "a second put for a key, before any look, succeeds");
+	is_int(state_journal_count(st, id, "s"), 1000, "the count is of keys: 1000");
+	for (i = 0; i < 1000; i++) {
+		char body[32];
+		snprintf(fp, sizeof(fp), "fp-%d", i);
+		snprintf(body, sizeof(body), "body-%d", i);
+		if (state_journal_get(st, id, "s", fp, &got) == 1) {
+			found++;
+			bodies += got.status == 200 && strcmp(got.body, body) == 0;
+		}
+		journal_entry_free(&got);
+	}
+	is_int(found, 1000, "every key is found");
+	is_int(bodies, 1000, "each with its first entry (fp-7 keeps its first)");
+	is_int(state_journal_get(st, id, "s", "fp-1000", &got), 0, "a key never put: 0");
+
+	/* Another handle appends after st looked. */
+	e = mk_entry(201, "{}", "late", 4);
+	ok(state_journal_put(st2, id, "s", "fp-late", &e) == 0, "another handle puts a key");
+	is_int(state_journal_get(st, id, "s", "fp-late", &got), 1, "st finds it");
+	is_str(got.body, "late", "with its body");
+	journal_entry_free(&got);
+	e = mk_entry(502, "{}", "late-second", 11);
+	ok(state_journal_put(st, id, "s", "fp-late", &e) == 0, "st puts it again");
+	is_int(state_journal_get(st2, id, "s", "fp-late", &got), 1, "the other handle finds it");
+	is_int(got.status, 201, "the first entry");
+	journal_entry_free(&got);
+	is_int(raw_int(path, "SELECT COUNT(*) FROM journal WHERE fingerprint = 'fp-late'"), 1,
+	       "a put for a key st has looked up adds no row");
+
+	/* Removed behind st's back: its map still names the row. */
+	ok(raw_exec(path, "DELETE FROM journal WHERE fingerprint = 'fp-3'") == 0,
+	   "delete fp-3 directly");
+	is_int(state_journal_get(st, id, "s", "fp-3", &got), 0, "st no longer finds it");
+	journal_entry_free(&got);
+	e = mk_entry(203, "{}", "again", 5);
+	ok(state_journal_put(st, id, "s", "fp-3", &e) == 0, "put it again");
+	is_int(state_journal_get(st, id, "s", "fp-3", &got), 1, "found again");
+	is_str(got.body, "again", "the new entry");
+	journal_entry_free(&got);
+
+	state_close(st2);
+	state_close(st);
+	free(path);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/pipectl-state-XXXXXX";
@@ -1775,6 +1856,7 @@ int main(void)
 	test_migration();
 	test_migration_v2();
 	test_migration_journal_rowid();
+	test_journal_lookup();
 	test_gc();
 	test_gc_replay();
 
