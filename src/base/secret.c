@@ -262,11 +262,18 @@ char *secret_seal(const char *s, size_t len, size_t *out_len)
 			continue;
 		}
 		if (s[i] == '$' && i + 1 < len &&
-		    (s[i + 1] == '{' || s[i + 1] == '$' || match(s + i + 1, len - i - 1)))
+		    (s[i + 1] == '{' || s[i + 1] == '$' || match(s + i + 1, len - i - 1))) {
 			buf_adds(&b, "$$");
-		else
-			buf_addc(&b, s[i]);
-		i++;
+			i++;
+		} else {
+			/* Bytes that start no form and are no '$' are copied
+			 * as one run: a response body is mostly that. */
+			size_t j = i + 1;
+			while (j < len && s[j] != '$' && !first_byte[(unsigned char)s[j]])
+				j++;
+			buf_add(&b, s + i, j - i);
+			i = j;
+		}
 	}
 	if (out_len)
 		*out_len = b.len;

@@ -77,6 +77,7 @@ struct engine {
 	ev_check sched_check;
 	ev_idle sched_idle;            /* keeps the loop from blocking */
 	ev_prepare journal_prep;       /* group commit of the journal */
+	ev_timer journal_timer;        /* ... when the group's time is up */
 	ev_timer run_timer;            /* settings.run_timeout */
 	ev_check drain_check;          /* DRAINING: is everything in flight done? */
 	ev_timer drain_timer;          /* DRAINING: DRAIN_GRACE */
@@ -202,12 +203,55 @@ static void clear_input(struct stage *st)
 	notify_depth(st);
 }
 
-/* Group commit, before the loop polls again: the answers this iteration
- * received reach the journal in one transaction, so a kill -9 loses only
- * those of the iteration it interrupts (REQUESTER_JOURNAL_WINDOW bounds a
- * long one). Runs after every callback of the iteration (check watchers run
- * first in libev), so the commit follows the last answer directly. */
+/* Group commit of the journal (with the attempts and events buffered
+ * since the last one), checked before the loop polls again: once the
+ * oldest buffered answer has waited REQUESTER_JOURNAL_GROUP, the group is
+ * committed in one transaction; until then a timer is armed for that
+ * moment, so an idle loop commits on time too. Answers arriving meanwhile
+ * join the group: at most one commit per REQUESTER_JOURNAL_GROUP instead
+ * of one per loop iteration (an idle-watcher loop iterates per answer or
+ * two), each commit writing its pages once. Why this keeps the crash
+ * contract (DESIGN.md section 4):
+ * - an answer is committed at most REQUESTER_JOURNAL_GROUP (plus the
+ *   iteration in progress) after it was buffered, and journal_add commits
+ *   at once when the oldest has waited REQUESTER_JOURNAL_WINDOW while the
+ *   loop is busy: a kill -9 loses only answers received within the
+ *   window, the repeats the contract excuses;
+ * - a stage's end is recorded only after its answers are committed
+ *   (set_status), so a resume never takes a stage as done whose answers
+ *   it would have to fetch again;
+ * - records derived from an answer may reach a sink before the answer is
+ *   committed, as before: a resume then fetches it again and the sink
+ *   absorbs the repeat (upsert on key, temp-then-rename, delivery log);
+ * - a commit is a write() to the WAL (synchronous=NORMAL, no fsync), and a
+ *   killed process loses nothing it wrote. */
+static void journal_group_commit(struct engine *e)
+{
+	double age;
+
+	if (!e->rq || requester_journal_pending(e->rq) == 0) {
+		ev_timer_stop(e->loop, &e->journal_timer);
+		return;
+	}
+	age = requester_journal_age(e->rq);
+	if (age >= REQUESTER_JOURNAL_GROUP) {
+		ev_timer_stop(e->loop, &e->journal_timer);
+		requester_commit(e->rq);
+		return;
+	}
+	if (!ev_is_active(&e->journal_timer)) {
+		ev_timer_set(&e->journal_timer, REQUESTER_JOURNAL_GROUP - age, 0.);
+		ev_timer_start(e->loop, &e->journal_timer);
+	}
+}
+
 static void journal_prep_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	journal_group_commit(w->data);
+}
+
+/* The group's time is up (the loop may have been idle meanwhile). */
+static void journal_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct engine *e = w->data;
 
@@ -248,6 +292,9 @@ static void set_status(struct stage *st, enum run_status s)
 	if (s >= ST_SUCCEEDED) {
 		/* Nothing may wait in the queue of a stage that ended. */
 		assert(queue_empty(&st->in));
+		/* Its answers reach the journal before its end is recorded. */
+		if (st->eng->rq && requester_journal_pending(st->eng->rq) > 0)
+			requester_commit(st->eng->rq);
 		notify_stage(st, ENGINE_EV_STAGE_FINISHED);
 	}
 }
@@ -679,6 +726,7 @@ static void finish(struct engine *e)
 	ev_timer_stop(e->loop, &e->drain_timer);
 	ev_idle_stop(e->loop, &e->sched_idle);
 	ev_prepare_stop(e->loop, &e->journal_prep);
+	ev_timer_stop(e->loop, &e->journal_timer);
 	e->phase = PHASE_DONE;
 	for (i = 0; i < e->n; i++) {
 		enum run_status s = e->stages[i].status;
@@ -981,6 +1029,8 @@ struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, 
 	ev_idle_init(&e->sched_idle, idle_cb);
 	ev_prepare_init(&e->journal_prep, journal_prep_cb);
 	e->journal_prep.data = e;
+	ev_timer_init(&e->journal_timer, journal_timer_cb, REQUESTER_JOURNAL_GROUP, 0.);
+	e->journal_timer.data = e;
 	ev_timer_init(&e->run_timer, run_timeout_cb, s->run_timeout > 0 ? s->run_timeout : 0, 0);
 	e->run_timer.data = e;
 	ev_check_init(&e->drain_check, drain_check_cb);
@@ -1058,6 +1108,7 @@ void engine_destroy(struct engine *e)
 	ev_check_stop(e->loop, &e->sched_check);
 	ev_idle_stop(e->loop, &e->sched_idle);
 	ev_prepare_stop(e->loop, &e->journal_prep);
+	ev_timer_stop(e->loop, &e->journal_timer);
 	ev_timer_stop(e->loop, &e->run_timer);
 	ev_check_stop(e->loop, &e->drain_check);
 	ev_timer_stop(e->loop, &e->drain_timer);

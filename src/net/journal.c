@@ -1,8 +1,9 @@
 /*
  * journal: the response journal and the rows a requester buffers for the
  * state database (see request.h). Successful responses, attempts and
- * events are buffered and written in one transaction per loop iteration
- * that received answers (group commit); a resumed run's requests whose
+ * events are buffered and written in one transaction per group of answers
+ * (group commit, see journal_group_commit in core/engine.c); a resumed
+ * run's requests whose
  * answers the journal holds are answered from it without any network.
  */
 #include <stdio.h>
@@ -52,6 +53,11 @@ void requester_flush(struct requester *rq, struct state *st)
 size_t requester_journal_pending(const struct requester *rq)
 {
 	return rq->n_jrows;
+}
+
+double requester_journal_age(const struct requester *rq)
+{
+	return rq->n_jrows > 0 ? now_mono() - rq->jfirst : 0;
 }
 
 int requester_commit(struct requester *rq)

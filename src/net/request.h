@@ -135,16 +135,26 @@ void requester_flush(struct requester *rq, struct state *st);
  * requester_commit). */
 #define REQUESTER_JOURNAL_WINDOW 0.010
 
+/* Seconds the engine lets the oldest buffered response wait for company
+ * before it commits the group (see journal_prep_cb in core/engine.c): at
+ * most one journal commit per REQUESTER_JOURNAL_GROUP while answers keep
+ * coming, half the window, so the commit is due well inside it. */
+#define REQUESTER_JOURNAL_GROUP 0.005
+
 /* Responses buffered for the journal and not yet written. */
 size_t requester_journal_pending(const struct requester *rq);
+/* Seconds since the oldest response still buffered for the journal was
+ * buffered (now_mono() clock); 0 when none is. */
+double requester_journal_age(const struct requester *rq);
 /* Answered requests whose bodies worker threads are still parsing. */
 size_t requester_parsing(const struct requester *rq);
 
 /* Group commit: writes every buffered row (journal, attempts, events) to the
  * journal's state database in one transaction (nested in an open one, if
- * any). The engine calls it once per loop iteration that received answers;
- * a response buffered for REQUESTER_JOURNAL_WINDOW while the loop is still
- * busy is committed at once when the next one arrives. With WAL and
+ * any). The engine calls it once the oldest buffered answer has waited
+ * REQUESTER_JOURNAL_GROUP, and before it records a stage's end; a response
+ * buffered for REQUESTER_JOURNAL_WINDOW while the loop is still busy is
+ * committed at once when the next one arrives. With WAL and
  * synchronous=NORMAL a commit is a write(), not an fsync, so a kill of the
  * process loses nothing committed. Returns 0, or -1: no transaction could
  * be begun (the rows stay buffered for the next commit) or the commit

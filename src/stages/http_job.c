@@ -21,8 +21,12 @@
 #include "base/util.h"
 
 /* Jobs started but not finished, beyond the concurrency, while some wait:
- * bounds memory when many requests are in backoff. */
-#define MAX_OUTSTANDING_FACTOR 4
+ * bounds memory when many requests are in backoff. Generous, because a job
+ * waiting out a Retry-After holds its place that long: at 4 times the
+ * concurrency, 5 % of answers saying "come back in 1 s" held a fetch of
+ * 64 at about 4,000 requests a second (the jobs that may start, divided
+ * by the time a job stays). */
+#define MAX_OUTSTANDING_FACTOR 16
 
 /* The request settings: a fetch stage's own, or an http load's. */
 const struct fetch_spec *fspec(const struct stage *st)
@@ -59,6 +63,13 @@ static bool is_identity(const char *src)
 	return !src || *src == '\0' || strcmp(src, ".") == 0;
 }
 
+/* Whether a url template renders as itself: no ${...}, and no $${ that
+ * rendering would turn into ${. */
+static bool url_is_plain(const char *src)
+{
+	return expr_template_is_const(src) && !strstr(src, "$${");
+}
+
 int fh_create(struct stage *st, char **err)
 {
 	const struct fetch_spec *f = fspec(st);
@@ -87,7 +98,10 @@ int fh_create(struct stage *st, char **err)
 	c->method = xstrdup(f->method.s ? f->method.s : c->sink ? "POST" : "GET");
 	c->url_t = xcalloc(f->n_urls ? f->n_urls : 1, sizeof(*c->url_t));
 	for (i = 0; i < f->n_urls; i++) {
-		if (!(c->url_t[i] = compile(st, f->urls[i].s, "url", true, err)))
+		/* A URL without ${...} is sent as written (job_render): a long
+		 * list of plain URLs keeps no compiled template per entry. */
+		if (!url_is_plain(f->urls[i].s) &&
+		    !(c->url_t[i] = compile(st, f->urls[i].s, "url", true, err)))
 			return -1;
 		c->n_url_t++;
 	}
@@ -202,6 +216,8 @@ static int job_render(struct stage *st, struct job *j, size_t which, char **err)
 			return -1;
 		}
 		j->url = xstrdup(u);
+	} else if (!c->url_t[which]) {
+		j->url = xstrdup(fspec(st)->urls[which].s);
 	} else {
 		j->url = expr_render(c->url_t[which], j->input, &msg);
 	}

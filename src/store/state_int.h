@@ -59,6 +59,8 @@ enum state_stmt {
 	STMT_JOURNAL_GET,
 	STMT_JOURNAL_COUNT,
 	STMT_JOURNAL_COUNT_DIGESTS,
+	STMT_JOURNAL_SCAN,
+	STMT_JOURNAL_GET_ROW,
 	STMT_COUNT
 };
 
@@ -75,7 +77,11 @@ struct state {
 	int depth;              /* state_begin nesting; >0 means a transaction is open */
 	char *scope;            /* pipeline name lists are limited to; NULL: all */
 	char *errmsg;           /* last error, malloc'd; NULL when none yet */
+	struct journal_map *jmaps;  /* state_journal.c: lookups by fingerprint */
 };
+
+/* Frees the journal lookup maps of st (state_journal.c). */
+void state_journal_maps_free(struct state *st);
 
 /* Whether s is a value of enum run_status. */
 bool state_status_valid(enum run_status s);

@@ -75,7 +75,7 @@ static int write_file(const char *path, const char *text)
 }
 
 /* The newest schema version (migrations[] in state.c). */
-#define NEWEST 8
+#define NEWEST 9
 
 /* PRAGMA user_version lives big-endian at byte 60 of the file header. */
 static long header_user_version(const char *path)
@@ -1552,13 +1552,14 @@ static void test_migration_v2(void)
 	       "journal columns");
 	free(text);
 	text = raw_text(path, "SELECT group_concat(name, ',') FROM"
-	                " (SELECT name FROM pragma_index_info("
-	                "  (SELECT name FROM pragma_index_list('journal')"
-	                "   WHERE origin = 'pk')) ORDER BY seqno)");
-	is_str(text, "run_id,stage,fingerprint", "journal keyed on (run_id, stage, fingerprint)");
+	                " (SELECT name FROM pragma_index_info('journal_run_stage') ORDER BY seqno)");
+	is_str(text, "run_id,stage", "journal indexed on (run_id, stage), where rows append");
 	free(text);
+	is_int(raw_int(path, "SELECT COUNT(*) FROM pragma_index_list('journal')"), 1,
+	       "and by nothing else (no index on the fingerprint, a hash)");
 	is_int(raw_int(path, "SELECT sql LIKE '%WITHOUT ROWID%' FROM sqlite_master"
-	               " WHERE name = 'journal'"), 1, "WITHOUT ROWID");
+	               " WHERE name = 'journal'"), 0,
+	       "a rowid table (rows append; only the key lands at random)");
 	is_int(raw_int(path, "SELECT COUNT(*) FROM pragma_foreign_key_list('journal')"
 	               " WHERE \"table\" = 'runs' AND on_delete = 'CASCADE'"), 1,
 	       "journal references runs, cascading");
@@ -1665,6 +1666,151 @@ static void test_leases(struct state *st)
 	lease_row_free(&self);
 }
 
+/* A database whose journal is as schema version 8 made it (WITHOUT ROWID,
+ * keyed on its primary key), with entries: the migration keeps them, and
+ * the key still decides (first wins). */
+static void test_migration_journal_rowid(void)
+{
+	char *path = xasprintf("%s/v8-journal.db", tmpdir), *err = NULL;
+	struct state *st;
+	struct journal_entry e = mk_entry(299, "{\"a\":\"b\"}", "x\0y", 3), got;
+	int64_t id = 0;
+
+	st = state_open(path, false, &err);
+	ok(st != NULL, "v8 journal: a fresh database: %s", err ? err : "ok");
+	free(err);
+	err = NULL;
+	if (!st) {
+		free(path);
+		return;
+	}
+	ok(state_run_create(st, "p", "p.yaml", "h", "{}", 14000, &id) == 0, "v8 journal: a run");
+	state_close(st);
+	ok(raw_exec(path,
+	            "DROP TABLE journal;"
+	            "CREATE TABLE journal ("
+	            " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	            " stage TEXT NOT NULL, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,"
+	            " headers TEXT NOT NULL DEFAULT '{}', body BLOB NOT NULL, at REAL NOT NULL,"
+	            " digest TEXT, size INTEGER,"
+	            " PRIMARY KEY (run_id, stage, fingerprint)) WITHOUT ROWID;"
+	            "INSERT INTO journal VALUES (1, 'a', 'fp1', 200, '{}', x'780079', 1, NULL,"
+	            " NULL);"
+	            "INSERT INTO journal VALUES (1, 'a', 'fp2', 201, '{}', x'', 2, 'abc', 7);"
+	            "PRAGMA user_version = 8;") == 0,
+	   "wrote a version 8 journal with two entries");
+	is_int(header_user_version(path), 8, "it has user_version 8");
+	st = state_open(path, false, &err);
+	ok(st != NULL, "read-write open migrates it: %s", err ? err : "ok");
+	free(err);
+	if (!st) {
+		free(path);
+		return;
+	}
+	is_int(raw_int(path, "PRAGMA user_version"), NEWEST, "now at the newest user_version");
+	is_int(raw_int(path, "SELECT sql LIKE '%WITHOUT ROWID%' FROM sqlite_master"
+	               " WHERE name = 'journal'"), 0, "the journal is a rowid table");
+	is_int(state_journal_count(st, id, NULL), 2, "both entries survive");
+	is_int(state_journal_count_digests(st, id, NULL), 1, "one of them digest-only");
+	is_int(state_journal_get(st, id, "a", "fp1", &got), 1, "the first is found");
+	ok(got.status == 200 && got.body_len == 3 && memcmp(got.body, "x\0y", 4) == 0,
+	   "with its status and body");
+	journal_entry_free(&got);
+	is_int(state_journal_get(st, id, "a", "fp2", &got), 1, "the second is found");
+	ok(got.status == 201 && got.digest && strcmp(got.digest, "abc") == 0 && got.size == 7,
+	   "with its digest and size");
+	journal_entry_free(&got);
+	ok(state_journal_put(st, id, "a", "fp1", &e) == 0, "putting fp1 again succeeds");
+	is_int(state_journal_get(st, id, "a", "fp1", &got), 1, "and reads back");
+	is_int(got.status, 200, "the first entry (first wins)");
+	journal_entry_free(&got);
+	is_int(state_journal_count(st, id, "a"), 2, "still two entries");
+	state_close(st);
+	free(path);
+}
+
+/* Lookups by fingerprint: the first entry of a key counts whether or not
+ * the handle had looked before (a fresh run puts without looking, a resumed
+ * one looks first); entries another handle appends after a look are found;
+ * an entry removed behind the handle's back is not. */
+static void test_journal_lookup(void)
+{
+	char *path = xasprintf("%s/lookup.db", tmpdir), *err = NULL;
+	struct state *st, *st2;
+	struct journal_entry e, got;
+	int64_t id = 0;
+	char fp[32];
+	int i, found = 0, bodies = 0;
+
+	st = state_open(path, false, &err);
+	st2 = st ? state_open(path, false, &err) : NULL;
+	ok(st && st2, "lookup: two handles: %s", err ? err : "ok");
+	free(err);
+	if (!st || !st2) {
+		state_close(st);
+		free(path);
+		return;
+	}
+	ok(state_run_create(st, "lookup", "l.yaml", "h", "{}", 14000, &id) == 0, "lookup: a run");
+	/* Puts without any look first, as a fresh run makes them. */
+	ok(state_begin(st) == 0, "one transaction");
+	for (i = 0; i < 1000; i++) {
+		char body[32];
+		snprintf(fp, sizeof(fp), "fp-%d", i);
+		snprintf(body, sizeof(body), "body-%d", i);
+		e = mk_entry(200, "{}", body, strlen(body));
+		if (state_journal_put(st, id, "s", fp, &e) != 0)
+			break;
+	}
+	ok(state_commit(st) == 0 && i == 1000, "1000 entries put");
+	e = mk_entry(500, "{}", "second", 6);
+	ok(state_journal_put(st, id, "s", "fp-7", &e) == 0,
+	   "a second put for a key, before any look, succeeds");
+	is_int(state_journal_count(st, id, "s"), 1000, "the count is of keys: 1000");
+	for (i = 0; i < 1000; i++) {
+		char body[32];
+		snprintf(fp, sizeof(fp), "fp-%d", i);
+		snprintf(body, sizeof(body), "body-%d", i);
+		if (state_journal_get(st, id, "s", fp, &got) == 1) {
+			found++;
+			bodies += got.status == 200 && strcmp(got.body, body) == 0;
+		}
+		journal_entry_free(&got);
+	}
+	is_int(found, 1000, "every key is found");
+	is_int(bodies, 1000, "each with its first entry (fp-7 keeps its first)");
+	is_int(state_journal_get(st, id, "s", "fp-1000", &got), 0, "a key never put: 0");
+
+	/* Another handle appends after st looked. */
+	e = mk_entry(201, "{}", "late", 4);
+	ok(state_journal_put(st2, id, "s", "fp-late", &e) == 0, "another handle puts a key");
+	is_int(state_journal_get(st, id, "s", "fp-late", &got), 1, "st finds it");
+	is_str(got.body, "late", "with its body");
+	journal_entry_free(&got);
+	e = mk_entry(502, "{}", "late-second", 11);
+	ok(state_journal_put(st, id, "s", "fp-late", &e) == 0, "st puts it again");
+	is_int(state_journal_get(st2, id, "s", "fp-late", &got), 1, "the other handle finds it");
+	is_int(got.status, 201, "the first entry");
+	journal_entry_free(&got);
+	is_int(raw_int(path, "SELECT COUNT(*) FROM journal WHERE fingerprint = 'fp-late'"), 1,
+	       "a put for a key st has looked up adds no row");
+
+	/* Removed behind st's back: its map still names the row. */
+	ok(raw_exec(path, "DELETE FROM journal WHERE fingerprint = 'fp-3'") == 0,
+	   "delete fp-3 directly");
+	is_int(state_journal_get(st, id, "s", "fp-3", &got), 0, "st no longer finds it");
+	journal_entry_free(&got);
+	e = mk_entry(203, "{}", "again", 5);
+	ok(state_journal_put(st, id, "s", "fp-3", &e) == 0, "put it again");
+	is_int(state_journal_get(st, id, "s", "fp-3", &got), 1, "found again");
+	is_str(got.body, "again", "the new entry");
+	journal_entry_free(&got);
+
+	state_close(st2);
+	state_close(st);
+	free(path);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/pipectl-state-XXXXXX";
@@ -1709,6 +1855,8 @@ int main(void)
 	test_refusals();
 	test_migration();
 	test_migration_v2();
+	test_migration_journal_rowid();
+	test_journal_lookup();
 	test_gc();
 	test_gc_replay();
 
