@@ -163,6 +163,13 @@ static const char SQL_MIGRATE_REPLAY_OF[] =
 	"ALTER TABLE runs ADD COLUMN replay_of INTEGER;"
 	"PRAGMA user_version = 8;";
 
+/* The stage rows of a run in creation order: a new row's seq (the largest
+ * so far plus one) is found in the index instead of by reading every row of
+ * the run, which made recording a run of many stages quadratic. */
+static const char SQL_MIGRATE_STAGE_SEQ[] =
+	"CREATE INDEX stage_runs_seq ON stage_runs (run_id, seq);"
+	"PRAGMA user_version = 9;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
@@ -172,6 +179,7 @@ static const char *const migrations[] = {
 	SQL_MIGRATE_LEASE,
 	SQL_MIGRATE_JOURNAL_DIGEST,
 	SQL_MIGRATE_REPLAY_OF,
+	SQL_MIGRATE_STAGE_SEQ,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 
