@@ -84,6 +84,7 @@ struct dfs {
 	const bool *left;              /* not placed by Kahn's algorithm */
 	int *color;                    /* 0 white, 1 on the stack, 2 done */
 	size_t *path;
+	size_t *next;                  /* per depth: the next down edge of path[] */
 	size_t depth;
 };
 
@@ -117,27 +118,36 @@ static void report_cycle(struct dfs *f, size_t from)
 	buf_free(&b);
 }
 
+/* A depth-first search from u over the stages left; iterative (path and
+ * next hold the stack), so a long chain cannot overflow the C stack. */
 static void dfs_visit(struct dfs *f, size_t u)
 {
-	size_t i;
-
 	f->color[u] = 1;
-	f->path[f->depth++] = u;
-	for (i = 0; i < f->g->n_down[u]; i++) {
-		size_t v = f->g->down[u][i];
-		if (!f->left[v])
+	f->path[f->depth] = u;
+	f->next[f->depth++] = 0;
+	while (f->depth > 0) {
+		size_t top = f->depth - 1, x = f->path[top];
+		if (f->next[top] == f->g->n_down[x]) {
+			f->depth--;
+			f->color[x] = 2;
 			continue;
-		if (f->color[v] == 0) {
-			dfs_visit(f, v);
-		} else if (f->color[v] == 1) {
-			size_t from = f->depth;
-			while (f->path[from - 1] != v)
-				from--;
-			report_cycle(f, from - 1);
+		}
+		{
+			size_t v = f->g->down[x][f->next[top]++];
+			if (!f->left[v])
+				continue;
+			if (f->color[v] == 0) {
+				f->color[v] = 1;
+				f->path[f->depth] = v;
+				f->next[f->depth++] = 0;
+			} else if (f->color[v] == 1) {
+				size_t from = f->depth;
+				while (f->path[from - 1] != v)
+					from--;
+				report_cycle(f, from - 1);
+			}
 		}
 	}
-	f->depth--;
-	f->color[u] = 2;
 }
 
 /* ------------------------------------------------------------ build */
@@ -259,11 +269,13 @@ struct dag *dag_build(const struct spec *s, struct diags *d)
 		f.left = left;
 		f.color = xcalloc(n, sizeof(*f.color));
 		f.path = xcalloc(n, sizeof(*f.path));
+		f.next = xcalloc(n, sizeof(*f.next));
 		for (i = 0; i < n; i++)
 			if (left[i] && f.color[i] == 0)
 				dfs_visit(&f, i);
 		free(f.color);
 		free(f.path);
+		free(f.next);
 		free(left);
 		failed = true;
 	}
