@@ -293,6 +293,14 @@ static void test_big(void)
 		is_int(i, BIG - 2, "big graph: the root's down list is in file order");
 		is_int(bad_down, 0, "big graph: each stage feeds the next");
 	}
+	for (i = bad_order = 0; i < BIG; i += 7) {
+		char id[32];
+		snprintf(id, sizeof(id), "s%zu", i);
+		bad_order += spec_stage_index(s, id) != (int)i;
+	}
+	is_int(bad_order, 0, "big graph: spec_stage_index finds stages by name");
+	is_int(spec_stage_index(s, "s"), -1, "big graph: spec_stage_index of no stage");
+	is_int(spec_stage_index(s, "s200000"), -1, "big graph: nor of one past the ids");
 	dag_free(g);
 	spec_free(s);
 	diags_free(&d);
@@ -325,8 +333,23 @@ static void test_big(void)
 	free_lines(l, BIG);
 }
 
+/* The first stage of a name in file order, as the scan that came before. */
+static void test_index(void)
+{
+	static const char *const l[] = { "b:", "a:", "c:a", "a:b" };
+	struct spec *s = mkspec(l, 4);
+
+	is_int(spec_stage_index(s, "a"), 1, "spec_stage_index: the first of two \"a\"");
+	is_int(spec_stage_index(s, "b"), 0, "spec_stage_index: \"b\"");
+	is_int(spec_stage_index(s, "c"), 2, "spec_stage_index: \"c\"");
+	is_int(spec_stage_index(s, "d"), -1, "spec_stage_index: no \"d\"");
+	is_int(spec_stage_index(s, ""), -1, "spec_stage_index: no empty name");
+	spec_free(s);
+}
+
 int main(void)
 {
+	test_index();
 	test_order();
 	test_edges();
 	test_fanout();
