@@ -49,14 +49,10 @@ static size_t heap_pop(struct heap *h)
 
 /* ------------------------------------------------------------ helpers */
 
-static void add_edge(size_t **v, size_t *n, size_t x)
+/* Appends x to the list v of n entries (capacity *cap). */
+static void add_edge(size_t **v, size_t *n, size_t *cap, size_t x)
 {
-	size_t i;
-
-	for (i = 0; i < *n; i++)
-		if ((*v)[i] == x)
-			return;
-	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+	xgrow(v, cap, *n + 1, sizeof(**v));
 	(*v)[(*n)++] = x;
 }
 
@@ -88,6 +84,7 @@ struct dfs {
 	const bool *left;              /* not placed by Kahn's algorithm */
 	int *color;                    /* 0 white, 1 on the stack, 2 done */
 	size_t *path;
+	size_t *next;                  /* per depth: the next down edge of path[] */
 	size_t depth;
 };
 
@@ -121,36 +118,39 @@ static void report_cycle(struct dfs *f, size_t from)
 	buf_free(&b);
 }
 
+/* A depth-first search from u over the stages left; iterative (path and
+ * next hold the stack), so a long chain cannot overflow the C stack. */
 static void dfs_visit(struct dfs *f, size_t u)
 {
-	size_t i;
-
 	f->color[u] = 1;
-	f->path[f->depth++] = u;
-	for (i = 0; i < f->g->n_down[u]; i++) {
-		size_t v = f->g->down[u][i];
-		if (!f->left[v])
+	f->path[f->depth] = u;
+	f->next[f->depth++] = 0;
+	while (f->depth > 0) {
+		size_t top = f->depth - 1, x = f->path[top];
+		if (f->next[top] == f->g->n_down[x]) {
+			f->depth--;
+			f->color[x] = 2;
 			continue;
-		if (f->color[v] == 0) {
-			dfs_visit(f, v);
-		} else if (f->color[v] == 1) {
-			size_t from = f->depth;
-			while (f->path[from - 1] != v)
-				from--;
-			report_cycle(f, from - 1);
+		}
+		{
+			size_t v = f->g->down[x][f->next[top]++];
+			if (!f->left[v])
+				continue;
+			if (f->color[v] == 0) {
+				f->color[v] = 1;
+				f->path[f->depth] = v;
+				f->next[f->depth++] = 0;
+			} else if (f->color[v] == 1) {
+				size_t from = f->depth;
+				while (f->path[from - 1] != v)
+					from--;
+				report_cycle(f, from - 1);
+			}
 		}
 	}
-	f->depth--;
-	f->color[u] = 2;
 }
 
 /* ------------------------------------------------------------ build */
-
-static int cmp_size(const void *a, const void *b)
-{
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 /* A stage's id and index. Sorted by id (then index), they let each need be
  * found by binary search: looking every need up with spec_stage_index made a
@@ -192,6 +192,12 @@ struct dag *dag_build(const struct spec *s, struct diags *d)
 	size_t *indeg = xcalloc(n ? n : 1, sizeof(*indeg));
 	struct heap h = { xcalloc(n ? n : 1, sizeof(size_t)), 0 };
 	struct stage_ref *by_id = xcalloc(n ? n : 1, sizeof(*by_id));
+	/* seen[k] == i + 1: stage k is already a need of stage i. Repeated
+	 * needs are dropped in one step each, where searching the list made a
+	 * stage of many needs (or a stage many need) quadratic. */
+	size_t *seen = xcalloc(n ? n : 1, sizeof(*seen));
+	size_t *cap_up = xcalloc(n ? n : 1, sizeof(*cap_up));
+	size_t *cap_down = xcalloc(n ? n : 1, sizeof(*cap_down));
 	bool failed = false;
 
 	g->n = n;
@@ -222,18 +228,20 @@ struct dag *dag_build(const struct spec *s, struct diags *d)
 				failed = true;
 				continue;
 			}
-			add_edge(&g->up[i], &g->n_up[i], (size_t)k);
+			if (seen[k] == i + 1)
+				continue;
+			seen[k] = i + 1;
+			add_edge(&g->up[i], &g->n_up[i], &cap_up[i], (size_t)k);
 		}
 	}
 	for (i = 0; i < n; i++) {
 		for (j = 0; j < g->n_up[i]; j++)
-			add_edge(&g->down[g->up[i][j]], &g->n_down[g->up[i][j]], i);
+			add_edge(&g->down[g->up[i][j]], &g->n_down[g->up[i][j]],
+			         &cap_down[g->up[i][j]], i);
 		indeg[i] = g->n_up[i];
 	}
-	/* down lists in file order, so traversals are deterministic */
-	for (i = 0; i < n; i++)
-		if (g->n_down[i] > 1)
-			qsort(g->down[i], g->n_down[i], sizeof(size_t), cmp_size);
+	/* down lists are in file order (i rises above), so traversals are
+	 * deterministic */
 
 	for (i = 0; i < n; i++)
 		if (indeg[i] == 0)
@@ -261,14 +269,19 @@ struct dag *dag_build(const struct spec *s, struct diags *d)
 		f.left = left;
 		f.color = xcalloc(n, sizeof(*f.color));
 		f.path = xcalloc(n, sizeof(*f.path));
+		f.next = xcalloc(n, sizeof(*f.next));
 		for (i = 0; i < n; i++)
 			if (left[i] && f.color[i] == 0)
 				dfs_visit(&f, i);
 		free(f.color);
 		free(f.path);
+		free(f.next);
 		free(left);
 		failed = true;
 	}
+	free(seen);
+	free(cap_up);
+	free(cap_down);
 	free(indeg);
 	free(h.v);
 	free(by_id);

@@ -8,6 +8,14 @@
  * iteration polls without blocking and the check watcher runs again; it is
  * stopped when no stage can make progress.
  *
+ * A pass visits only the stages that were woken: by input (emit), by room
+ * downstream (a queue popped or cleared, a stage ended), by an upstream
+ * ending, by want_run or engine_kick, and, once per check callback, the
+ * stages that had work but could not do it (a full queue downstream, a busy
+ * sink, a kind not ready). The order is that of visiting every stage in
+ * every pass, which made a pass cost the number of stages: a run of many
+ * stages was quadratic.
+ *
  * A run goes through phases, all driven by watchers (the engine never runs
  * the loop itself): RUNNING (the firing rule, until every stage is
  * terminal), DRAINING (transfers still in flight may finish for up to
@@ -69,6 +77,16 @@ struct engine {
 
 	struct stage *stages;          /* spec order */
 	size_t n;
+	size_t n_live;                 /* stages not terminal (from engine_start) */
+
+	/* The scheduler's work list: a bit per position in the topological
+	 * order (pos[i] is stage i's), set when the stage is woken. */
+	uint64_t *woken;
+	size_t *pos;
+	struct stage **blocked;        /* had work it could not do: woken each check */
+	bool *is_blocked;              /* by stage index */
+	size_t n_blocked;
+	uint64_t visits;               /* step() calls, told at debug level */
 	struct flow *flow;             /* acknowledgements */
 
 	struct engine_observer *obs;
@@ -100,6 +118,59 @@ static void kick(struct engine *e)
 {
 	if (e->phase == PHASE_RUNNING && !ev_is_active(&e->sched_idle))
 		ev_idle_start(e->loop, &e->sched_idle);
+}
+
+/* Puts st on the scheduler's work list. */
+static void wake(struct stage *st)
+{
+	struct engine *e = st->eng;
+	size_t p = e->pos[st - e->stages];
+
+	e->woken[p / 64] |= (uint64_t)1 << (p % 64);
+}
+
+/* Wakes the stages that feed st (st's queue has room, or st ended). */
+static void wake_up(struct stage *st)
+{
+	struct engine *e = st->eng;
+	size_t i = (size_t)(st - e->stages), j;
+
+	for (j = 0; j < e->dag->n_up[i]; j++)
+		wake(&e->stages[e->dag->up[i][j]]);
+}
+
+static void wake_all(struct engine *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->n; i++)
+		wake(&e->stages[i]);
+}
+
+/* Takes the woken stage of highest position below `below` off the work
+ * list into *p. Returns false when there is none. */
+static bool take_woken(struct engine *e, size_t below, size_t *p)
+{
+	size_t w;
+
+	if (below == 0)
+		return false;
+	w = (below - 1) / 64;
+	for (;;) {
+		uint64_t bits = e->woken[w];
+		size_t top = below - w * 64;       /* bits of word w below `below` */
+		if (top < 64)
+			bits &= ((uint64_t)1 << top) - 1;
+		if (bits) {
+			size_t b = 63 - (size_t)__builtin_clzll(bits);
+			e->woken[w] &= ~((uint64_t)1 << b);
+			*p = w * 64 + b;
+			return true;
+		}
+		if (w == 0)
+			return false;
+		w--;
+	}
 }
 
 /* ------------------------------------------------------------ observers */
@@ -200,6 +271,7 @@ static void clear_input(struct stage *st)
 	if (queue_empty(&st->in))
 		return;
 	queue_clear(&st->in);
+	wake_up(st);
 	notify_depth(st);
 }
 
@@ -281,6 +353,9 @@ static void set_status(struct stage *st, enum run_status s)
 			ev_timer_start(st->eng->loop, &st->timeout);
 	}
 	if (s >= ST_SUCCEEDED) {
+		/* Its queue no longer limits the stages feeding it. */
+		st->eng->n_live--;
+		wake_up(st);
 		st->finished = now_wall();
 		if (ev_is_active(&st->timeout))
 			ev_timer_stop(st->eng->loop, &st->timeout);
@@ -363,8 +438,10 @@ uint64_t engine_emit_lineage(struct stage *st, json_t *batch, struct flow_set *l
 			 * cancelled or interrupted never loads them. */
 			if (st->down[i]->status > ST_SUCCEEDED)
 				flow_poison(lin);
-			else if (!terminal(st->down[i]))
+			else if (!terminal(st->down[i])) {
 				queue_push_tagged(&st->down[i]->in, batch, flow_ref(lin));
+				wake(st->down[i]);
+			}
 		}
 		flow_release(lin);
 		st->stats.records_out += (int64_t)n;
@@ -420,11 +497,13 @@ bool engine_may_emit(struct stage *st)
 		notify(st->eng, &ev);
 	}
 	st->want_run = true;
+	wake(st);
 	return false;
 }
 
 void engine_kick(struct stage *st)
 {
+	wake(st);
 	kick(st->eng);
 }
 
@@ -487,6 +566,7 @@ int engine_record_failure(struct stage *st, const json_t *payload, const char *e
 void engine_want_run(struct stage *st)
 {
 	st->want_run = true;
+	wake(st);
 	kick(st->eng);
 }
 
@@ -502,6 +582,7 @@ void engine_stage_done(struct stage *st)
 		/* Each stage upstream finishes once, and only those counted. */
 		assert(st->down[i]->open_up > 0);
 		st->down[i]->open_up--;
+		wake(st->down[i]);
 	}
 	log_debug("stage %s: succeeded", st->spec->id);
 	kick(e);
@@ -557,12 +638,7 @@ void engine_stage_fail(struct stage *st, const char *fmt, ...)
 
 static bool all_terminal(const struct engine *e)
 {
-	size_t i;
-
-	for (i = 0; i < e->n; i++)
-		if (!terminal(&e->stages[i]))
-			return false;
-	return true;
+	return e->n_live == 0;
 }
 
 /* Calls a source's start or resume; one that did not ask for a retry made
@@ -587,6 +663,7 @@ static bool step(struct engine *e, struct stage *st)
 	    (!st->kind->ready || st->kind->ready(st))) {
 		void *lin = NULL;
 		json_t *b = queue_pop_tagged(&st->in, &lin);
+		wake_up(st);
 		notify_depth(st);
 		set_status(st, ST_RUNNING);
 		st->stats.records_in += (int64_t)json_array_size(b);
@@ -622,20 +699,42 @@ static bool step(struct engine *e, struct stage *st)
 
 static void run_ended(struct engine *e);
 
+/* A stage that step() left with work it could not do: its obstacle (a
+ * full queue, a busy sink, a kind not ready) may go away without a wake. */
+static bool has_work(const struct stage *st)
+{
+	return !terminal(st) &&
+	       (!queue_empty(&st->in) || st->want_run ||
+	        (st->spec->n_needs > 0 && !st->finish_called && st->open_up == 0));
+}
+
 static void sched_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
 	struct engine *e = w->data;
 	int budget = SCHED_BUDGET;
 	bool progress = true;
-	size_t k;
+	size_t k, p, i;
 
+	for (i = 0; i < e->n_blocked; i++) {
+		e->is_blocked[e->blocked[i] - e->stages] = false;
+		wake(e->blocked[i]);
+	}
+	e->n_blocked = 0;
 	while (progress && budget > 0) {
 		progress = false;
-		for (k = e->n; k-- > 0 && budget > 0; ) {
-			struct stage *st = &e->stages[e->dag->order[k]];
+		/* One pass, from the last position down, over the woken stages;
+		 * a stage woken below the current position is seen in this pass,
+		 * one at or above it in the next, as when every stage is visited. */
+		for (k = e->n; budget > 0 && take_woken(e, k, &p); k = p) {
+			struct stage *st = &e->stages[e->dag->order[p]];
+			e->visits++;
 			if (step(e, st)) {
 				progress = true;
 				budget--;
+				wake(st);
+			} else if (has_work(st) && !e->is_blocked[st - e->stages]) {
+				e->is_blocked[st - e->stages] = true;
+				e->blocked[e->n_blocked++] = st;
 			}
 		}
 	}
@@ -778,6 +877,8 @@ static void run_ended(struct engine *e)
 	size_t i;
 
 	assert(e->phase == PHASE_RUNNING && all_terminal(e));
+	log_debug("scheduler: %zu stages, %llu visits", e->n,
+	          (unsigned long long)e->visits);
 	ev_check_stop(e->loop, &e->sched_check);
 	ev_idle_stop(e->loop, &e->sched_idle);
 	ev_timer_stop(e->loop, &e->run_timer);
@@ -912,6 +1013,11 @@ static void setup_replay(struct engine *e, size_t x, json_t *payloads)
 	free(in);
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, char **err)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
@@ -952,6 +1058,12 @@ struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, 
 	e->n = s->n_stages;
 	e->stages = xcalloc(e->n, sizeof(*e->stages));
 	e->flow = flow_create();
+	e->woken = xcalloc(e->n / 64 + 1, sizeof(*e->woken));
+	e->pos = xcalloc(e->n ? e->n : 1, sizeof(*e->pos));
+	e->blocked = xcalloc(e->n ? e->n : 1, sizeof(*e->blocked));
+	e->is_blocked = xcalloc(e->n ? e->n : 1, sizeof(*e->is_blocked));
+	for (i = 0; i < e->n; i++)
+		e->pos[e->dag->order[i]] = i;
 
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[i];
@@ -975,16 +1087,22 @@ struct engine *engine_create(struct ev_loop *loop, const struct engine_opts *o, 
 	 * cannot be recorded must not start (engine_create fails), and the
 	 * resume plan below reads them. */
 	state_begin(e->state);
-	for (i = 0; i < e->n && o->resume; i++) {
-		/* Stages added to the file since the run started (resume --force). */
+	if (o->resume) {
+		/* Stages added to the file since the run started (resume --force):
+		 * the rows are read once and looked up by name. */
 		struct stage_row *rows = NULL;
 		int n = state_stages_list(e->state, e->run_id, &rows), k;
-		bool found = false;
+		const char **names = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*names));
 		for (k = 0; k < n; k++)
-			found |= strcmp(rows[k].stage, e->stages[e->dag->order[i]].spec->id) == 0;
+			names[k] = rows[k].stage;
+		qsort(names, n > 0 ? (size_t)n : 0, sizeof(*names), cmp_name);
+		for (i = 0; i < e->n; i++) {
+			const char *id = e->stages[i].spec->id;
+			if (n > 0 && bsearch(&id, names, (size_t)n, sizeof(*names), cmp_name))
+				e->stages[i].index = (size_t)-1;  /* row exists */
+		}
+		free(names);
 		stage_rows_free(rows, n);
-		if (found)
-			e->stages[e->dag->order[i]].index = (size_t)-1;  /* row exists */
 	}
 	for (i = 0; i < e->n; i++) {
 		struct stage *st = &e->stages[e->dag->order[i]];
@@ -1050,6 +1168,10 @@ void engine_start(struct engine *e, engine_done_fn on_done, void *arg)
 	e->done_arg = arg;
 	e->phase = PHASE_RUNNING;
 	e->started_mono = now_mono();
+	e->n_live = 0;
+	for (i = 0; i < e->n; i++)
+		e->n_live += !terminal(&e->stages[i]);
+	wake_all(e);
 	/* The loop's time may be that of its last iteration, or of its
 	 * creation (setting up the run takes a while): the timeouts count from
 	 * now. */
@@ -1084,6 +1206,7 @@ void engine_stop(struct engine *e, enum engine_stop_how how)
 		return;
 	notify(e, &ev);
 	e->interrupted = true;
+	wake_all(e);
 	if (how == ENGINE_STOP_ABORT)
 		e->abort = true;
 	if (e->phase == PHASE_RUNNING) {
@@ -1137,6 +1260,10 @@ void engine_destroy(struct engine *e)
 		free(st->error);
 	}
 	free(e->stages);
+	free(e->woken);
+	free(e->pos);
+	free(e->blocked);
+	free(e->is_blocked);
 	free(e->obs);
 	flow_destroy(e->flow);
 	json_decref(e->run_obj);

@@ -96,6 +96,11 @@ struct spec {
 
 	struct stage_spec *stages;     /* in file order */
 	size_t n_stages;
+
+	/* Stage indexes sorted by id (then file order), built by the first
+	 * spec_stage_index of a spec of n_by_id != n_stages stages. */
+	size_t *by_id;
+	size_t n_by_id;
 };
 
 /* Frees what the walker and kind stored in opts (not opts itself), through
@@ -106,7 +111,8 @@ void stage_opts_free(const struct stage_kind *kind, void *opts);
 /* Frees s and everything in it. NULL-safe. */
 void spec_free(struct spec *s);
 
-/* Index of the stage named id, or -1. */
+/* Index of the (first) stage named id, or -1. A binary search: the first
+ * call sorts the ids (kept in s->by_id, freed by spec_free). */
 int spec_stage_index(const struct spec *s, const char *id);
 
 #endif

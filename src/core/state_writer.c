@@ -1,8 +1,9 @@
 /*
  * state_writer: stage rows and progress counters, recorded from engine
- * events. Writes are batched: a stage row is written at once only when the
- * stage ends (status tells what a resume must do); counters are written in
- * one transaction per tick.
+ * events. Writes are batched: a stage row is written when the stage ends
+ * (status tells what a resume must do), in one transaction with the rows of
+ * the other stages that ended in the same loop iteration, before the loop
+ * polls again; counters are written in one transaction per tick.
  */
 #include "core/state_writer.h"
 
@@ -23,6 +24,9 @@ struct state_writer {
 	struct engine *engine;         /* the run observed, from RUN_STARTED */
 	struct ev_loop *loop;
 	ev_timer timer;
+	ev_prepare ended_prep;         /* writes the rows of ended stages */
+	struct stage **ended;          /* stages ended in this loop iteration */
+	size_t n_ended, cap_ended;
 };
 
 static void persist_stage(struct state_writer *w, struct stage *st)
@@ -63,6 +67,31 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	persist_dirty(t->data);
 }
 
+/* The rows of the stages that ended since the last call, in one
+ * transaction: a commit per ended stage made a run of many stages spend its
+ * time committing. */
+static void persist_ended(struct state_writer *w)
+{
+	size_t i;
+
+	if (w->n_ended == 0)
+		return;
+	state_begin(w->state);
+	for (i = 0; i < w->n_ended; i++)
+		persist_stage(w, w->ended[i]);
+	if (state_commit(w->state) != 0)
+		log_warn("cannot record progress: %s", state_errmsg(w->state));
+	w->n_ended = 0;
+}
+
+static void ended_prep_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+	struct state_writer *w = p->data;
+
+	ev_prepare_stop(loop, p);
+	persist_ended(w);
+}
+
 static void on_event(void *arg, const struct engine_event *ev)
 {
 	struct state_writer *w = arg;
@@ -75,10 +104,18 @@ static void on_event(void *arg, const struct engine_event *ev)
 		ev_timer_start(w->loop, &w->timer);
 		break;
 	case ENGINE_EV_STAGE_FINISHED:
-		persist_stage(w, ev->stage);
+		if (!w->loop) {            /* before the run started */
+			persist_stage(w, ev->stage);
+			break;
+		}
+		xgrow(&w->ended, &w->cap_ended, w->n_ended + 1, sizeof(*w->ended));
+		w->ended[w->n_ended++] = ev->stage;
+		ev_prepare_start(w->loop, &w->ended_prep);
 		break;
 	case ENGINE_EV_RUN_FINISHED:
 		ev_timer_stop(w->loop, &w->timer);
+		ev_prepare_stop(w->loop, &w->ended_prep);
+		w->n_ended = 0;           /* written below with every other row */
 		for (i = 0; i < engine_stage_count(w->engine); i++)
 			engine_stage_at(w->engine, i)->dirty = true;
 		persist_dirty(w);
@@ -96,6 +133,8 @@ struct state_writer *state_writer_create(struct state *st, int64_t run_id)
 	w->run_id = run_id;
 	ev_timer_init(&w->timer, timer_cb, PERSIST_INTERVAL, PERSIST_INTERVAL);
 	w->timer.data = w;
+	ev_prepare_init(&w->ended_prep, ended_prep_cb);
+	w->ended_prep.data = w;
 	return w;
 }
 
@@ -108,7 +147,10 @@ void state_writer_destroy(struct state_writer *w)
 {
 	if (!w)
 		return;
-	if (w->loop)
+	if (w->loop) {
 		ev_timer_stop(w->loop, &w->timer);
+		ev_prepare_stop(w->loop, &w->ended_prep);
+	}
+	free(w->ended);
 	free(w);
 }

@@ -198,6 +198,13 @@ static const char SQL_MIGRATE_JOURNAL_ROWID[] =
 	"CREATE INDEX journal_run_stage ON journal (run_id, stage);"
 	"PRAGMA user_version = 9;";
 
+/* The stage rows of a run in creation order: a new row's seq (the largest
+ * so far plus one) is found in the index instead of by reading every row of
+ * the run, which made recording a run of many stages quadratic. */
+static const char SQL_MIGRATE_STAGE_SEQ[] =
+	"CREATE INDEX IF NOT EXISTS stage_runs_seq ON stage_runs (run_id, seq);"
+	"PRAGMA user_version = 10;";
+
 static const char *const migrations[] = {
 	SQL_SCHEMA_V1,
 	SQL_SCHEMA_V2,
@@ -208,6 +215,7 @@ static const char *const migrations[] = {
 	SQL_MIGRATE_JOURNAL_DIGEST,
 	SQL_MIGRATE_REPLAY_OF,
 	SQL_MIGRATE_JOURNAL_ROWID,
+	SQL_MIGRATE_STAGE_SEQ,
 };
 #define STATE_SCHEMA_VERSION ((int)ARRAY_LEN(migrations))
 

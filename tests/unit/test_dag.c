@@ -228,11 +228,132 @@ static void test_errors(void)
 	}
 }
 
+/* Lines of n stages: each needs `need(i)` (a malloc'd "a,b" list). */
+static char **big_lines(size_t n, char *(*need)(size_t))
+{
+	char **l = xcalloc(n, sizeof(*l));
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char *x = need(i);
+		l[i] = xasprintf("s%zu:%s", i, x);
+		free(x);
+	}
+	return l;
+}
+
+static void free_lines(char **l, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(l[i]);
+	free(l);
+}
+
+#define BIG 20000
+
+/* s0 is needed by every stage, each stage also needs the one before it,
+ * twice: one fan-out of BIG - 1 and BIG - 1 repeated needs. */
+static char *need_star_chain(size_t i)
+{
+	return i == 0 ? xstrdup("") : i == 1 ? xstrdup("s0,s0") :
+	       xasprintf("s0,s%zu,s%zu", i - 1, i - 1);
+}
+
+/* A chain whose first stage needs its last. */
+static char *need_ring(size_t i)
+{
+	return xasprintf("s%zu", i == 0 ? (size_t)BIG / 4 - 1 : i - 1);
+}
+
+static void test_big(void)
+{
+	char **l = big_lines(BIG, need_star_chain);
+	struct spec *s = mkspec((const char *const *)l, BIG);
+	struct diags d = { 0 };
+	struct dag *g = dag_build(s, &d);
+	size_t i, bad_order = 0, bad_up = 0, bad_down = 0;
+
+	ok(g != NULL && d.n == 0, "big graph: built without diagnostics");
+	if (g) {
+		for (i = 0; i < BIG; i++) {
+			bad_order += g->order[i] != i;
+			if (i > 1)
+				bad_up += g->n_up[i] != 2 || g->up[i][0] != 0 || g->up[i][1] != i - 1;
+			if (i > 0 && i + 1 < BIG)
+				bad_down += g->n_down[i] != 1 || g->down[i][0] != i + 1;
+		}
+		is_int(bad_order, 0, "big graph: file order is the topological order");
+		is_int(g->n_up[1], 1, "big graph: a need repeated is one edge");
+		is_int(bad_up, 0, "big graph: needs resolved by name, repeats dropped, in order");
+		is_int(g->n_down[0], BIG - 1, "big graph: the root feeds every stage");
+		for (i = 0; i + 1 < g->n_down[0] && g->down[0][i] == i + 1; i++)
+			;
+		is_int(i, BIG - 2, "big graph: the root's down list is in file order");
+		is_int(bad_down, 0, "big graph: each stage feeds the next");
+	}
+	for (i = bad_order = 0; i < BIG; i += 7) {
+		char id[32];
+		snprintf(id, sizeof(id), "s%zu", i);
+		bad_order += spec_stage_index(s, id) != (int)i;
+	}
+	is_int(bad_order, 0, "big graph: spec_stage_index finds stages by name");
+	is_int(spec_stage_index(s, "s"), -1, "big graph: spec_stage_index of no stage");
+	is_int(spec_stage_index(s, "s200000"), -1, "big graph: nor of one past the ids");
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+	free_lines(l, BIG);
+
+	/* A ring of BIG / 4 stages (a deep search), then stages behind it. */
+	l = big_lines(BIG, need_ring);
+	s = mkspec((const char *const *)l, BIG);
+	memset(&d, 0, sizeof(d));
+	g = dag_build(s, &d);
+	{
+		struct buf want;
+		buf_init(&want);
+		buf_adds(&want, "cycle: ");
+		for (i = 0; i < BIG / 4; i++)
+			buf_printf(&want, "s%zu → ", i);
+		buf_adds(&want, "s0");
+		ok(g == NULL, "big ring: no graph");
+		is_int(d.n, 1, "big ring: one cycle reported");
+		if (d.n >= 1) {
+			is_str(d.v[0].msg, want.data, "big ring: the path of the cycle");
+			is_int(d.v[0].line, 10, "big ring: at the first stage's need");
+			is_int(d.v[0].col, 20, "big ring: column of that need");
+		}
+		buf_free(&want);
+	}
+	dag_free(g);
+	spec_free(s);
+	diags_free(&d);
+	free_lines(l, BIG);
+}
+
+/* The first stage of a name in file order, as the scan that came before. */
+static void test_index(void)
+{
+	static const char *const l[] = { "b:", "a:", "c:a", "a:b" };
+	struct spec *s = mkspec(l, 4);
+
+	is_int(spec_stage_index(s, "a"), 1, "spec_stage_index: the first of two \"a\"");
+	is_int(spec_stage_index(s, "b"), 0, "spec_stage_index: \"b\"");
+	is_int(spec_stage_index(s, "c"), 2, "spec_stage_index: \"c\"");
+	is_int(spec_stage_index(s, "d"), -1, "spec_stage_index: no \"d\"");
+	is_int(spec_stage_index(s, ""), -1, "spec_stage_index: no empty name");
+	spec_free(s);
+}
+
 int main(void)
 {
+	test_index();
 	test_order();
 	test_edges();
 	test_fanout();
 	test_errors();
+	test_big();
 	return done_testing();
 }
