@@ -1,13 +1,14 @@
 /*
  * load.sqlite: writes records into a SQLite table. The table is created on
  * the first batch with one column per record key, typed from the values the
- * batch holds for it (INTEGER: integers and booleans only; REAL: numbers, some
- * not integers; TEXT: strings only; no type, so any value is kept as bound:
+ * batch holds for it (INTEGER: integers and booleans only; NUMERIC: numbers,
+ * some of them reals; TEXT: strings only; no type, so any value is kept as
+ * bound:
  * objects and arrays (JSON text), mixed or only null values); a column added
  * later is typed from the rest of the batch that brings it. A value of
  * another type later is stored as SQLite's type affinity allows, except
  * where the affinity would change it (a string "007" in an INTEGER column, an
- * integer beyond 2^53 in a REAL one): that value is stored as a BLOB of its
+ * integer beyond 2^53 in a REAL one of an existing table): that value is stored as a BLOB of its
  * text, and a REAL bound to a TEXT column is written as its shortest
  * round-trip text, so no value loses digits. A key given in the pipeline
  * becomes the primary key (INTEGER PRIMARY KEY, the rowid, when it is one
@@ -102,6 +103,8 @@ struct occ_table {
 };
 
 struct load_sqlite {
+	struct load_sqlite *next;      /* in the list of live sinks (sinks) */
+	struct stage *st;
 	struct occ_table occ;
 	long long run_id;
 	sqlite3 *db;
@@ -153,6 +156,13 @@ struct load_sqlite {
 
 static void finish_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void commit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static int commit(struct stage *st, char **err);
+
+/* Every load.sqlite stage of this process (one loop: no lock needed). Two of
+ * them writing to one file would otherwise lock each other out for as long
+ * as a transaction stays open: before it begins one, a sink asks the others
+ * on its file to commit theirs (yield_file). */
+static struct load_sqlite *sinks;
 
 /* Returns the occurrence number (1, 2, ...) of hash h. */
 static uint32_t occ_next(struct occ_table *t, uint64_t h)
@@ -309,7 +319,7 @@ static enum aff decl_aff(const char *t)
 static const char *aff_decl(enum aff a)
 {
 	return a == AFF_INTEGER ? " INTEGER" : a == AFF_REAL ? " REAL" :
-	       a == AFF_TEXT ? " TEXT" : "";
+	       a == AFF_TEXT ? " TEXT" : a == AFF_NUMERIC ? " NUMERIC" : "";
 }
 
 /* What the values of a column hold (bits), see col_type. */
@@ -340,15 +350,18 @@ static unsigned col_values(json_t *batch, size_t from, const char *name)
 }
 
 /* The type of a new column whose values are m (col_values): INTEGER for
- * integers and booleans, REAL for numbers, TEXT for strings; none for
- * anything else (objects and arrays, a mix, no value), which keeps every
- * value as bound. */
+ * integers and booleans, NUMERIC for numbers some of which are reals, TEXT
+ * for strings; none for anything else (objects and arrays, other mixes, no
+ * value), which keeps every value as bound. Not REAL: it would store a
+ * later integer 24 as 24.0, so what a row holds would depend on which batch
+ * came first; INTEGER and NUMERIC store every number alike (24 and 24.0 as
+ * the integer 24, 19.99 as a real), whichever of them the column got. */
 static enum aff col_type(unsigned m)
 {
 	if (m && !(m & ~(unsigned)(V_INT | V_BOOL)))
 		return AFF_INTEGER;
-	if ((m & V_REAL) && !(m & ~(unsigned)(V_INT | V_REAL)))
-		return AFF_REAL;
+	if ((m & V_REAL) && !(m & ~(unsigned)(V_INT | V_BOOL | V_REAL)))
+		return AFF_NUMERIC;
 	if (m == V_STR)
 		return AFF_TEXT;
 	return AFF_NONE;
@@ -362,6 +375,9 @@ static int ls_create(struct stage *st, char **err)
 	size_t i;
 
 	st->ctx = c;
+	c->st = st;
+	c->next = sinks;
+	sinks = c;
 	buf_init(&c->sql);
 	buf_init(&c->tmp);
 	ev_timer_init(&c->finish_retry, finish_retry_cb, 0, 0);
@@ -1214,6 +1230,29 @@ static int ensure_wal(struct load_sqlite *c, char **err)
 	return 0;
 }
 
+/* Commits the open transactions of the other sinks of this process on c's
+ * database file, which would make c's BEGIN IMMEDIATE meet SQLITE_BUSY
+ * until they end. A commit that fails fails its stage. */
+static void yield_file(struct load_sqlite *c)
+{
+	const char *mine = sqlite3_db_filename(c->db, "main");
+	struct load_sqlite *o;
+
+	for (o = sinks; o; o = o->next) {
+		const char *theirs;
+		char *err = NULL;
+		if (o == c || !o->in_txn || o->in_batch)
+			continue;
+		theirs = sqlite3_db_filename(o->db, "main");
+		if (!mine || !theirs || strcmp(mine, theirs) != 0)
+			continue;
+		if (commit(o->st, &err) != 0) {
+			engine_stage_fail(o->st, "%s", err);
+			free(err);
+		}
+	}
+}
+
 /* Writes a batch into the open transaction (beginning one if none is),
  * inside a savepoint, and commits when the transaction is full or old
  * enough (see the top of the file). */
@@ -1230,6 +1269,7 @@ static enum sink_result ls_write(struct stage *st, json_t *batch, char **reason)
 		c->refused = json_array();
 	c->refused_mark = json_array_size(c->refused);
 	if (!c->in_txn) {
+		yield_file(c);
 		if (ensure_wal(c, &err) != 0 || exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 			goto fail;
 		c->in_txn = true;
@@ -1321,6 +1361,7 @@ static void ls_finish(struct stage *st)
 		c->prev_cols = engine_sink_columns(st, c->table);
 	c->busy = false;
 	if (!c->table_ready && (c->n_key || l->n_columns || json_array_size(c->prev_cols))) {
+		yield_file(c);
 		if (ensure_wal(c, &err) != 0 || exec_sql(c, "BEGIN IMMEDIATE", &err) != 0)
 			goto fail;
 		if (ensure_table(st, NULL, 0, &err) != 0) {
@@ -1392,6 +1433,14 @@ static void ls_destroy(struct stage *st)
 
 	if (!c)
 		return;
+	{
+		struct load_sqlite **p;
+		for (p = &sinks; *p; p = &(*p)->next)
+			if (*p == c) {
+				*p = c->next;
+				break;
+			}
+	}
 	if (ev_is_active(&c->finish_retry))
 		ev_timer_stop(engine_loop(st->eng), &c->finish_retry);
 	if (ev_is_active(&c->commit_timer))

@@ -64,6 +64,31 @@ ok $? "the error points at commit_rows"
 grep -q 'bad.yaml:8:[0-9]*: invalid duration "soon"' err
 ok $? "the error points at commit_interval's value"
 
+# --- Two sinks of one run write to one file: neither keeps the other out
+# with its open transaction (which commit_interval 1h would keep open until
+# the end of the input, and the other sink's queue stops the input first).
+case_dir shared
+awk 'BEGIN { for (i = 1; i <= 3000; i++) printf "{\"id\":%d}\n", i }' >in.jsonl
+cat >shared.yaml <<'YAML'
+pipeline: shared
+settings: {batch_size: 100, queue: 200}
+stages:
+  src:
+    fetch: { file: in.jsonl, format: jsonl }
+  a:
+    needs: src
+    load:
+      sqlite: { path: one.db, table: a, key: id, commit_interval: 1h, retry: {attempts: 2, initial: 10ms} }
+  b:
+    needs: src
+    load:
+      sqlite: { path: one.db, table: b, commit_interval: 1h, retry: {attempts: 2, initial: 10ms} }
+YAML
+run_pl shared.yaml
+is "$RC" 0 "two sinks on one file: the run succeeds"
+is "$(sq one.db 'SELECT (SELECT count(*) FROM a) || "+" || (SELECT count(*) FROM b)')" "3000+3000" \
+	"both tables have every row"
+
 # --- Time bound, and kill -9 after a commit. Page 1 (50 records) comes at
 # once, page 2 waits at a gate; no commit_rows is reached, so only
 # commit_interval can commit page 1's rows while the run waits.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The SQLite sink's column types: each column is typed from the values of the
-# first batch that has it (INTEGER, REAL, TEXT, or none for JSON objects and
-# arrays, mixes and nulls); later values of another type load without losing
+# first batch that has it (INTEGER, NUMERIC for numbers with reals, TEXT, or
+# none for JSON objects and arrays, other mixes and nulls); later values of another type load without losing
 # anything (those the column's affinity would change are kept as BLOBs of
 # their text); one key column of integers is the INTEGER PRIMARY KEY, any
 # other key a PRIMARY KEY with its unique index; tables made by older
@@ -29,10 +29,10 @@ cols() { sq "$1" "SELECT group_concat(name || ':' || type || ':' || pk, ' ') FRO
 # --- Types from the first batch (records 1 and 2), later values (batches 2
 # and 3) of other types.
 cat >types.jsonl <<'J'
-{"id":1,"n":1,"r":1.5,"s":"a","b":true,"o":{"k":1},"a":[1],"m":1,"z":null}
-{"id":2,"n":2,"r":2,"s":"b","b":false,"o":{"k":2},"a":[2],"m":"x","z":null}
+{"id":1,"n":1,"r":1.5,"s":"a","b":true,"o":{"k":1},"a":[1],"m":1,"z":null,"x":24}
+{"id":2,"n":2,"r":2.5,"s":"b","b":false,"o":{"k":2},"a":[2],"m":"x","z":null,"x":19.99}
 {"id":3,"n":"007","r":9007199254740993,"s":0.30000000000000004,"b":"yes"}
-{"id":4,"n":"42","r":"1.5","s":5}
+{"id":4,"n":"42","r":"1.5","s":5,"x":"2.0"}
 {"id":5,"n":2.5,"r":"abc","s":{"x":[1,"y"]},"later":"t"}
 {"id":6,"n":" 42","r":"1e3","s":true,"later":"u"}
 J
@@ -40,11 +40,11 @@ pipe types types.jsonl '{ path: types.db, table: t, key: id }'
 run_pl types.yaml
 is "$RC" 0 "typed load: the run succeeds"
 is "$(cols types.db t)" \
-	"id:INTEGER:1 n:INTEGER:0 r:REAL:0 s:TEXT:0 b:INTEGER:0 o::0 a::0 m::0 z::0 later:TEXT:0" \
-	"columns typed from the first batch: INTEGER, REAL, TEXT; none for objects, arrays, mixes, nulls; a later column from its batch"
-is "$(sq types.db 'SELECT id, typeof(n), n, typeof(r), r, typeof(s), s, typeof(b), b FROM t WHERE id <= 2 ORDER BY id')" \
-"1|integer|1|real|1.5|text|a|integer|1
-2|integer|2|real|2.0|text|b|integer|0" "values of the column's type (a 2 in a REAL column is 2.0, booleans are 1 and 0)"
+	"id:INTEGER:1 n:INTEGER:0 r:NUMERIC:0 s:TEXT:0 b:INTEGER:0 o::0 a::0 m::0 z::0 x:NUMERIC:0 later:TEXT:0" \
+	"columns typed from the first batch: INTEGER, NUMERIC for numbers with reals, TEXT; none for objects, arrays, other mixes, nulls; a later column from its batch"
+is "$(sq types.db 'SELECT id, typeof(n), n, typeof(r), r, typeof(s), s, typeof(b), b, typeof(x), x FROM t WHERE id <= 2 ORDER BY id')" \
+"1|integer|1|real|1.5|text|a|integer|1|integer|24
+2|integer|2|real|2.5|text|b|integer|0|real|19.99" "values of the column's type (booleans are 1 and 0; a NUMERIC column keeps 24 an integer)"
 is "$(sq types.db 'SELECT typeof(o), o, typeof(a), a, typeof(m) || typeof(m), m FROM t WHERE id = 1')" \
 	'text|{"k":1}|text|[1]|integerinteger|1' "objects and arrays are JSON text; a mixed column keeps each type"
 is "$(sq types.db "SELECT typeof(m), m FROM t WHERE id = 2")" "text|x" "the mixed column's string stays a string"
@@ -55,17 +55,30 @@ is "$(sq types.db 'SELECT id, typeof(n), CAST(n AS TEXT) FROM t WHERE id >= 3 OR
 5|real|2.5
 6|blob| 42" 'INTEGER column: "42" becomes 42 as SQLite does, 2.5 stays; "007" and " 42" are kept as BLOBs of their text'
 is "$(sq types.db 'SELECT id, typeof(r), CAST(r AS TEXT) FROM t WHERE id >= 3 ORDER BY id')" \
-"3|blob|9007199254740993
+"3|integer|9007199254740993
 4|real|1.5
 5|text|abc
-6|blob|1e3" 'REAL column: an integer beyond 2^53 and "1e3" are kept as BLOBs; "1.5" becomes 1.5; "abc" stays text'
+6|blob|1e3" 'NUMERIC column: integers stay exact, "1.5" becomes 1.5, "abc" stays text, "1e3" is kept as a BLOB'
 is "$(sq types.db 'SELECT id, typeof(s), s FROM t WHERE id >= 3 ORDER BY id')" \
 "3|text|0.30000000000000004
 4|text|5
 5|text|{\"x\":[1,\"y\"]}
 6|text|1" "TEXT column: a real keeps all its digits, numbers and JSON become text"
+is "$(sq types.db "SELECT typeof(x), CAST(x AS TEXT) FROM t WHERE id = 4")" "blob|2.0" \
+	'NUMERIC column: "2.0" (which it would make the integer 2) is kept as a BLOB'
 is "$(sq types.db "SELECT typeof(b), b FROM t WHERE id = 3")" "text|yes" \
 	"a string that is not a number stays text in an INTEGER column"
+
+# A REAL column (of a table made elsewhere): an integer beyond 2^53, which
+# it would round, is kept as a BLOB; others become reals as SQLite does.
+sq real.db 'CREATE TABLE t (id INTEGER PRIMARY KEY, v REAL)'
+printf '{"id":1,"v":9007199254740993}\n{"id":2,"v":5}\n{"id":3,"v":"0.1"}\n{"id":4,"v":"0.30000000000000004"}\n' >real.jsonl
+pipe real real.jsonl '{ path: real.db, table: t, key: id }'
+run_pl real.yaml
+is "$(sq real.db 'SELECT id, typeof(v), CAST(v AS TEXT) FROM t ORDER BY id')" "1|blob|9007199254740993
+2|real|5.0
+3|real|0.1
+4|blob|0.30000000000000004" "REAL column: what it would round is kept as a BLOB of its text"
 
 # --- One key column: INTEGER PRIMARY KEY only when the first batch's keys
 # are all integers.
