@@ -837,7 +837,8 @@ static size_t exact_columns(struct load_sqlite *c, json_t *rec)
 	json_t *v;
 
 	xgrow(&c->vals, &c->cap_vals, c->n_cols, sizeof(*c->vals));
-	memset(c->vals, 0, c->n_cols * sizeof(*c->vals));
+	if (c->n_cols)                 /* vals is NULL before the first column */
+		memset(c->vals, 0, c->n_cols * sizeof(*c->vals));
 	xgrow(&c->order, &c->cap_order, json_object_size(rec), sizeof(*c->order));
 	json_object_foreach(rec, k, v) {
 		long j = i < c->n_order ? c->order[i] : -1;
