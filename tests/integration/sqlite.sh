@@ -75,12 +75,12 @@ is "$(sq new.db "SELECT count(*) FROM pragma_index_list('t')")" 0 \
 	"it is the rowid: no separate index"
 is "$(sq new.db 'SELECT rowid, v FROM t ORDER BY id')" "10|a
 11|b" "rowid and key are the same"
-# A string key keeps the untyped PRIMARY KEY.
+# A string key is a TEXT PRIMARY KEY (typed from its values).
 printf '{"sku":"A1","v":1}\n' >str.jsonl
 pipe newstr str.jsonl '{ path: new.db, table: s, key: sku }'
 "$PIPECTL" run -q newstr.yaml >/dev/null 2>&1
-is "$(sq new.db "SELECT type, pk FROM pragma_table_info('s') WHERE name = 'sku'")" "|1" \
-	"a string key stays an untyped PRIMARY KEY"
+is "$(sq new.db "SELECT type, pk FROM pragma_table_info('s') WHERE name = 'sku'")" "TEXT|1" \
+	"a string key is a TEXT PRIMARY KEY"
 
 # --- on_conflict.
 sq oc.db 'CREATE TABLE t (id INTEGER PRIMARY KEY, a, b); INSERT INTO t VALUES (1, "a0", "b0"), (2, "a0", "b0"), (3, "a0", "b0");'
