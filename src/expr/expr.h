@@ -15,7 +15,11 @@
  * Compiling is shared process-wide: each distinct text (program or template)
  * is compiled once, whatever the scope, and the texts registered with
  * expr_prepare() before the next compile are compiled together, paying
- * libjq's compile of its builtins once for all of them.
+ * libjq's compile of its builtins once for all of them. Programs compiled
+ * together share one jq_state, which is safe because each run ends before
+ * expr_run/expr_eval1/expr_render returns; it also means that expr is for
+ * one thread: compile, run and free on the same one (jq 1.6's values are
+ * not thread-safe either).
  *
  * Numbers: jq 1.6 computes with doubles. Integral results come back as JSON
  * integers and 19.99 stays 19.99. An integer beyond 2^53 that a program passes
