@@ -617,6 +617,14 @@ static struct expr_prog *expr_prog_get(const char *src, bool tmpl)
 			if (p->tmpl == tmpl && strcmp(p->src, src) == 0)
 				return p;
 	}
+	if (!cache.buckets) {
+		/* A started jq_state points only past the end of its stack, so
+		 * leak checkers count the units still cached at exit as leaks. */
+		static bool at_exit;
+		if (!at_exit)
+			atexit(expr_cache_clear);
+		at_exit = true;
+	}
 	if (cache.n >= cache.n_buckets)
 		expr_cache_grow();
 	p = xcalloc(1, sizeof(*p));
