@@ -42,11 +42,17 @@ struct big_int {
  * and params/run are passed with the input too, so one compiled text serves
  * every scope (validation, each stage, resume, replay):
  *
- *   .[2] as $__pipectl_params | .[3] as $__pipectl_run
- *   | def params: $__pipectl_params; def run: $__pipectl_run;
- *   .[0] as $__pipectl_i | .[1] | if $__pipectl_i < 1 then (P0
+ *   . as $__pipectl_w
+ *   | def params: $__pipectl_w[2] as $__pipectl_p | $__pipectl_p;
+ *     def run: $__pipectl_w[3] as $__pipectl_r | $__pipectl_r;
+ *   $__pipectl_w[0] as $__pipectl_i | $__pipectl_w[1]
+ *   | if $__pipectl_i < 1 then (P0
  *   ) else (P1
  *   ) end
+ *
+ * on [index, record, params, run]. The record is reached with one binding
+ * and one index; params and run (bound to a variable, so that path(params)
+ * fails with the same message as alone) only when a program asks.
  *
  * Runs happen one at a time on one thread and each runs to its end before
  * expr_run/expr_eval1 returns, so one jq_state can serve all its programs.
@@ -86,7 +92,8 @@ struct expr {
 	struct expr_prog *prog;        /* NULL for a constant template */
 	jq_state *own;                 /* PROG_SOLO: compiled with the scope bound */
 	char *literal;                 /* a constant template's text */
-	jv params, run;                /* the scope (PROG_OK) */
+	jv params, run;                /* the scope */
+	unsigned long runs;            /* PROG_OK: until EXPR_HOT_RUNS */
 	struct big_int *big;           /* of the input being processed */
 	size_t n_big, cap_big;
 };
@@ -316,21 +323,20 @@ static void expr_run_err_cb(void *data, jv msg)
 	jv_free(msg);
 }
 
-/* Returns {"name": name, "value": v or {}} for jq_compile_args. */
-static jv expr_arg(const char *name, const json_t *v)
+/* Returns {"name": name, "value": v} (v consumed) for jq_compile_args. */
+static jv expr_arg(const char *name, jv v)
 {
 	jv a = jv_object();
 
 	a = jv_object_set(a, jv_string("name"), jv_string(name));
-	a = jv_object_set(a, jv_string("value"),
-	                  v ? expr_json_to_jv(v, NULL) : jv_object());
+	a = jv_object_set(a, jv_string("value"), v);
 	return a;
 }
 
-/* Compiles EXPR_PREFIX + body with the scope bound. Returns the jq state,
- * or NULL with *err set (malloc'd). */
-static jq_state *expr_jq_compile(const char *body, const struct expr_scope *scope,
-                                 char **err)
+/* Compiles EXPR_PREFIX + body with params and run (consumed) bound: a
+ * program on its own, as a program was always compiled. Returns the jq
+ * state, or NULL with *err set (malloc'd). */
+static jq_state *expr_jq_compile(const char *body, jv params, jv run, char **err)
 {
 	jq_state *jq = jq_init();
 	struct buf msgs, prog;
@@ -346,10 +352,8 @@ static jq_state *expr_jq_compile(const char *body, const struct expr_scope *scop
 	buf_adds(&prog, EXPR_PREFIX);
 	buf_adds(&prog, body);
 	args = jv_array();
-	args = jv_array_append(args, expr_arg("__pipectl_params",
-	                                      scope ? scope->params : NULL));
-	args = jv_array_append(args, expr_arg("__pipectl_run",
-	                                      scope ? scope->run : NULL));
+	args = jv_array_append(args, expr_arg("__pipectl_params", params));
+	args = jv_array_append(args, expr_arg("__pipectl_run", run));
 	jq_set_error_cb(jq, expr_compile_err_cb, &msgs);
 	cache.compiles++;
 	ok = jq_compile_args(jq, prog.data, args);
@@ -527,8 +531,7 @@ out:
 /* After the whole template failed to compile: finds the first part that
  * fails alone and reports its message and offset. Only on the error path,
  * as each compile costs the builtins again. */
-static void expr_tpl_blame(const char *src, const struct expr_scope *scope,
-                           const struct tpl_part *parts, size_t nparts,
+static void expr_tpl_blame(const char *src, const struct tpl_part *parts, size_t nparts,
                            char **err, size_t *err_offset)
 {
 	struct buf prog;
@@ -543,7 +546,7 @@ static void expr_tpl_blame(const char *src, const struct expr_scope *scope,
 	for (i = 0; i < nparts; i++) {
 		buf_reset(&prog);
 		expr_add_part(&prog, src, &parts[i]);
-		jq = expr_jq_compile(prog.data, scope, &perr);
+		jq = expr_jq_compile(prog.data, jv_object(), jv_object(), &perr);
 		if (!jq) {
 			free(*err);
 			*err = perr;
@@ -660,7 +663,8 @@ static struct expr_prog *expr_prog_get(const char *src, bool tmpl)
  * does alone: its parentheses balance and its strings end (so it cannot
  * close the branch or reach into the next one), it has no comment (which
  * could hide either from this scan) and does not ask for its own location
- * ($__loc__, whose line differs in a unit). Conservative: a false answer
+ * ($__loc__, whose line differs in a unit) or name ours (__pipectl_,
+ * bound differently in a unit). Conservative: a false answer
  * only costs a compile of its own.
  */
 static bool expr_body_combinable(const char *b)
@@ -668,7 +672,7 @@ static bool expr_body_combinable(const char *b)
 	size_t i = 0;
 	long depth = 0;
 
-	if (strstr(b, "$__loc__") || strstr(b, "__pipectl_i"))
+	if (strstr(b, "$__loc__") || strstr(b, "__pipectl_"))
 		return false;
 	while (b[i]) {
 		if (b[i] == '"') {
@@ -716,9 +720,9 @@ static void expr_add_tree(struct buf *b, struct expr_prog **v, size_t lo, size_t
 /* The start of a unit: the scope and the branch index come with the input
  * ([index, record, params, run]); no newline before the branches. */
 #define EXPR_UNIT_HEAD \
-	".[2] as $__pipectl_params | .[3] as $__pipectl_run | " \
-	"def params: $__pipectl_params; def run: $__pipectl_run; " \
-	".[0] as $__pipectl_i | .[1] | "
+	". as $__pipectl_w | " \
+	"def params: $__pipectl_w[2] as $__pipectl_p | $__pipectl_p; " \
+	"def run: $__pipectl_w[3] as $__pipectl_r | $__pipectl_r; "
 
 /* Compiles v[0, n) as one unit. Returns true and makes them PROG_OK, or
  * false (nothing changed) when the unit does not compile. */
@@ -737,6 +741,9 @@ static bool expr_unit_compile(struct expr_prog **v, size_t n)
 	buf_init(&prog);
 	buf_init(&msgs);
 	buf_adds(&prog, EXPR_UNIT_HEAD);
+	if (n > 1)
+		buf_adds(&prog, "$__pipectl_w[0] as $__pipectl_i | ");
+	buf_adds(&prog, "$__pipectl_w[1] | ");
 	expr_add_tree(&prog, v, 0, n);
 	jq_set_error_cb(jq, expr_compile_err_cb, &msgs);
 	cache.compiles++;
@@ -770,7 +777,7 @@ static void expr_prog_alone(struct expr_prog *p)
 	struct buf prog;
 	jq_state *jq;
 
-	jq = expr_jq_compile(p->body, NULL, &p->err);
+	jq = expr_jq_compile(p->body, jv_object(), jv_object(), &p->err);
 	if (jq) {
 		jq_teardown(&jq);
 		p->state = PROG_SOLO;
@@ -781,7 +788,7 @@ static void expr_prog_alone(struct expr_prog *p)
 		return;
 	buf_init(&prog);
 	if (expr_tpl_parse(p->src, &prog, &parts, &nparts, &p->err, &p->err_offset) == 0)
-		expr_tpl_blame(p->src, NULL, parts, nparts, &p->err, &p->err_offset);
+		expr_tpl_blame(p->src, parts, nparts, &p->err, &p->err_offset);
 	free(parts);
 	buf_free(&prog);
 }
@@ -866,19 +873,15 @@ static struct expr *expr_open(const char *src, bool tmpl, const struct expr_scop
 	p = expr_prog_get(src, tmpl);
 	e = xcalloc(1, sizeof(*e));
 	e->prog = p;
-	if (p->state == PROG_SOLO) {
-		e->own = expr_jq_compile(p->body, scope, err);
-		e->params = jv_null();
-		e->run = jv_null();
-		if (!e->own) {
-			/* compiled before with other values bound: cannot happen */
-			free(e);
-			return NULL;
-		}
-	} else {
-		e->params = scope && scope->params ? expr_json_to_jv(scope->params, NULL)
-		                                   : jv_object();
-		e->run = scope && scope->run ? expr_json_to_jv(scope->run, NULL) : jv_object();
+	e->params = scope && scope->params ? expr_json_to_jv(scope->params, NULL) : jv_object();
+	e->run = scope && scope->run ? expr_json_to_jv(scope->run, NULL) : jv_object();
+	if (p->state == PROG_SOLO &&
+	    !(e->own = expr_jq_compile(p->body, jv_copy(e->params), jv_copy(e->run), err))) {
+		/* it compiled alone before, with other values: cannot happen */
+		jv_free(e->params);
+		jv_free(e->run);
+		free(e);
+		return NULL;
 	}
 	p->handles++;
 	return e;
@@ -1007,10 +1010,19 @@ static int expr_finish(jq_state *jq, jv last, char **err)
 /* Starts e on input (borrowed); returns the jq_state to read it from. */
 static jq_state *expr_start(struct expr *e, const json_t *input)
 {
+	char *err = NULL;
 	jv in, w;
 
 	e->n_big = 0;
 	in = expr_json_to_jv(input, e);
+	if (!e->own && ++e->runs == EXPR_HOT_RUNS) {
+		/* Running as a branch costs a few bytecode operations per run;
+		 * for this many runs, one compile of its own with the scope
+		 * bound pays back (on failure, which cannot happen as the text
+		 * compiled alone or in a unit before, it stays a branch). */
+		e->own = expr_jq_compile(e->prog->body, jv_copy(e->params), jv_copy(e->run), &err);
+		free(err);
+	}
 	if (e->own) {
 		jq_start(e->own, in, 0);
 		return e->own;

@@ -35,6 +35,11 @@
 
 struct expr;
 
+/* Runs after which a handle compiled with others gets a jq program of its
+ * own with its scope bound (one more compile, then the per-run dispatch of
+ * the shared program is saved on every later run). */
+#define EXPR_HOT_RUNS 10000
+
 /* The bindings (params, run) used when compiling. Borrowed, not stolen. */
 struct expr_scope {
 	const json_t *params;          /* object, may be NULL (= {}) */

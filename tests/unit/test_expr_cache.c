@@ -319,6 +319,45 @@ static void test_combined(void)
 	json_decref(params);
 }
 
+/* A handle run many times gets a jq program of its own: same outputs,
+ * errors and scope before and after, one more compile. */
+static void test_hot(void)
+{
+	json_t *params = json_pack("{s:i}", "k", 100);
+	struct expr_scope sc = { params, NULL };
+	const char *src = "if .v == 3 then error(\"three\") else {id, w: (.v + params.k)} end";
+	unsigned long c0, wrong = 0;
+	struct expr *e, *other;
+	char *err = NULL, *s, *want;
+	int i;
+
+	expr_cache_clear();
+	expr_prepare(src, false);
+	expr_prepare(".other", false);
+	e = expr_compile(src, &sc, &err);
+	other = expr_compile(".other", NULL, &err);
+	c0 = expr_compiles();
+	for (i = 0; i < EXPR_HOT_RUNS + 10; i++) {
+		char *in = xasprintf("{\"id\":%d,\"v\":%d}", i, i % 7);
+		s = run_on(e, in);
+		want = i % 7 == 3 ? xstrdup("ERR:three after []")
+		                  : xasprintf("[{\"id\":%d,\"w\":%d}]", i, i % 7 + 100);
+		if (strcmp(s, want) != 0 && wrong++ == 0)
+			printf("# run %d: got %s, want %s\n", i, s, want);
+		free(s);
+		free(want);
+		free(in);
+	}
+	is_int(wrong, 0, "%d runs: the same outputs and errors throughout", EXPR_HOT_RUNS + 10);
+	is_int(expr_compiles() - c0, 1, "one compile of its own after %d runs", EXPR_HOT_RUNS);
+	s = run_on(other, "{\"other\":1}");
+	is_str(s, "[1]", "the other program still runs in the shared one");
+	free(s);
+	expr_free(e);
+	expr_free(other);
+	json_decref(params);
+}
+
 static const char *pipeline =
 	"pipeline: shared\n"
 	"params: {min: 1}\n"
@@ -432,6 +471,7 @@ int main(void)
 	}
 	test_shared();
 	test_combined();
+	test_hot();
 	test_pipeline();
 	test_attribution();
 	expr_cache_clear();
