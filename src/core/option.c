@@ -357,56 +357,63 @@ void opt_read_str_list(struct opt_ctx *c, const struct ynode *node, const char *
 	}
 }
 
-static const struct expr_check *check_expr(struct opt_ctx *c, const char *src, bool tmpl)
+/* The check of src (index in c->checks), registering the text for the
+ * compile of the file's expressions when it is new. */
+static size_t check_expr(struct opt_ctx *c, const char *src, bool tmpl)
 {
 	struct expr_check *k;
-	struct expr *e;
 	size_t i;
 
 	for (i = 0; i < c->n_checks; i++)
 		if (c->checks[i].is_template == tmpl && strcmp(c->checks[i].src, src) == 0)
-			return &c->checks[i];
+			return i;
 	xgrow(&c->checks, &c->cap_checks, c->n_checks + 1, sizeof(*c->checks));
-	k = &c->checks[c->n_checks++];
+	k = &c->checks[c->n_checks];
 	memset(k, 0, sizeof(*k));
 	k->is_template = tmpl;
 	k->src = xstrdup(src);
-	if (tmpl)
-		e = expr_template(src, &c->scope, &k->err, &k->err_offset);
-	else
-		e = expr_compile(src, &c->scope, &k->err);
-	if (e)
-		expr_free(e);
-	else if (!k->err)
-		k->err = xstrdup("cannot compile");
-	return k;
+	expr_prepare(src, tmpl);
+	return c->n_checks++;
+}
+
+/* Adds a diagnostic that waits for check (see struct expr_use); returns
+ * it for the caller to fill in. */
+static struct expr_use *add_use(struct opt_ctx *c, enum expr_use_kind kind, size_t check,
+                                const char *text)
+{
+	struct expr_use *u;
+
+	xgrow(&c->uses, &c->cap_uses, c->n_uses + 1, sizeof(*c->uses));
+	u = &c->uses[c->n_uses++];
+	memset(u, 0, sizeof(*u));
+	u->kind = kind;
+	u->check = check;
+	u->at = c->d->n;
+	u->text = xstrdup(text);
+	return u;
 }
 
 void opt_check_jq(struct opt_ctx *c, const struct sval *sv, const char *name)
 {
-	const struct expr_check *k;
-
 	if (!sv->s)
 		return;
-	k = check_expr(c, sv->s, false);
-	if (k->err)
-		diags_add(c->d, sv->pos, "invalid jq expression in \"%s\": %s", name, k->err);
+	add_use(c, USE_JQ, check_expr(c, sv->s, false), name)->pos = sv->pos;
 }
 
 void opt_check_template(struct opt_ctx *c, const struct ynode *node, const char *src,
                            const char *label)
 {
-	const struct expr_check *k;
+	struct expr_use *u;
 
 	/* A constant string has nothing to check; skipping it keeps the cache
 	 * (searched linearly) small for files listing thousands of URLs. */
 	if (expr_template_is_const(src))
 		return;
-	k = check_expr(c, src, true);
-
-	if (k->err)
-		diags_add(c->d, ynode_offset_pos(&c->text, node, k->err_offset),
-		          "invalid template in %s: %s", label, k->err);
+	u = add_use(c, USE_TEMPLATE, check_expr(c, src, true), label);
+	u->node = *node;
+	u->node.kids = NULL;
+	u->node.n = u->node.cap = 0;
+	u->node.s = node->s ? xstrndup(node->s, node->len) : NULL;
 }
 
 /* A source stage (no needs) renders its request with no input record: a
@@ -415,20 +422,73 @@ void opt_check_template(struct opt_ctx *c, const struct ynode *node, const char 
 void opt_check_no_record(struct opt_ctx *c, const struct ynode *node, const char *src,
                             bool tmpl, const char *label, const char *stage)
 {
-	size_t off, n;
+	struct expr_use *u;
+	size_t off, n, check;
+	char *msg;
 
-	if (!node || !src || (tmpl && expr_template_is_const(src)) ||
-	    check_expr(c, src, tmpl)->err)
-		return;                /* nothing to render, or reported already */
+	if (!node || !src || (tmpl && expr_template_is_const(src)))
+		return;                /* nothing to render */
+	check = check_expr(c, src, tmpl);
 	off = expr_input_ref(src, tmpl);
 	if (off == (size_t)-1)
 		return;
 	for (n = 1; src[off + n] && n < 40 &&
 	     (strchr("_.[]\"", src[off + n]) || isalnum((unsigned char)src[off + n])); n++)
 		;
-	diags_add(c->d, ynode_offset_pos(&c->text, node, off),
-	          "%s refers to the input record (%.*s), but stage \"%s\" has no needs: "
-	          "a stage without needs has no input record", label, (int)n, src + off, stage);
+	msg = xasprintf("%s refers to the input record (%.*s), but stage \"%s\" has no needs: "
+	                "a stage without needs has no input record", label, (int)n, src + off,
+	                stage);
+	/* reported only when it compiles (else its error is) */
+	u = add_use(c, USE_NO_RECORD, check, msg);
+	u->pos = ynode_offset_pos(&c->text, node, off);
+	free(msg);
+}
+
+/* Moves the last diagnostic of d to index at. */
+static void diag_move_last(struct diags *d, size_t at)
+{
+	struct diag last = d->v[d->n - 1];
+
+	memmove(&d->v[at + 1], &d->v[at], (d->n - 1 - at) * sizeof(*d->v));
+	d->v[at] = last;
+}
+
+/* Compiles the file's expressions (together: see expr_prepare) and reports
+ * the diagnostics that waited for them, each where it would have been. */
+static void flush_uses(struct opt_ctx *c)
+{
+	size_t i, added = 0, n0;
+	struct expr_check *k;
+	struct expr_use *u;
+
+	for (i = 0; i < c->n_uses; i++) {
+		u = &c->uses[i];
+		k = &c->checks[u->check];
+		if (!k->done) {
+			if (expr_check(k->src, k->is_template, &k->err, &k->err_offset) < 0 &&
+			    !k->err)
+				k->err = xstrdup("cannot compile");
+			k->done = true;
+		}
+		n0 = c->d->n;
+		if (u->kind == USE_JQ && k->err)
+			diags_add(c->d, u->pos, "invalid jq expression in \"%s\": %s", u->text,
+			          k->err);
+		else if (u->kind == USE_TEMPLATE && k->err)
+			diags_add(c->d, ynode_offset_pos(&c->text, &u->node, k->err_offset),
+			          "invalid template in %s: %s", u->text, k->err);
+		else if (u->kind == USE_NO_RECORD && !k->err)
+			diags_add(c->d, u->pos, "%s", u->text);
+		if (c->d->n > n0)
+			diag_move_last(c->d, u->at + added++);
+	}
+	for (i = 0; i < c->n_uses; i++) {
+		free(c->uses[i].text);
+		free(c->uses[i].node.s);
+	}
+	free(c->uses);
+	c->uses = NULL;
+	c->n_uses = c->cap_uses = 0;
 }
 
 /*
@@ -611,6 +671,7 @@ void opt_ctx_release(struct opt_ctx *c)
 {
 	size_t i;
 
+	flush_uses(c);
 	for (i = 0; i < c->n_checks; i++) {
 		free(c->checks[i].src);
 		free(c->checks[i].err);

@@ -1,11 +1,13 @@
 /*
- * expr: jq programs and ${...} templates over jansson values. Each owns one
- * jq_state, compiled once with params/run bound ($__pipectl_params/_run behind
- * `params` and `run`) and run per record. The only file that includes jq.h.
+ * expr: jq programs and ${...} templates over jansson values, compiled once
+ * per process and shared (see struct expr_prog), run per record with
+ * params/run in scope ($__pipectl_params/_run behind `params` and `run`).
+ * The only file that includes jq.h.
  */
 #include "expr/expr.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +34,78 @@ struct big_int {
 	bool ambiguous;
 };
 
+/*
+ * Compiled programs are shared process-wide. libjq 1.6 compiles its builtins
+ * again for every jq_compile (tens of milliseconds), so the distinct texts
+ * known at a time are compiled together into one jq program (a unit): each
+ * becomes a branch of a balanced if-tree on an index passed with the input,
+ * and params/run are passed with the input too, so one compiled text serves
+ * every scope (validation, each stage, resume, replay):
+ *
+ *   . as $__pipectl_w
+ *   | def params: $__pipectl_w[2] as $__pipectl_p | $__pipectl_p;
+ *     def run: $__pipectl_w[3] as $__pipectl_r | $__pipectl_r;
+ *   $__pipectl_w[0] as $__pipectl_i | $__pipectl_w[1]
+ *   | if $__pipectl_i < 1 then (P0
+ *   ) else (P1
+ *   ) end
+ *
+ * on [index, record, params, run]. The record is reached with one binding
+ * and one index; params and run (bound to a variable, so that path(params)
+ * fails with the same message as alone) only when a program asks.
+ *
+ * Runs happen one at a time on one thread and each runs to its end before
+ * expr_run/expr_eval1 returns, so one jq_state can serve all its programs.
+ */
+enum prog_state {
+	PROG_PENDING,                  /* registered, not compiled yet */
+	PROG_OK,                       /* a branch of unit */
+	PROG_SOLO,                     /* compiles alone but not as a branch (a
+	                                  program of definitions only, a module
+	                                  directive): one jq_state per handle */
+	PROG_ERR,                      /* does not compile: err, err_offset */
+};
+
+struct expr_unit {
+	jq_state *jq;
+	size_t n_progs;                /* progs still pointing here */
+};
+
+/* One distinct text (a program, or a template), compiled at most once. */
+struct expr_prog {
+	char *src;                     /* as written */
+	bool tmpl;
+	char *body;                    /* the jq program (a template translated) */
+	enum prog_state state;
+	char *err;                     /* PROG_ERR: the message, as a lone compile gives */
+	size_t err_offset;             /* PROG_ERR of a template: its "${" */
+	struct expr_unit *unit;        /* PROG_OK */
+	size_t index;                  /* PROG_OK: the branch in unit */
+	size_t handles;                /* live struct expr onto it */
+	struct expr_prog *hnext;       /* hash chain */
+	struct expr_prog *pnext;       /* the pending list */
+};
+
+/* A compiled program or template as its user holds it: the shared program
+ * and the scope it runs with. */
 struct expr {
-	jq_state *jq;                  /* NULL for a constant template */
+	struct expr_prog *prog;        /* NULL for a constant template */
+	jq_state *own;                 /* PROG_SOLO: compiled with the scope bound */
 	char *literal;                 /* a constant template's text */
+	jv params, run;                /* the scope */
+	unsigned long runs;            /* PROG_OK: until EXPR_HOT_RUNS */
 	struct big_int *big;           /* of the input being processed */
 	size_t n_big, cap_big;
 };
+
+/* The process-wide table of programs, by (tmpl, src). */
+static struct {
+	struct expr_prog **buckets;
+	size_t n_buckets, n;
+	struct expr_prog *pending, **pending_tail;
+	size_t n_pending;
+	unsigned long compiles;        /* jq_compile_args calls */
+} cache;
 
 static void expr_note_big(struct expr *e, json_int_t i)
 {
@@ -255,21 +323,20 @@ static void expr_run_err_cb(void *data, jv msg)
 	jv_free(msg);
 }
 
-/* Returns {"name": name, "value": v or {}} for jq_compile_args. */
-static jv expr_arg(const char *name, const json_t *v)
+/* Returns {"name": name, "value": v} (v consumed) for jq_compile_args. */
+static jv expr_arg(const char *name, jv v)
 {
 	jv a = jv_object();
 
 	a = jv_object_set(a, jv_string("name"), jv_string(name));
-	a = jv_object_set(a, jv_string("value"),
-	                  v ? expr_json_to_jv(v, NULL) : jv_object());
+	a = jv_object_set(a, jv_string("value"), v);
 	return a;
 }
 
-/* Compiles EXPR_PREFIX + body with the scope bound. Returns the jq state,
- * or NULL with *err set (malloc'd). */
-static jq_state *expr_jq_compile(const char *body, const struct expr_scope *scope,
-                                 char **err)
+/* Compiles EXPR_PREFIX + body with params and run (consumed) bound: a
+ * program on its own, as a program was always compiled. Returns the jq
+ * state, or NULL with *err set (malloc'd). */
+static jq_state *expr_jq_compile(const char *body, jv params, jv run, char **err)
 {
 	jq_state *jq = jq_init();
 	struct buf msgs, prog;
@@ -285,11 +352,10 @@ static jq_state *expr_jq_compile(const char *body, const struct expr_scope *scop
 	buf_adds(&prog, EXPR_PREFIX);
 	buf_adds(&prog, body);
 	args = jv_array();
-	args = jv_array_append(args, expr_arg("__pipectl_params",
-	                                      scope ? scope->params : NULL));
-	args = jv_array_append(args, expr_arg("__pipectl_run",
-	                                      scope ? scope->run : NULL));
+	args = jv_array_append(args, expr_arg("__pipectl_params", params));
+	args = jv_array_append(args, expr_arg("__pipectl_run", run));
 	jq_set_error_cb(jq, expr_compile_err_cb, &msgs);
+	cache.compiles++;
 	ok = jq_compile_args(jq, prog.data, args);
 	jq_set_error_cb(jq, expr_run_err_cb, NULL);
 	buf_free(&prog);
@@ -301,21 +367,6 @@ static jq_state *expr_jq_compile(const char *body, const struct expr_scope *scop
 	}
 	buf_free(&msgs);
 	return jq;
-}
-
-/* Compiles a jq program; NULL with *err (malloc'd, jq's words) on error. */
-struct expr *expr_compile(const char *src, const struct expr_scope *scope, char **err)
-{
-	struct expr *e;
-	jq_state *jq;
-
-	*err = NULL;
-	jq = expr_jq_compile(src, scope, err);
-	if (!jq)
-		return NULL;
-	e = xcalloc(1, sizeof(*e));
-	e->jq = jq;
-	return e;
 }
 
 /* ------------------------------------------------------------ templates */
@@ -480,8 +531,7 @@ out:
 /* After the whole template failed to compile: finds the first part that
  * fails alone and reports its message and offset. Only on the error path,
  * as each compile costs the builtins again. */
-static void expr_tpl_blame(const char *src, const struct expr_scope *scope,
-                           const struct tpl_part *parts, size_t nparts,
+static void expr_tpl_blame(const char *src, const struct tpl_part *parts, size_t nparts,
                            char **err, size_t *err_offset)
 {
 	struct buf prog;
@@ -496,7 +546,7 @@ static void expr_tpl_blame(const char *src, const struct expr_scope *scope,
 	for (i = 0; i < nparts; i++) {
 		buf_reset(&prog);
 		expr_add_part(&prog, src, &parts[i]);
-		jq = expr_jq_compile(prog.data, scope, &perr);
+		jq = expr_jq_compile(prog.data, jv_object(), jv_object(), &perr);
 		if (!jq) {
 			free(*err);
 			*err = perr;
@@ -506,51 +556,6 @@ static void expr_tpl_blame(const char *src, const struct expr_scope *scope,
 		jq_teardown(&jq);
 	}
 	buf_free(&prog);
-}
-
-/* Compiles a template; NULL with *err (malloc'd) and *err_offset (offset
- * of the offending "${") on error. */
-struct expr *expr_template(const char *src, const struct expr_scope *scope,
-                           char **err, size_t *err_offset)
-{
-	struct tpl_part *parts;
-	struct expr *e = NULL;
-	struct buf prog;
-	size_t nparts;
-	jq_state *jq;
-
-	*err = NULL;
-	*err_offset = 0;
-	if (expr_template_is_const(src)) {
-		/* No jq to run: a compile costs milliseconds, and a pipeline may
-		 * list thousands of plain URLs. */
-		struct buf lit;
-		size_t i;
-		buf_init(&lit);
-		buf_add(&lit, "", 0);
-		for (i = 0; src[i]; i++) {
-			if (src[i] == '$' && src[i + 1] == '$' && src[i + 2] == '{')
-				i++;
-			buf_addc(&lit, src[i]);
-		}
-		e = xcalloc(1, sizeof(*e));
-		e->literal = buf_steal(&lit);
-		return e;
-	}
-	buf_init(&prog);
-	if (expr_tpl_parse(src, &prog, &parts, &nparts, err, err_offset) < 0)
-		goto out;
-	jq = expr_jq_compile(prog.data, scope, err);
-	if (!jq) {
-		expr_tpl_blame(src, scope, parts, nparts, err, err_offset);
-		goto out;
-	}
-	e = xcalloc(1, sizeof(*e));
-	e->jq = jq;
-out:
-	free(parts);
-	buf_free(&prog);
-	return e;
 }
 
 /* True when src has no "${" other than the escaped "$${". */
@@ -569,12 +574,411 @@ bool expr_template_is_const(const char *src)
 	return true;
 }
 
+/* ------------------------------------------------------------ the cache */
+
+/* FNV-1a of src, told apart by tmpl. */
+static size_t expr_hash(const char *src, bool tmpl)
+{
+	uint64_t h = tmpl ? 0x811c9dc5u : 14695981039346656037u;
+
+	for (; *src; src++)
+		h = (h ^ (unsigned char)*src) * 1099511628211u;
+	return (size_t)h;
+}
+
+static void expr_cache_grow(void)
+{
+	size_t nb = cache.n_buckets ? cache.n_buckets * 2 : 64, i, k;
+	struct expr_prog **b = xcalloc(nb, sizeof(*b)), *p, *next;
+
+	for (i = 0; i < cache.n_buckets; i++) {
+		for (p = cache.buckets[i]; p; p = next) {
+			next = p->hnext;
+			k = expr_hash(p->src, p->tmpl) % nb;
+			p->hnext = b[k];
+			b[k] = p;
+		}
+	}
+	free(cache.buckets);
+	cache.buckets = b;
+	cache.n_buckets = nb;
+}
+
+/* Returns the program for (src, tmpl) (owned by the cache), registering it
+ * as pending when it is new. A template that does not parse is PROG_ERR at
+ * once. */
+static struct expr_prog *expr_prog_get(const char *src, bool tmpl)
+{
+	struct tpl_part *parts = NULL;
+	struct expr_prog *p;
+	struct buf prog;
+	size_t k, nparts;
+
+	if (cache.n_buckets) {
+		k = expr_hash(src, tmpl) % cache.n_buckets;
+		for (p = cache.buckets[k]; p; p = p->hnext)
+			if (p->tmpl == tmpl && strcmp(p->src, src) == 0)
+				return p;
+	}
+	if (!cache.buckets) {
+		/* A started jq_state points only past the end of its stack, so
+		 * leak checkers count the units still cached at exit as leaks. */
+		static bool at_exit;
+		if (!at_exit)
+			atexit(expr_cache_clear);
+		at_exit = true;
+	}
+	if (cache.n >= cache.n_buckets)
+		expr_cache_grow();
+	p = xcalloc(1, sizeof(*p));
+	p->src = xstrdup(src);
+	p->tmpl = tmpl;
+	if (tmpl) {
+		buf_init(&prog);
+		if (expr_tpl_parse(src, &prog, &parts, &nparts, &p->err, &p->err_offset) < 0)
+			p->state = PROG_ERR;
+		else
+			p->body = buf_steal(&prog);
+		free(parts);
+		buf_free(&prog);
+	} else {
+		p->body = xstrdup(src);
+	}
+	k = expr_hash(src, tmpl) % cache.n_buckets;
+	p->hnext = cache.buckets[k];
+	cache.buckets[k] = p;
+	cache.n++;
+	if (p->state == PROG_PENDING) {
+		if (!cache.pending_tail)
+			cache.pending_tail = &cache.pending;
+		*cache.pending_tail = p;
+		cache.pending_tail = &p->pnext;
+		cache.n_pending++;
+	}
+	return p;
+}
+
+/*
+ * True when body means the same as a branch "(" body "\n)" of a unit as it
+ * does alone: its parentheses balance and its strings end (so it cannot
+ * close the branch or reach into the next one), it has no comment (which
+ * could hide either from this scan) and does not ask for its own location
+ * ($__loc__, whose line differs in a unit) or name ours (__pipectl_,
+ * bound differently in a unit). Conservative: a false answer
+ * only costs a compile of its own.
+ */
+static bool expr_body_combinable(const char *b)
+{
+	size_t i = 0;
+	long depth = 0;
+
+	if (strstr(b, "$__loc__") || strstr(b, "__pipectl_"))
+		return false;
+	while (b[i]) {
+		if (b[i] == '"') {
+			i = expr_scan_string(b, i);
+			if (i == EXPR_NPOS)
+				return false;
+			continue;
+		}
+		if (b[i] == '#')
+			return false;
+		if (b[i] == '(')
+			depth++;
+		else if (b[i] == ')' && --depth < 0)
+			return false;
+		i++;
+	}
+	return depth == 0;
+}
+
+/* Appends the dispatch over v[lo, hi) to b: a balanced if-tree on
+ * $__pipectl_i with each program as a branch. */
+static void expr_add_tree(struct buf *b, struct expr_prog **v, size_t lo, size_t hi)
+{
+	size_t mid;
+
+	if (hi - lo == 1) {
+		buf_addc(b, '(');
+		buf_adds(b, v[lo]->body);
+		buf_adds(b, "\n)");
+		return;
+	}
+	mid = lo + (hi - lo) / 2;
+	buf_printf(b, "if $__pipectl_i < %zu then ", mid);
+	expr_add_tree(b, v, lo, mid);
+	buf_adds(b, " else ");
+	expr_add_tree(b, v, mid, hi);
+	buf_adds(b, " end");
+}
+
+/* The most programs in one unit. libjq 1.6 compiles a unit in about its
+ * builtins' time (25-40 ms) plus 0.3-1 ms per branch up to a few hundred
+ * branches, then its time grows faster than the branches (1,000: 1.6 s). */
+#define EXPR_UNIT_MAX 256
+
+/* The start of a unit: the scope and the branch index come with the input
+ * ([index, record, params, run]); no newline before the branches. */
+#define EXPR_UNIT_HEAD \
+	". as $__pipectl_w | " \
+	"def params: $__pipectl_w[2] as $__pipectl_p | $__pipectl_p; " \
+	"def run: $__pipectl_w[3] as $__pipectl_r | $__pipectl_r; "
+
+/* Compiles v[0, n) as one unit. Returns true and makes them PROG_OK, or
+ * false (nothing changed) when the unit does not compile. */
+static bool expr_unit_compile(struct expr_prog **v, size_t n)
+{
+	jq_state *jq = jq_init();
+	struct expr_unit *u;
+	struct buf prog, msgs;
+	size_t i;
+	int ok;
+
+	if (!jq) {
+		fprintf(stderr, "pipectl: out of memory (jq_init)\n");
+		abort();
+	}
+	buf_init(&prog);
+	buf_init(&msgs);
+	buf_adds(&prog, EXPR_UNIT_HEAD);
+	if (n > 1)
+		buf_adds(&prog, "$__pipectl_w[0] as $__pipectl_i | ");
+	buf_adds(&prog, "$__pipectl_w[1] | ");
+	expr_add_tree(&prog, v, 0, n);
+	jq_set_error_cb(jq, expr_compile_err_cb, &msgs);
+	cache.compiles++;
+	ok = jq_compile_args(jq, prog.data, jv_array());
+	jq_set_error_cb(jq, expr_run_err_cb, NULL);
+	buf_free(&prog);
+	buf_free(&msgs);
+	if (!ok) {
+		jq_teardown(&jq);
+		return false;
+	}
+	u = xcalloc(1, sizeof(*u));
+	u->jq = jq;
+	u->n_progs = n;
+	for (i = 0; i < n; i++) {
+		v[i]->unit = u;
+		v[i]->index = i;
+		v[i]->state = PROG_OK;
+	}
+	return true;
+}
+
+/* p did not compile in a unit: compiles it alone, as a program always was
+ * (EXPR_PREFIX, params/run bound), for jq's own message and, for a
+ * template, the part it blames (PROG_ERR), or to learn that it only fails
+ * as a branch (PROG_SOLO). */
+static void expr_prog_alone(struct expr_prog *p)
+{
+	struct tpl_part *parts = NULL;
+	size_t nparts = 0;
+	struct buf prog;
+	jq_state *jq;
+
+	jq = expr_jq_compile(p->body, jv_object(), jv_object(), &p->err);
+	if (jq) {
+		jq_teardown(&jq);
+		p->state = PROG_SOLO;
+		return;
+	}
+	p->state = PROG_ERR;
+	if (!p->tmpl)
+		return;
+	buf_init(&prog);
+	if (expr_tpl_parse(p->src, &prog, &parts, &nparts, &p->err, &p->err_offset) == 0)
+		expr_tpl_blame(p->src, parts, nparts, &p->err, &p->err_offset);
+	free(parts);
+	buf_free(&prog);
+}
+
+/* Compiles v[0, n) in as few units as their errors allow: all in one, else
+ * each half the same way, down to single programs that fail alone. */
+static void expr_compile_group(struct expr_prog **v, size_t n)
+{
+	if (n == 0 || expr_unit_compile(v, n))
+		return;
+	if (n == 1) {
+		expr_prog_alone(v[0]);
+		return;
+	}
+	expr_compile_group(v, n / 2);
+	expr_compile_group(v + n / 2, n - n / 2);
+}
+
+/* Compiles every pending program: those that can be branches in one unit
+ * (one compile of libjq's builtins for all), the others alone. */
+static void expr_flush(void)
+{
+	struct expr_prog **v, *p;
+	size_t n = 0, i;
+
+	if (!cache.n_pending)
+		return;
+	v = xcalloc(cache.n_pending, sizeof(*v));
+	for (p = cache.pending; p; p = p->pnext) {
+		if (expr_body_combinable(p->body))
+			v[n++] = p;
+		else
+			expr_prog_alone(p);
+	}
+	cache.pending = NULL;
+	cache.pending_tail = &cache.pending;
+	cache.n_pending = 0;
+	for (i = 0; i < n; i += EXPR_UNIT_MAX)
+		expr_compile_group(v + i, n - i < EXPR_UNIT_MAX ? n - i : EXPR_UNIT_MAX);
+	free(v);
+}
+
+/* Registers src for the next compile without compiling it. */
+void expr_prepare(const char *src, bool tmpl)
+{
+	if (!(tmpl && expr_template_is_const(src)))
+		expr_prog_get(src, tmpl);
+}
+
+/* Returns 0 when src compiles, else -1 with *err (malloc'd) and, for a
+ * template, *err_offset. */
+int expr_check(const char *src, bool tmpl, char **err, size_t *err_offset)
+{
+	struct expr_prog *p;
+
+	*err = NULL;
+	if (err_offset)
+		*err_offset = 0;
+	if (tmpl && expr_template_is_const(src))
+		return 0;
+	p = expr_prog_get(src, tmpl);
+	if (p->state == PROG_PENDING)
+		expr_flush();
+	if (p->state != PROG_ERR)
+		return 0;
+	*err = xstrdup(p->err ? p->err : "jq: compile error");
+	if (err_offset)
+		*err_offset = p->err_offset;
+	return -1;
+}
+
+/* Returns a handle on the program (src, tmpl) run with scope, or NULL with
+ * *err (and *err_offset) set. */
+static struct expr *expr_open(const char *src, bool tmpl, const struct expr_scope *scope,
+                              char **err, size_t *err_offset)
+{
+	struct expr_prog *p;
+	struct expr *e;
+
+	if (expr_check(src, tmpl, err, err_offset) < 0)
+		return NULL;
+	p = expr_prog_get(src, tmpl);
+	e = xcalloc(1, sizeof(*e));
+	e->prog = p;
+	e->params = scope && scope->params ? expr_json_to_jv(scope->params, NULL) : jv_object();
+	e->run = scope && scope->run ? expr_json_to_jv(scope->run, NULL) : jv_object();
+	if (p->state == PROG_SOLO &&
+	    !(e->own = expr_jq_compile(p->body, jv_copy(e->params), jv_copy(e->run), err))) {
+		/* it compiled alone before, with other values: cannot happen */
+		jv_free(e->params);
+		jv_free(e->run);
+		free(e);
+		return NULL;
+	}
+	p->handles++;
+	return e;
+}
+
+/* Compiles a jq program; NULL with *err (malloc'd, jq's words) on error. */
+struct expr *expr_compile(const char *src, const struct expr_scope *scope, char **err)
+{
+	return expr_open(src, false, scope, err, NULL);
+}
+
+/* Compiles a template; NULL with *err (malloc'd) and *err_offset (offset
+ * of the offending "${") on error. */
+struct expr *expr_template(const char *src, const struct expr_scope *scope,
+                           char **err, size_t *err_offset)
+{
+	struct expr *e;
+	struct buf lit;
+	size_t i;
+
+	*err = NULL;
+	*err_offset = 0;
+	if (!expr_template_is_const(src))
+		return expr_open(src, true, scope, err, err_offset);
+	/* No jq to run: a pipeline may list thousands of plain URLs. */
+	buf_init(&lit);
+	buf_add(&lit, "", 0);
+	for (i = 0; src[i]; i++) {
+		if (src[i] == '$' && src[i + 1] == '$' && src[i + 2] == '{')
+			i++;
+		buf_addc(&lit, src[i]);
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->literal = buf_steal(&lit);
+	e->params = jv_null();
+	e->run = jv_null();
+	return e;
+}
+
+/* The number of jq programs libjq compiled in this process. */
+unsigned long expr_compiles(void)
+{
+	return cache.compiles;
+}
+
+/* Frees the programs no handle holds (pending ones included). */
+void expr_cache_clear(void)
+{
+	struct expr_prog **pp, *p;
+	size_t i;
+
+	cache.pending = NULL;
+	cache.pending_tail = &cache.pending;
+	cache.n_pending = 0;
+	for (i = 0; i < cache.n_buckets; i++) {
+		pp = &cache.buckets[i];
+		while ((p = *pp)) {
+			if (p->handles) {      /* compiled: a handle is never pending */
+				pp = &p->hnext;
+				continue;
+			}
+			*pp = p->hnext;
+			if (p->unit && --p->unit->n_progs == 0) {
+				jq_teardown(&p->unit->jq);
+				free(p->unit);
+			}
+			free(p->src);
+			free(p->body);
+			free(p->err);
+			free(p);
+			cache.n--;
+		}
+	}
+	if (cache.n == 0) {
+		free(cache.buckets);
+		cache.buckets = NULL;
+		cache.n_buckets = 0;
+	}
+}
+
 /* ------------------------------------------------------------ running */
+
+/* After a halt: libjq 1.6 frees the halt's exit code and message at every
+ * jq_start (and at jq_teardown) but keeps them, so a second start after a
+ * halt_error frees its message twice. One start frees them; jq_halt then
+ * replaces them with values that need no freeing (halted again until the
+ * next start). */
+static void expr_halt_reset(jq_state *jq)
+{
+	jq_start(jq, jv_null(), 0);
+	jq_halt(jq, jv_invalid(), jv_invalid());
+}
 
 /* Called with the invalid value that ended the output stream (consumed).
  * Returns 0 for a plain end (or `halt`, or halt_error with exit code 0),
  * -1 with *err for a runtime error or halt_error. */
-static int expr_finish(struct expr *e, jv last, char **err)
+static int expr_finish(jq_state *jq, jv last, char **err)
 {
 	jv code;
 	int ok;
@@ -584,13 +988,13 @@ static int expr_finish(struct expr *e, jv last, char **err)
 		return -1;
 	}
 	jv_free(last);
-	if (!jq_halted(e->jq))
+	if (!jq_halted(jq))
 		return 0;
-	code = jq_get_exit_code(e->jq);
+	code = jq_get_exit_code(jq);
 	ok = !jv_is_valid(code) || (jv_get_kind(code) == JV_KIND_NUMBER &&
 	                            jv_number_value(code) == 0);
 	if (!ok) {
-		*err = expr_msg_text(jq_get_error_message(e->jq));
+		*err = expr_msg_text(jq_get_error_message(jq));
 		if (!**err) {
 			free(*err);
 			*err = xasprintf("halt_error with exit code %g",
@@ -599,13 +1003,44 @@ static int expr_finish(struct expr *e, jv last, char **err)
 		}
 	}
 	jv_free(code);
+	expr_halt_reset(jq);
 	return ok ? 0 : -1;
+}
+
+/* Starts e on input (borrowed); returns the jq_state to read it from. */
+static jq_state *expr_start(struct expr *e, const json_t *input)
+{
+	char *err = NULL;
+	jv in, w;
+
+	e->n_big = 0;
+	in = expr_json_to_jv(input, e);
+	if (!e->own && ++e->runs == EXPR_HOT_RUNS) {
+		/* Running as a branch costs a few bytecode operations per run;
+		 * for this many runs, one compile of its own with the scope
+		 * bound pays back (on failure, which cannot happen as the text
+		 * compiled alone or in a unit before, it stays a branch). */
+		e->own = expr_jq_compile(e->prog->body, jv_copy(e->params), jv_copy(e->run), &err);
+		free(err);
+	}
+	if (e->own) {
+		jq_start(e->own, in, 0);
+		return e->own;
+	}
+	w = jv_array_sized(4);
+	w = jv_array_append(w, jv_number((double)e->prog->index));
+	w = jv_array_append(w, in);
+	w = jv_array_append(w, jv_copy(e->params));
+	w = jv_array_append(w, jv_copy(e->run));
+	jq_start(e->prog->unit->jq, w, 0);
+	return e->prog->unit->jq;
 }
 
 /* Runs e on input (borrowed), appending each output (new reference) to out.
  * Returns 0, or -1 with *err (malloc'd); earlier outputs stay in out. */
 int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
 {
+	jq_state *jq;
 	jv v;
 
 	*err = NULL;
@@ -613,38 +1048,37 @@ int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
 		json_array_append_new(out, json_stringn_nocheck(e->literal, strlen(e->literal)));
 		return 0;
 	}
-	e->n_big = 0;
-	jq_start(e->jq, expr_json_to_jv(input, e), 0);
-	while (jv_is_valid(v = jq_next(e->jq)))
+	jq = expr_start(e, input);
+	while (jv_is_valid(v = jq_next(jq)))
 		json_array_append_new(out, expr_jv_to_json(v, e));
-	return expr_finish(e, v, err);
+	return expr_finish(jq, v, err);
 }
 
 /* Runs e expecting one output. Returns it (new reference) or NULL with
  * *err (malloc'd). Stops at a second output without running further. */
 json_t *expr_eval1(struct expr *e, const json_t *input, char **err)
 {
+	jq_state *jq;
 	jv first, v;
 
 	*err = NULL;
 	if (e->literal)
 		return json_stringn_nocheck(e->literal, strlen(e->literal));
-	e->n_big = 0;
-	jq_start(e->jq, expr_json_to_jv(input, e), 0);
-	first = jq_next(e->jq);
+	jq = expr_start(e, input);
+	first = jq_next(jq);
 	if (!jv_is_valid(first)) {
-		if (expr_finish(e, first, err) == 0)
+		if (expr_finish(jq, first, err) == 0)
 			*err = xstrdup("expression produced no output");
 		return NULL;
 	}
-	v = jq_next(e->jq);
+	v = jq_next(jq);
 	if (jv_is_valid(v)) {
 		jv_free(v);
 		jv_free(first);
 		*err = xstrdup("expression produced more than one output");
 		return NULL;
 	}
-	if (expr_finish(e, v, err) < 0) {
+	if (expr_finish(jq, v, err) < 0) {
 		jv_free(first);
 		return NULL;
 	}
@@ -683,8 +1117,12 @@ void expr_free(struct expr *e)
 {
 	if (!e)
 		return;
-	if (e->jq)
-		jq_teardown(&e->jq);
+	if (e->own)
+		jq_teardown(&e->own);
+	if (e->prog)
+		e->prog->handles--;
+	jv_free(e->params);
+	jv_free(e->run);
 	free(e->literal);
 	free(e->big);
 	free(e);

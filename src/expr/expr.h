@@ -9,7 +9,17 @@
  *   env        the process environment (jq builtin), e.g. env.API_KEY
  *   run        {"id": <run id>, "pipeline": <name>, "dir": <absolute dir of the pipeline file>,
  *               "started": "<UTC ISO 8601>", "date": "<YYYY-MM-DD>"} (the run's creation)
- * These are bound at compile time: compile after the run id is known.
+ * They come with each run of a program, so one compiled program serves every
+ * scope.
+ *
+ * Compiling is shared process-wide: each distinct text (program or template)
+ * is compiled once, whatever the scope, and the texts registered with
+ * expr_prepare() before the next compile are compiled together, paying
+ * libjq's compile of its builtins once for all of them. Programs compiled
+ * together share one jq_state, which is safe because each run ends before
+ * expr_run/expr_eval1/expr_render returns; it also means that expr is for
+ * one thread: compile, run and free on the same one (jq 1.6's values are
+ * not thread-safe either).
  *
  * Numbers: jq 1.6 computes with doubles. Integral results come back as JSON
  * integers and 19.99 stays 19.99. An integer beyond 2^53 that a program passes
@@ -24,6 +34,11 @@
 #include <jansson.h>
 
 struct expr;
+
+/* Runs after which a handle compiled with others gets a jq program of its
+ * own with its scope bound (one more compile, then the per-run dispatch of
+ * the shared program is saved on every later run). */
+#define EXPR_HOT_RUNS 10000
 
 /* The bindings (params, run) used when compiling. Borrowed, not stolen. */
 struct expr_scope {
@@ -69,7 +84,25 @@ json_t *expr_eval1(struct expr *e, const json_t *input, char **err);
 /* Runs a template; returns a malloc'd string or NULL with *err set. */
 char *expr_render(struct expr *e, const json_t *input, char **err);
 
+/* Frees the handle e (the compiled program stays cached); NULL is fine. */
 void expr_free(struct expr *e);
+
+/* Registers src (a template when tmpl, else a jq program) to be compiled
+ * with the others registered when a compile is next needed. Nothing is
+ * reported here: errors come from expr_check/expr_compile/expr_template. */
+void expr_prepare(const char *src, bool tmpl);
+
+/* Checks that src (a template when tmpl, else a jq program) compiles, from
+ * the cache or compiling it (with everything registered). Returns 0, or -1
+ * with *err (malloc'd; the message expr_compile/expr_template give) and,
+ * for a template, *err_offset (may be NULL). */
+int expr_check(const char *src, bool tmpl, char **err, size_t *err_offset);
+
+/* The number of programs libjq compiled in this process (for tests). */
+unsigned long expr_compiles(void);
+
+/* Frees the cached programs no handle holds (for tests, and at exit). */
+void expr_cache_clear(void);
 
 /* Names of env variables a template or program reads via env.NAME or
  * $ENV.NAME (best effort), appended to names (json array of strings). Used
