@@ -12,6 +12,7 @@
 #include <jq.h>
 
 #include "base/util.h"
+#include "expr/project.h"
 
 /* Defines `params` and `run`; no newline, so jq's line numbers stay right. */
 #define EXPR_PREFIX \
@@ -33,7 +34,11 @@ struct big_int {
 };
 
 struct expr {
-	jq_state *jq;                  /* NULL for a constant template */
+	jq_state *jq;                  /* NULL for a constant template, or until
+	                                  a projection first needs jq */
+	struct project *proj;          /* the fast path (project.h), or NULL */
+	char *src;                     /* with proj: the program and scope */
+	json_t *params, *run;          /* jq compiles from when it is needed */
 	char *literal;                 /* a constant template's text */
 	struct big_int *big;           /* of the input being processed */
 	size_t n_big, cap_big;
@@ -303,13 +308,31 @@ static jq_state *expr_jq_compile(const char *body, const struct expr_scope *scop
 	return jq;
 }
 
+/* Off only in tests, which compare the fast path with jq. */
+static bool expr_fast = true;
+
+void expr_set_fast_path(bool on)
+{
+	expr_fast = on;
+}
+
 /* Compiles a jq program; NULL with *err (malloc'd, jq's words) on error. */
 struct expr *expr_compile(const char *src, const struct expr_scope *scope, char **err)
 {
+	struct project *proj = expr_fast ? project_parse(src) : NULL;
 	struct expr *e;
 	jq_state *jq;
 
 	*err = NULL;
+	if (proj) {
+		/* jq is compiled only for an input the fast path leaves to it. */
+		e = xcalloc(1, sizeof(*e));
+		e->proj = proj;
+		e->src = xstrdup(src);
+		e->params = scope && scope->params ? json_deep_copy(scope->params) : NULL;
+		e->run = scope && scope->run ? json_deep_copy(scope->run) : NULL;
+		return e;
+	}
 	jq = expr_jq_compile(src, scope, err);
 	if (!jq)
 		return NULL;
@@ -602,6 +625,18 @@ static int expr_finish(struct expr *e, jv last, char **err)
 	return ok ? 0 : -1;
 }
 
+/* With a projection: compiles jq for an input the fast path declined.
+ * Returns 0, or -1 with *err. */
+static int expr_need_jq(struct expr *e, char **err)
+{
+	struct expr_scope scope = { e->params, e->run };
+
+	if (e->jq)
+		return 0;
+	e->jq = expr_jq_compile(e->src, &scope, err);
+	return e->jq ? 0 : -1;
+}
+
 /* Runs e on input (borrowed), appending each output (new reference) to out.
  * Returns 0, or -1 with *err (malloc'd); earlier outputs stay in out. */
 int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
@@ -613,6 +648,8 @@ int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
 		json_array_append_new(out, json_stringn_nocheck(e->literal, strlen(e->literal)));
 		return 0;
 	}
+	if (e->proj && (project_run(e->proj, input, out) == 0 || expr_need_jq(e, err) != 0))
+		return *err ? -1 : 0;
 	e->n_big = 0;
 	jq_start(e->jq, expr_json_to_jv(input, e), 0);
 	while (jv_is_valid(v = jq_next(e->jq)))
@@ -629,6 +666,18 @@ json_t *expr_eval1(struct expr *e, const json_t *input, char **err)
 	*err = NULL;
 	if (e->literal)
 		return json_stringn_nocheck(e->literal, strlen(e->literal));
+	if (e->proj) {
+		json_t *outs = json_array(), *r = NULL;
+		int rc = project_run(e->proj, input, outs);
+		if (rc == 0 && json_array_size(outs) == 1)
+			r = json_incref(json_array_get(outs, 0));
+		else if (rc == 0)
+			*err = xstrdup(json_array_size(outs) ? "expression produced more than one output"
+			                                       : "expression produced no output");
+		json_decref(outs);
+		if (rc == 0 || expr_need_jq(e, err) != 0)
+			return r;
+	}
 	e->n_big = 0;
 	jq_start(e->jq, expr_json_to_jv(input, e), 0);
 	first = jq_next(e->jq);
@@ -685,6 +734,10 @@ void expr_free(struct expr *e)
 		return;
 	if (e->jq)
 		jq_teardown(&e->jq);
+	project_free(e->proj);
+	free(e->src);
+	json_decref(e->params);
+	json_decref(e->run);
 	free(e->literal);
 	free(e->big);
 	free(e);

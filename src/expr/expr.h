@@ -71,6 +71,11 @@ char *expr_render(struct expr *e, const json_t *input, char **err);
 
 void expr_free(struct expr *e);
 
+/* Turns the fast path for simple programs (expr/project.h) on (the
+ * default) or off for the programs compiled after it. For tests, which
+ * compare it with jq. */
+void expr_set_fast_path(bool on);
+
 /* Names of env variables a template or program reads via env.NAME or
  * $ENV.NAME (best effort), appended to names (json array of strings). Used
  * to redact secret values from logs and state. */
