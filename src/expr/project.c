@@ -51,6 +51,7 @@ struct pterm {
 struct project {
 	struct pterm *terms;
 	size_t n, cap;
+	bool single;                   /* no term iterates: one output */
 };
 
 /* A value being passed along a pipe, with whether it is already in the
@@ -301,8 +302,14 @@ struct project *project_parse(const char *src)
 		if (!s)
 			goto fail;
 		s = project_ws(s);
-		if (*s == '\0')
+		if (*s == '\0') {
+			size_t i;
+			p->single = true;
+			for (i = 0; i < p->n; i++)
+				if (!p->terms[i].is_obj && p->terms[i].path.iter)
+					p->single = false;
 			return p;
+		}
 		if (*s != '|')
 			goto fail;
 		s = project_ws(s + 1);
@@ -468,35 +475,84 @@ static int project_steps(const struct pstep *s, size_t n, json_t *v, bool norm,
 	return 0;
 }
 
+/* Applies a path without [] to v (borrowed). Returns the value (borrowed),
+ * or NULL when jq must decide. */
+static json_t *project_get(const struct ppath *p, json_t *v)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++) {
+		if (json_is_object(v)) {
+			v = json_object_getn(v, p->steps[i].key, p->steps[i].klen);
+			if (!v)
+				v = json_null();
+		} else if (!json_is_null(v)) {
+			return NULL;
+		}
+	}
+	return v;
+}
+
+/* Builds object term t from v (borrowed; norm: already in jq's output
+ * form). Returns a new object, or NULL when jq must decide. */
+static json_t *project_obj(const struct pterm *t, json_t *v, bool norm)
+{
+	json_t *obj = json_object(), *c;
+	size_t i;
+
+	for (i = 0; i < t->nents; i++) {
+		c = project_get(&t->ents[i].val, v);
+		c = !c ? NULL : norm ? json_incref(c) : project_norm(c);
+		if (!c) {
+			json_decref(obj);
+			return NULL;
+		}
+		json_object_setn_new_nocheck(obj, t->ents[i].key, t->ents[i].klen, c);
+	}
+	return obj;
+}
+
+/* A program without []: one value along the pipe, no vectors. 0 or -1. */
+static int project_run_single(const struct project *p, json_t *v, json_t *out)
+{
+	json_t *own = NULL, *o;
+	bool norm = false;
+	size_t t;
+
+	for (t = 0; t < p->n; t++) {
+		if (!p->terms[t].is_obj) {
+			v = project_get(&p->terms[t].path, v);
+		} else {
+			o = project_obj(&p->terms[t], v, norm);
+			json_decref(own);
+			v = own = o;
+			norm = true;
+		}
+		if (!v) {
+			json_decref(own);
+			return -1;
+		}
+	}
+	o = norm ? json_incref(v) : project_norm(v);
+	json_decref(own);
+	if (!o)
+		return -1;
+	json_array_append_new(out, o);
+	return 0;
+}
+
 /* Applies term t to v (borrowed), pushing the results to o. 0 or -1. */
 static int project_term(const struct pterm *t, json_t *v, bool norm, struct pvec *o)
 {
-	struct pvec one = { NULL, 0, 0 };
-	json_t *obj, *c;
-	size_t i;
-	int rc = -1;
+	json_t *obj;
 
 	if (!t->is_obj)
 		return project_steps(t->path.steps, t->path.n, v, norm, o);
-	obj = json_object();
-	for (i = 0; i < t->nents; i++) {
-		project_vec_clear(&one);
-		if (project_steps(t->ents[i].val.steps, t->ents[i].val.n, v, norm, &one) != 0)
-			goto fail;
-		/* Paths without [] give exactly one value. */
-		c = one.a[0].norm ? json_incref(one.a[0].v) : project_norm(one.a[0].v);
-		if (!c)
-			goto fail;
-		json_object_setn_new_nocheck(obj, t->ents[i].key, t->ents[i].klen, c);
-	}
+	obj = project_obj(t, v, norm);
+	if (!obj)
+		return -1;
 	project_push(o, obj, true);
-	obj = NULL;
-	rc = 0;
-fail:
-	json_decref(obj);
-	project_vec_clear(&one);
-	free(one.a);
-	return rc;
+	return 0;
 }
 
 /* Runs p on input: 0 with the outputs appended to out, or -1 (out unchanged)
@@ -509,6 +565,8 @@ int project_run(const struct project *p, const json_t *input, json_t *out)
 	size_t t, i;
 	int rc = -1;
 
+	if (p->single)
+		return project_run_single(p, in, out);
 	project_push(&cur, json_incref(in), false);
 	for (t = 0; t < p->n; t++) {
 		for (i = 0; i < cur.n; i++)
