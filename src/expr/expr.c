@@ -14,6 +14,7 @@
 #include <jq.h>
 
 #include "base/util.h"
+#include "expr/project.h"
 
 /* Defines `params` and `run`; no newline, so jq's line numbers stay right. */
 #define EXPR_PREFIX \
@@ -89,8 +90,11 @@ struct expr_prog {
 /* A compiled program or template as its user holds it: the shared program
  * and the scope it runs with. */
 struct expr {
-	struct expr_prog *prog;        /* NULL for a constant template */
+	struct expr_prog *prog;        /* NULL for a constant template, or
+	                                  (with proj) until jq is first needed */
 	jq_state *own;                 /* PROG_SOLO: compiled with the scope bound */
+	struct project *proj;          /* the fast path (project.h), or NULL */
+	char *src;                     /* with proj: the program jq runs when needed */
 	char *literal;                 /* a constant template's text */
 	jv params, run;                /* the scope */
 	unsigned long runs;            /* PROG_OK: until EXPR_HOT_RUNS */
@@ -367,6 +371,27 @@ static jq_state *expr_jq_compile(const char *body, jv params, jv run, char **err
 	}
 	buf_free(&msgs);
 	return jq;
+}
+
+/* Off only in tests, which compare the fast path with jq. */
+static bool expr_fast = true;
+
+void expr_set_fast_path(bool on)
+{
+	expr_fast = on;
+}
+
+/* True when src is a program the fast path runs (project.h): valid jq by
+ * construction, so neither validation nor a run needs libjq for it. */
+static bool expr_is_projection(const char *src)
+{
+	struct project *p;
+
+	if (!expr_fast)
+		return false;
+	p = project_parse(src);
+	project_free(p);
+	return p != NULL;
 }
 
 /* ------------------------------------------------------------ templates */
@@ -831,25 +856,19 @@ static void expr_flush(void)
 	free(v);
 }
 
-/* Registers src for the next compile without compiling it. */
+/* Registers src for the next compile without compiling it. A program the
+ * fast path runs is not registered: libjq compiles it only if an input
+ * needs jq. */
 void expr_prepare(const char *src, bool tmpl)
 {
-	if (!(tmpl && expr_template_is_const(src)))
+	if (tmpl ? !expr_template_is_const(src) : !expr_is_projection(src))
 		expr_prog_get(src, tmpl);
 }
 
-/* Returns 0 when src compiles, else -1 with *err (malloc'd) and, for a
- * template, *err_offset. */
-int expr_check(const char *src, bool tmpl, char **err, size_t *err_offset)
+/* Compiles p if it is pending. Returns 0 when it compiles, else -1 with
+ * *err (malloc'd) and, for a template, *err_offset. */
+static int expr_prog_check(struct expr_prog *p, char **err, size_t *err_offset)
 {
-	struct expr_prog *p;
-
-	*err = NULL;
-	if (err_offset)
-		*err_offset = 0;
-	if (tmpl && expr_template_is_const(src))
-		return 0;
-	p = expr_prog_get(src, tmpl);
 	if (p->state == PROG_PENDING)
 		expr_flush();
 	if (p->state != PROG_ERR)
@@ -860,30 +879,56 @@ int expr_check(const char *src, bool tmpl, char **err, size_t *err_offset)
 	return -1;
 }
 
+/* Returns 0 when src compiles, else -1 with *err (malloc'd) and, for a
+ * template, *err_offset. */
+int expr_check(const char *src, bool tmpl, char **err, size_t *err_offset)
+{
+	*err = NULL;
+	if (err_offset)
+		*err_offset = 0;
+	if (tmpl ? expr_template_is_const(src) : expr_is_projection(src))
+		return 0;
+	return expr_prog_check(expr_prog_get(src, tmpl), err, err_offset);
+}
+
+/* Points e (its scope set) at the compiled program p. Returns 0, or -1
+ * with *err (and *err_offset) set. */
+static int expr_attach(struct expr *e, struct expr_prog *p, char **err, size_t *err_offset)
+{
+	if (expr_prog_check(p, err, err_offset) < 0)
+		return -1;
+	if (p->state == PROG_SOLO &&
+	    !(e->own = expr_jq_compile(p->body, jv_copy(e->params), jv_copy(e->run), err)))
+		return -1;      /* it compiled alone before, with other values: cannot happen */
+	e->prog = p;
+	p->handles++;
+	return 0;
+}
+
 /* Returns a handle on the program (src, tmpl) run with scope, or NULL with
- * *err (and *err_offset) set. */
+ * *err (and *err_offset) set. A program the fast path runs gets its jq
+ * program only when an input needs it (expr_need_jq). */
 static struct expr *expr_open(const char *src, bool tmpl, const struct expr_scope *scope,
                               char **err, size_t *err_offset)
 {
-	struct expr_prog *p;
+	struct project *proj = !tmpl && expr_fast ? project_parse(src) : NULL;
 	struct expr *e;
 
-	if (expr_check(src, tmpl, err, err_offset) < 0)
-		return NULL;
-	p = expr_prog_get(src, tmpl);
+	*err = NULL;
+	if (err_offset)
+		*err_offset = 0;
 	e = xcalloc(1, sizeof(*e));
-	e->prog = p;
 	e->params = scope && scope->params ? expr_json_to_jv(scope->params, NULL) : jv_object();
 	e->run = scope && scope->run ? expr_json_to_jv(scope->run, NULL) : jv_object();
-	if (p->state == PROG_SOLO &&
-	    !(e->own = expr_jq_compile(p->body, jv_copy(e->params), jv_copy(e->run), err))) {
-		/* it compiled alone before, with other values: cannot happen */
-		jv_free(e->params);
-		jv_free(e->run);
-		free(e);
+	if (proj) {
+		e->proj = proj;
+		e->src = xstrdup(src);
+		return e;
+	}
+	if (expr_attach(e, expr_prog_get(src, tmpl), err, err_offset) < 0) {
+		expr_free(e);
 		return NULL;
 	}
-	p->handles++;
 	return e;
 }
 
@@ -1036,6 +1081,15 @@ static jq_state *expr_start(struct expr *e, const json_t *input)
 	return e->prog->unit->jq;
 }
 
+/* With a projection: attaches the jq program for an input the fast path
+ * declined. Returns 0, or -1 with *err. */
+static int expr_need_jq(struct expr *e, char **err)
+{
+	if (e->prog)
+		return 0;
+	return expr_attach(e, expr_prog_get(e->src, false), err, NULL);
+}
+
 /* Runs e on input (borrowed), appending each output (new reference) to out.
  * Returns 0, or -1 with *err (malloc'd); earlier outputs stay in out. */
 int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
@@ -1048,6 +1102,8 @@ int expr_run(struct expr *e, const json_t *input, json_t *out, char **err)
 		json_array_append_new(out, json_stringn_nocheck(e->literal, strlen(e->literal)));
 		return 0;
 	}
+	if (e->proj && (project_run(e->proj, input, out) == 0 || expr_need_jq(e, err) != 0))
+		return *err ? -1 : 0;
 	jq = expr_start(e, input);
 	while (jv_is_valid(v = jq_next(jq)))
 		json_array_append_new(out, expr_jv_to_json(v, e));
@@ -1064,6 +1120,18 @@ json_t *expr_eval1(struct expr *e, const json_t *input, char **err)
 	*err = NULL;
 	if (e->literal)
 		return json_stringn_nocheck(e->literal, strlen(e->literal));
+	if (e->proj) {
+		json_t *outs = json_array(), *r = NULL;
+		int rc = project_run(e->proj, input, outs);
+		if (rc == 0 && json_array_size(outs) == 1)
+			r = json_incref(json_array_get(outs, 0));
+		else if (rc == 0)
+			*err = xstrdup(json_array_size(outs) ? "expression produced more than one output"
+			                                       : "expression produced no output");
+		json_decref(outs);
+		if (rc == 0 || expr_need_jq(e, err) != 0)
+			return r;
+	}
 	jq = expr_start(e, input);
 	first = jq_next(jq);
 	if (!jv_is_valid(first)) {
@@ -1121,6 +1189,8 @@ void expr_free(struct expr *e)
 		jq_teardown(&e->own);
 	if (e->prog)
 		e->prog->handles--;
+	project_free(e->proj);
+	free(e->src);
 	jv_free(e->params);
 	jv_free(e->run);
 	free(e->literal);

@@ -103,6 +103,10 @@ unsigned long expr_compiles(void);
 
 /* Frees the cached programs no handle holds (for tests, and at exit). */
 void expr_cache_clear(void);
+/* Turns the fast path for simple programs (expr/project.h) on (the
+ * default) or off for the programs compiled after it. For tests, which
+ * compare it with jq. */
+void expr_set_fast_path(bool on);
 
 /* Names of env variables a template or program reads via env.NAME or
  * $ENV.NAME (best effort), appended to names (json array of strings). Used

@@ -42,6 +42,14 @@ void emitter_free(struct emitter *em);
 long emitter_feed(struct emitter *em, const char *text, size_t len,
                   enum data_format fmt, const char *origin, long first_line,
                   char **err);
+/*
+ * Parses one line of JSON lines (n bytes, without its newline; line numbers
+ * it in messages). Returns 1 with *doc (a new reference), 0 for a blank
+ * line, or -1 with *err (malloc'd) in emitter_feed's words. Touches no
+ * emitter: safe on a worker thread.
+ */
+int records_parse_line(const char *p, size_t n, const char *origin, long line,
+                       json_t **doc, char **err);
 /* Adds one parsed document (borrowed). Returns 0 or -1 with *err. */
 int emitter_doc(struct emitter *em, json_t *doc, const char *origin, char **err);
 /* Emits the partial batch, if any. */

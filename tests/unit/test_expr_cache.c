@@ -460,6 +460,45 @@ static void test_attribution(void)
 	free(s);
 }
 
+/* A program the fast path runs (expr/project.h) costs no libjq compile to
+ * check or to open; jq is compiled, once, only when an input needs it (an
+ * error in jq's own words), and then shared by every handle. */
+static void test_projection(void)
+{
+	unsigned long c0;
+	struct expr *e1, *e2;
+	char *err = NULL, *s;
+
+	expr_cache_clear();
+	c0 = expr_compiles();
+	expr_prepare("{id, w: .m.w}", false);
+	is_int(expr_check("{id, w: .m.w}", false, &err, NULL), 0, "projection: checks");
+	e1 = expr_compile("{id, w: .m.w}", NULL, &err);
+	e2 = expr_compile("{id, w: .m.w}", NULL, &err);
+	ok(e1 && e2, "projection: opens");
+	is_int(expr_compiles() - c0, 0, "projection: no libjq compile to check and open it");
+	s = run_on(e1, "{\"id\":1,\"m\":{\"w\":\"x\"},\"z\":2}");
+	is_str(s, "[{\"id\":1,\"w\":\"x\"}]", "projection: runs on the fast path");
+	free(s);
+	is_int(expr_compiles() - c0, 0, "projection: still no compile after a run");
+	s = run_on(e1, "5");
+	is_str(s, "ERR:Cannot index number with string \"id\" after []", "projection: jq's words for a number");
+	free(s);
+	is_int(expr_compiles() - c0, 1, "projection: jq compiled once, when an input needed it");
+	s = run_on(e2, "[1]");
+	ok(s && strncmp(s, "ERR:Cannot index array", 22) == 0,
+	   "projection: the other handle falls back too (%s)", s ? s : "null");
+	free(s);
+	is_int(expr_compiles() - c0, 1, "projection: and shares that compile");
+	expr_free(e1);
+	expr_free(e2);
+	expr_set_fast_path(false);
+	e1 = expr_compile("{id, w: .m.w}", NULL, &err);
+	is_int(expr_compiles() - c0, 1, "projection: with the fast path off, the cached compile");
+	expr_free(e1);
+	expr_set_fast_path(true);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/pipectl-expr-cache-XXXXXX", *cmd;
@@ -474,6 +513,7 @@ int main(void)
 	test_hot();
 	test_pipeline();
 	test_attribution();
+	test_projection();
 	expr_cache_clear();
 	cmd = xasprintf("rm -rf '%s'", dir);
 	if (system(cmd) != 0)

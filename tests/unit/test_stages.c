@@ -278,6 +278,68 @@ static void test_fetch_file(void)
 	result_free(&r);
 }
 
+/* A JSON-lines file of many chunks and items (a line longer than the
+ * read chunk, blank and CRLF lines, the last without its newline) reads
+ * whole and in order; a bad line far into it is reported by its number. */
+static void test_fetch_file_large(void)
+{
+	struct buf in, want;
+	struct result r;
+	char *got, *pad = xcalloc(1, 300 * 1024 + 1);
+	int i, lines = 0, bad = -1;
+
+	memset(pad, 'p', 300 * 1024);
+	for (int round = 0; round < 2; round++) {
+		buf_init(&in);
+		buf_init(&want);
+		lines = 0;
+		for (i = 1; i <= 4000; i++) {
+			if (i % 97 == 0) {
+				buf_adds(&in, i % 2 ? "\n" : "  \r\n");
+				lines++;
+			}
+			if (round == 1 && i == 3500) {
+				buf_adds(&in, "{\"n\": 3500,\n");
+				bad = ++lines;
+				continue;
+			}
+			buf_printf(&in, "{\"n\": %d, \"s\": \"%s\"}%s", i,
+			           i == 1500 ? pad : "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+			           i == 4000 ? "" : i % 3 ? "\n" : "\r\n");
+			lines++;
+			buf_printf(&want, "%d\n", i);
+		}
+		buf_addc(&in, '\0');
+		write_file("large.jsonl", in.data);
+		r = run_yaml("pipeline: t\n"
+		             "settings: {batch_size: 7}\n"
+		             "stages:\n"
+		             "  src:\n"
+		             "    fetch: {file: large.jsonl, format: jsonl, records: '.n'}\n"
+		             "  out:\n"
+		             "    needs: src\n"
+		             "    load: {file: {path: large-out.jsonl}}\n");
+		if (round == 0) {
+			is_int(r.status, ST_SUCCEEDED, "fetch.file large jsonl: the run succeeds (%s)",
+			       r.error ? r.error : "no error");
+			got = read_tmp("large-out.jsonl");
+			ok(got && strcmp(got, want.data) == 0,
+			   "fetch.file large jsonl: all %d lines' records, in order", lines);
+			free(got);
+		} else {
+			char *w = xasprintf("large.jsonl: line %d: invalid JSON", bad);
+			is_int(r.status, ST_FAILED, "fetch.file large jsonl: a bad line fails the run");
+			ok(contains(r.error, w), "fetch.file large jsonl: the failure names line %d: %s",
+			   bad, r.error ? r.error : "(null)");
+			free(w);
+		}
+		result_free(&r);
+		buf_free(&in);
+		buf_free(&want);
+	}
+	free(pad);
+}
+
 /* ------------------------------------------------------------------ transform */
 
 static void test_transform(void)
@@ -429,6 +491,7 @@ int main(void)
 		return 1;
 	}
 	test_fetch_file();
+	test_fetch_file_large();
 	test_transform();
 	test_loads();
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
