@@ -61,7 +61,9 @@ start_mockapi() {
 	T_PIDS="$T_PIDS $!"
 	MOCK_PID=$!
 	local i=0
-	while [ ! -s "$pf" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	# 60 s of trying, as wait_until: a sanitizer build on a loaded machine
+	# can take seconds to start.
+	while [ ! -s "$pf" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
 	if [ ! -s "$pf" ]; then
 		echo "Bail out! mockapi did not start"
 		exit 1

@@ -5,9 +5,11 @@
 # they succeed. Each time the sinks must equal those of an uninterrupted run,
 # the server must have answered each successful request at most once (except
 # for answers that a kill -9 could have caught uncommitted: DESIGN.md section
-# 4, those pipectl received within the journal's commit window before the
-# kill, and those it had not read at all), and the state must show one run,
-# succeeded. CRASH_POINTS (default 20) and CRASH_SEED reproduce a series.
+# 4, those after which the killed process had logged no journal commit, and
+# those it had not read at all), and the state must show one run, succeeded.
+# No check depends on timing: which answers a kill could lose follows from
+# the order of pipectl's own log lines. CRASH_POINTS (default 20) and
+# CRASH_SEED reproduce a series.
 # The cases that need the run to be in progress when the signal lands hold a
 # page at a gate of the mock API until the test has sent it.
 . "$TOP_SRCDIR/tests/lib.sh"
@@ -17,14 +19,6 @@ PY=/usr/bin/python3
 
 POINTS=${CRASH_POINTS:-20}
 SEED=${CRASH_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
-# The journal's commit window (REQUESTER_JOURNAL_WINDOW in src/net/request.h):
-# an answer pipectl received longer than this before a kill must be in the
-# journal. SLACK allows for the process being scheduled out between the
-# answer and the commit on a loaded machine (CRASH_SLACK=0 for the strict
-# check). Answer times come from pipectl's own log (-v --log-json), so the
-# time an answer spends between the server and pipectl does not count.
-WINDOW=0.010
-SLACK=${CRASH_SLACK:-0.05}
 # Rounds of resume before giving up on a crash point.
 ROUNDS=8
 diag "CRASH_SEED=$SEED CRASH_POINTS=$POINTS (set both to repeat this series)"
@@ -100,30 +94,52 @@ sink_file() { LC_ALL=C sort out.jsonl 2>&1; }
 # Repeated successful requests since the mark. EVENTS holds one line per
 # process that ended without success before the next one started: "kill T
 # D LOG" (SIGKILL sent just after T to the process that logged to LOG, dead
-# by D) or "end T" (the process exited at T: only answers due after T were
-# never delivered). A success repeated across a kill is excused when the killed
-# process received it at most WINDOW + SLACK before the kill, or never read
-# it; across an exit, when it was due after the exit. Any other repeat, or
-# one with no such event between the two requests, is a violation.
+# by D) or "end T LOG" (the process that logged to LOG exited at T).
+#
+# What a process had committed when it died follows from the order of its
+# log (-v --log-json), not from times: it logs "answer S: METHOD URL" when an
+# answer arrives and buffers the answer for the journal in the same callback
+# (bodies here are far below the size whose parse goes to a worker thread),
+# and it logs "journal: committed N responses" after each commit that
+# succeeded (of the journal's group commit or of the state writer's
+# transaction); a commit writes every answer buffered so far. So an answer
+# followed by a commit line in the log of its process is in the journal, and
+# a resume must not ask for it again.
+#
+# A success repeated across a kill is excused when the killed process
+# received it with no commit logged after it ("uncommitted"), or never read
+# it ("unread"); across an exit (which commits what it buffered), when the
+# process never read it ("end"). Any other repeat, or one with no such event
+# between the two requests, is a violation. Times serve only to pair the two
+# requests with the processes in between (causal order: a process dead by D
+# asks nothing after D; an answer is logged after its request reached the
+# server).
 cat >"$T_TMP/repeats.py" <<'PY'
 import json, re, sys
 from urllib.parse import urlsplit
 log, mark, events = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-window, slack = float(sys.argv[4]), float(sys.argv[5])
 answers = {}
 def received(path):
-    """key -> times pipectl (logging to path) received a 2xx answer for it."""
+    """key -> [(time, committed)]: the 2xx answers pipectl (logging to path)
+    received for key, and whether it logged a journal commit after each."""
     if path not in answers:
-        got = {}
+        got, pending = {}, []
         for line in open(path, errors="replace").read().splitlines():
             try:
                 d = json.loads(line)
             except ValueError:
                 continue
-            m = re.match(r"answer (\d+): \S+ (\S+)$", d.get("msg", ""))
+            msg = d.get("msg", "")
+            m = re.match(r"answer (\d+): \S+ (\S+)$", msg)
             if m and 200 <= int(m.group(1)) < 300:
                 u = urlsplit(m.group(2))
-                got.setdefault(u.path + ("?" + u.query if u.query else ""), []).append(d["ts"])
+                a = [d["ts"], False]
+                got.setdefault(u.path + ("?" + u.query if u.query else ""), []).append(a)
+                pending.append(a)
+            elif re.match(r"journal: committed \d+ responses?$", msg):
+                for a in pending:
+                    a[1] = True
+                pending = []
         answers[path] = got
     return answers[path]
 ev = []
@@ -133,73 +149,76 @@ for line in open(events).read().split("\n"):
         if f[0] == "kill":
             ev.append((f[0], float(f[1]), float(f[2]), f[3]))
         else:
-            ev.append((f[0], float(f[1]), float(f[1]), None))
+            ev.append((f[0], float(f[1]), float(f[1]), f[2]))
 occ = {}
 for line in open(log).read().splitlines()[mark:]:
     d = json.loads(line)
     if not 200 <= d["status"] < 300:
         continue
-    m = re.search(r"(?:^|&)delay=([0-9.]+)", d["query"])
-    ans = d["ts"] + (float(m.group(1)) / 1000 if m else 0)
     key = d["path"] + ("?" + d["query"] if d["query"] else "")
-    occ.setdefault(key, []).append((d["ts"], ans))
-in_window = in_slack = unread = end_ex = 0
+    occ.setdefault(key, []).append(d["ts"])
+uncommitted = unread = end_ex = 0
 margin = 0.0
 bad = []
 for key, lst in sorted(occ.items()):
     lst.sort()
-    for (ts, ans), (ts2, _) in zip(lst, lst[1:]):
+    for ts, ts2 in zip(lst, lst[1:]):
         # The process may have sent the first request after the signal was
         # sent but before it died (ts < its end), never the second.
         between = [e for e in ev if ts < e[2] < ts2]
+        # What each process in between did with the answer to the first
+        # request (its log can only hold it after the server took it up).
+        got = [(k, t, [a for a in received(p).get(key, []) if a[0] >= ts])
+               for k, t, _, p in between]
         why = None
-        # The killed process that last received the answer (if any did)
-        # must have been killed within the window after receiving it.
-        last = max(((r, t) for k, t, _, path in between if k == "kill"
-                    for r in received(path).get(key, []) if ts <= r <= t),
-                   default=None)
-        if last is not None and last[1] - last[0] <= window + slack:
-            why = "window" if last[1] - last[0] <= window else "slack"
-            margin = max(margin, last[1] - last[0])
-        elif last is None and any(k == "kill" for k, t, _, _ in between):
+        if not between:
+            pass
+        elif any(a[1] for k, t, rs in got for a in rs):
+            pass        # received, then committed: the resume must not ask again
+        elif any(k == "end" and rs for k, t, rs in got):
+            pass        # received before a graceful exit, which commits it
+        elif any(k == "kill" and rs for k, t, rs in got):
+            why = "uncommitted"
+            margin = max([margin] + [t - a[0] for k, t, rs in got if k == "kill"
+                                     for a in rs])
+        elif any(k == "kill" for k, t, rs in got):
             why = "unread"
-        if why is None and last is None and any(k == "end" and ans >= t
-                                                for k, t, _, _ in between):
+        else:
             why = "end"
-        if why == "window":
-            in_window += 1
-        elif why == "slack":
-            in_slack += 1
+        if why == "uncommitted":
+            uncommitted += 1
         elif why == "unread":
             unread += 1
         elif why == "end":
             end_ex += 1
         else:
-            recv = ["received by the killed process at %s" % ", ".join(
-                        "%.3f (%.3fs before the kill)" % (r, t - r)
-                        for r in received(p).get(key, []) if ts <= r <= t)
-                    for k, t, _, p in between if k == "kill"]
+            recv = ["received by the %s process (%s) at %s" % (
+                        "killed" if k == "kill" else "exited", p, ", ".join(
+                        "%.3f (%s)" % (a[0], "journal commit logged after it" if a[1]
+                                       else "no commit logged after it")
+                        for a in rs))
+                    for (k, t, rs), (_, _, _, p) in zip(got, between) if rs]
             bad.append("%s: asked at %.3f, asked again at %.3f; %s" % (
                 key, ts, ts2,
                 "between: " + ", ".join("%s %.3f" % (k, t) for k, t, _, _ in between)
                 + ("; " + "; ".join(recv) if recv else "") if between
                 else "no kill or exit between"))
-print("excused %d %d %d %d %.3f" % (in_window, in_slack, unread, end_ex, margin))
+print("excused %d %d %d %.3f" % (uncommitted, unread, end_ex, margin))
 for b in bad:
     print(b)
 PY
-# repeats EVENTS-FILE: sets EXCUSED_WINDOW (received within WINDOW before a
-# kill), EXCUSED_SLACK (within WINDOW + SLACK), EXCUSED_UNREAD (answered, not
-# yet read by the killed process), EXCUSED_END, MARGIN and VIOLATIONS.
+# repeats EVENTS-FILE: sets EXCUSED_UNCOMMITTED (received by a killed process
+# that logged no journal commit after it), EXCUSED_UNREAD (answered, not yet
+# read by the killed process), EXCUSED_END (never read by a process that
+# exited), MARGIN (the longest an excused answer had been received before its
+# kill: informative only) and VIOLATIONS.
 repeats() {
-	$PY "$T_TMP/repeats.py" "$MOCK_LOG" "$MARK" "$1" "$WINDOW" "$SLACK" \
-		>"$T_TMP/repeats.out" 2>&1
+	$PY "$T_TMP/repeats.py" "$MOCK_LOG" "$MARK" "$1" >"$T_TMP/repeats.out" 2>&1
 	set -- $(head -n 1 "$T_TMP/repeats.out")
-	EXCUSED_WINDOW=${2:-?}
-	EXCUSED_SLACK=${3:-?}
-	EXCUSED_UNREAD=${4:-?}
-	EXCUSED_END=${5:-?}
-	MARGIN=${6:-?}
+	EXCUSED_UNCOMMITTED=${2:-?}
+	EXCUSED_UNREAD=${3:-?}
+	EXCUSED_END=${4:-?}
+	MARGIN=${5:-?}
 	VIOLATIONS=$(tail -n +2 "$T_TMP/repeats.out")
 }
 
@@ -268,7 +287,7 @@ resume_until_done() {
 		fi
 		RCS="$RCS $RC"
 		[ "$RC" = 0 ] && return 0
-		[ "$RC" = 137 ] || echo "end $(now)" >>"$1"
+		[ "$RC" = 137 ] || echo "end $(now) $ERRLOG" >>"$1"
 	done
 	return 1
 }
@@ -280,23 +299,21 @@ check_case() {
 	is "$(ls -a | grep -c '\.tmp')" 0 "$1: no temporary file is left"
 	repeats "$2"
 	[ -z "$VIOLATIONS" ]
-	ok $? "$1: no successful request repeated beyond the commit window"
+	ok $? "$1: no successful request repeated once its journal commit was logged"
 	if [ -n "$VIOLATIONS" ]; then
 		diag "$1: seed $SEED; events (kill: SIGKILL sent, end: exited):" \
 			"$(tr '\n' ' ' <"$2")" "repeated:"
 		printf '%s\n' "$VIOLATIONS" | sed 's/^/#   /'
 	fi
-	[ "$EXCUSED_WINDOW$EXCUSED_SLACK$EXCUSED_UNREAD$EXCUSED_END" = 0000 ] ||
-		diag "$1: excused repeats: $EXCUSED_WINDOW received within ${WINDOW}s before a kill, $EXCUSED_SLACK within ${WINDOW}s+${SLACK}s (the earliest ${MARGIN}s before its kill), $EXCUSED_UNREAD answered but not yet read by the killed process, $EXCUSED_END never delivered (due after the process exited)"
-	TOTAL_WINDOW=$((TOTAL_WINDOW + EXCUSED_WINDOW))
-	TOTAL_SLACK=$((TOTAL_SLACK + EXCUSED_SLACK))
+	[ "$EXCUSED_UNCOMMITTED$EXCUSED_UNREAD$EXCUSED_END" = 000 ] ||
+		diag "$1: excused repeats: $EXCUSED_UNCOMMITTED received by a killed process that had logged no journal commit after it (the earliest ${MARGIN}s before its kill), $EXCUSED_UNREAD answered but not yet read by the killed process, $EXCUSED_END never read by a process that exited"
+	TOTAL_UNCOMMITTED=$((TOTAL_UNCOMMITTED + EXCUSED_UNCOMMITTED))
 	TOTAL_UNREAD=$((TOTAL_UNREAD + EXCUSED_UNREAD))
 	[ "$MARGIN" != "?" ] && awk -v a="$MARGIN" -v b="$MAX_MARGIN" 'BEGIN { exit !(a > b) }' &&
 		MAX_MARGIN=$MARGIN
 	is "$(state_summary)" "$WANT_STATE" "$1: status: one run, succeeded, every stage succeeded"
 }
-TOTAL_WINDOW=0
-TOTAL_SLACK=0
+TOTAL_UNCOMMITTED=0
 TOTAL_UNREAD=0
 MAX_MARGIN=0
 
@@ -347,6 +364,22 @@ for l in open(sys.argv[3]).read().splitlines():
 print("same" if sorted(got) == srv else "server %d, pipectl %d" % (len(srv), len(got)))
 ' "$MOCK_LOG" "$MARK" "$ERRLOG" 2>&1)" same \
 	"reference run: pipectl logged the arrival of each of the 72 answers"
+# The repeat check counts an answer as journaled once a commit line follows
+# it: a run that succeeded journaled every answer, so one must follow each.
+is "$($PY -c '
+import json, sys
+n = pending = 0
+for l in open(sys.argv[1]).read().splitlines():
+    if not l.startswith("{"):
+        continue
+    m = json.loads(l).get("msg", "")
+    if m.startswith("answer 200: "):
+        pending += 1
+    elif m.startswith("journal: committed "):
+        n, pending = n + pending, 0
+print(n, pending)
+' "$ERRLOG" 2>&1)" "72 0" \
+	"reference run: a journal commit was logged after each of the 72 answers"
 is "$(state_summary)" "$WANT_STATE" "reference run: status succeeded"
 diag "reference run took ${REF_DUR}s, ${REF_XFER}s from its first request"
 
@@ -380,7 +413,7 @@ while [ $i -lt "$POINTS" ]; do
 	ok $? "kill -9 point $i ($when): resumed to exit 0 (exit statuses:$RCS)"
 	check_case "kill -9 point $i" events
 done
-diag "$killed of $POINTS kills landed before the run ended; repeats excused in all: $TOTAL_WINDOW received within ${WINDOW}s before a kill, $TOTAL_SLACK within ${WINDOW}s+${SLACK}s (the earliest ${MAX_MARGIN}s before its kill), $TOTAL_UNREAD not yet read"
+diag "$killed of $POINTS kills landed before the run ended; repeats excused in all: $TOTAL_UNCOMMITTED received with no journal commit logged after them (the earliest ${MAX_MARGIN}s before its kill), $TOTAL_UNREAD not yet read"
 
 # =====================================================================
 # A kill after the journal has recorded responses: status and --dry-run.
@@ -448,7 +481,7 @@ for sig in INT TERM; do
 	finish
 	RCS="$RC"
 	is "$RC" $want "SIG$sig while page 3 is in flight: exit $want"
-	echo "end $(now)" >>events
+	echo "end $(now) $ERRLOG" >>events
 	resume_until_done events
 	ok $? "SIG$sig: resumed to exit 0 (exit statuses:$RCS)"
 	check_case "SIG$sig" events
@@ -469,7 +502,7 @@ start run p.yaml
 finish
 RCS="$RC"
 is "$RC" 1 "API fails page $fp: exit 1"
-echo "end $(now)" >>events
+echo "end $(now) $ERRLOG" >>events
 is "$(state_summary | cut -d' ' -f2)" failed "API fails page $fp: the run is recorded as failed"
 resume_until_done events
 ok $? "API fails page $fp, then recovers: resumed to exit 0 (exit statuses:$RCS)"

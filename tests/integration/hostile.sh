@@ -211,10 +211,13 @@ stages:
       retry: {attempts: 1}
       url:
         - "$MOCK_URL/json/1?c=ka3"
-        - "$MOCK_URL/slow?ms=4000&c=ka3"
+        - "$MOCK_URL/slow?ms=4000&c=ka3&gate=ka3"
 YAML
 mark
+# The slow answer waits at a gate opened after the run: it cannot beat the
+# timeout however late the loop runs.
 run_pl p.yaml
+mock_gate ka3 open >/dev/null
 is "$RC" 1 "timeout on a reused connection: exit 1"
 is "$($PY - "$MOCK_LOG" "$MARK" <<'PY'
 import json, sys
@@ -222,7 +225,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()[int(sys.arg
 print(len(set(d["conn"] for d in rows if "c=ka3" in d["query"])))
 PY
 )" 1 "timeout on a reused connection: both requests on one connection"
-grep -q "stage s failed: GET $MOCK_URL/slow?ms=4000&c=ka3: timed out after 0.5s waiting for the response on a reused connection (timeout)" "$ERR"
+grep -q "stage s failed: GET $MOCK_URL/slow?ms=4000&c=ka3&gate=ka3: timed out after 0.5s waiting for the response on a reused connection (timeout)" "$ERR"
 ok $? "timeout on a reused connection: reported as waiting for the response, not as connect"
 grep -q "connect timed out" "$ERR"
 is "$?" 1 "timeout on a reused connection: no \"connect timed out\""

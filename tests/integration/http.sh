@@ -108,7 +108,10 @@ YAML
 }
 fail_case server_error /status/503 "" "GET $MOCK_URL/status/503: HTTP 503 Service Unavailable: \{\"error\""
 fail_case invalid_json /invalid "" "$MOCK_URL/invalid: invalid JSON at line 1"
-fail_case timeout "/slow?ms=3000" "      timeout: 300ms" "GET $MOCK_URL/slow\?ms=3000: .*(timed out|Timeout)"
+# (held at a gate opened only after the run: no answer can beat the timeout)
+fail_case timeout "/slow?ms=3000&gate=http-timeout" "      timeout: 300ms" \
+	"GET $MOCK_URL/slow\?ms=3000&gate=http-timeout: .*(timed out|Timeout)"
+mock_gate http-timeout open >/dev/null
 fail_case closed /close "" "GET $MOCK_URL/close: "
 fail_case too_big "/big?kb=64" "      max_body: 16KiB" "GET $MOCK_URL/big\?kb=64: .*max_body"
 fail_case bad_records /json/1 "      records: '.name | .x'" "records.*Cannot index string"
