@@ -79,7 +79,7 @@ static void jsonr_utf8(struct buf *b, uint32_t cp)
 }
 
 /* Length of the valid UTF-8 sequence (not ASCII) at p, or 0. */
-static size_t jsonr_utf8_len(const unsigned char *p, const unsigned char *end)
+size_t jsonr_utf8_len(const unsigned char *p, const unsigned char *end)
 {
 	size_t len, k;
 	uint32_t cp;

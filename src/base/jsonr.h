@@ -18,4 +18,9 @@
  * (the text may still be valid). Safe on any thread. */
 json_t *jsonr_parse(const char *text, size_t len);
 
+/* Returns the length of the valid UTF-8 sequence (not ASCII) at p, before
+ * end, or 0 when it is invalid: an overlong form, a surrogate or a code
+ * point above U+10FFFF is, as for jansson and jq. */
+size_t jsonr_utf8_len(const unsigned char *p, const unsigned char *end);
+
 #endif

@@ -9,10 +9,10 @@
 
 #include <math.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/jsonr.h"
 #include "base/util.h"
 
 /* Largest magnitude up to which every integer is exact in a double (as in
@@ -73,39 +73,15 @@ struct pvec {
  * that fail go to jq. */
 static bool project_utf8_ok(const char *str, size_t n)
 {
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0, len, k;
-	uint32_t cp;
+	const unsigned char *s = (const unsigned char *)str, *end = s + n;
+	size_t len;
 
-	while (i < n) {
-		unsigned char c = s[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			len = 2;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			len = 3;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
+	while (s < end) {
+		if (*s < 0x80)
+			len = 1;
+		else if (!(len = jsonr_utf8_len(s, end)))
 			return false;
-		}
-		if (i + len > n)
-			return false;
-		for (k = 1; k < len; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += len;
+		s += len;
 	}
 	return true;
 }
