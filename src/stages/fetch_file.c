@@ -41,7 +41,6 @@ struct fetch_file {
 	/* The worker. It owns its FILE and reads path; the queue and quit
 	 * are shared under lock. */
 	bool running;
-	bool inited;                   /* lock and space were initialised */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t space;          /* the queue has room, or quit */
@@ -187,9 +186,6 @@ static void ff_worker_start(struct stage *st)
 
 	c->loop = engine_loop(st->eng);
 	c->max = (size_t)engine_batch_size(st->eng);
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->space, NULL);
-	c->inited = true;
 	ev_async_init(&c->ready, ff_ready_cb);
 	c->ready.data = st;
 	ev_async_start(c->loop, &c->ready);
@@ -211,6 +207,8 @@ static int ff_create(struct stage *st, char **err)
 	struct expr *t;
 
 	st->ctx = c;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->space, NULL);
 	if (emitter_init(&c->em, st, &fs->records, err) != 0)
 		return -1;
 	t = expr_template(fs->file.s, engine_scope(st->eng), &msg, &off);
@@ -364,10 +362,8 @@ static void ff_destroy(struct stage *st)
 	if (!c)
 		return;
 	ff_worker_end(c);
-	if (c->inited) {
-		pthread_mutex_destroy(&c->lock);
-		pthread_cond_destroy(&c->space);
-	}
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->space);
 	emitter_free(&c->em);
 	if (c->f)
 		fclose(c->f);
