@@ -33,9 +33,10 @@ static const char SQL_JOURNAL_COUNT_DIGESTS[] =
 static const char SQL_JOURNAL_SCAN[] =
 	"SELECT rowid, fingerprint FROM journal WHERE run_id = ?1 AND stage = ?2"
 	" AND rowid > ?3 ORDER BY rowid";
+/* The key binds as in SQL_JOURNAL_GET (see get_entry). */
 static const char SQL_JOURNAL_GET_ROW[] =
 	"SELECT status, headers, body, digest, size FROM journal"
-	" WHERE rowid = ?1 AND run_id = ?2 AND stage = ?3 AND fingerprint = ?4";
+	" WHERE rowid = ?4 AND run_id = ?1 AND stage = ?2 AND fingerprint = ?3";
 
 const char *const state_journal_sql[STMT_COUNT] = {
 	[STMT_JOURNAL_PUT] = SQL_JOURNAL_PUT,
@@ -203,29 +204,13 @@ static int read_entry(struct state *st, sqlite3_stmt *s, int rc, const char *sta
 	return ret;
 }
 
-/* The first entry under the key, read by its rowid; 0 when that row is
- * not the key's (stale or a collision). */
-static int get_row(struct state *st, int64_t rowid, int64_t run_id, const char *stage,
-                   const char *fingerprint, struct journal_entry *e)
+/* The first entry under the key: read by its rowid when rowid is not 0
+ * (returns 0 when that row is not the key's: stale or a collision), else by
+ * a scan of the stage's entries. Returns 1 found, 0 not found, -1 error. */
+static int get_entry(struct state *st, int64_t rowid, int64_t run_id, const char *stage,
+                     const char *fingerprint, struct journal_entry *e)
 {
-	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_GET_ROW];
-	int rc;
-
-	rc = sqlite3_bind_int64(s, 1, rowid);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 2, run_id);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 3, stage);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 4, fingerprint);
-	return read_entry(st, s, rc, stage, run_id, e);
-}
-
-/* The first entry under the key, by a scan of the stage's entries. */
-static int get_scan(struct state *st, int64_t run_id, const char *stage,
-                    const char *fingerprint, struct journal_entry *e)
-{
-	sqlite3_stmt *s = st->stmt[STMT_JOURNAL_GET];
+	sqlite3_stmt *s = st->stmt[rowid ? STMT_JOURNAL_GET_ROW : STMT_JOURNAL_GET];
 	int rc;
 
 	rc = sqlite3_bind_int64(s, 1, run_id);
@@ -233,6 +218,8 @@ static int get_scan(struct state *st, int64_t run_id, const char *stage,
 		rc = bind_text(s, 2, stage);
 	if (rc == SQLITE_OK)
 		rc = bind_text(s, 3, fingerprint);
+	if (rc == SQLITE_OK && rowid)
+		rc = sqlite3_bind_int64(s, 4, rowid);
 	return read_entry(st, s, rc, stage, run_id, e);
 }
 
@@ -262,8 +249,8 @@ int state_journal_put(struct state *st, int64_t run_id, const char *stage,
 		 * (the first counts). */
 		struct journal_entry old;
 		struct journal_slot *sl = map_slot(m, fp_hash(fingerprint));
-		if (sl->rowid != 0 && (rc = get_row(st, sl->rowid, run_id, stage, fingerprint,
-		                                    &old)) != 0) {
+		if (sl->rowid != 0 && (rc = get_entry(st, sl->rowid, run_id, stage, fingerprint,
+		                                      &old)) != 0) {
 			journal_entry_free(&old);
 			return rc > 0 ? 0 : -1;
 		}
@@ -339,10 +326,10 @@ int state_journal_get(struct state *st, int64_t run_id, const char *stage,
 	sl = map_slot(m, h);
 	if (sl->rowid == 0)
 		return 0;
-	ret = get_row(st, sl->rowid, run_id, stage, fingerprint, e);
+	ret = get_entry(st, sl->rowid, run_id, stage, fingerprint, e);
 	if (ret == 0)
 		/* A rolled-back entry or another key with the same hash. */
-		ret = get_scan(st, run_id, stage, fingerprint, e);
+		ret = get_entry(st, 0, run_id, stage, fingerprint, e);
 	return ret;
 }
 
